@@ -1,0 +1,263 @@
+"""Records kept by the state machine.
+
+Records are frozen dataclasses with snake_case attributes. They are never mutated in place: an
+update replaces the record, so a reader that took references under the store's lock holds a
+consistent view after releasing it. Consul's CamelCase JSON shapes are produced at the edges
+(`server/http/shapes.py`); the wire form between servers is `to_wire`/`from_wire` below (plain
+msgpack-able dicts with snake_case keys).
+
+Equality helpers (`is_same`) follow Consul's `IsSame` rules: raft indexes and timestamps are not
+part of what anti-entropy compares (reference/federation.md §1.1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# Service.Meta key that makes a mesh gateway usable for server RPC transit.
+META_WAN_FEDERATION = "consul-wan-federation"
+KIND_MESH_GATEWAY = "mesh-gateway"
+
+STATUS_PASSING = "passing"
+STATUS_WARNING = "warning"
+STATUS_CRITICAL = "critical"
+CHECK_STATUSES = (STATUS_PASSING, STATUS_WARNING, STATUS_CRITICAL)
+
+
+def _frozen_map(value: dict[str, Any] | None) -> dict[str, Any]:
+    return dict(value or {})
+
+
+@dataclass(frozen=True)
+class ServiceAddress:
+    address: str = ""
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class Weights:
+    passing: int = 1
+    warning: int = 1
+
+
+@dataclass(frozen=True)
+class Node:
+    node: str
+    address: str
+    id: str = ""
+    datacenter: str = ""
+    tagged_addresses: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, str] = field(default_factory=dict)
+    create_index: int = 0
+    modify_index: int = 0
+
+    def is_same(self, other: Node) -> bool:
+        return (
+            self.id == other.id
+            and self.node.lower() == other.node.lower()
+            and self.address == other.address
+            and self.datacenter == other.datacenter
+            and self.tagged_addresses == other.tagged_addresses
+            and self.meta == other.meta
+        )
+
+
+@dataclass(frozen=True)
+class NodeService:
+    id: str
+    service: str
+    kind: str = ""
+    tags: tuple[str, ...] = ()
+    address: str = ""
+    tagged_addresses: dict[str, ServiceAddress] = field(default_factory=dict)
+    meta: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    weights: Weights = field(default_factory=Weights)
+    enable_tag_override: bool = False
+    proxy: dict[str, Any] = field(default_factory=dict)
+    connect: dict[str, Any] = field(default_factory=dict)
+    create_index: int = 0
+    modify_index: int = 0
+
+    def is_same(self, other: NodeService) -> bool:
+        return _without_indexes(self) == _without_indexes(other)
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    node: str
+    check_id: str
+    name: str = ""
+    status: str = STATUS_CRITICAL
+    notes: str = ""
+    output: str = ""
+    service_id: str = ""
+    service_name: str = ""
+    service_tags: tuple[str, ...] = ()
+    type: str = ""
+    interval: str = ""
+    timeout: str = ""
+    # TTL checks (type "ttl"): the leader marks the check critical when no update arrived
+    # for `ttl`; `status_updated_at` (unix seconds, from the command) is when it was last set.
+    ttl: str = ""
+    status_updated_at: float = 0.0
+    definition: dict[str, Any] = field(default_factory=dict)
+    create_index: int = 0
+    modify_index: int = 0
+
+    def is_same(self, other: HealthCheck) -> bool:
+        mine = _without_indexes(self)
+        theirs = _without_indexes(other)
+        for d in (mine, theirs):
+            d.pop("status_updated_at", None)
+            d["node"] = d["node"].lower()
+        return mine == theirs
+
+
+@dataclass(frozen=True)
+class CheckServiceNode:
+    """A service instance with its node and all checks that apply to it (node + service checks)."""
+
+    node: Node
+    service: NodeService
+    checks: tuple[HealthCheck, ...] = ()
+
+    def is_same(self, other: CheckServiceNode) -> bool:
+        return (
+            self.node.is_same(other.node)
+            and self.service.is_same(other.service)
+            and len(self.checks) == len(other.checks)
+            and all(a.is_same(b) for a, b in zip(self.checks, other.checks, strict=True))
+        )
+
+    def is_wan_federation_gateway(self) -> bool:
+        return self.service.meta.get(META_WAN_FEDERATION) == "1"
+
+    def is_critical(self) -> bool:
+        return any(c.status == STATUS_CRITICAL for c in self.checks)
+
+    def best_address(self, wan: bool) -> tuple[str, int]:
+        """Address to dial this gateway on, following Consul's BestAddress rules (§1.2)."""
+        svc = self.service
+        port = svc.port
+        address = ""
+        if wan:
+            tagged = svc.tagged_addresses.get("wan")
+            if tagged is not None and tagged.address:
+                address = tagged.address
+                if tagged.port:
+                    port = tagged.port
+            else:
+                address = svc.address
+            if not address:
+                address = self.node.tagged_addresses.get("wan", "") or self.node.address
+        else:
+            address = svc.address or self.node.address
+        return address, port
+
+
+@dataclass(frozen=True)
+class FederationState:
+    datacenter: str
+    mesh_gateways: tuple[CheckServiceNode, ...] = ()
+    updated_at: str = ""  # RFC 3339 UTC, set by the writer (never by apply)
+    primary_modify_index: int = 0
+    create_index: int = 0
+    modify_index: int = 0
+
+    def is_same(self, other: FederationState) -> bool:
+        return (
+            self.datacenter == other.datacenter
+            and len(self.mesh_gateways) == len(other.mesh_gateways)
+            and all(a.is_same(b) for a, b in zip(self.mesh_gateways, other.mesh_gateways, strict=True))
+        )
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Membership metadata one meshfed server publishes about itself through Raft."""
+
+    node: str
+    datacenter: str
+    raft_address: str  # host:port
+    rpc_address: str  # host:port (gRPC)
+    http_address: str  # host:port
+    create_index: int = 0
+    modify_index: int = 0
+
+
+def _without_indexes(record: Any) -> dict[str, Any]:
+    data = dataclasses.asdict(record)
+    data.pop("create_index", None)
+    data.pop("modify_index", None)
+    return data
+
+
+# ---- wire form (msgpack-able dicts, snake_case keys) --------------------------------------------
+
+
+def to_wire(record: Any) -> Any:
+    """Convert a record (or nested structure of records) to plain msgpack-able data."""
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return {f.name: to_wire(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    if isinstance(record, (list, tuple)):
+        return [to_wire(item) for item in record]
+    if isinstance(record, dict):
+        return {key: to_wire(value) for key, value in record.items()}
+    return record
+
+
+def _from_fields(cls: type, data: dict[str, Any], converters: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            continue  # fields added by a newer version are ignored, not fatal
+        convert = converters.get(key)
+        kwargs[key] = convert(value) if convert is not None and value is not None else value
+    return cls(**kwargs)
+
+
+def node_from_wire(data: dict[str, Any]) -> Node:
+    return _from_fields(Node, data, {"tagged_addresses": _frozen_map, "meta": _frozen_map})
+
+
+def service_from_wire(data: dict[str, Any]) -> NodeService:
+    return _from_fields(
+        NodeService,
+        data,
+        {
+            "tags": tuple,
+            "tagged_addresses": lambda m: {k: ServiceAddress(**v) for k, v in m.items()},
+            "meta": _frozen_map,
+            "weights": lambda w: Weights(**w),
+            "proxy": _frozen_map,
+            "connect": _frozen_map,
+        },
+    )
+
+
+def check_from_wire(data: dict[str, Any]) -> HealthCheck:
+    return _from_fields(HealthCheck, data, {"service_tags": tuple, "definition": _frozen_map})
+
+
+def csn_from_wire(data: dict[str, Any]) -> CheckServiceNode:
+    return CheckServiceNode(
+        node=node_from_wire(data["node"]),
+        service=service_from_wire(data["service"]),
+        checks=tuple(check_from_wire(c) for c in data.get("checks") or ()),
+    )
+
+
+def federation_state_from_wire(data: dict[str, Any]) -> FederationState:
+    return _from_fields(
+        FederationState,
+        data,
+        {"mesh_gateways": lambda gws: tuple(csn_from_wire(g) for g in gws)},
+    )
+
+
+def server_info_from_wire(data: dict[str, Any]) -> ServerInfo:
+    return _from_fields(ServerInfo, data, {})
