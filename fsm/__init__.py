@@ -1,0 +1,60 @@
+"""Pure, deterministic state machine: records, commands, the state store, apply and snapshots.
+
+Nothing here does I/O, reads a clock or starts a thread (DESIGN.md §2); `server/raft.py` drives
+`StateMachine` and the event loop reads `StateMachine.state`.
+"""
+
+from fsm.commands import (
+    CatalogDeregister,
+    CatalogRegister,
+    CheckUpdate,
+    Command,
+    CommandError,
+    FederationStateDelete,
+    FederationStateUpsert,
+    Noop,
+    ServerRegister,
+    decode_batch,
+    encode_batch,
+    validate,
+    with_defaults,
+)
+from fsm.machine import DEDUPE_WINDOW, StateMachine
+from fsm.results import (
+    CODE_CONFLICT,
+    CODE_INTERNAL,
+    CODE_INVALID,
+    CODE_NOT_FOUND,
+    Result,
+)
+from fsm.snapshot import SNAPSHOT_VERSION, SnapshotError, decode_frame, encode_frame
+from fsm.state import TABLES, StateStore
+
+__all__ = [
+    "CODE_CONFLICT",
+    "CODE_INTERNAL",
+    "CODE_INVALID",
+    "CODE_NOT_FOUND",
+    "DEDUPE_WINDOW",
+    "SNAPSHOT_VERSION",
+    "TABLES",
+    "CatalogDeregister",
+    "CatalogRegister",
+    "CheckUpdate",
+    "Command",
+    "CommandError",
+    "FederationStateDelete",
+    "FederationStateUpsert",
+    "Noop",
+    "Result",
+    "ServerRegister",
+    "SnapshotError",
+    "StateMachine",
+    "StateStore",
+    "decode_batch",
+    "decode_frame",
+    "encode_batch",
+    "encode_frame",
+    "validate",
+    "with_defaults",
+]

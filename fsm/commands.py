@@ -1,0 +1,443 @@
+"""Commands that change the state, their shape validation and their log encoding.
+
+A command travels: HTTP/RPC handler -> `with_defaults` -> `validate` (shape only, no state) ->
+group commit -> `encode_batch` -> Raft log (forever) -> `decode_batch` on every replica -> apply.
+
+Validation that needs the state (does the check's service exist?) happens in apply, on the same
+state on every replica (DESIGN.md §4). Apply also re-runs `validate`, so an entry written by a
+buggy or older proposer is rejected the same way everywhere instead of corrupting the store.
+
+The wire form is msgpack of a list of `[type_tag, request_id, body]`. Type tags are stored in Raft
+logs and snapshots forever: never rename one; a changed body shape gets a new tag (`.../2`) and
+keeps the old decoder. Bodies are `records.to_wire` dicts (snake_case); unknown body keys are
+ignored so a newer proposer does not break an older replica that still understands the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import NoneType, UnionType
+from typing import Any
+
+import msgpack
+
+from fsm.records import (
+    CHECK_STATUSES,
+    FederationState,
+    HealthCheck,
+    Node,
+    NodeService,
+    ServerInfo,
+    check_from_wire,
+    federation_state_from_wire,
+    node_from_wire,
+    server_info_from_wire,
+    service_from_wire,
+    to_wire,
+)
+
+MAX_PORT = 65535
+# msgpack can carry integers in [-2**63, 2**64 - 1]; anything else cannot reach the log.
+_MIN_WIRE_INT = -(2**63)
+_MAX_WIRE_INT = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class CatalogRegister:
+    node: Node
+    service: NodeService | None = None
+    checks: tuple[HealthCheck, ...] = ()
+
+
+@dataclass(frozen=True)
+class CatalogDeregister:
+    node: str
+    service_id: str = ""
+    check_id: str = ""
+
+
+@dataclass(frozen=True)
+class CheckUpdate:
+    """A TTL check pass/warn/fail; `at` is unix time chosen by the proposer (apply reads no clock)."""
+
+    node: str
+    check_id: str
+    status: str
+    output: str = ""
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class FederationStateUpsert:
+    state: FederationState
+
+
+@dataclass(frozen=True)
+class FederationStateDelete:
+    datacenter: str
+
+
+@dataclass(frozen=True)
+class ServerRegister:
+    server: ServerInfo
+
+
+@dataclass(frozen=True)
+class Noop:
+    """Barrier for consistent reads: applying it proves every earlier entry is applied."""
+
+
+Command = (
+    CatalogRegister
+    | CatalogDeregister
+    | CheckUpdate
+    | FederationStateUpsert
+    | FederationStateDelete
+    | ServerRegister
+    | Noop
+)
+
+
+class CommandError(ValueError):
+    """A command with a bad shape; `field` uses the names Consul clients know (`Service.Port`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# ---- defaults -----------------------------------------------------------------------------------
+
+
+def with_defaults(command: Command) -> Command:
+    """Fill the fields Consul's register endpoint defaults, before `validate`.
+
+    The HTTP/RPC layer calls this; apply does not (it rejects what `validate` rejects), so the log
+    holds exactly what was applied. Defaults: `Service.ID` := `Service.Service`; a check's `Node`
+    := the registered node's name.
+    """
+    if not isinstance(command, CatalogRegister):
+        return command
+    service = command.service
+    if service is not None and not service.id:
+        service = dataclasses.replace(service, id=service.service)
+    checks = tuple(
+        check if check.node else dataclasses.replace(check, node=command.node.node)
+        for check in command.checks
+    )
+    return CatalogRegister(node=command.node, service=service, checks=checks)
+
+
+# ---- validation ---------------------------------------------------------------------------------
+
+# snake_case attribute -> the JSON key Consul clients send, where simple capitalisation is wrong.
+_CONSUL_NAMES = {"id": "ID", "check_id": "CheckID", "service_id": "ServiceID", "ttl": "TTL"}
+
+
+def _consul_name(attribute: str) -> str:
+    known = _CONSUL_NAMES.get(attribute)
+    if known is not None:
+        return known
+    return "".join(part.capitalize() for part in attribute.split("_"))
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _field_hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = typing.get_type_hints(cls)
+        _HINTS[cls] = hints
+    return hints
+
+
+def _type_error(path: str, expected: str, value: Any) -> CommandError:
+    return CommandError(path, f"{path}: expected {expected}, got {type(value).__name__} {value!r:.60}")
+
+
+def _check_type(value: Any, hint: Any, path: str, renames: dict[str, str] | None = None) -> None:
+    """Check `value` against a record's type hint, recursively.
+
+    Decoded log entries can hold anything msgpack can express; the store relies on names being
+    strings and ports being ints, so a wrong type must stop at the door, not half-way into apply.
+    """
+    if hint is Any:
+        return
+    if hint is str:
+        if not isinstance(value, str):
+            raise _type_error(path, "a string", value)
+        return
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _type_error(path, "a boolean", value)
+        return
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(path, "an integer", value)
+        if not _MIN_WIRE_INT <= value <= _MAX_WIRE_INT:
+            raise CommandError(path, f"{path}: integer {value} does not fit in 64 bits")
+        return
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(path, "a number", value)
+        if not math.isfinite(value):
+            raise CommandError(path, f"{path}: must be a finite number, got {value!r}")
+        return
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (UnionType, typing.Union):
+        if value is None and NoneType in args:
+            return
+        concrete = [arg for arg in args if arg is not NoneType]
+        if len(concrete) == 1:
+            _check_type(value, concrete[0], path, renames)
+            return
+        raise CommandError(path, f"{path}: unsupported union type {hint}")
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            raise _type_error(path, "a list", value)
+        for position, item in enumerate(value):
+            _check_type(item, args[0], f"{path}[{position}]")
+        return
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _type_error(path, "an object", value)
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _type_error(f"{path} key", "a string", key)
+            _check_type(item, args[1], f"{path}[{key}]")
+        return
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, hint):
+            raise _type_error(path, hint.__name__, value)
+        for name, field_hint in _field_hints(hint).items():
+            label = (renames or {}).get(name) or _consul_name(name)
+            _check_type(getattr(value, name), field_hint, _join(path, label))
+        return
+    raise CommandError(path, f"{path}: unsupported type {hint}")  # a records.py change not handled here
+
+
+def check_record_types(record: Any, cls: type, path: str = "") -> None:
+    """Raise CommandError unless `record` is a `cls` whose fields (recursively) have their
+    declared types; the snapshot loader uses it too, so a bad row never reaches a reader."""
+    _check_type(record, cls, path)
+
+
+def _require(value: str, field: str, what: str) -> None:
+    if not value:
+        raise CommandError(field, f"{field}: missing {what}")
+
+
+def _check_port(port: int, field: str) -> None:
+    if not 0 <= port <= MAX_PORT:
+        raise CommandError(field, f"{field}: port must be 0..{MAX_PORT}, got {port}")
+
+
+def _validate_service(service: NodeService, prefix: str) -> None:
+    _require(service.service, _join(prefix, "Service"), "service name")
+    _require(service.id, _join(prefix, "ID"), "service ID (with_defaults fills it from the name)")
+    _check_port(service.port, _join(prefix, "Port"))
+    for name, tagged in service.tagged_addresses.items():
+        _check_port(tagged.port, _join(prefix, f"TaggedAddresses[{name}].Port"))
+
+
+def _validate_check(check: HealthCheck, node_name: str) -> None:
+    _require(check.check_id, "Check.CheckID", "check ID")
+    if check.status and check.status not in CHECK_STATUSES:
+        raise CommandError(
+            "Check.Status",
+            f"Check.Status: check {check.check_id!r} has status {check.status!r}; "
+            f"want one of {', '.join(CHECK_STATUSES)} or empty",
+        )
+    if check.node.lower() != node_name.lower():
+        raise CommandError(
+            "Check.Node",
+            f"Check.Node: check {check.check_id!r} is for node {check.node!r}, "
+            f"but the command registers node {node_name!r}",
+        )
+
+
+def _validate_register(command: CatalogRegister) -> None:
+    _check_type(command.node, Node, "", renames={"meta": "NodeMeta"})
+    if command.service is not None:
+        _check_type(command.service, NodeService, "Service")
+    if not isinstance(command.checks, tuple):
+        raise _type_error("Checks", "a list", command.checks)
+    for check in command.checks:
+        _check_type(check, HealthCheck, "Check")
+    _require(command.node.node, "Node", "node name")
+    _require(command.node.address, "Address", "node address")
+    if command.service is not None:
+        _validate_service(command.service, "Service")
+    for check in command.checks:
+        _validate_check(check, command.node.node)
+
+
+def _validate_federation_state(state: FederationState) -> None:
+    _check_type(state, FederationState, "")
+    if not state.datacenter:
+        raise CommandError("Datacenter", "missing datacenter on federation state")
+    if state.primary_modify_index < 0:
+        raise CommandError("PrimaryModifyIndex", "PrimaryModifyIndex: must not be negative")
+    for position, gateway in enumerate(state.mesh_gateways):
+        prefix = f"MeshGateways[{position}]"
+        _require(gateway.node.node, f"{prefix}.Node.Node", "gateway node name")
+        _validate_service(gateway.service, f"{prefix}.Service")
+
+
+def _validate_flat(value: Any, cls: type, required: Sequence[str]) -> None:
+    _check_type(value, cls, "")
+    for name in required:
+        _require(getattr(value, name), _consul_name(name), name.replace("_", " "))
+
+
+def validate(command: Command) -> None:
+    """Check a command's shape before it is proposed; raises CommandError naming the field."""
+    if isinstance(command, CatalogRegister):
+        _validate_register(command)
+    elif isinstance(command, CatalogDeregister):
+        _validate_flat(command, CatalogDeregister, ("node",))
+    elif isinstance(command, CheckUpdate):
+        _validate_flat(command, CheckUpdate, ("node", "check_id"))
+        if command.status not in CHECK_STATUSES:
+            raise CommandError(
+                "Status", f"Status: got {command.status!r}; want one of {', '.join(CHECK_STATUSES)}"
+            )
+    elif isinstance(command, FederationStateUpsert):
+        _validate_federation_state(command.state)
+    elif isinstance(command, FederationStateDelete):
+        _validate_flat(command, FederationStateDelete, ())
+        if not command.datacenter:
+            raise CommandError("Datacenter", "missing datacenter on federation state")
+    elif isinstance(command, ServerRegister):
+        _validate_flat(command.server, ServerInfo, ("node", "datacenter"))
+    elif isinstance(command, Noop):
+        return
+    else:
+        raise CommandError("", f"unknown command type {type(command).__name__}")
+
+
+# ---- log encoding -------------------------------------------------------------------------------
+
+TAG_CATALOG_REGISTER = "cat.reg/1"
+TAG_CATALOG_DEREGISTER = "cat.dereg/1"
+TAG_CHECK_UPDATE = "chk.upd/1"
+TAG_FEDERATION_STATE_UPSERT = "fed.set/1"
+TAG_FEDERATION_STATE_DELETE = "fed.del/1"
+TAG_SERVER_REGISTER = "srv.reg/1"
+TAG_NOOP = "noop/1"
+
+_TAG_OF: dict[type, str] = {
+    CatalogRegister: TAG_CATALOG_REGISTER,
+    CatalogDeregister: TAG_CATALOG_DEREGISTER,
+    CheckUpdate: TAG_CHECK_UPDATE,
+    FederationStateUpsert: TAG_FEDERATION_STATE_UPSERT,
+    FederationStateDelete: TAG_FEDERATION_STATE_DELETE,
+    ServerRegister: TAG_SERVER_REGISTER,
+    Noop: TAG_NOOP,
+}
+
+
+def encode_batch(entries: Sequence[tuple[str, Command]]) -> bytes:
+    """(request_id, command) pairs -> one log payload. Raises CommandError for non-commands."""
+    items = []
+    for request_id, command in entries:
+        tag = _TAG_OF.get(type(command))
+        if tag is None:
+            raise CommandError("", f"cannot encode {type(command).__name__}: not a command")
+        if not isinstance(request_id, str):
+            raise _type_error("request_id", "a string", request_id)
+        items.append([tag, request_id, to_wire(command)])
+    try:
+        return msgpack.packb(items, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CommandError("", f"command is not encodable: {exc}") from exc
+
+
+def _body_get(body: dict[str, Any], key: str, default: Any) -> Any:
+    value = body.get(key, default)
+    return default if value is None else value
+
+
+def _register_from_wire(body: dict[str, Any]) -> CatalogRegister:
+    service = body.get("service")
+    return CatalogRegister(
+        node=node_from_wire(body["node"]),
+        service=service_from_wire(service) if service is not None else None,
+        checks=tuple(check_from_wire(check) for check in _body_get(body, "checks", ())),
+    )
+
+
+def _check_update_from_wire(body: dict[str, Any]) -> CheckUpdate:
+    at = body.get("at", 0.0)
+    if isinstance(at, int) and not isinstance(at, bool):
+        at = float(at)  # one canonical type, so replicas and snapshots compare equal
+    return CheckUpdate(
+        node=body["node"],
+        check_id=body["check_id"],
+        status=body["status"],
+        output=_body_get(body, "output", ""),
+        at=at,
+    )
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any]], Command]] = {
+    TAG_CATALOG_REGISTER: _register_from_wire,
+    TAG_CATALOG_DEREGISTER: lambda body: CatalogDeregister(
+        node=body["node"],
+        service_id=_body_get(body, "service_id", ""),
+        check_id=_body_get(body, "check_id", ""),
+    ),
+    TAG_CHECK_UPDATE: _check_update_from_wire,
+    TAG_FEDERATION_STATE_UPSERT: lambda body: FederationStateUpsert(
+        state=federation_state_from_wire(body["state"])
+    ),
+    TAG_FEDERATION_STATE_DELETE: lambda body: FederationStateDelete(datacenter=body["datacenter"]),
+    TAG_SERVER_REGISTER: lambda body: ServerRegister(server=server_info_from_wire(body["server"])),
+    TAG_NOOP: lambda body: Noop(),
+}
+
+
+def _decode_entry(position: int, item: Any) -> tuple[str, Command]:
+    where = f"entry {position}"
+    if not isinstance(item, list) or len(item) != 3:
+        raise CommandError(where, f"{where}: expected [type_tag, request_id, body], got {item!r:.80}")
+    tag, request_id, body = item
+    decoder = _DECODERS.get(tag) if isinstance(tag, str) else None
+    if decoder is None:
+        raise CommandError(where, f"{where}: unknown command type tag {tag!r:.40}")
+    if not isinstance(request_id, str):
+        raise _type_error(f"{where} request_id", "a string", request_id)
+    if not isinstance(body, dict):
+        raise _type_error(f"{where} body", "an object", body)
+    try:
+        command = decoder(body)
+    except CommandError:
+        raise
+    except Exception as exc:  # KeyError, TypeError, AttributeError, ... from arbitrary bodies
+        raise CommandError(where, f"{where} ({tag}): malformed body: {type(exc).__name__}: {exc}") from exc
+    # Types only: the semantic rules of `validate` are per-command results in apply, not a
+    # reason to reject the whole batch.
+    _check_type(command, type(command), f"{where} ({tag})")
+    return request_id, command
+
+
+def decode_batch(payload: bytes) -> list[tuple[str, Command]]:
+    """Log payload -> (request_id, command) pairs. Raises CommandError and nothing else."""
+    try:
+        items = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types on junk
+        raise CommandError("", f"payload is not msgpack: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(items, list):
+        raise _type_error("payload", "a list of commands", items)
+    return [_decode_entry(position, item) for position, item in enumerate(items)]
+

@@ -1,0 +1,418 @@
+"""The state store: tables of immutable records, their change indexes, and consistent reads.
+
+Two kinds of callers run concurrently:
+- one writer, the state machine on PySyncObj's tick thread, through `StateStore.writer()`;
+- many readers on the asyncio event loop, through the read methods below.
+
+One `threading.Lock` guards everything. Records are frozen and replaced, never mutated, so a
+reader only holds the lock while it collects references (and builds the small lists it returns).
+The writer holds it for a whole log entry, not per command: otherwise a reader could see index N
+with only part of entry N applied, answer a blocking query with index N, and then sleep through
+the rest of entry N, whose changes carry the same index N. No callback ever runs under the lock.
+
+Keys: node names, datacenters and server nodes are case-insensitive (dict keys are lower-cased,
+records keep their original case); service names, service ids and check ids are case-sensitive,
+as in Consul. Lookups scan the tables: meshfed's catalog holds servers and gateways (tens to
+hundreds of instances), not a fleet, so secondary indexes would cost more than they save.
+
+Every read returns `(index, value)` where index is the highest entry index that changed any table
+the read depends on (0 when never changed; the HTTP layer turns 0 into 1).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fsm.commands import check_record_types
+from fsm.records import (
+    STATUS_PASSING,
+    CheckServiceNode,
+    FederationState,
+    HealthCheck,
+    Node,
+    NodeService,
+    ServerInfo,
+    check_from_wire,
+    federation_state_from_wire,
+    node_from_wire,
+    server_info_from_wire,
+    service_from_wire,
+    to_wire,
+)
+
+TABLES = ("nodes", "services", "checks", "federation_states", "servers")
+
+
+class _Tables:
+    """The mutable data behind a store; swapped as a whole on snapshot restore."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}  # lower(node) -> Node
+        self.services: dict[str, dict[str, NodeService]] = {}  # lower(node) -> service id -> service
+        self.checks: dict[str, dict[str, HealthCheck]] = {}  # lower(node) -> check id -> check
+        self.federation_states: dict[str, FederationState] = {}  # lower(datacenter) -> state
+        self.servers: dict[str, ServerInfo] = {}  # lower(node) -> server
+        self.table_index: dict[str, int] = dict.fromkeys(TABLES, 0)
+
+    def max_index(self, tables: tuple[str, ...]) -> int:
+        return max(self.table_index[name] for name in tables)
+
+    def node_checks(self, node_key: str) -> list[HealthCheck]:
+        return [c for c in self.checks.get(node_key, {}).values() if not c.service_id]
+
+    def check_service_node(self, node_key: str, service: NodeService) -> CheckServiceNode:
+        own = [c for c in self.checks.get(node_key, {}).values() if c.service_id == service.id]
+        checks = sorted(self.node_checks(node_key) + own, key=lambda c: c.check_id)
+        return CheckServiceNode(node=self.nodes[node_key], service=service, checks=tuple(checks))
+
+    def instances(self) -> Iterator[tuple[str, NodeService]]:
+        """Every service instance as (node key, service), by node name then service id."""
+        for node_key in sorted(self.services):
+            services = self.services[node_key]
+            for service_id in sorted(services):
+                yield node_key, services[service_id]
+
+
+def _has_tag(service: NodeService, tag: str | None) -> bool:
+    # Consul filters service tags case-insensitively.
+    return tag is None or tag.lower() in (t.lower() for t in service.tags)
+
+
+class StateStore:
+    """Catalog, federation states and server membership, with per-table change indexes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables = _Tables()
+
+    # ---- reads ----------------------------------------------------------------------------------
+
+    def index(self, *tables: str) -> int:
+        """Highest index that changed any of `tables` (all tables when none are named)."""
+        names = tables or TABLES
+        unknown = [name for name in names if name not in TABLES]
+        if unknown:
+            raise ValueError(f"unknown table(s) {unknown}; known tables are {', '.join(TABLES)}")
+        with self._lock:
+            return self._tables.max_index(names)
+
+    def federation_state_get(self, datacenter: str) -> tuple[int, FederationState | None]:
+        with self._lock:
+            t = self._tables
+            return t.table_index["federation_states"], t.federation_states.get(datacenter.lower())
+
+    def federation_state_list(self) -> tuple[int, list[FederationState]]:
+        with self._lock:
+            t = self._tables
+            states = [t.federation_states[key] for key in sorted(t.federation_states)]
+            return t.table_index["federation_states"], states
+
+    def federation_state_mesh_gateways(self) -> tuple[int, dict[str, list[CheckServiceNode]]]:
+        with self._lock:
+            t = self._tables
+            gateways = {
+                state.datacenter: list(state.mesh_gateways)
+                for key, state in sorted(t.federation_states.items())
+                if state.mesh_gateways
+            }
+            return t.table_index["federation_states"], gateways
+
+    def catalog_nodes(self) -> tuple[int, list[Node]]:
+        with self._lock:
+            t = self._tables
+            return t.table_index["nodes"], [t.nodes[key] for key in sorted(t.nodes)]
+
+    def catalog_node(self, node: str) -> tuple[int, Node | None, list[NodeService]]:
+        key = node.lower()
+        with self._lock:
+            t = self._tables
+            services = t.services.get(key, {})
+            return (
+                t.max_index(("nodes", "services")),
+                t.nodes.get(key),
+                [services[service_id] for service_id in sorted(services)],
+            )
+
+    def catalog_services(self) -> tuple[int, dict[str, list[str]]]:
+        with self._lock:
+            t = self._tables
+            index = t.table_index["services"]
+            tags: dict[str, set[str]] = {}
+            for services in t.services.values():
+                for service in services.values():
+                    tags.setdefault(service.service, set()).update(service.tags)
+        return index, {name: sorted(tags[name]) for name in sorted(tags)}
+
+    def catalog_service_nodes(
+        self, service: str, tag: str | None = None
+    ) -> tuple[int, list[tuple[Node, NodeService]]]:
+        with self._lock:
+            t = self._tables
+            found = [
+                (t.nodes[node_key], instance)
+                for node_key, instance in t.instances()
+                if instance.service == service and _has_tag(instance, tag)
+            ]
+            return t.max_index(("nodes", "services")), found
+
+    def health_service_nodes(
+        self, service: str, passing_only: bool = False, tag: str | None = None
+    ) -> tuple[int, list[CheckServiceNode]]:
+        """Instances of `service` with node and service checks; `passing_only` drops any instance
+        with a check that is not passing (so warning is dropped too, as in Consul)."""
+        with self._lock:
+            t = self._tables
+            found = [
+                t.check_service_node(node_key, instance)
+                for node_key, instance in t.instances()
+                if instance.service == service and _has_tag(instance, tag)
+            ]
+            index = t.max_index(("nodes", "services", "checks"))
+        if passing_only:
+            found = [csn for csn in found if all(c.status == STATUS_PASSING for c in csn.checks)]
+        return index, found
+
+    def check_service_nodes_by_kind(self, kind: str) -> tuple[int, list[CheckServiceNode]]:
+        """All instances of a service kind (e.g. `mesh-gateway`), by node name then service id."""
+        with self._lock:
+            t = self._tables
+            found = [
+                t.check_service_node(node_key, instance)
+                for node_key, instance in t.instances()
+                if instance.kind == kind
+            ]
+            return t.max_index(("nodes", "services", "checks")), found
+
+    def checks_of_type(self, check_type: str) -> list[HealthCheck]:
+        """Checks of one type (the TTL reaper asks for "ttl"), by node name then check id."""
+        with self._lock:
+            t = self._tables
+            return [
+                checks[check_id]
+                for node_key, checks in sorted(t.checks.items())
+                for check_id in sorted(checks)
+                if checks[check_id].type == check_type
+            ]
+
+    def get_check(self, node: str, check_id: str) -> HealthCheck | None:
+        with self._lock:
+            return self._tables.checks.get(node.lower(), {}).get(check_id)
+
+    def servers(self) -> tuple[int, list[ServerInfo]]:
+        with self._lock:
+            t = self._tables
+            return t.table_index["servers"], [t.servers[key] for key in sorted(t.servers)]
+
+    # ---- writes (state machine only) ------------------------------------------------------------
+
+    @contextmanager
+    def writer(self) -> Iterator[StoreWriter]:
+        """Exclusive write access for one log entry; readers wait until it is fully applied."""
+        with self._lock:
+            yield StoreWriter(self._tables)
+
+    # ---- snapshot -------------------------------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """All tables as plain msgpack-able data, in a canonical (sorted) order."""
+        with self._lock:
+            t = self._tables
+            table_index = dict(t.table_index)
+            nodes = [t.nodes[key] for key in sorted(t.nodes)]
+            services = [(node_key, service) for node_key, service in t.instances()]
+            checks = [
+                checks[check_id] for _, checks in sorted(t.checks.items()) for check_id in sorted(checks)
+            ]
+            states = [t.federation_states[key] for key in sorted(t.federation_states)]
+            servers = [t.servers[key] for key in sorted(t.servers)]
+        # Records are immutable, so converting them after releasing the lock is safe.
+        return {
+            "table_index": table_index,
+            "nodes": [to_wire(node) for node in nodes],
+            "services": [[node_key, to_wire(service)] for node_key, service in services],
+            "checks": [to_wire(check) for check in checks],
+            "federation_states": [to_wire(state) for state in states],
+            "servers": [to_wire(server) for server in servers],
+        }
+
+    def load(self, data: dict[str, Any]) -> None:
+        """Replace every table with exported data. Raises ValueError and then changes nothing."""
+        tables = _tables_from_export(data)
+        with self._lock:
+            self._tables = tables
+
+
+class StoreWriter:
+    """Lookups and mutations for one log entry, used under the store's lock.
+
+    `put_*` store a record exactly as given (the caller has set its indexes) and raise its table's
+    index to `index`; `changed` collects the tables that moved, for subscribers.
+    """
+
+    def __init__(self, tables: _Tables) -> None:
+        self._t = tables
+        self.changed: set[str] = set()
+
+    def _bump(self, table: str, index: int) -> None:
+        self._t.table_index[table] = max(self._t.table_index[table], index)
+        self.changed.add(table)
+
+    # lookups
+    def node(self, name: str) -> Node | None:
+        return self._t.nodes.get(name.lower())
+
+    def services_of(self, node: str) -> dict[str, NodeService]:
+        return dict(self._t.services.get(node.lower(), {}))
+
+    def service(self, node: str, service_id: str) -> NodeService | None:
+        return self._t.services.get(node.lower(), {}).get(service_id)
+
+    def checks_of(self, node: str) -> dict[str, HealthCheck]:
+        return dict(self._t.checks.get(node.lower(), {}))
+
+    def check(self, node: str, check_id: str) -> HealthCheck | None:
+        return self._t.checks.get(node.lower(), {}).get(check_id)
+
+    def federation_state(self, datacenter: str) -> FederationState | None:
+        return self._t.federation_states.get(datacenter.lower())
+
+    def server(self, node: str) -> ServerInfo | None:
+        return self._t.servers.get(node.lower())
+
+    # mutations
+    def put_node(self, node: Node, index: int) -> None:
+        self._t.nodes[node.node.lower()] = node
+        self._bump("nodes", index)
+
+    def put_service(self, node: str, service: NodeService, index: int) -> None:
+        self._t.services.setdefault(node.lower(), {})[service.id] = service
+        self._bump("services", index)
+
+    def put_check(self, check: HealthCheck, index: int) -> None:
+        self._t.checks.setdefault(check.node.lower(), {})[check.check_id] = check
+        self._bump("checks", index)
+
+    def put_check_quietly(self, check: HealthCheck) -> None:
+        """Replace a check without moving any index (a TTL heartbeat that changed nothing a
+        reader can watch for; waking every blocking query on each heartbeat would be a storm)."""
+        self._t.checks.setdefault(check.node.lower(), {})[check.check_id] = check
+
+    def delete_node(self, node: str, index: int) -> None:
+        """Remove a node with its services and checks; a missing node changes nothing."""
+        key = node.lower()
+        if self._t.nodes.pop(key, None) is not None:
+            self._bump("nodes", index)
+        if self._t.services.pop(key, None):
+            self._bump("services", index)
+        if self._t.checks.pop(key, None):
+            self._bump("checks", index)
+
+    def delete_service(self, node: str, service_id: str, index: int) -> None:
+        """Remove a service instance and its checks; a missing service changes nothing."""
+        key = node.lower()
+        services = self._t.services.get(key, {})
+        if services.pop(service_id, None) is None:
+            return
+        if not services:
+            del self._t.services[key]
+        self._bump("services", index)
+        checks = self._t.checks.get(key, {})
+        for check_id in [cid for cid, check in checks.items() if check.service_id == service_id]:
+            self.delete_check(node, check_id, index)
+
+    def delete_check(self, node: str, check_id: str, index: int) -> None:
+        key = node.lower()
+        checks = self._t.checks.get(key, {})
+        if checks.pop(check_id, None) is None:
+            return
+        if not checks:
+            del self._t.checks[key]
+        self._bump("checks", index)
+
+    def put_federation_state(self, state: FederationState, index: int) -> None:
+        self._t.federation_states[state.datacenter.lower()] = state
+        self._bump("federation_states", index)
+
+    def delete_federation_state(self, datacenter: str, index: int) -> None:
+        if self._t.federation_states.pop(datacenter.lower(), None) is not None:
+            self._bump("federation_states", index)
+
+    def put_server(self, server: ServerInfo, index: int) -> None:
+        self._t.servers[server.node.lower()] = server
+        self._bump("servers", index)
+
+
+# ---- restore from exported data -------------------------------------------------------------
+
+
+def _list_of(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise ValueError(f"snapshot table {key!r} must be a list, got {type(value).__name__}")
+    return value
+
+
+def _typed(record: Any, cls: type) -> Any:
+    check_record_types(record, cls, cls.__name__)  # CommandError is a ValueError
+    return record
+
+
+def _require_node(tables: _Tables, node_key: Any, what: str) -> None:
+    # Reads join instances to their node; an orphan row would make every such read fail.
+    if not isinstance(node_key, str) or node_key not in tables.nodes:
+        raise ValueError(f"snapshot has {what} on node {node_key!r}, which is not in the nodes table")
+
+
+def _tables_from_export(data: dict[str, Any]) -> _Tables:
+    if not isinstance(data, dict):
+        raise ValueError(f"snapshot tables must be a map, got {type(data).__name__}")
+    tables = _Tables()
+    try:
+        for wire in _list_of(data, "nodes"):
+            node = _typed(node_from_wire(wire), Node)
+            tables.nodes[node.node.lower()] = node
+        for node_key, wire in _list_of(data, "services"):
+            service = _typed(service_from_wire(wire), NodeService)
+            _require_node(tables, node_key, f"service {service.id!r}")
+            tables.services.setdefault(node_key, {})[service.id] = service
+        for wire in _list_of(data, "checks"):
+            check = _typed(check_from_wire(wire), HealthCheck)
+            _require_node(tables, check.node.lower(), f"check {check.check_id!r}")
+            tables.checks.setdefault(check.node.lower(), {})[check.check_id] = check
+        for wire in _list_of(data, "federation_states"):
+            state = _typed(federation_state_from_wire(wire), FederationState)
+            tables.federation_states[state.datacenter.lower()] = state
+        for wire in _list_of(data, "servers"):
+            server = _typed(server_info_from_wire(wire), ServerInfo)
+            tables.servers[server.node.lower()] = server
+        saved_index = data.get("table_index", {})
+        for table in TABLES:
+            value = saved_index.get(table, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"snapshot index of table {table!r} is {value!r}, want an integer >= 0")
+            tables.table_index[table] = value
+    except ValueError:
+        raise
+    except Exception as exc:  # a malformed record: KeyError, TypeError, AttributeError, ...
+        raise ValueError(f"malformed snapshot record: {type(exc).__name__}: {exc}") from exc
+    _raise_indexes_to_rows(tables)
+    return tables
+
+
+def _raise_indexes_to_rows(tables: _Tables) -> None:
+    """A table index is at least the modify index of every row in it (reference §2.6), so a
+    hand-edited or older snapshot can never make a blocking query miss a restored row."""
+    rows: dict[str, list[Any]] = {
+        "nodes": list(tables.nodes.values()),
+        "services": [s for services in tables.services.values() for s in services.values()],
+        "checks": [c for checks in tables.checks.values() for c in checks.values()],
+        "federation_states": list(tables.federation_states.values()),
+        "servers": list(tables.servers.values()),
+    }
+    for table, records in rows.items():
+        for record in records:
+            if record.modify_index > tables.table_index[table]:
+                tables.table_index[table] = record.modify_index

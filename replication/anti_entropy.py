@@ -1,0 +1,139 @@
+"""Mesh-gateway anti-entropy: keep this datacenter's federation state equal to its catalog.
+
+Runs on the leader of every DC (reference/federation.md §6.2). States: *waiting* for a change of
+the local catalog's mesh gateways or of our own federation-state row (a blocking wait, no
+polling); *debouncing* (at least `sync_interval` between two writes, Consul PR #23196, so a
+flapping check cannot drive a hot loop); *syncing* (one upsert, to the local Raft in the primary or
+through `FederationState/Apply` to the primary from a secondary); *backing off* after a failed
+write (2 s doubling to 256 s). Besides changes, the state is re-asserted at least every
+`refresh_interval`, because the primary prunes records that stop being refreshed (DESIGN §8).
+
+The decisions (`desired_state`, `needs_sync`, `debounce_delay`, `failure_backoff`) are pure
+functions; the loop talks to the server only through the two protocols below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from fsm.records import CheckServiceNode, FederationState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SYNC_INTERVAL = 5.0
+DEFAULT_REFRESH_INTERVAL = 600.0
+BACKOFF_START = 2.0
+BACKOFF_MAX = 256.0
+
+
+def desired_state(datacenter: str, gateways: Sequence[CheckServiceNode]) -> FederationState:
+    """What our own row should hold: the catalog's mesh gateways, in catalog order."""
+    return FederationState(datacenter=datacenter, mesh_gateways=tuple(gateways))
+
+
+def needs_sync(current: FederationState | None, desired: FederationState) -> bool:
+    """A missing row is always written, so every DC (the primary too) has a record."""
+    return current is None or not current.is_same(desired)
+
+
+def debounce_delay(last_sync: float | None, now: float, interval: float) -> float:
+    """Seconds to wait before the next write may happen."""
+    if last_sync is None:
+        return 0.0
+    return max(0.0, last_sync + interval - now)
+
+
+def failure_backoff(consecutive_failures: int) -> float:
+    """2, 4, 8 ... 256 s after the 1st, 2nd, 3rd ... failure in a row (Consul's retryLoopBackoff)."""
+    if consecutive_failures <= 0:
+        return 0.0
+    return min(BACKOFF_MAX, BACKOFF_START * 2 ** (consecutive_failures - 1))
+
+
+class GatewaySource(Protocol):
+    def view(self) -> tuple[int, FederationState | None, list[CheckServiceNode]]:
+        """(index, our own stored row, catalog mesh gateways); index covers both."""
+        ...
+
+    async def wait_change(self, index: int, timeout: float) -> None:
+        """Return when the view's index may have moved past `index`, or after `timeout`."""
+        ...
+
+
+class StateSink(Protocol):
+    async def upsert(self, state: FederationState) -> None: ...
+
+
+class FederationStateAntiEntropy:
+    def __init__(
+        self,
+        datacenter: str,
+        source: GatewaySource,
+        sink: StateSink,
+        *,
+        sync_interval: float = DEFAULT_SYNC_INTERVAL,
+        refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+        on_outcome: Callable[[str], None] | None = None,
+    ) -> None:
+        self._datacenter = datacenter
+        self._source = source
+        self._sink = sink
+        self._sync_interval = sync_interval
+        self._refresh_interval = refresh_interval
+        self._clock = clock
+        self._on_outcome = on_outcome or (lambda outcome: None)
+        self.last_sync: float | None = None
+        # A new leader that finds the row already right still owes a refresh within the interval.
+        self._refresh_base = clock()
+        self.failures = 0
+        self.last_error = ""
+
+    async def run(self) -> None:
+        """Run until cancelled (the leader routine is cancelled on step-down)."""
+        while True:
+            await self.step()
+
+    async def step(self) -> None:
+        delay = debounce_delay(self.last_sync, self._clock(), self._sync_interval)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        index, current, gateways = self._source.view()
+        desired = desired_state(self._datacenter, gateways)
+        since = self.last_sync if self.last_sync is not None else self._refresh_base
+        refresh_due = self._clock() - since >= self._refresh_interval
+        if needs_sync(current, desired) or refresh_due:
+            try:
+                await self._sink.upsert(desired)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failures += 1
+                wait = failure_backoff(self.failures)
+                if str(exc) != self.last_error or self.failures == 1:
+                    log.warning(
+                        "error performing anti-entropy sync of federation state (%d in a row, retry in %.0fs): %s",
+                        self.failures, wait, exc,
+                    )
+                self.last_error = str(exc)
+                self._on_outcome("error")
+                await asyncio.sleep(wait)
+                return
+            if self.failures:
+                log.info("federation state anti-entropy recovered after %d failures", self.failures)
+            self.failures = 0
+            self.last_error = ""
+            self.last_sync = self._clock()
+            self._on_outcome("synced")
+            log.info(
+                "federation state anti-entropy synced: %s has %d mesh gateway(s)",
+                self._datacenter, len(desired.mesh_gateways),
+            )
+            return
+        self._on_outcome("unchanged")
+        until_refresh = max(0.1, since + self._refresh_interval - self._clock())
+        await self._source.wait_change(index, until_refresh)

@@ -1,0 +1,92 @@
+"""Client side of meshfed RPC: a pool of gRPC channels keyed by (dial address, TLS server name).
+
+The key includes the server name because a cross-DC call dials a mesh gateway's address with the
+SNI of the server it wants (`<node>.server.<dc>.<domain>`); the same gateway address is reached
+under many names, and each needs its own TLS session (grpc.ssl_target_name_override sets both
+the SNI and the name the certificate is verified against).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+
+from .codec import decode_response, encode_request
+from .errors import RPCError
+from .header import QueryMeta, RequestHeader
+
+log = logging.getLogger(__name__)
+
+CHANNEL_OPTIONS = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    # Reconnect quickly after a server restart instead of gRPC's default 1 s -> 120 s backoff.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+)
+
+
+class ConnectionPool:
+    def __init__(self, credentials: grpc.ChannelCredentials | None = None) -> None:
+        self._credentials = credentials
+        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
+
+    @property
+    def tls(self) -> bool:
+        return self._credentials is not None
+
+    def channel(self, address: str, server_name: str = "") -> grpc.aio.Channel:
+        key = (address, server_name)
+        channel = self._channels.get(key)
+        if channel is None:
+            options = list(CHANNEL_OPTIONS)
+            if self._credentials is not None:
+                if server_name:
+                    options.append(("grpc.ssl_target_name_override", server_name))
+                channel = grpc.aio.secure_channel(address, self._credentials, options=options)
+            else:
+                channel = grpc.aio.insecure_channel(address, options=options)
+            self._channels[key] = channel
+        return channel
+
+    async def call(
+        self,
+        address: str,
+        method: str,
+        header: RequestHeader,
+        body: Any,
+        *,
+        timeout: float,
+        server_name: str = "",
+    ) -> tuple[QueryMeta, Any]:
+        """Call `/<method>` on `address`; raises RPCError carrying the remote status code."""
+        stub = self.channel(address, server_name).unary_unary("/" + method.lstrip("/"))
+        try:
+            response = await stub(encode_request(header, body), timeout=timeout, wait_for_ready=False)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            details = exc.details() or code.name
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise RPCError(code, f"rpc {method} to {address} timed out after {timeout:.1f}s") from None
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise RPCError(code, f"rpc {method} to {address} failed: {details}") from None
+            raise RPCError(code, details) from None
+        except asyncio.CancelledError:
+            raise
+        return decode_response(response)
+
+    async def close(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close(grace=None)
+
+    def drop(self, address: str) -> None:
+        """Forget channels to `address` (e.g. a gateway that went away); closed lazily by gRPC GC."""
+        for key in [k for k in self._channels if k[0] == address]:
+            channel = self._channels.pop(key)
+            asyncio.ensure_future(channel.close(grace=None))

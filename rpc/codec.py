@@ -1,0 +1,53 @@
+"""msgpack framing of RPC messages, with bounded sizes checked before decoding.
+
+A request is `{"h": header, "b": body}`, a response `{"m": meta, "b": body}`. gRPC already limits
+message size; we also cap what msgpack may allocate, so a hostile peer cannot make us build a
+huge object from a small frame (Consul PR #23898).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import invalid
+from .header import QueryMeta, RequestHeader
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def _unpack(data: bytes) -> Any:
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise invalid(f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES} byte limit")
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=False,
+            max_buffer_len=MAX_MESSAGE_BYTES,
+        )
+    except Exception as exc:  # msgpack raises many types on junk
+        raise invalid(f"undecodable message: {exc}") from None
+
+
+def encode_request(header: RequestHeader, body: Any) -> bytes:
+    return msgpack.packb({"h": header.to_wire(), "b": body}, use_bin_type=True)
+
+
+def decode_request(data: bytes) -> tuple[RequestHeader, Any]:
+    message = _unpack(data)
+    if not isinstance(message, dict):
+        raise invalid("request must be a map")
+    return RequestHeader.from_wire(message.get("h")), message.get("b")
+
+
+def encode_response(meta: QueryMeta, body: Any) -> bytes:
+    return msgpack.packb({"m": meta.to_wire(), "b": body}, use_bin_type=True)
+
+
+def decode_response(data: bytes) -> tuple[QueryMeta, Any]:
+    message = _unpack(data)
+    if not isinstance(message, dict):
+        raise invalid("response must be a map")
+    return QueryMeta.from_wire(message.get("m")), message.get("b")

@@ -1,0 +1,62 @@
+"""What travels with every RPC: the request header and the query meta (DESIGN §6).
+
+Field names follow Consul's QueryOptions / QueryMeta. Both are plain dataclasses with a msgpack
+wire form, so the same values flow from HTTP query parameters through forwarding hops unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+# Blocking-query limits, as Consul's server (reference/federation.md §3.5).
+DEFAULT_QUERY_TIME = 300.0
+MAX_QUERY_TIME = 600.0
+
+
+@dataclass(frozen=True)
+class RequestHeader:
+    datacenter: str = ""  # routing datacenter ("" = the receiving server's own)
+    token: str = ""
+    min_query_index: int = 0
+    max_query_time: float = 0.0  # seconds; 0 = server default when blocking
+    allow_stale: bool = False
+    require_consistent: bool = False
+    request_id: str = ""  # idempotency key of a write, kept across forwarding hops and retries
+    hops: int = 0  # forwarding hops so far; bounded to stop a routing loop
+
+    def to_wire(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_wire(cls, data: Any) -> RequestHeader:
+        if not isinstance(data, dict):
+            return cls()
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def forwarded(self, **changes: Any) -> RequestHeader:
+        return dataclasses.replace(self, hops=self.hops + 1, **changes)
+
+    @property
+    def blocking(self) -> bool:
+        return self.min_query_index > 0
+
+
+@dataclass(frozen=True)
+class QueryMeta:
+    index: int = 1
+    known_leader: bool = False
+    last_contact: float = 0.0  # seconds
+    consistency_level: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_wire(cls, data: Any) -> QueryMeta:
+        if not isinstance(data, dict):
+            return cls()
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,60 @@
+"""Server side of meshfed RPC: gRPC generic handlers with msgpack payloads (no protoc step).
+
+Methods are addressed as `/<Service>/<Method>` (e.g. `/FederationState/List`, as Consul names
+them). A handler is `async (header, body) -> (meta, body)` and raises `RPCError` for anything a
+client should see; any other exception becomes INTERNAL with the message logged here, never a
+traceback on the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+
+from .codec import decode_request, encode_response
+from .errors import RPCError
+from .header import QueryMeta, RequestHeader
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[RequestHeader, Any], Awaitable[tuple[QueryMeta, Any]]]
+# (method, seconds, error code name or "") for metrics
+CallObserver = Callable[[str, float, str], None]
+
+
+class RPCService(grpc.GenericRpcHandler):
+    def __init__(self, handlers: Mapping[str, Handler], observe: CallObserver | None = None) -> None:
+        self._handlers = {"/" + name.lstrip("/"): (name.lstrip("/"), h) for name, h in handlers.items()}
+        self._observe = observe
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        entry = self._handlers.get(handler_call_details.method)
+        if entry is None:
+            return None
+        method, handler = entry
+        observe = self._observe
+
+        async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            started = time.perf_counter()
+            failure: RPCError | None = None
+            response = b""
+            try:
+                header, body = decode_request(request)
+                meta, result = await handler(header, body)
+                response = encode_response(meta, result)
+            except RPCError as exc:
+                failure = exc
+            except Exception as exc:
+                log.exception("rpc %s failed", method)
+                failure = RPCError(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
+            if observe is not None:
+                observe(method, time.perf_counter() - started, failure.code.name if failure else "")
+            if failure is not None:
+                await context.abort(failure.code, failure.message)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(unary)

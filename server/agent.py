@@ -1,0 +1,277 @@
+"""One meshfed server process: a short linear lifecycle, as uvicorn's.
+
+startup: state machine -> Raft (binds the Raft port, loads snapshot + journal) -> gRPC server ->
+HTTP API -> Raft tick thread -> self-publication and leader routines.
+serve: until SIGTERM/SIGINT.
+shutdown: stop accepting HTTP and RPC, cancel leader routines, stop Raft (journal flushed). A
+second signal exits at once.
+
+Failures to start (port in use, unreadable data dir, bad TLS files) end the process with one line
+that says what and where, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Iterator
+
+import grpc
+from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily
+
+from fsm import StateMachine
+from fsm.records import ServerInfo
+from replication.anti_entropy import FederationStateAntiEntropy
+from rpc.client import ConnectionPool
+from rpc.service import RPCService
+
+from .anti_entropy import CatalogGatewaySource, PrimaryStateSink
+from .blocking import QueryRunner
+from .config import Config
+from .endpoints.catalog import CatalogEndpoint
+from .endpoints.federation_state import FederationStateEndpoint
+from .endpoints.status import StatusEndpoint
+from .http.app import Api, build_app
+from .leader import LeaderRoutines
+from .membership import publish_self
+from .metrics import Metrics, gauge
+from .raft import RaftNode, RaftTimings
+from .router import Router
+from .ttl import reap_ttl_checks
+from .watch import WatchHub
+
+log = logging.getLogger("meshfed.agent")
+
+SHUTDOWN_GRACE = 5.0
+
+
+class StartupError(Exception):
+    """A reason the server cannot start, phrased for the operator."""
+
+
+class Agent:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.machine = StateMachine()
+        self.watches = WatchHub()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- startup -----------------------------------------------------------------------------
+
+    def _build_raft(self, loop: asyncio.AbstractEventLoop) -> RaftNode:
+        cfg = self.config
+        data_dir = None if cfg.dev and not cfg.data_dir else cfg.data_dir
+        if data_dir:
+            try:
+                os.makedirs(data_dir, exist_ok=True)
+            except OSError as exc:
+                raise StartupError(f"data_dir {data_dir!r} is not usable: {exc}") from None
+
+        def on_change(tables: frozenset[str], index: int) -> None:
+            loop.call_soon_threadsafe(self.watches.notify, tables, index)
+
+        self.machine.subscribe(on_change)
+        try:
+            return RaftNode(
+                self_address=cfg.raft_address,
+                peers=list(cfg.retry_join),
+                machine=self.machine,
+                cluster_key=cfg.encrypt,
+                data_dir=data_dir,
+                timings=RaftTimings().scaled(cfg.raft_multiplier),
+                snapshot_threshold=cfg.raft_snapshot_threshold,
+                snapshot_interval=cfg.raft_snapshot_interval,
+                on_leadership=self._on_leadership,
+                on_applied=lambda index, count: self.metrics.raft_apply.inc(count),
+                on_batch=self.metrics.observe_batch,
+                bind_address=f"{cfg.bind_addr}:{cfg.ports.raft}",
+            )
+        except Exception as exc:
+            if "BindError" in repr(exc):
+                raise StartupError(
+                    f"cannot bind the Raft port {cfg.bind_addr}:{cfg.ports.raft} (in use? set ports.raft / -raft-port)"
+                ) from None
+            raise
+
+    def _on_leadership(self, is_leader: bool) -> None:
+        self.metrics.leader_changes.inc()
+        self.routines.on_leadership(is_leader)
+
+    def _server_credentials(self) -> grpc.ServerCredentials | None:
+        tls = self.config.tls
+        if not tls.enabled:
+            return None
+        from rpc.tls import load_server_credentials
+
+        return load_server_credentials(tls.ca_file, tls.cert_file, tls.key_file, require_client_auth=tls.verify_incoming)
+
+    def _channel_credentials(self) -> grpc.ChannelCredentials | None:
+        tls = self.config.tls
+        if not tls.enabled:
+            return None
+        from rpc.tls import load_channel_credentials
+
+        return load_channel_credentials(tls.ca_file, tls.cert_file, tls.key_file)
+
+    async def start(self) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self.routines = LeaderRoutines(self._barrier, on_step_down=self.metrics.zero_replication)
+        self.raft = raft = self._build_raft(loop)
+        state = self.machine.state
+        self.pool = ConnectionPool(self._channel_credentials())
+        queries = QueryRunner(raft, self.watches, self.metrics.blocking_delta)
+        self.router = router = Router(
+            datacenter=cfg.datacenter, raft=raft, state=state, pool=self.pool, on_forward=self.metrics.forwarded
+        )
+        self.federation = federation = FederationStateEndpoint(
+            primary_datacenter=cfg.primary,
+            state=state,
+            raft=raft,
+            router=router,
+            queries=queries,
+            observe=self.metrics.observe_federation_state,
+        )
+        catalog = CatalogEndpoint(state=state, raft=raft, router=router, queries=queries)
+        status = StatusEndpoint(state=state, raft=raft, queries=queries)
+        handlers = {**federation.handlers(), **catalog.handlers(), **status.handlers()}
+
+        self.grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self.grpc_server.add_generic_rpc_handlers([RPCService(handlers, observe=self.metrics.observe_rpc)])
+        rpc_bind = f"{cfg.bind_addr}:{cfg.ports.server}"
+        credentials = self._server_credentials()
+        try:
+            bound = (
+                self.grpc_server.add_secure_port(rpc_bind, credentials)
+                if credentials is not None
+                else self.grpc_server.add_insecure_port(rpc_bind)
+            )
+        except RuntimeError:
+            bound = 0
+        if not bound:
+            raft.stop()
+            raise StartupError(f"cannot bind the server RPC port {rpc_bind} (in use? set ports.server / -server-port)")
+        await self.grpc_server.start()
+
+        self.api = Api(
+            datacenter=cfg.datacenter,
+            state=state,
+            queries=queries,
+            federation=federation,
+            catalog=catalog,
+            status=status,
+            metrics=self.metrics,
+            prometheus_enabled=cfg.telemetry.prometheus_retention_time > 0,
+        )
+        self.http_runner = web.AppRunner(build_app(self.api), access_log=None, handle_signals=False)
+        await self.http_runner.setup()
+        http_host = cfg.client_addr or cfg.bind_addr
+        try:
+            await web.TCPSite(self.http_runner, http_host, cfg.ports.http, reuse_address=True).start()
+        except OSError as exc:
+            await self.grpc_server.stop(None)
+            raft.stop()
+            raise StartupError(f"cannot bind the HTTP port {http_host}:{cfg.ports.http}: {exc.strerror}") from None
+
+        self.metrics.add_live(self._live_metrics)
+        raft.start(loop)
+        self._add_leader_routines()
+        me = ServerInfo(
+            node=cfg.node_name,
+            datacenter=cfg.datacenter,
+            raft_address=cfg.raft_address,
+            rpc_address=cfg.rpc_address,
+            http_address=cfg.http_address,
+        )
+        self._tasks.append(asyncio.create_task(publish_self(state, raft, self.watches, me), name="publish-self"))
+        log.info(
+            "meshfed server %s started: datacenter=%s primary=%s raft=%s rpc=%s http=%s peers=%s",
+            cfg.node_name, cfg.datacenter, cfg.primary, cfg.raft_address, rpc_bind,
+            f"{http_host}:{cfg.ports.http}", ",".join(cfg.retry_join) or "-",
+        )
+
+    def _add_leader_routines(self) -> None:
+        cfg = self.config
+        state = self.machine.state
+        if cfg.connect.enabled or True:  # every DC keeps its own federation state (reference §6.2)
+            anti_entropy = FederationStateAntiEntropy(
+                cfg.datacenter,
+                CatalogGatewaySource(cfg.datacenter, state, self.watches),
+                PrimaryStateSink(cfg.primary, self.federation),
+                sync_interval=cfg.federation_state_anti_entropy_sync_interval,
+                refresh_interval=cfg.federation_state_refresh_interval,
+                on_outcome=lambda outcome: self.metrics.anti_entropy_syncs.labels(outcome).inc(),
+            )
+            self.routines.add("federation-state-anti-entropy", anti_entropy.run)
+        self.routines.add(
+            "ttl-checks", lambda: reap_ttl_checks(state, self.raft, on_expired=self.metrics.ttl_expired.inc)
+        )
+
+    async def _barrier(self) -> int:
+        return await self.raft.barrier()
+
+    def _live_metrics(self) -> Iterator[GaugeMetricFamily]:
+        status = self.raft.status()
+        yield gauge("consul_raft_state_leader", "1 if this server is the Raft leader", 1.0 if status.state == "leader" else 0.0)
+        yield gauge("meshfed_raft_term", "Current Raft term", status.term)
+        yield gauge("meshfed_raft_commit_index", "Raft commit index", status.commit_index)
+        yield gauge("meshfed_raft_last_applied", "Last applied Raft index", status.last_applied)
+        yield gauge("meshfed_raft_apply_lag", "Committed entries not yet applied", status.commit_index - status.last_applied)
+        yield gauge("meshfed_raft_log_entries", "Entries in the Raft log since the last snapshot", status.log_entries)
+        yield gauge("meshfed_raft_last_contact_seconds", "Seconds since the last leader contact",
+                    0.0 if status.last_contact == float("inf") else status.last_contact)
+        yield gauge("meshfed_raft_known_leader", "1 if a leader is known", 1.0 if status.leader else 0.0)
+        yield gauge("meshfed_raft_snapshot_age_seconds", "Seconds since the last snapshot", status.snapshot_age)
+        yield gauge("meshfed_raft_snapshot_bytes", "Size of the last snapshot", status.snapshot_bytes)
+        yield gauge("meshfed_raft_tick_errors", "Raft tick failures (a wedged state machine shows here)", self.raft.tick_errors)
+        for peer, connected in status.peers_connected.items():
+            yield gauge("meshfed_raft_peer_connected", "1 if the Raft link to a peer is up", 1.0 if connected else 0.0, {"peer": peer})
+        state = self.machine.state
+        _, nodes = state.catalog_nodes()
+        _, services = state.catalog_services()
+        _, fed_states = state.federation_state_list()
+        yield gauge("meshfed_catalog_nodes", "Nodes in the catalog", len(nodes))
+        yield gauge("meshfed_catalog_services", "Distinct services in the catalog", len(services))
+        yield gauge("meshfed_federation_states", "Federation states stored", len(fed_states))
+
+    # ---- serve and shutdown --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self.start()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                log.info("shutting down (send the signal again to exit at once)")
+                self._stop.set()
+            else:
+                log.warning("second signal: exiting now")
+                os._exit(1)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        await self._stop.wait()
+        await self.shutdown()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        await self.http_runner.shutdown()
+        await self.grpc_server.stop(SHUTDOWN_GRACE / 2)
+        await self.routines.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.http_runner.cleanup()
+        await self.pool.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.raft.stop)
+        log.info("meshfed server %s stopped", self.config.node_name)

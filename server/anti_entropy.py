@@ -1,0 +1,48 @@
+"""Server-side adapters for replication.anti_entropy: the local catalog view and the write path.
+
+The sink always goes through `FederationState/Apply` with the routing DC set to the primary: in
+the primary that is a local Raft write on this leader; in a secondary it crosses to the primary
+through the gateways. One path, so both behave the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from fsm.records import KIND_MESH_GATEWAY, CheckServiceNode, FederationState, to_wire
+from fsm.state import StateStore
+from rpc.header import RequestHeader
+
+from .endpoints.federation_state import FederationStateEndpoint
+from .watch import WatchHub
+
+WATCHED_TABLES = ("federation_states", "nodes", "services", "checks")
+
+
+class CatalogGatewaySource:
+    def __init__(self, datacenter: str, state: StateStore, watches: WatchHub) -> None:
+        self._datacenter = datacenter
+        self._state = state
+        self._watches = watches
+
+    def view(self) -> tuple[int, FederationState | None, list[CheckServiceNode]]:
+        _, own = self._state.federation_state_get(self._datacenter)
+        _, gateways = self._state.check_service_nodes_by_kind(KIND_MESH_GATEWAY)
+        return self._state.index(*WATCHED_TABLES), own, gateways
+
+    async def wait_change(self, index: int, timeout: float) -> None:
+        futures = self._watches.futures(WATCHED_TABLES)
+        if self._state.index(*WATCHED_TABLES) > index:
+            return
+        await asyncio.wait(futures, timeout=timeout)
+
+
+class PrimaryStateSink:
+    def __init__(self, primary_datacenter: str, endpoint: FederationStateEndpoint) -> None:
+        self._primary = primary_datacenter
+        self._endpoint = endpoint
+
+    async def upsert(self, state: FederationState) -> None:
+        header = RequestHeader(datacenter=self._primary, request_id=uuid.uuid4().hex)
+        await self._endpoint.apply(header, {"op": "upsert", "state": to_wire(state)})

@@ -1,0 +1,98 @@
+"""The blocking-query engine (Consul's `blockingQuery`, reference/federation.md §3.5).
+
+`min_query_index == 0` runs once. Otherwise the query re-runs whenever a table it depends on
+changes, and returns as soon as its index passes `min_query_index`, or when the wait (default
+5 min, capped at 10 min, plus up to 1/16 random jitter) runs out, with the unchanged result.
+Every response carries index >= 1, known leader and last contact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
+
+from rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, QueryMeta, RequestHeader
+
+from .watch import WatchHub
+
+T = TypeVar("T")
+
+JITTER_FRACTION = 16
+
+
+class LeaderView(Protocol):
+    def is_leader(self) -> bool: ...
+    def known_leader(self) -> bool: ...
+    def last_contact(self) -> float: ...
+    async def barrier(self, timeout: float = ...) -> int: ...
+
+
+def wait_time(requested: float, rng: random.Random | None = None) -> float:
+    """Clamp a requested wait and add jitter in [0, wait/16), as Consul does."""
+    wait = DEFAULT_QUERY_TIME if requested <= 0 else min(requested, MAX_QUERY_TIME)
+    return wait + (rng or random).random() * wait / JITTER_FRACTION
+
+
+class QueryRunner:
+    def __init__(
+        self,
+        raft: LeaderView,
+        watches: WatchHub,
+        on_blocking: Callable[[int], None] | None = None,
+    ) -> None:
+        self._raft = raft
+        self._watches = watches
+        self._on_blocking = on_blocking  # +1 / -1, for the consul_rpc_queries_blocking gauge
+
+    def meta(self, index: int, consistency: str = "") -> QueryMeta:
+        last_contact = self._raft.last_contact()
+        return QueryMeta(
+            index=max(1, index),
+            known_leader=self._raft.known_leader(),
+            last_contact=0.0 if last_contact == float("inf") else last_contact,
+            consistency_level=consistency,
+        )
+
+    async def run(
+        self,
+        header: RequestHeader,
+        tables: Iterable[str],
+        query: Callable[[], tuple[int, T]],
+        *,
+        wait_for_existence: bool = False,
+    ) -> tuple[QueryMeta, T]:
+        """Run `query` under the header's blocking/consistency rules.
+
+        `wait_for_existence`: a missing result (None) does not end a blocking wait even if the
+        index moved (Consul's newer FederationState.Get behaviour).
+        """
+        tables = tuple(tables)
+        consistency = "consistent" if header.require_consistent else ("stale" if header.allow_stale else "")
+        if header.require_consistent:
+            await self._raft.barrier()
+        if not header.blocking:
+            index, value = query()
+            return self.meta(index, consistency), value
+
+        deadline = time.monotonic() + wait_time(header.max_query_time)
+        if self._on_blocking:
+            self._on_blocking(1)
+        try:
+            while True:
+                futures = self._watches.futures(tables)
+                index, value = query()
+                exists = value is not None or not wait_for_existence
+                if index > header.min_query_index and exists:
+                    return self.meta(index, consistency), value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return self.meta(index, consistency), value
+                await asyncio.wait(futures, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                if header.require_consistent:
+                    await self._raft.barrier()
+        finally:
+            if self._on_blocking:
+                self._on_blocking(-1)

@@ -1,0 +1,167 @@
+"""`meshfed` command line, in Consul's single-dash style.
+
+Subcommands that talk to a running server use its HTTP API (`-http-addr`, or CONSUL_HTTP_ADDR /
+MESHFED_HTTP_ADDR, default http://127.0.0.1:8500), exactly as an operator's curl would, so the CLI
+never has powers the API lacks. Errors print one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from .config import ConfigError, generate_key, load
+from .flags import add_agent_arguments, agent_overrides
+
+DEFAULT_HTTP_ADDR = "http://127.0.0.1:8500"
+LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+              "error": logging.ERROR}
+
+
+class CLIError(Exception):
+    pass
+
+
+def http_addr(ns: argparse.Namespace) -> str:
+    addr = getattr(ns, "http_addr", None) or os.environ.get("MESHFED_HTTP_ADDR") or os.environ.get("CONSUL_HTTP_ADDR")
+    addr = addr or DEFAULT_HTTP_ADDR
+    return addr if "://" in addr else f"http://{addr}"
+
+
+def http_request(ns: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    url = http_addr(ns).rstrip("/") + path
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    token = getattr(ns, "token", None) or os.environ.get("CONSUL_HTTP_TOKEN")
+    if token:
+        request.add_header("X-Consul-Token", token)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        message = exc.read().decode(errors="replace").strip() or exc.reason
+        raise CLIError(f"{method} {path}: HTTP {exc.code}: {message}") from None
+    except urllib.error.URLError as exc:
+        raise CLIError(f"cannot reach {url}: {exc.reason}") from None
+    return json.loads(raw) if raw.strip() else None
+
+
+def _table(rows: Sequence[Sequence[Any]]) -> str:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+# ---- subcommands ------------------------------------------------------------------------------
+
+
+def cmd_agent(ns: argparse.Namespace) -> int:
+    files, overrides, dev = agent_overrides(ns)
+    config = load(files, overrides, dev=dev)
+    logging.basicConfig(
+        level=LOG_LEVELS.get(config.log_level, logging.INFO),
+        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("pysyncobj").setLevel(logging.WARNING)
+    from .agent import Agent, StartupError
+
+    try:
+        asyncio.run(Agent(config).run())
+    except StartupError as exc:
+        raise CLIError(str(exc)) from None
+    return 0
+
+
+def cmd_keygen(ns: argparse.Namespace) -> int:
+    print(generate_key())
+    return 0
+
+
+def cmd_members(ns: argparse.Namespace) -> int:
+    members = http_request(ns, "GET", "/v1/agent/members")
+    rows = [("Node", "Address", "Status", "Type", "DC", "Leader")]
+    for m in members:
+        rows.append((m["Name"], f'{m["Addr"]}:{m["Port"]}', "alive" if m["Status"] == 1 else "unknown",
+                     "server", m["Tags"].get("dc", ""), m["Tags"].get("leader", "")))
+    print(_table(rows))
+    return 0
+
+
+def cmd_list_peers(ns: argparse.Namespace) -> int:
+    config = http_request(ns, "GET", "/v1/operator/raft/configuration")
+    rows = [("Node", "ID", "Address", "State", "Voter", "RaftProtocol")]
+    for s in config["Servers"]:
+        rows.append((s["Node"], s["ID"], s["Address"], "leader" if s["Leader"] else "follower",
+                     str(s["Voter"]).lower(), s["ProtocolVersion"]))
+    print(_table(rows))
+    return 0
+
+
+def cmd_demo(ns: argparse.Namespace) -> int:
+    from .launcher import run_demo
+
+    return run_demo(base=ns.base, data_dir=ns.data_dir)
+
+
+# ---- parser -------------------------------------------------------------------------------------
+
+
+def _add_http_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-http-addr", "--http-addr", dest="http_addr", help="HTTP API of a server (host:port or URL)")
+    parser.add_argument("-token", "--token", dest="token", help="ACL token")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshfed", description="meshfed: federate datacenters through mesh gateways",
+                                     allow_abbrev=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    agent = sub.add_parser("agent", help="run a server", allow_abbrev=False)
+    add_agent_arguments(agent)
+    agent.set_defaults(func=cmd_agent)
+
+    keygen = sub.add_parser("keygen", help="make a cluster key for `encrypt`")
+    keygen.set_defaults(func=cmd_keygen)
+
+    members = sub.add_parser("members", help="list the servers of a datacenter")
+    _add_http_flags(members)
+    members.set_defaults(func=cmd_members)
+
+    operator = sub.add_parser("operator", help="operator commands").add_subparsers(dest="area", metavar="AREA")
+    operator.required = True
+    raft = operator.add_parser("raft", help="Raft operations").add_subparsers(dest="action", metavar="ACTION")
+    raft.required = True
+    peers = raft.add_parser("list-peers", help="print the Raft configuration")
+    _add_http_flags(peers)
+    peers.set_defaults(func=cmd_list_peers)
+
+    demo = sub.add_parser("demo", help="start a local 3-server datacenter on 127.0.x.y and print its endpoints")
+    demo.add_argument("-base", "--base", default="127.0.1", help="first three octets of the loopback block (default 127.0.1)")
+    demo.add_argument("-data-dir", "--data-dir", dest="data_dir", default="", help="where to keep data (default: a temp dir)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return int(ns.func(ns) or 0)
+    except (CLIError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

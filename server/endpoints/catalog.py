@@ -1,0 +1,159 @@
+"""Catalog.* and Health.*: enough of Consul's catalog to register servers and mesh gateways and to
+answer /v1/catalog/* and /v1/health/service/* (DESIGN §3)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+
+from fsm import CatalogDeregister, CatalogRegister, CheckUpdate
+from fsm.records import CHECK_STATUSES, check_from_wire, node_from_wire, service_from_wire, to_wire
+from fsm.state import StateStore
+from rpc.errors import RPCError, invalid
+from rpc.header import QueryMeta, RequestHeader
+from rpc.service import Handler
+
+from ..blocking import QueryRunner
+from ..raft import RaftNode
+from ..router import Router
+from .writes import propose
+
+NODES = ("nodes",)
+SERVICES = ("services",)
+HEALTH = ("nodes", "services", "checks")
+
+
+def _field(body: Any, name: str, kind: type = str) -> Any:
+    if not isinstance(body, dict):
+        raise invalid("invalid request: body must be a map")
+    value = body.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise invalid(f"invalid request: {name} must be a {kind.__name__}")
+    return value
+
+
+class CatalogEndpoint:
+    def __init__(self, *, state: StateStore, raft: RaftNode, router: Router, queries: QueryRunner) -> None:
+        self._state = state
+        self._raft = raft
+        self._router = router
+        self._queries = queries
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "Catalog/Register": self.register,
+            "Catalog/Deregister": self.deregister,
+            "Catalog/ListNodes": self.list_nodes,
+            "Catalog/ListServices": self.list_services,
+            "Catalog/ServiceNodes": self.service_nodes,
+            "Health/ServiceNodes": self.health_service_nodes,
+            "Health/UpdateTTL": self.update_ttl,
+        }
+
+    async def register(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"node": wire Node, "service": wire NodeService|None, "checks": [wire HealthCheck]}."""
+        try:
+            node = node_from_wire(_field(body, "node", dict) or {})
+            raw_service = _field(body, "service", dict)
+            service = service_from_wire(raw_service) if raw_service else None
+            checks = tuple(check_from_wire(c) for c in (_field(body, "checks", list) or []))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise invalid(f"invalid request: {exc}") from None
+        command = CatalogRegister(node=node, service=service, checks=checks)
+
+        async def local() -> tuple[QueryMeta, Any]:
+            await propose(self._raft, header.request_id, command)
+            return self._queries.meta(self._state.index(*HEALTH)), True
+
+        return await self._router.serve("Catalog/Register", header, body, local, write=True)
+
+    async def deregister(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        node = _field(body, "node")
+        if not node:
+            raise invalid("Missing node name")
+        command = CatalogDeregister(
+            node=node, service_id=_field(body, "service_id") or "", check_id=_field(body, "check_id") or ""
+        )
+
+        async def local() -> tuple[QueryMeta, Any]:
+            await propose(self._raft, header.request_id, command)
+            return self._queries.meta(self._state.index(*HEALTH)), True
+
+        return await self._router.serve("Catalog/Deregister", header, body, local, write=True)
+
+    async def update_ttl(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"check_id", "status", "output", "node" (optional when the id is unique)}."""
+        check_id = _field(body, "check_id")
+        status = _field(body, "status")
+        if not check_id:
+            raise invalid("Missing check ID")
+        if status not in CHECK_STATUSES:
+            raise invalid(f"Status: must be one of {', '.join(CHECK_STATUSES)}, got {status!r}")
+        output = _field(body, "output") or ""
+        node = _field(body, "node") or ""
+
+        async def local() -> tuple[QueryMeta, Any]:
+            target = node
+            matches = [c for c in self._state.checks_of_type("ttl") if c.check_id == check_id]
+            if node:
+                matches = [c for c in matches if c.node.lower() == node.lower()]
+            if not matches:
+                existing = self._state.get_check(node, check_id) if node else None
+                if existing is not None:
+                    raise invalid(f"CheckID {check_id!r} is not a TTL check")
+                raise RPCError(grpc.StatusCode.NOT_FOUND, f"Unknown check ID {check_id!r}")
+            if len(matches) > 1:
+                raise invalid(f"CheckID {check_id!r} exists on several nodes; pass ?node=")
+            target = matches[0].node
+            await propose(
+                self._raft,
+                header.request_id,
+                CheckUpdate(node=target, check_id=check_id, status=status, output=output, at=time.time()),
+            )
+            return self._queries.meta(self._state.index(*HEALTH)), True
+
+        return await self._router.serve("Health/UpdateTTL", header, body, local, write=True)
+
+    async def list_nodes(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        async def local() -> tuple[QueryMeta, Any]:
+            meta, nodes = await self._queries.run(header, NODES, self._state.catalog_nodes)
+            return meta, [to_wire(n) for n in nodes]
+
+        return await self._router.serve("Catalog/ListNodes", header, body, local, write=False)
+
+    async def list_services(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        async def local() -> tuple[QueryMeta, Any]:
+            return await self._queries.run(header, SERVICES, self._state.catalog_services)
+
+        return await self._router.serve("Catalog/ListServices", header, body, local, write=False)
+
+    async def service_nodes(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        service = _field(body, "service")
+        if not service:
+            raise invalid("Missing service name")
+        tag = _field(body, "tag")
+
+        async def local() -> tuple[QueryMeta, Any]:
+            meta, pairs = await self._queries.run(
+                header, ("nodes", "services"), lambda: self._state.catalog_service_nodes(service, tag)
+            )
+            return meta, [[to_wire(n), to_wire(s)] for n, s in pairs]
+
+        return await self._router.serve("Catalog/ServiceNodes", header, body, local, write=False)
+
+    async def health_service_nodes(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        service = _field(body, "service")
+        if not service:
+            raise invalid("Missing service name")
+        tag = _field(body, "tag")
+        passing = bool(body.get("passing"))
+
+        async def local() -> tuple[QueryMeta, Any]:
+            meta, csns = await self._queries.run(
+                header, HEALTH, lambda: self._state.health_service_nodes(service, passing_only=passing, tag=tag)
+            )
+            return meta, [to_wire(c) for c in csns]
+
+        return await self._router.serve("Health/ServiceNodes", header, body, local, write=False)

@@ -1,0 +1,127 @@
+"""FederationState.* (reference/federation.md §3): Apply, Get, List, ListMeshGateways.
+
+Every write is re-targeted to the primary datacenter before routing, wherever it arrives, so
+secondaries only ever change federation states through replication.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fsm import FederationStateDelete, FederationStateUpsert
+from fsm.records import federation_state_from_wire, to_wire
+from fsm.state import StateStore
+from rpc.errors import invalid
+from rpc.header import QueryMeta, RequestHeader
+from rpc.service import Handler
+
+from ..blocking import QueryRunner
+from ..raft import RaftNode
+from ..router import Router
+from .writes import propose
+
+TABLES = ("federation_states",)
+
+OP_UPSERT = "upsert"
+OP_DELETE = "delete"
+
+
+def utc_now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class FederationStateEndpoint:
+    def __init__(
+        self,
+        *,
+        primary_datacenter: str,
+        state: StateStore,
+        raft: RaftNode,
+        router: Router,
+        queries: QueryRunner,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._primary = primary_datacenter
+        self._state = state
+        self._raft = raft
+        self._router = router
+        self._queries = queries
+        self._observe = observe or (lambda name, seconds: None)
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "FederationState/Apply": self.apply,
+            "FederationState/Get": self.get,
+            "FederationState/List": self.list,
+            "FederationState/ListMeshGateways": self.list_mesh_gateways,
+        }
+
+    async def apply(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"op": "upsert"|"delete", "state": <wire FederationState>} -> True/False."""
+        header = dataclasses.replace(header, datacenter=self._primary)
+        if not isinstance(body, dict):
+            raise invalid("invalid request: body must be a map")
+        op = body.get("op")
+        raw_state = body.get("state")
+        if not isinstance(raw_state, dict) or not raw_state.get("datacenter"):
+            raise invalid("invalid request: missing federation state datacenter")
+        if op not in (OP_UPSERT, OP_DELETE):
+            raise invalid(f"Invalid federation state operation: {op}")
+        try:
+            fed_state = federation_state_from_wire(raw_state)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise invalid(f"invalid request: malformed federation state: {exc}") from None
+
+        async def local() -> tuple[QueryMeta, Any]:
+            started = time.perf_counter()
+            if op == OP_UPSERT:
+                state = fed_state
+                if not state.updated_at:
+                    state = dataclasses.replace(state, updated_at=utc_now_rfc3339())
+                await propose(self._raft, header.request_id, FederationStateUpsert(state))
+                reply = True
+            else:
+                await propose(self._raft, header.request_id, FederationStateDelete(fed_state.datacenter))
+                reply = False
+            self._observe("apply", time.perf_counter() - started)
+            return self._queries.meta(self._state.index(*TABLES)), reply
+
+        return await self._router.serve("FederationState/Apply", header, body, local, write=True)
+
+    async def get(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"datacenter": name} -> {"state": wire or None}."""
+        name = body.get("datacenter") if isinstance(body, dict) else None
+        if not name:
+            raise invalid("Missing datacenter name")
+
+        async def local() -> tuple[QueryMeta, Any]:
+            started = time.perf_counter()
+            meta, value = await self._queries.run(
+                header, TABLES, lambda: self._state.federation_state_get(name), wait_for_existence=True
+            )
+            self._observe("get", time.perf_counter() - started)
+            return meta, {"state": None if value is None else to_wire(value)}
+
+        return await self._router.serve("FederationState/Get", header, body, local, write=False)
+
+    async def list(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        async def local() -> tuple[QueryMeta, Any]:
+            started = time.perf_counter()
+            meta, states = await self._queries.run(header, TABLES, self._state.federation_state_list)
+            self._observe("list", time.perf_counter() - started)
+            return meta, [to_wire(s) for s in states]
+
+        return await self._router.serve("FederationState/List", header, body, local, write=False)
+
+    async def list_mesh_gateways(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        async def local() -> tuple[QueryMeta, Any]:
+            started = time.perf_counter()
+            meta, by_dc = await self._queries.run(header, TABLES, self._state.federation_state_mesh_gateways)
+            self._observe("list_mesh_gateways", time.perf_counter() - started)
+            return meta, {dc: [to_wire(csn) for csn in gws] for dc, gws in by_dc.items()}
+
+        return await self._router.serve("FederationState/ListMeshGateways", header, body, local, write=False)

@@ -1,0 +1,120 @@
+"""The HTTP API application: routes, error mapping, and the query-meta headers on every answer.
+
+Handlers translate HTTP to the same endpoint calls the gRPC service makes, so forwarding,
+blocking and consistency behave identically whichever door a request came in by. Errors never
+leak a traceback: bad input is a 400 naming the field, RPC status codes map as DESIGN §6 says,
+and every response, errors included, carries X-Consul-Index >= 1 (py-consul requires it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from fsm.state import TABLES, StateStore
+from rpc.errors import RPCError
+
+from ..blocking import QueryRunner
+from ..endpoints.catalog import CatalogEndpoint
+from ..endpoints.federation_state import FederationStateEndpoint
+from ..endpoints.status import StatusEndpoint
+from ..metrics import Metrics
+from .decode import DecodeError
+from .params import BadRequest
+from .respond import meta_headers
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 403,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+DebugHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Api:
+    """What the HTTP layer needs from the server; built once by the agent."""
+
+    datacenter: str
+    state: StateStore
+    queries: QueryRunner
+    federation: FederationStateEndpoint
+    catalog: CatalogEndpoint
+    status: StatusEndpoint
+    metrics: Metrics
+    prometheus_enabled: bool = True
+    debug_routes: dict[str, DebugHandler] = field(default_factory=dict)  # extra GET routes (locator, replication)
+
+
+API_KEY: web.AppKey[Api] = web.AppKey("meshfed_api", Api)
+
+
+def _fallback_headers(api: Api) -> dict[str, str]:
+    return meta_headers(api.queries.meta(api.state.index(*TABLES)))
+
+
+def _text(status: int, message: str, api: Api) -> web.Response:
+    return web.Response(status=status, text=message, headers=_fallback_headers(api))
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    api = request.app[API_KEY]
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        return _text(400, str(exc), api)
+    except DecodeError as exc:
+        return _text(400, str(exc), api)
+    except RPCError as exc:
+        return _text(HTTP_STATUS.get(exc.code, 500), exc.message, api)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and "X-Consul-Index" not in exc.headers:
+            exc.headers.update(_fallback_headers(api))
+        raise
+    except Exception:
+        log.exception("HTTP %s %s failed", request.method, request.path)
+        return _text(500, "internal server error (see the server log)", api)
+
+
+def build_app(api: Api) -> web.Application:
+    from . import routes_agent, routes_catalog, routes_internal
+
+    app = web.Application(middlewares=[error_middleware], client_max_size=4 * 1024 * 1024)
+    app[API_KEY] = api
+    routes_internal.add(app)
+    routes_catalog.add(app)
+    routes_agent.add(app)
+    for path, handler in api.debug_routes.items():
+        app.router.add_get(path, handler)
+    return app
+
+
+def api_of(request: web.Request) -> Api:
+    return request.app[API_KEY]
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON; an empty body is None. Bad JSON is a 400, not a traceback."""
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    try:
+        import json
+
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"Request decode failed: {exc}") from None

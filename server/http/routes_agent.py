@@ -1,0 +1,122 @@
+"""Status, operator and agent endpoints: leader/peers, Raft configuration, members, TTL check
+updates, and metrics (Prometheus text or Consul's JSON)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from fsm.records import server_info_from_wire
+from rpc.header import RequestHeader
+
+from ..metrics import json_snapshot
+from .app import api_of, read_json
+from .decode import lookup
+from .params import BadRequest, parse_header
+from .respond import json_body, with_meta
+from .shapes import server_json
+
+PROMETHEUS_ACCEPT = ("application/openmetrics-text", "text/plain; version=0.4.0")
+
+
+async def status_leader(request: web.Request) -> web.Response:
+    meta, leader = await api_of(request).status.leader(RequestHeader(), {})
+    return with_meta(leader, meta)
+
+
+async def status_peers(request: web.Request) -> web.Response:
+    meta, peers = await api_of(request).status.peers(RequestHeader(), {})
+    return with_meta(peers, meta)
+
+
+async def raft_configuration(request: web.Request) -> web.Response:
+    meta, config = await api_of(request).status.raft_configuration(RequestHeader(), {})
+    servers = []
+    for row in config["servers"]:
+        if row["server"] is not None:
+            servers.append(server_json(server_info_from_wire(row["server"]), row["leader"]))
+        else:
+            servers.append(
+                {"ID": row["node"], "Node": row["node"], "Address": row["raft_address"],
+                 "Leader": row["leader"], "Voter": True, "ProtocolVersion": "3"}
+            )
+    return with_meta({"Servers": servers, "Index": config["index"]}, meta)
+
+
+async def members(request: web.Request) -> web.Response:
+    """Consul's /v1/agent/members shape for the servers of this DC (meshfed has no client agents)."""
+    meta, config = await api_of(request).status.raft_configuration(RequestHeader(), {})
+    rows = []
+    for row in config["servers"]:
+        info = server_info_from_wire(row["server"]) if row["server"] else None
+        host, _, port = row["raft_address"].rpartition(":")
+        rows.append(
+            {
+                "Name": row["node"],
+                "Addr": host,
+                "Port": int(port or 0),
+                "Tags": {
+                    "role": "consul",
+                    "dc": info.datacenter if info else api_of(request).datacenter,
+                    "rpc_addr": info.rpc_address if info else "",
+                    "http_addr": info.http_address if info else "",
+                    "leader": "true" if row["leader"] else "false",
+                },
+                "Status": 1 if info else 0,
+            }
+        )
+    return with_meta(rows, meta)
+
+
+def _check_update(status: str | None):  # type: ignore[no-untyped-def]
+    async def handler(request: web.Request) -> web.Response:
+        api = api_of(request)
+        header = parse_header(request, write=True)
+        new_status = status
+        output = request.query.get("note", "")
+        if status is None:  # /v1/agent/check/update/<id> with {"Status", "Output"}
+            body = await read_json(request) or {}
+            if not isinstance(body, dict):
+                raise BadRequest("Request decode failed: expected a JSON object")
+            new_status = lookup(body, "Status")
+            output = lookup(body, "Output") or ""
+            if not isinstance(new_status, str) or not isinstance(output, str):
+                raise BadRequest("Status and Output must be strings")
+        body = {
+            "check_id": request.match_info["check_id"],
+            "status": new_status,
+            "output": output,
+            "node": request.query.get("node", ""),
+        }
+        await api.catalog.update_ttl(header, body)
+        return web.Response(status=200)
+
+    return handler
+
+
+async def metrics(request: web.Request) -> web.Response:
+    api = api_of(request)
+    accept = request.headers.get("Accept", "")
+    wants_prometheus = (
+        request.path == "/metrics"
+        or request.query.get("format") == "prometheus"
+        or any(kind in accept for kind in PROMETHEUS_ACCEPT)
+    )
+    if wants_prometheus:
+        if not api.prometheus_enabled:
+            return web.Response(status=415, text="Prometheus is not enabled since its retention time is not positive")
+        return web.Response(body=generate_latest(api.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return json_body(json_snapshot(api.metrics.registry))
+
+
+def add(app: web.Application) -> None:
+    app.router.add_get("/v1/status/leader", status_leader)
+    app.router.add_get("/v1/status/peers", status_peers)
+    app.router.add_get("/v1/operator/raft/configuration", raft_configuration)
+    app.router.add_get("/v1/agent/members", members)
+    app.router.add_put("/v1/agent/check/pass/{check_id}", _check_update("passing"))
+    app.router.add_put("/v1/agent/check/warn/{check_id}", _check_update("warning"))
+    app.router.add_put("/v1/agent/check/fail/{check_id}", _check_update("critical"))
+    app.router.add_put("/v1/agent/check/update/{check_id}", _check_update(None))
+    app.router.add_get("/v1/agent/metrics", metrics)
+    app.router.add_get("/metrics", metrics)

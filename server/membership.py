@@ -1,0 +1,71 @@
+"""Each server publishes itself: its addresses (ServerRegister, used to find the leader's RPC
+address and to answer members/raft configuration) and its catalog entry, service `consul` on its
+node, as Consul's servers appear in the catalog. Mesh gateways route `<node>.server.<dc>` SNI
+names to these entries.
+
+Runs on every server, leader or not: a follower's proposal is carried to the leader by Raft.
+It re-publishes whenever its own record is missing or differs (e.g. after a restore).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fsm import CatalogRegister, ServerRegister
+from fsm.records import Node, NodeService, ServerInfo
+from fsm.state import StateStore
+
+from .raft import RaftNode
+from .watch import WatchHub
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY = 1.0
+CONSUL_SERVICE = "consul"
+
+
+def catalog_entry(server: ServerInfo) -> tuple[Node, NodeService]:
+    host, _, port = server.rpc_address.rpartition(":")
+    node = Node(node=server.node, address=host, datacenter=server.datacenter)
+    service = NodeService(
+        id=CONSUL_SERVICE,
+        service=CONSUL_SERVICE,
+        address=host,
+        port=int(port),
+        meta={"raft_address": server.raft_address, "http_address": server.http_address},
+    )
+    return node, service
+
+
+def is_published(state: StateStore, me: ServerInfo) -> bool:
+    _, servers = state.servers()
+    mine = [s for s in servers if s.node.lower() == me.node.lower()]
+    if not mine or (mine[0].raft_address, mine[0].rpc_address, mine[0].http_address, mine[0].datacenter) != (
+        me.raft_address, me.rpc_address, me.http_address, me.datacenter
+    ):
+        return False
+    _, node, services = state.catalog_node(me.node)
+    return node is not None and any(s.id == CONSUL_SERVICE for s in services)
+
+
+async def publish_self(state: StateStore, raft: RaftNode, watches: WatchHub, me: ServerInfo) -> None:
+    announced = False
+    while True:
+        if not is_published(state, me):
+            node, service = catalog_entry(me)
+            try:
+                results = await raft.apply(
+                    [("", ServerRegister(server=me)), ("", CatalogRegister(node=node, service=service))], timeout=5.0
+                )
+                if all(r.ok for r in results):
+                    if not announced:
+                        log.info("published server %s (raft %s, rpc %s)", me.node, me.raft_address, me.rpc_address)
+                        announced = True
+                else:
+                    log.warning("publishing server record failed: %s", [r.error for r in results if not r.ok])
+            except Exception as exc:
+                log.debug("publishing server record deferred: %s", exc)
+            await asyncio.sleep(RETRY_DELAY)
+            continue
+        await asyncio.wait(watches.futures(("servers", "nodes", "services")), timeout=60.0)

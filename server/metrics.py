@@ -1,0 +1,129 @@
+"""Prometheus metrics of one server (DESIGN §10).
+
+Names Consul has keep Consul's flattened names (prefix `consul_`) so existing dashboards work;
+ours use `meshfed_`. prometheus-client appends `_total` to counters and exposes summaries as
+`_count`/`_sum`. Values that are cheap to read at scrape time (Raft status, catalog sizes) come
+from a collector that asks the live objects, so they can never go stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+FEDERATION_STATE_OPS = ("apply", "get", "list", "list_mesh_gateways")
+REPLICATED_TYPES = ("federation_state", "config_entry", "ca_roots")
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _LiveCollector(Collector):
+    def __init__(self, collect: Callable[[], Iterator[GaugeMetricFamily]]) -> None:
+        self._collect = collect
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            yield from self._collect()
+        except Exception:  # a scrape must never fail because one source is mid-restart
+            return
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.federation_state = {
+            op: Summary(f"consul_federation_state_{op}", f"Time to serve FederationState.{op} (seconds)", registry=r)
+            for op in FEDERATION_STATE_OPS
+        }
+        self.rpc_request = Counter("consul_rpc_request", "RPC requests served", ["method"], registry=r)
+        self.rpc_request_error = Counter(
+            "consul_rpc_request_error", "RPC requests that failed", ["method", "code"], registry=r
+        )
+        self.rpc_server_call = Histogram(
+            "meshfed_rpc_server_call_seconds", "RPC handling time", ["method"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.rpc_queries_blocking = Gauge("consul_rpc_queries_blocking", "Blocking queries in flight", registry=r)
+        self.rpc_cross_dc = Counter("consul_rpc_cross_dc", "RPCs forwarded to another datacenter", ["datacenter"], registry=r)
+        self.rpc_forwarded_to_leader = Counter("meshfed_rpc_forwarded_leader", "RPCs forwarded to the local leader", registry=r)
+        self.raft_apply = Counter("consul_raft_apply", "Commands applied by the state machine", registry=r)
+        self.raft_commit_time = Histogram(
+            "meshfed_raft_commit_seconds", "Time from proposal to commit of one log entry (group commit batch)",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.raft_batch_commands = Histogram(
+            "meshfed_raft_batch_commands", "Commands per committed log entry (group commit)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r,
+        )
+        self.replication_status = {
+            t: Gauge(f"consul_leader_replication_{t}_status", f"1 if the last {t} replication round succeeded", registry=r)
+            for t in REPLICATED_TYPES
+        }
+        self.replication_index = {
+            t: Gauge(f"consul_leader_replication_{t}_index", f"Last replicated remote index of {t}", registry=r)
+            for t in REPLICATED_TYPES
+        }
+        self.anti_entropy_syncs = Counter(
+            "meshfed_anti_entropy_syncs", "Federation-state anti-entropy rounds", ["outcome"], registry=r
+        )
+        self.anti_entropy_last_sync = Gauge(
+            "meshfed_anti_entropy_last_sync_timestamp_seconds", "Unix time of the last successful anti-entropy write",
+            registry=r,
+        )
+        self.ttl_expired = Counter("meshfed_ttl_checks_expired", "TTL checks marked critical for missing updates", registry=r)
+        self.leader_changes = Counter("meshfed_raft_leadership_changes", "Times this server gained or lost leadership", registry=r)
+
+    def observe_rpc(self, method: str, seconds: float, error_code: str) -> None:
+        self.rpc_request.labels(method).inc()
+        self.rpc_server_call.labels(method).observe(seconds)
+        if error_code:
+            self.rpc_request_error.labels(method, error_code).inc()
+
+    def observe_federation_state(self, op: str, seconds: float) -> None:
+        self.federation_state[op].observe(seconds)
+
+    def observe_batch(self, commands: int, seconds: float) -> None:
+        self.raft_commit_time.observe(seconds)
+        self.raft_batch_commands.observe(commands)
+
+    def blocking_delta(self, delta: int) -> None:
+        self.rpc_queries_blocking.inc(delta)
+
+    def forwarded(self, target: str) -> None:
+        if target == "leader":
+            self.rpc_forwarded_to_leader.inc()
+        else:
+            self.rpc_cross_dc.labels(target).inc()
+
+    def zero_replication(self) -> None:
+        """On step-down: a former leader must not keep reporting healthy replication (Consul #20665)."""
+        for gauge in (*self.replication_status.values(), *self.replication_index.values()):
+            gauge.set(0)
+
+    def add_live(self, collect: Callable[[], Iterator[GaugeMetricFamily]]) -> None:
+        self.registry.register(_LiveCollector(collect))
+
+
+def gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=list(labels) if labels else None)
+    family.add_metric(list(labels.values()) if labels else [], value)
+    return family
+
+
+def json_snapshot(registry: CollectorRegistry) -> dict[str, Any]:
+    """Consul's JSON metrics shape for GET /v1/agent/metrics without format=prometheus."""
+    gauges: list[dict[str, Any]] = []
+    counters: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    for family in registry.collect():
+        for sample in family.samples:
+            entry = {"Name": sample.name, "Labels": dict(sample.labels)}
+            if family.type == "counter" and sample.name.endswith("_total"):
+                counters.append({**entry, "Count": sample.value, "Sum": sample.value})
+            elif family.type in ("summary", "histogram"):
+                samples.append({**entry, "Value": sample.value})
+            else:
+                gauges.append({**entry, "Value": sample.value})
+    return {"Gauges": gauges, "Counters": counters, "Samples": samples, "Points": []}

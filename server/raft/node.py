@@ -1,0 +1,413 @@
+"""The Raft node: drives PySyncObj (only the server/raft package imports it).
+
+States: a node is created (port bound, journal and snapshot loaded on the first tick), then runs
+its own tick thread until `stop()`. It is a follower, candidate or leader as PySyncObj decides;
+leadership changes are handed to the event loop through `on_leadership`.
+
+What this adapter adds to the library (reference/pysyncobj.md §6):
+- safety: the cluster key is mandatory (the port speaks pickle); apply never raises (the state
+  machine returns error values, and a last-resort guard here turns anything else into one);
+- durability: no forked dump writer, fsynced snapshots, a dump-loading step that keeps the journal
+  tail, crash-safe journal compaction (server/raft/storage.py); the journal is msynced every
+  `JOURNAL_SYNC_INTERVAL`. An acknowledgement therefore means: applied on the leader and in the
+  page cache of a majority, which survives kill -9 of every process; it is on disk within
+  `JOURNAL_SYNC_INTERVAL` (a power loss of a majority can lose that last window);
+- latency and throughput: `appendEntriesUseBatch=False` (sub-millisecond commits) plus group
+  commit: proposals arriving while `MAX_INFLIGHT_BATCHES` entries are in flight are packed into the
+  next log entry, each command keeping its own result;
+- leadership truth: tuned timeouts, a short `leaderFallbackTimeout`, the time of the last message
+  from the leader (for KnownLeader/LastContact), and barriers for consistent reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.config import FAIL_REASON
+from pysyncobj.journal import FileJournal
+
+from fsm import Command, Noop, Result, StateMachine, encode_batch
+
+from . import storage as raft_storage
+
+log = logging.getLogger(__name__)
+
+TICK_PERIOD = 0.05  # poll timeout of the tick loop; commits wake it earlier through a pipe
+JOURNAL_SYNC_INTERVAL = 1.0
+MAX_INFLIGHT_BATCHES = 2
+MAX_BATCH_COMMANDS = 256
+MAX_BATCH_BYTES = 48 * 1024  # stay clear of PySyncObj's 64 KiB chunking edge (reference §3)
+
+# Failure reasons after which the command certainly did not commit: retrying is always safe.
+NOT_APPLIED = {
+    FAIL_REASON.QUEUE_FULL: "raft queue full",
+    FAIL_REASON.MISSING_LEADER: "no cluster leader",
+    FAIL_REASON.DISCARDED: "entry discarded by a new leader",
+    FAIL_REASON.NOT_LEADER: "not the leader",
+    FAIL_REASON.REQUEST_DENIED: "request denied",
+}
+
+
+@dataclass(frozen=True)
+class RaftTimings:
+    """Raft timeouts in seconds. `scaled(n)` mirrors Consul's performance.raft_multiplier."""
+
+    election_min: float = 0.2
+    election_max: float = 0.5
+    heartbeat: float = 0.05
+    leader_fallback: float = 0.6
+    connection_timeout: float = 1.0
+    connection_retry: float = 0.2
+
+    def scaled(self, multiplier: int) -> RaftTimings:
+        m = max(1, multiplier)
+        return RaftTimings(
+            self.election_min * m,
+            self.election_max * m,
+            self.heartbeat * m,
+            self.leader_fallback * m,
+            max(self.connection_timeout, self.election_max * m),
+            self.connection_retry,
+        )
+
+
+class RaftError(Exception):
+    """A proposal failed. `maybe_applied` means the outcome is unknown: retry with the same request id."""
+
+    def __init__(self, message: str, maybe_applied: bool) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
+
+
+class _FsmConsumer(SyncObjConsumer):
+    """Carries the one replicated method. Built before the SyncObj (reference §1.1)."""
+
+    def __init__(self, machine: StateMachine, on_applied: Callable[[int, int], None]) -> None:
+        self._machine = machine
+        self._on_applied = on_applied
+        super().__init__()
+
+    @replicated
+    def apply_batch(self, payload: bytes) -> list[Result]:
+        index = self._syncObj.raftLastApplied + 1
+        try:
+            results = self._machine.apply(index, payload)
+        except BaseException as exc:  # the machine promises not to raise; a raise here wedges Raft
+            log.exception("state machine raised while applying index %d", index)
+            return [Result(ok=False, error=f"internal error: {exc}", code="internal")]
+        self._on_applied(index, len(results))
+        return results
+
+
+class _SyncObj(SyncObj):
+    """PySyncObj with our dump-loading step and leader-contact tracking (private hooks, pinned)."""
+
+    def __init__(self, *args: Any, journal_path: str | None, **kwargs: Any) -> None:
+        self.meshfed_journal_path = journal_path
+        self.meshfed_last_leader_contact = 0.0
+        super().__init__(*args, **kwargs)
+
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802 (library name)
+        try:
+            _, last, prev, _cluster = self._SyncObj__serializer.deserialize()
+            last, prev = raft_storage.as_entry(last), raft_storage.as_entry(prev)
+            journal = self._SyncObj__raftLog
+            current = [raft_storage.as_entry(journal[i]) for i in range(len(journal))]
+            wanted = raft_storage.reconcile_journal(current, last, prev, clearJournal)
+            if current != wanted:
+                kept = len(wanted) - 2
+                log.info("raft: snapshot at index %d loaded; keeping %d journal entries after it", last[1], kept)
+                if isinstance(journal, FileJournal) and self.meshfed_journal_path:
+                    raft_storage.rewrite_journal(journal, self.meshfed_journal_path, wanted)
+                else:
+                    journal.clear()
+                    for entry in wanted:
+                        journal.add(*entry)
+            self._SyncObj__raftLastApplied = last[1]
+            last_index = journal[len(journal) - 1][1]
+            if self._SyncObj__raftCommitIndex > last_index:
+                self._SyncObj__raftCommitIndex = last_index
+                journal.setRaftCommitIndex(last_index)
+            self._SyncObj__onSetCodeVersion(0)
+        except Exception:
+            log.exception("raft: failed to load snapshot")
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
+        if message.get("type") == "append_entries":
+            self.meshfed_last_leader_contact = time.monotonic()
+        SyncObj._SyncObj__onMessageReceived(self, node, message)
+
+
+@dataclass
+class RaftStatus:
+    state: str  # "leader" | "follower" | "candidate"
+    leader: str | None  # raft address of the known leader
+    term: int
+    commit_index: int
+    last_applied: int
+    has_quorum: bool
+    last_contact: float  # seconds since the last message from the leader (0 on the leader)
+    peers_connected: dict[str, bool]
+    log_entries: int
+    snapshot_index: int
+    snapshot_bytes: int
+    snapshot_age: float
+
+
+class RaftNode:
+    """One Raft member. Thread model: PySyncObj state is touched only by our tick thread;
+    asyncio callers go through `apply`/`barrier`, whose completions come back with
+    `loop.call_soon_threadsafe`. Nothing on the event loop ever blocks on Raft.
+    """
+
+    def __init__(
+        self,
+        *,
+        self_address: str,
+        peers: Sequence[str],
+        machine: StateMachine,
+        cluster_key: str,
+        data_dir: str | None,
+        timings: RaftTimings = RaftTimings(),
+        snapshot_threshold: int = 8192,
+        snapshot_interval: float = 300.0,
+        on_leadership: Callable[[bool], None] | None = None,
+        on_applied: Callable[[int, int], None] | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
+        bind_address: str | None = None,
+    ) -> None:
+        if not cluster_key:
+            raise ValueError("a cluster key is required: the Raft port speaks pickle")
+        self.self_address = self_address
+        self.peers = [p for p in peers if p != self_address]
+        self._machine = machine
+        self._on_leadership = on_leadership
+        self._on_batch = on_batch
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tick_errors = 0
+        self._pending: list[tuple[str, Command, asyncio.Future[Result]]] = []
+        self._inflight = 0
+        self._flush_scheduled = False
+        self.snapshot_index = 0
+        self.snapshot_bytes = 0
+        self._snapshot_time = time.monotonic()
+
+        journal_path = dump_path = None
+        if data_dir:
+            raft_dir = os.path.join(data_dir, "raft")
+            os.makedirs(raft_dir, exist_ok=True)
+            journal_path = os.path.join(raft_dir, "journal")
+            dump_path = os.path.join(raft_dir, "snapshot")
+        self._snapshots = raft_storage.SnapshotWriter(
+            dump_path or "",
+            machine.snapshot_data,
+            machine.restore_data,
+            on_written=self._snapshot_written,
+        )
+        self._consumer = _FsmConsumer(machine, on_applied or (lambda index, count: None))
+        conf = SyncObjConf(
+            password=cluster_key,
+            autoTick=False,
+            appendEntriesUseBatch=False,
+            appendEntriesPeriod=timings.heartbeat,
+            raftMinTimeout=timings.election_min,
+            raftMaxTimeout=timings.election_max,
+            leaderFallbackTimeout=timings.leader_fallback,
+            connectionTimeout=timings.connection_timeout,
+            connectionRetryTime=timings.connection_retry,
+            journalFile=journal_path,
+            fullDumpFile=dump_path,
+            serializer=self._snapshots.serialize if dump_path else None,
+            deserializer=self._snapshots.deserialize if dump_path else None,
+            serializeChecker=self._snapshots.check if dump_path else None,
+            logCompactionMinEntries=snapshot_threshold,
+            logCompactionMinTime=snapshot_interval,
+            dynamicMembershipChange=False,
+            onStateChanged=self._state_changed,
+            bindAddress=bind_address,
+            maxBindRetries=3,
+            bindRetryTime=0.5,
+        )
+        self._sync = _SyncObj(
+            self_address, self.peers, conf, consumers=[self._consumer], journal_path=journal_path
+        )
+        if journal_path:
+            raft_storage.make_compaction_safe(self._sync._SyncObj__raftLog, journal_path)
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run, name="raft-tick", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        next_sync = time.monotonic() + JOURNAL_SYNC_INTERVAL
+        while not self._stopping.is_set():
+            try:
+                self._sync.doTick(TICK_PERIOD)
+            except Exception:
+                self._tick_errors += 1
+                if self._tick_errors in (1, 10, 100) or self._tick_errors % 1000 == 0:
+                    log.exception("raft tick failed (%d times so far)", self._tick_errors)
+                time.sleep(TICK_PERIOD)
+            now = time.monotonic()
+            if now >= next_sync:
+                next_sync = now + JOURNAL_SYNC_INTERVAL
+                self._sync_journal()
+        self._sync_journal()
+        self._sync.destroy()
+
+    def _sync_journal(self) -> None:
+        journal = self._sync._SyncObj__raftLog
+        if isinstance(journal, FileJournal):
+            try:
+                journal.flush()
+            except (OSError, ValueError):
+                log.warning("raft journal sync failed", exc_info=True)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ---- proposals (event loop side) --------------------------------------------------------------
+
+    async def apply(self, commands: Sequence[tuple[str, Command]], timeout: float = 5.0) -> list[Result]:
+        """Propose commands (request_id, command); returns one Result each, in order.
+
+        Raises RaftError on failure or timeout; `maybe_applied` tells whether a retry must reuse
+        the same request ids (the state machine applies a request id once).
+        """
+        loop = asyncio.get_running_loop()
+        futures = []
+        for request_id, command in commands:
+            future: asyncio.Future[Result] = loop.create_future()
+            self._pending.append((request_id, command, future))
+            futures.append(future)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)  # let proposals from the same loop iteration join this batch
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+        except TimeoutError:
+            raise RaftError("timed out waiting for the raft commit", maybe_applied=True) from None
+
+    async def barrier(self, timeout: float = 5.0) -> int:
+        """Commit a no-op through the log; once it returns, local state is at least that fresh."""
+        (result,) = await self.apply([("", Noop())], timeout)
+        return int(result.value or 0)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        loop = self._loop or asyncio.get_running_loop()
+        while self._pending and self._inflight < MAX_INFLIGHT_BATCHES:
+            batch = self._take_batch()
+            payload = encode_batch([(rid, cmd) for rid, cmd, _ in batch])
+            futures = [f for _, _, f in batch]
+            self._inflight += 1
+            started = time.perf_counter()
+
+            def done(results: Any, error: int, futures: list[Any] = futures, started: float = started) -> None:
+                loop.call_soon_threadsafe(self._complete, futures, results, error, started)
+
+            self._consumer.apply_batch(payload, callback=done)
+
+    def _take_batch(self) -> list[tuple[str, Command, asyncio.Future[Result]]]:
+        batch = self._pending[:MAX_BATCH_COMMANDS]
+        while len(batch) > 1 and len(encode_batch([(r, c) for r, c, _ in batch])) > MAX_BATCH_BYTES:
+            batch = batch[: len(batch) // 2]
+        del self._pending[: len(batch)]
+        return batch
+
+    def _complete(self, futures: list[asyncio.Future[Result]], results: Any, error: int, started: float) -> None:
+        self._inflight -= 1
+        if self._on_batch is not None:
+            self._on_batch(len(futures), time.perf_counter() - started)
+        if error == FAIL_REASON.SUCCESS and isinstance(results, list) and len(results) == len(futures):
+            for future, result in zip(futures, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        else:
+            if error == FAIL_REASON.SUCCESS:
+                exc = RaftError("state machine returned a malformed batch result", maybe_applied=True)
+            elif error in NOT_APPLIED:
+                exc = RaftError(NOT_APPLIED[error], maybe_applied=False)
+            else:
+                exc = RaftError(f"leadership changed during commit (reason {error})", maybe_applied=True)
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+        if self._pending:
+            self._flush()
+
+    # ---- status ----------------------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        return bool(self._sync._isLeader())
+
+    def leader(self) -> str | None:
+        leader = self._sync._getLeader()
+        return None if leader is None else str(getattr(leader, "id", leader))
+
+    def last_contact(self) -> float:
+        """Seconds since this node last heard from a leader (0 when it is the leader)."""
+        if self.is_leader():
+            return 0.0
+        contact = self._sync.meshfed_last_leader_contact
+        return float("inf") if contact == 0 else time.monotonic() - contact
+
+    def known_leader(self) -> bool:
+        return self.leader() is not None
+
+    def status(self) -> RaftStatus:
+        sync = self._sync
+        state_code = sync._SyncObj__raftState
+        peers = {p: bool(sync.isNodeConnected(node)) for p, node in self._peer_nodes()}
+        return RaftStatus(
+            state={0: "follower", 1: "candidate", 2: "leader"}.get(state_code, "follower"),
+            leader=self.leader(),
+            term=sync.raftCurrentTerm,
+            commit_index=sync.raftCommitIndex,
+            last_applied=sync.raftLastApplied,
+            has_quorum=bool(sync.hasQuorum) if self.is_leader() else self.known_leader(),
+            last_contact=self.last_contact(),
+            peers_connected=peers,
+            log_entries=sync._getRaftLogSize(),
+            snapshot_index=self.snapshot_index,
+            snapshot_bytes=self.snapshot_bytes,
+            snapshot_age=time.monotonic() - self._snapshot_time,
+        )
+
+    def _peer_nodes(self) -> list[tuple[str, Any]]:
+        return [(str(node.id), node) for node in self._sync.otherNodes]
+
+    @property
+    def tick_errors(self) -> int:
+        return self._tick_errors
+
+    def force_snapshot(self) -> None:
+        self._sync.forceLogCompaction()
+
+    # ---- callbacks from the tick thread ----------------------------------------------------------
+
+    def _state_changed(self, old: int, new: int) -> None:
+        was_leader, is_leader = old == 2, new == 2
+        if was_leader != is_leader and self._on_leadership is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_leadership, is_leader)
+
+    def _snapshot_written(self, index: int, size: int) -> None:
+        self.snapshot_index = index
+        self.snapshot_bytes = size
+        self._snapshot_time = time.monotonic()
+        log.info("raft: snapshot at index %d written (%d bytes)", index, size)

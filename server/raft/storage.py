@@ -1,0 +1,206 @@
+"""Crash-safe on-disk storage for PySyncObj: our snapshot file and journal rewrites.
+
+PySyncObj 0.3.17 as shipped loses acknowledged writes on a whole-cluster kill -9
+(reference/pysyncobj.md §2.4). Three windows cause it; this module closes each one:
+
+1. The forked dump writer outlives a killed parent and installs a dump newer than the journal.
+   -> We pass custom serializer hooks, which make the library write the snapshot synchronously on
+      its tick thread (no fork). `write_snapshot` fsyncs the file before the library renames it, and
+      `SnapshotWriter.check` fsyncs the directory before the library is told the snapshot is done
+      (only then does it truncate the journal).
+2. On start-up the library clears the *whole* journal when it does not begin exactly at the dump.
+   -> `server/raft/node.py` replaces that step with `reconcile_journal`, which keeps every journal entry
+      after the snapshot index.
+3. Journal compaction (`FileJournal.deleteEntriesTo`) rewrites the file in place: clear, then
+   append the kept entries one by one. A kill in between leaves a journal missing its tail.
+   -> `make_compaction_safe` replaces it with a rewrite into a temporary file that is fsynced and
+      renamed over the journal (atomic), then re-opened in place.
+
+Only the server/raft package knows PySyncObj's file formats and private names; the
+regression tests in tests/unit/test_raft_storage.py pin the behaviour we rely on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pysyncobj.config import SERIALIZER_STATE
+from pysyncobj.journal import FileJournal
+
+from fsm.snapshot import SnapshotError, decode_frame, encode_frame
+
+log = logging.getLogger(__name__)
+
+# (command bytes, raft index, raft term) as PySyncObj stores log entries.
+Entry = tuple[bytes, int, int]
+
+SNAPSHOT_FORMAT = "meshfed-raft-snapshot"
+
+
+def fsync_directory(path: str) -> None:
+    """Make a rename inside `path` durable (a rename is a directory update)."""
+    fd = os.open(path or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def as_entry(value: Sequence[Any]) -> Entry:
+    command, index, term = value
+    return (bytes(command), int(index), int(term))
+
+
+def write_snapshot(path: str, fsm_data: dict[str, Any], last: Entry, prev: Entry, cluster: Sequence[str]) -> int:
+    """Write our snapshot frame to `path` and fsync it; returns its size in bytes."""
+    blob = encode_frame(
+        {
+            "format": SNAPSHOT_FORMAT,
+            "fsm": fsm_data,
+            "raft": {"last": list(last), "prev": list(prev), "cluster": sorted(cluster)},
+        }
+    )
+    with open(path, "wb") as f:
+        f.write(blob)
+        f.flush()
+        os.fsync(f.fileno())
+    return len(blob)
+
+
+def read_snapshot(path: str) -> tuple[dict[str, Any], Entry, Entry, list[str]]:
+    """Read and verify a snapshot; raises SnapshotError naming what is wrong."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    data = decode_frame(blob)
+    if data.get("format") != SNAPSHOT_FORMAT:
+        raise SnapshotError(f"{path}: not a meshfed raft snapshot")
+    raft = data["raft"]
+    return data["fsm"], as_entry(raft["last"]), as_entry(raft["prev"]), list(raft["cluster"])
+
+
+class SnapshotWriter:
+    """PySyncObj serializer hooks (`serializer`, `deserializer`, `serializeChecker`).
+
+    The library calls `serialize(tmp_path, (last, prev, cluster))` on its tick thread right after
+    applying `last`, so the state machine is exactly at that entry. It then renames tmp -> dump
+    itself. `check` is polled on the next ticks: it reports SUCCESS only once the rename is done
+    and the directory fsynced, because SUCCESS is what makes the library truncate the journal.
+    """
+
+    def __init__(
+        self,
+        dump_path: str,
+        snapshot_fsm: Callable[[], dict[str, Any]],
+        restore_fsm: Callable[[dict[str, Any]], None],
+        on_written: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self._dump_path = dump_path
+        self._snapshot_fsm = snapshot_fsm
+        self._restore_fsm = restore_fsm
+        self._on_written = on_written
+        self._pending_tmp: str | None = None
+        self._pending_index = 0
+        self._pending_size = 0
+        self._failed = False
+
+    def serialize(self, tmp_path: str, raft_data: Sequence[Any]) -> None:
+        last, prev, cluster = raft_data
+        cluster_ids = [getattr(node, "id", str(node)) for node in cluster]
+        try:
+            size = write_snapshot(tmp_path, self._snapshot_fsm(), as_entry(last), as_entry(prev), cluster_ids)
+        except Exception:
+            log.exception("writing raft snapshot %s failed", tmp_path)
+            self._failed = True
+            raise
+        self._pending_tmp = tmp_path
+        self._pending_index = int(last[1])
+        self._pending_size = size
+
+    def check(self) -> int:
+        if self._failed:
+            self._failed = False
+            return SERIALIZER_STATE.FAILED
+        if self._pending_tmp is None:
+            return SERIALIZER_STATE.NOT_SERIALIZING
+        tmp, self._pending_tmp = self._pending_tmp, None
+        if os.path.exists(tmp):
+            # The library's rename did not happen: the old dump is still the valid one.
+            log.warning("raft snapshot %s was not installed", tmp)
+            return SERIALIZER_STATE.FAILED
+        fsync_directory(os.path.dirname(self._dump_path))
+        if self._on_written is not None:
+            self._on_written(self._pending_index, self._pending_size)
+        return SERIALIZER_STATE.SUCCESS
+
+    def deserialize(self, path: str) -> tuple[Entry, Entry, list[str]]:
+        fsm_data, last, prev, cluster = read_snapshot(path)
+        self._restore_fsm(fsm_data)
+        return last, prev, cluster
+
+
+def rewrite_journal(journal: FileJournal, path: str, entries: Sequence[Entry]) -> None:
+    """Atomically replace the journal file's records with `entries` and re-open it in place.
+
+    The in-memory object stays the same (PySyncObj holds a reference to it), so we re-run the
+    library's own constructor on it after the rename: the file format stays the library's.
+    """
+    journal.onOneSecondTimer()  # persist a pending commit index to the .meta file first
+    tmp = path + ".rewrite"
+    for stale in (tmp, tmp + ".meta"):
+        if os.path.exists(stale):
+            os.remove(stale)
+    fresh = FileJournal(tmp)
+    for entry in entries:
+        fresh.add(*entry)
+    fresh._destroy()  # flushes the mmap (msync) and closes it
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    journal._destroy()
+    os.replace(tmp, path)
+    fsync_directory(os.path.dirname(path))
+    FileJournal.__init__(journal, path)
+
+
+def make_compaction_safe(journal: FileJournal, path: str) -> None:
+    """Route the library's prefix truncation through `rewrite_journal` (window 3 above)."""
+
+    def delete_entries_to(self: FileJournal, entry_to: int) -> None:
+        kept = [self[i] for i in range(entry_to, len(self))]
+        rewrite_journal(self, path, kept)
+
+    journal.deleteEntriesTo = types.MethodType(delete_entries_to, journal)  # type: ignore[method-assign]
+
+
+def reconcile_journal(journal_entries: Sequence[Entry], last: Entry, prev: Entry, clear: bool) -> list[Entry]:
+    """The journal a node must hold after loading a snapshot that ends at `last`.
+
+    Pure decision (unit-tested): the snapshot's last two entries, followed by every journal entry
+    after the snapshot index, as long as the journal agrees with the snapshot about the term at
+    that index and has no gap. The library instead threw the whole journal away whenever it did
+    not start exactly at the snapshot, which is what lost acknowledged writes.
+    """
+    wanted = [prev, last]
+    if clear:
+        return wanted
+    snapshot_index, snapshot_term = last[1], last[2]
+    at_snapshot = [e for e in journal_entries if e[1] == snapshot_index]
+    if at_snapshot and at_snapshot[0][2] != snapshot_term:
+        log.warning("journal disagrees with snapshot at index %d: dropping the journal tail", snapshot_index)
+        return wanted
+    expected = snapshot_index + 1
+    for entry in journal_entries:
+        if entry[1] < expected:
+            continue
+        if entry[1] != expected:
+            log.warning("journal has a gap after index %d: dropping entries from %d", expected - 1, entry[1])
+            break
+        wanted.append(entry)
+        expected += 1
+    return wanted

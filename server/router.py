@@ -1,0 +1,146 @@
+"""Where an RPC is served: here, on the local leader, or in another datacenter (DESIGN §6).
+
+Order, as Consul's ForwardRPC: (1) a target datacenter other than ours goes cross-DC through
+`remote` (the gateway dialer, set when WAN federation is on); (2) writes, and reads that are
+neither stale nor served by the leader, go to the local leader; (3) with no leader known we
+retry with jitter for up to RPC_HOLD_TIMEOUT, then fail with "No cluster leader". A local write
+that fails because leadership moved is retried the same way, with the same request id, so it is
+applied at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import grpc
+
+from fsm.state import StateStore
+from rpc.client import ConnectionPool
+from rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, unavailable
+from rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, QueryMeta, RequestHeader
+
+from .raft import RaftError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RPC_HOLD_TIMEOUT = 7.0
+MAX_FORWARD_HOPS = 4
+NON_BLOCKING_RPC_TIMEOUT = 10.0
+
+# Cross-DC hook: (datacenter, method, header, body, timeout) -> (meta, body)
+RemoteCaller = Callable[[str, str, RequestHeader, Any, float], Awaitable[tuple[QueryMeta, Any]]]
+
+
+class RaftView(Protocol):
+    def is_leader(self) -> bool: ...
+    def leader(self) -> str | None: ...
+    def last_contact(self) -> float: ...
+
+
+def rpc_timeout(header: RequestHeader) -> float:
+    """Client deadline for a forwarded call: the blocking time (with jitter) plus the hold time."""
+    if not header.blocking:
+        return NON_BLOCKING_RPC_TIMEOUT + RPC_HOLD_TIMEOUT
+    wait = DEFAULT_QUERY_TIME if header.max_query_time <= 0 else min(header.max_query_time, MAX_QUERY_TIME)
+    return wait * (1 + 1 / 16) + RPC_HOLD_TIMEOUT
+
+
+class Router:
+    def __init__(
+        self,
+        *,
+        datacenter: str,
+        raft: RaftView,
+        state: StateStore,
+        pool: ConnectionPool,
+        on_forward: Callable[[str], None] | None = None,
+    ) -> None:
+        self.datacenter = datacenter
+        self._raft = raft
+        self._state = state
+        self._pool = pool
+        self.remote: RemoteCaller | None = None
+        self._on_forward = on_forward  # label: "leader" or the target datacenter
+
+    def leader_rpc_address(self) -> str | None:
+        leader = self._raft.leader()
+        if leader is None:
+            return None
+        _, servers = self._state.servers()
+        for server in servers:
+            if server.raft_address == leader and server.datacenter.lower() == self.datacenter.lower():
+                return server.rpc_address
+        return None
+
+    async def serve(
+        self,
+        method: str,
+        header: RequestHeader,
+        body: Any,
+        local: Callable[[], Awaitable[T]],
+        *,
+        write: bool,
+    ) -> T | tuple[QueryMeta, Any]:
+        """Run `local()` here if this server should answer, else forward and return the remote answer."""
+        target_dc = header.datacenter or self.datacenter
+        if target_dc.lower() != self.datacenter.lower():
+            return await self._forward_dc(target_dc, method, header, body)
+        if header.hops > MAX_FORWARD_HOPS:
+            raise unavailable(f"rpc {method} forwarded too many times (routing loop?)")
+
+        deadline = time.monotonic() + RPC_HOLD_TIMEOUT
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if self._serve_here(header, write):
+                    return await local()
+                leader_address = self.leader_rpc_address()
+                if leader_address is not None:
+                    if self._on_forward:
+                        self._on_forward("leader")
+                    return await self._pool.call(
+                        leader_address,
+                        method,
+                        header.forwarded(),
+                        body,
+                        timeout=rpc_timeout(header),
+                    )
+                failure: Exception = unavailable(ERR_NO_LEADER)
+            except RaftError as exc:
+                failure = unavailable(f"{ERR_NO_LEADER}: {exc}" if not exc.maybe_applied else str(exc))
+            except RPCError as exc:
+                if exc.code != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                failure = exc
+            if time.monotonic() >= deadline:
+                if isinstance(failure, RPCError) and failure.message.startswith(ERR_NO_LEADER):
+                    raise failure
+                raise unavailable(f"{ERR_NO_LEADER} (last error: {failure})")
+            if attempt == 1:
+                log.debug("rpc %s: no usable leader yet, holding (%s)", method, failure)
+            await asyncio.sleep(random.uniform(0, RPC_HOLD_TIMEOUT / 16))
+
+    def _serve_here(self, header: RequestHeader, write: bool) -> bool:
+        if self._raft.is_leader():
+            return True
+        if write or header.require_consistent:
+            return False
+        if header.allow_stale:
+            # Consul serves stale reads locally once the server has ever had leader contact.
+            return self._raft.last_contact() != float("inf")
+        return False
+
+    async def _forward_dc(self, datacenter: str, method: str, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        if self.remote is None:
+            raise RPCError(grpc.StatusCode.UNAVAILABLE, f"{ERR_NO_PATH}: {datacenter}")
+        if self._on_forward:
+            self._on_forward(datacenter)
+        return await self.remote(datacenter, method, header.forwarded(), body, rpc_timeout(header))
