@@ -286,9 +286,7 @@ def _apply_deregister(writer: StoreWriter, index: int, command: CatalogDeregiste
 def _apply_check_update(writer: StoreWriter, index: int, command: CheckUpdate) -> None:
     existing = writer.check(command.node, command.check_id)
     if existing is None:
-        raise _Rejected(
-            CODE_NOT_FOUND, f"CheckID: no check {command.check_id!r} on node {command.node!r}"
-        )
+        raise _Rejected(CODE_NOT_FOUND, f"CheckID: no check {command.check_id!r} on node {command.node!r}")
     if existing.status == command.status and existing.output == command.output:
         writer.put_check_quietly(replace(existing, status_updated_at=command.at))
         return
@@ -328,7 +326,9 @@ def _apply_federation_state_delete(writer: StoreWriter, index: int, command: Fed
 def _apply_server_register(writer: StoreWriter, index: int, command: ServerRegister) -> None:
     existing = writer.server(command.server.node)
     if existing is not None:
-        unchanged = replace(command.server, create_index=existing.create_index, modify_index=existing.modify_index)
+        unchanged = replace(
+            command.server, create_index=existing.create_index, modify_index=existing.modify_index
+        )
         if unchanged == existing:
             return
     created = existing.create_index if existing is not None else index

@@ -53,7 +53,9 @@ def decode_frame(blob: bytes) -> dict[str, Any]:
         raise SnapshotError(f"truncated: {len(blob)} bytes, the header alone is {_HEADER.size}")
     _, version, payload_length = _HEADER.unpack_from(blob)
     if version != SNAPSHOT_VERSION:
-        raise SnapshotError(f"unknown snapshot version {version}; this build reads version {SNAPSHOT_VERSION}")
+        raise SnapshotError(
+            f"unknown snapshot version {version}; this build reads version {SNAPSHOT_VERSION}"
+        )
     expected = _HEADER.size + payload_length + _DIGEST_SIZE
     if len(blob) < expected:
         raise SnapshotError(f"truncated: {len(blob)} bytes, the header announces {expected}")

@@ -103,6 +103,7 @@ class FederationStateAntiEntropy:
         if delay > 0:
             await asyncio.sleep(delay)
         index, current, gateways = self._source.view()
+        log.debug("anti-entropy round at index %d: %d gateway(s) in the catalog", index, len(gateways))
         desired = desired_state(self._datacenter, gateways)
         since = self.last_sync if self.last_sync is not None else self._refresh_base
         refresh_due = self._clock() - since >= self._refresh_interval

@@ -21,12 +21,9 @@ def _unpack(data: bytes) -> Any:
     if len(data) > MAX_MESSAGE_BYTES:
         raise invalid(f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES} byte limit")
     try:
-        return msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=False,
-            max_buffer_len=MAX_MESSAGE_BYTES,
-        )
+        # unpackb caps every container/string length at len(data), so a small frame cannot
+        # announce a huge allocation.
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises many types on junk
         raise invalid(f"undecodable message: {exc}") from None
 

@@ -139,9 +139,11 @@ class SpliceServer:
                 self._report(peer, route_label, OUTCOME_DIAL_FAILED)
                 return
             upstream_reader, upstream_writer, address = connected
-            pass
+            upstream_writer.write(hello_bytes)
             sent, received = await _splice(client_reader, client_writer, upstream_reader, upstream_writer)
-            self._report(peer, route_label, OUTCOME_SPLICED, f"upstream={address} sent={sent} received={received}")
+            self._report(
+                peer, route_label, OUTCOME_SPLICED, f"upstream={address} sent={sent} received={received}"
+            )
         except Exception:
             log.exception("connection from %s failed unexpectedly", peer)
         finally:
@@ -201,7 +203,9 @@ class SpliceServer:
                 async with asyncio.timeout(self._dial_timeout):
                     reader, writer = await asyncio.open_connection(host, port)
             except (OSError, TimeoutError) as err:
-                log.warning("route %s: dialing %s:%d failed: %s", route_label, host, port, err or type(err).__name__)
+                log.warning(
+                    "route %s: dialing %s:%d failed: %s", route_label, host, port, err or type(err).__name__
+                )
                 continue
             return reader, writer, (host, port)
         return None

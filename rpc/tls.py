@@ -253,7 +253,9 @@ def create_server_cert(
         try:
             ips.append(ipaddress.ip_address(extra))
         except ValueError:
-            raise ValueError(f"invalid extra IP address {extra!r}: expected an IPv4 or IPv6 address") from None
+            raise ValueError(
+                f"invalid extra IP address {extra!r}: expected an IPv4 or IPv6 address"
+            ) from None
     not_before, not_after = _validity(days)
     ca_cert, ca_key = _load_ca(ca)
 
@@ -290,7 +292,9 @@ def create_server_cert(
         )
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     # Like Consul, check the result chains to the CA before handing it out.
@@ -300,7 +304,9 @@ def create_server_cert(
     while True:
         files = _first_free_pair(directory, prefix)
         try:
-            _write_pair(files.cert_file, files.key_file, cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+            _write_pair(
+                files.cert_file, files.key_file, cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+            )
         except FileExistsError:
             continue  # another run took this number between the check and the write
         return files
@@ -376,7 +382,9 @@ def load_channel_credentials(ca_file: str, cert_file: str, key_file: str) -> grp
     (cross-DC calls set it to `server_name(...)`, since they dial a gateway's address).
     """
     ca_pem, cert_pem, key_pem = _load_material(ca_file, cert_file, key_file)
-    return grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem)
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
+    )
 
 
 def _tls12_or_newer(context: ssl.SSLContext) -> ssl.SSLContext:

@@ -7,7 +7,6 @@ through the gateways. One path, so both behave the same.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from fsm.records import KIND_MESH_GATEWAY, CheckServiceNode, FederationState, to_wire
@@ -35,7 +34,7 @@ class CatalogGatewaySource:
         futures = self._watches.futures(WATCHED_TABLES)
         if self._state.index(*WATCHED_TABLES) > index:
             return
-        await asyncio.wait(futures, timeout=timeout)
+        await self._watches.wait_any(futures, timeout)
 
 
 class PrimaryStateSink:

@@ -8,7 +8,6 @@ Every response carries index >= 1, known leader and last contact.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -90,7 +89,7 @@ class QueryRunner:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return self.meta(index, consistency), value
-                await asyncio.wait(futures, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                await self._watches.wait_any(futures, remaining)
                 if header.require_consistent:
                     await self._raft.barrier()
         finally:

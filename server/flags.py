@@ -67,7 +67,11 @@ def _dest(flag: str) -> str:
 
 
 def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the agent flags to ``parser`` (a sub-command parser of the ``meshfed`` CLI, say)."""
+    """Add the agent flags to ``parser`` (a sub-command parser of the ``meshfed`` CLI, say).
+
+    Create that parser with ``allow_abbrev=False``: single-dash long flags plus abbreviation would
+    let ``-data`` silently mean ``-data-dir``.
+    """
     parser.add_argument(
         "-server", "--server", action="store_true", default=None, help="run as a server (always)"
     )

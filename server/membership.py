@@ -68,4 +68,4 @@ async def publish_self(state: StateStore, raft: RaftNode, watches: WatchHub, me:
                 log.debug("publishing server record deferred: %s", exc)
             await asyncio.sleep(RETRY_DELAY)
             continue
-        await asyncio.wait(watches.futures(("servers", "nodes", "services")), timeout=60.0)
+        await watches.wait_any(watches.futures(("servers", "nodes", "services")), timeout=60.0)

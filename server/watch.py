@@ -27,6 +27,10 @@ class WatchHub:
     def futures(self, tables: Iterable[str]) -> list[asyncio.Future[int]]:
         return [self.future(t) for t in tables]
 
+    async def wait_any(self, futures: list[asyncio.Future[int]], timeout: float) -> None:
+        """Wait until any of `futures` (taken before the caller's query) fires, or `timeout`."""
+        await asyncio.wait(futures, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+
     def notify(self, tables: Iterable[str], index: int) -> None:
         for table in tables:
             future = self._futures.pop(table, None)

@@ -105,7 +105,10 @@ def test_every_well_formed_command_validates(command):
             FederationStateUpsert(
                 FederationState(
                     datacenter="dc2",
-                    mesh_gateways=(GATEWAY, dataclasses.replace(GATEWAY, node=dataclasses.replace(NODE, node=""))),
+                    mesh_gateways=(
+                        GATEWAY,
+                        dataclasses.replace(GATEWAY, node=dataclasses.replace(NODE, node="")),
+                    ),
                 )
             ),
             "MeshGateways[1].Node.Node",
@@ -114,7 +117,9 @@ def test_every_well_formed_command_validates(command):
             FederationStateUpsert(
                 FederationState(
                     datacenter="dc2",
-                    mesh_gateways=(dataclasses.replace(GATEWAY, service=dataclasses.replace(SERVICE, service="")),),
+                    mesh_gateways=(
+                        dataclasses.replace(GATEWAY, service=dataclasses.replace(SERVICE, service="")),
+                    ),
                 )
             ),
             "MeshGateways[0].Service.Service",
@@ -123,7 +128,9 @@ def test_every_well_formed_command_validates(command):
             FederationStateUpsert(
                 FederationState(
                     datacenter="dc2",
-                    mesh_gateways=(dataclasses.replace(GATEWAY, service=dataclasses.replace(SERVICE, port=99999)),),
+                    mesh_gateways=(
+                        dataclasses.replace(GATEWAY, service=dataclasses.replace(SERVICE, port=99999)),
+                    ),
                 )
             ),
             "MeshGateways[0].Service.Port",
@@ -281,9 +288,13 @@ _wire_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
-_tags = st.sampled_from(["cat.reg/1", "cat.dereg/1", "chk.upd/1", "fed.set/1", "fed.del/1", "srv.reg/1", "noop/1"])
+_tags = st.sampled_from(
+    ["cat.reg/1", "cat.dereg/1", "chk.upd/1", "fed.set/1", "fed.del/1", "srv.reg/1", "noop/1"]
+)
 _bodies = st.dictionaries(
-    st.sampled_from(["node", "service", "checks", "check_id", "status", "at", "state", "server", "datacenter"]),
+    st.sampled_from(
+        ["node", "service", "checks", "check_id", "status", "at", "state", "server", "datacenter"]
+    ),
     _wire_values,
     max_size=5,
 )

@@ -141,7 +141,9 @@ def test_check_may_name_a_service_registered_earlier(log):
 
 def test_check_service_fields_come_from_the_service_and_status_defaults_to_critical(log):
     sent = check(service_id="web", service_name="wrong", service_tags=("x",), status="")
-    log.one(CatalogRegister(node(), service("web", tags=("t1",)), (sent, check("node-check", service_name="x"))))
+    log.one(
+        CatalogRegister(node(), service("web", tags=("t1",)), (sent, check("node-check", service_name="x")))
+    )
     stored = log.state.get_check("n1", "c1")
     assert (stored.service_name, stored.service_tags, stored.status) == ("web", ("t1",), "critical")
     node_check = log.state.get_check("n1", "node-check")
@@ -219,7 +221,11 @@ def test_deregister_node_removes_everything_on_it(log):
 
 @pytest.mark.parametrize(
     "command",
-    [CatalogDeregister("ghost"), CatalogDeregister("n1", service_id="ghost"), CatalogDeregister("n1", check_id="x")],
+    [
+        CatalogDeregister("ghost"),
+        CatalogDeregister("n1", service_id="ghost"),
+        CatalogDeregister("n1", check_id="x"),
+    ],
 )
 def test_deregister_of_missing_target_is_ok_without_bump(log, command):
     registered(log)
@@ -349,7 +355,10 @@ def health_fixture(log: Log) -> None:
         CatalogRegister(
             node("b"),
             service("web-1", "web", tags=("Primary",)),
-            (check("serfHealth", "b", status="passing"), check("web-1-ttl", "b", service_id="web-1", status="passing")),
+            (
+                check("serfHealth", "b", status="passing"),
+                check("web-1-ttl", "b", service_id="web-1", status="passing"),
+            ),
         )
     )
     log.one(
@@ -387,7 +396,11 @@ def test_catalog_reads(log):
     health_fixture(log)
     assert log.state.catalog_services() == (4, {"gateway": [], "web": ["Primary", "secondary"]})
     index, pairs = log.state.catalog_service_nodes("web")
-    assert index == 4 and [(n.node, s.id) for n, s in pairs] == [("a", "web-0"), ("a", "web-2"), ("b", "web-1")]
+    assert index == 4 and [(n.node, s.id) for n, s in pairs] == [
+        ("a", "web-0"),
+        ("a", "web-2"),
+        ("b", "web-1"),
+    ]
     assert [n.node for n in log.state.catalog_nodes()[1]] == ["a", "b", "c"]
 
 
@@ -434,7 +447,9 @@ def test_rejections_are_remembered_too(log):
 
 
 def test_duplicate_request_id_inside_one_batch(log):
-    results = log.apply(FederationStateUpsert(FederationState("dc2")), FederationStateDelete("dc2"), request_id="same")
+    results = log.apply(
+        FederationStateUpsert(FederationState("dc2")), FederationStateDelete("dc2"), request_id="same"
+    )
     assert results == [Result(ok=True, value=True), Result(ok=True, value=True)]
     assert log.state.federation_state_get("dc2")[1] is not None
 
@@ -447,7 +462,9 @@ def test_empty_request_id_is_never_deduplicated(log):
 def test_dedupe_window_evicts_oldest_first(log):
     entries = [(f"r{i}", Noop()) for i in range(DEDUPE_WINDOW + 1)]
     log.machine.apply(1, encode_batch(entries))
-    replayed = log.machine.apply(2, encode_batch([("r1", Noop()), ("r0", Noop()), (f"r{DEDUPE_WINDOW}", Noop())]))
+    replayed = log.machine.apply(
+        2, encode_batch([("r1", Noop()), ("r0", Noop()), (f"r{DEDUPE_WINDOW}", Noop())])
+    )
     assert [r.value for r in replayed] == [1, 2, 1]  # r0 was evicted, so it was applied anew
     # remembering r0 again pushed out the then-oldest id, r1 (no refresh on a hit: FIFO, not LRU)
     assert log.machine.apply(3, encode_batch([("r1", Noop())]))[0].value == 3
@@ -487,9 +504,16 @@ def test_a_raising_subscriber_does_not_break_apply(log):
 
 def test_subscribers_run_outside_the_store_lock(log):
     seen = []
-    log.machine.subscribe(lambda tables, index: seen.append(log.state.catalog_nodes()))
-    log.one(CatalogRegister(node()))  # a read from the callback would deadlock under the lock
-    assert seen[0][0] == 1
+
+    def read_back(tables, index):
+        if log.state._lock.locked():  # a read would deadlock: record the failure instead
+            seen.append("called under the store lock")
+        else:
+            seen.append(log.state.catalog_nodes()[0])
+
+    log.machine.subscribe(read_back)
+    log.one(CatalogRegister(node()))
+    assert seen == [1]
 
 
 def test_readers_never_see_half_an_entry():

@@ -138,7 +138,9 @@ def test_hello_without_sni_is_ok_with_no_name() -> None:
 
 def test_bytes_after_the_hello_are_ignored() -> None:
     hello = real_client_hello("server.dc1.consul")
-    assert parse_client_hello_sni(hello + b"\x17\x03\x03\x00\x05hello") == ParseResult("ok", "server.dc1.consul")
+    assert parse_client_hello_sni(hello + b"\x17\x03\x03\x00\x05hello") == ParseResult(
+        "ok", "server.dc1.consul"
+    )
     assert parse_client_hello_sni(bytearray(hello)) == ParseResult("ok", "server.dc1.consul")
 
 
@@ -193,7 +195,11 @@ def test_trailing_dot_is_dropped() -> None:
 
 
 def test_sni_after_other_extensions() -> None:
-    exts = extension(10, b"\x00\x02\x00\x1d") + extension(0xFF01, b"\x00") + sni_extension([(0, b"x.server.d.consul")])
+    exts = (
+        extension(10, b"\x00\x02\x00\x1d")
+        + extension(0xFF01, b"\x00")
+        + sni_extension([(0, b"x.server.d.consul")])
+    )
     assert parse_client_hello_sni(one_record(built_hello(exts))) == ParseResult("ok", "x.server.d.consul")
 
 

@@ -289,7 +289,10 @@ def test_upstream_down_is_dial_failed(pki: Pki) -> None:
             for name in (ANY_NAME, NODE_NAME):
                 with pytest.raises(OSError):
                     await tls_client(pki, splice.port, name)
-            assert await recorder.wait_outcomes(2) == [("local:any", "dial_failed"), ("local:node1", "dial_failed")]
+            assert await recorder.wait_outcomes(2) == [
+                ("local:any", "dial_failed"),
+                ("local:node1", "dial_failed"),
+            ]
 
     run(scenario())
 

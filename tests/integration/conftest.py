@@ -1,0 +1,39 @@
+"""Fixtures: each test gets its own 127.0.<n>.x block, so servers keep Consul's default ports."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .harness import Datacenter
+
+# Blocks 127.0.20.x upward; a fresh block per datacenter avoids reusing sockets across tests.
+_blocks = itertools.count(20 + (os.getpid() % 50) * 4)
+
+
+@pytest.fixture
+def make_dc(tmp_path: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    created: list[Datacenter] = []
+
+    def make(name: str = "dc1", **kwargs: Any) -> Datacenter:
+        dc = Datacenter(name, f"127.0.{next(_blocks)}", str(tmp_path), **kwargs)
+        created.append(dc)
+        return dc
+
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for dc in created:
+        if failed:
+            print(dc.logs(60))
+        dc.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)
