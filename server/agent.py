@@ -59,6 +59,7 @@ class Agent:
         self.machine = StateMachine()
         self.watches = WatchHub()
         self._stop = asyncio.Event()
+        self.exit_code = 0
         self._tasks: list[asyncio.Task[None]] = []
 
     # ---- startup -----------------------------------------------------------------------------
@@ -89,6 +90,7 @@ class Agent:
                 on_leadership=self._on_leadership,
                 on_applied=lambda index, count: self.metrics.raft_apply.inc(count),
                 on_batch=self.metrics.observe_batch,
+                on_fatal=self._fatal,
                 bind_address=f"{cfg.bind_addr}:{cfg.ports.raft}",
             )
         except Exception as exc:
@@ -97,6 +99,11 @@ class Agent:
                     f"cannot bind the Raft port {cfg.bind_addr}:{cfg.ports.raft} (in use? set ports.raft / -raft-port)"
                 ) from None
             raise
+
+    def _fatal(self, reason: str) -> None:
+        log.error("stopping: %s (data dir %s)", reason, self.config.data_dir)
+        self.exit_code = 1
+        self._stop.set()
 
     def _on_leadership(self, is_leader: bool) -> None:
         self.metrics.leader_changes.inc()
@@ -241,7 +248,7 @@ class Agent:
 
     # ---- serve and shutdown --------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self) -> int:
         loop = asyncio.get_running_loop()
         await self.start()
         signals = 0
@@ -260,6 +267,7 @@ class Agent:
             loop.add_signal_handler(sig, on_signal)
         await self._stop.wait()
         await self.shutdown()
+        return self.exit_code
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -74,10 +74,9 @@ def cmd_agent(ns: argparse.Namespace) -> int:
     from .agent import Agent, StartupError
 
     try:
-        asyncio.run(Agent(config).run())
+        return asyncio.run(Agent(config).run())
     except StartupError as exc:
         raise CLIError(str(exc)) from None
-    return 0
 
 
 def cmd_keygen(ns: argparse.Namespace) -> int:

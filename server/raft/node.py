@@ -113,6 +113,7 @@ class _SyncObj(SyncObj):
     def __init__(self, *args: Any, journal_path: str | None, **kwargs: Any) -> None:
         self.meshfed_journal_path = journal_path
         self.meshfed_last_leader_contact = 0.0
+        self.meshfed_fatal = ""  # set when this node must not go on (e.g. an unreadable snapshot)
         super().__init__(*args, **kwargs)
 
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802 (library name)
@@ -137,8 +138,12 @@ class _SyncObj(SyncObj):
                 self._SyncObj__raftCommitIndex = last_index
                 journal.setRaftCommitIndex(last_index)
             self._SyncObj__onSetCodeVersion(0)
-        except Exception:
-            log.exception("raft: failed to load snapshot")
+        except Exception as exc:
+            # Starting from the journal alone would serve a state missing everything before the
+            # snapshot, silently. Refuse instead; the operator can move the file away and let the
+            # node resync from the leader.
+            self.meshfed_fatal = f"cannot load the Raft snapshot: {exc}"
+            raise
 
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
         if message.get("type") == "append_entries":
@@ -182,6 +187,7 @@ class RaftNode:
         on_leadership: Callable[[bool], None] | None = None,
         on_applied: Callable[[int, int], None] | None = None,
         on_batch: Callable[[int, float], None] | None = None,
+        on_fatal: Callable[[str], None] | None = None,
         bind_address: str | None = None,
     ) -> None:
         if not cluster_key:
@@ -191,6 +197,7 @@ class RaftNode:
         self._machine = machine
         self._on_leadership = on_leadership
         self._on_batch = on_batch
+        self._on_fatal = on_fatal
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -257,6 +264,11 @@ class RaftNode:
             try:
                 self._sync.doTick(TICK_PERIOD)
             except Exception:
+                if self._sync.meshfed_fatal:
+                    log.error("raft: %s", self._sync.meshfed_fatal)
+                    if self._on_fatal is not None and self._loop is not None:
+                        self._loop.call_soon_threadsafe(self._on_fatal, self._sync.meshfed_fatal)
+                    break
                 self._tick_errors += 1
                 if self._tick_errors in (1, 10, 100) or self._tick_errors % 1000 == 0:
                     log.exception("raft tick failed (%d times so far)", self._tick_errors)
