@@ -444,4 +444,7 @@ def decode_batch(payload: bytes) -> list[tuple[str, Command]]:
         raise CommandError("", f"payload is not msgpack: {type(exc).__name__}: {exc}") from exc
     if not isinstance(items, list):
         raise _type_error("payload", "a list of commands", items)
+    if not items:
+        # Proposers never send an empty batch; one in the log is corruption, reported as such.
+        raise CommandError("payload", "empty batch")
     return [_decode_entry(position, item) for position, item in enumerate(items)]
