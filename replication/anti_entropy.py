@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from fsm.records import CheckServiceNode, FederationState
@@ -51,7 +51,10 @@ def failure_backoff(consecutive_failures: int) -> float:
     """2, 4, 8 ... 256 s after the 1st, 2nd, 3rd ... failure in a row (Consul's retryLoopBackoff)."""
     if consecutive_failures <= 0:
         return 0.0
-    return min(BACKOFF_MAX, BACKOFF_START * 2 ** (consecutive_failures - 1))
+    # Cap the exponent before computing: 2.0 * 2**n overflows a float after ~1000 failures (days
+    # of an unreachable primary), which would crash the loop exactly when it must keep retrying.
+    doublings = min(consecutive_failures - 1, 16)
+    return min(BACKOFF_MAX, BACKOFF_START * 2**doublings)
 
 
 class GatewaySource(Protocol):
@@ -78,6 +81,7 @@ class FederationStateAntiEntropy:
         sync_interval: float = DEFAULT_SYNC_INTERVAL,
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_outcome: Callable[[str], None] | None = None,
     ) -> None:
         self._datacenter = datacenter
@@ -86,6 +90,8 @@ class FederationStateAntiEntropy:
         self._sync_interval = sync_interval
         self._refresh_interval = refresh_interval
         self._clock = clock
+        # Injected with the clock: a fake clock with real sleeps would make the timing untestable.
+        self._sleep = sleep
         self._on_outcome = on_outcome or (lambda outcome: None)
         self.last_sync: float | None = None
         # A new leader that finds the row already right still owes a refresh within the interval.
@@ -101,7 +107,7 @@ class FederationStateAntiEntropy:
     async def step(self) -> None:
         delay = debounce_delay(self.last_sync, self._clock(), self._sync_interval)
         if delay > 0:
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
         index, current, gateways = self._source.view()
         log.debug("anti-entropy round at index %d: %d gateway(s) in the catalog", index, len(gateways))
         desired = desired_state(self._datacenter, gateways)
@@ -122,7 +128,7 @@ class FederationStateAntiEntropy:
                     )
                 self.last_error = str(exc)
                 self._on_outcome("error")
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
                 return
             if self.failures:
                 log.info("federation state anti-entropy recovered after %d failures", self.failures)

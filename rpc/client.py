@@ -17,6 +17,7 @@ import grpc
 from .codec import decode_response, encode_request
 from .errors import RPCError
 from .header import QueryMeta, RequestHeader
+from .service import APPLICATION_ERROR_KEY
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,19 @@ class ConnectionPool:
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             details = exc.details() or code.name
+            if _raised_by_handler(exc):
+                raise RPCError(code, details) from None
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise RPCError(code, f"rpc {method} to {address} timed out after {timeout:.1f}s") from None
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise RPCError(code, f"rpc {method} to {address} failed: {details}") from None
             raise RPCError(code, details) from None
         except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling() == 0:
+                # Nobody cancelled us: the channel was closed under the call (drop/close).
+                # That is a transport failure the caller may retry, not a request to stop.
+                raise RPCError(grpc.StatusCode.UNAVAILABLE, f"rpc {method} to {address} failed: channel closed") from None
             raise
         return decode_response(response)
 
@@ -85,8 +93,14 @@ class ConnectionPool:
         for channel in channels:
             await channel.close(grace=None)
 
-    def drop(self, address: str) -> None:
-        """Forget channels to `address` (e.g. a gateway that went away); closed lazily by gRPC GC."""
-        for key in [k for k in self._channels if k[0] == address]:
-            channel = self._channels.pop(key)
+    def discard(self, address: str, server_name: str = "") -> None:
+        """Close and forget one channel. A channel whose connects failed stays in gRPC's reconnect
+        backoff and fails calls at once; a fresh channel dials immediately."""
+        channel = self._channels.pop((address, server_name), None)
+        if channel is not None:
             asyncio.ensure_future(channel.close(grace=None))
+
+
+def _raised_by_handler(exc: grpc.aio.AioRpcError) -> bool:
+    metadata = exc.trailing_metadata() or ()
+    return any(key == APPLICATION_ERROR_KEY for key, _ in metadata)

@@ -21,6 +21,11 @@ from .header import QueryMeta, RequestHeader
 
 log = logging.getLogger(__name__)
 
+# Trailing metadata that marks a status as raised by a handler (an RPCError), as opposed to one
+# made up by gRPC itself (connection refused, reset): the client passes the former through with
+# its message untouched, so Consul's texts ("No cluster leader") survive forwarding hops.
+APPLICATION_ERROR_KEY = "meshfed-error"
+
 Handler = Callable[[RequestHeader, Any], Awaitable[tuple[QueryMeta, Any]]]
 # (method, seconds, error code name or "") for metrics
 CallObserver = Callable[[str, float, str], None]
@@ -54,7 +59,7 @@ class RPCService(grpc.GenericRpcHandler):
             if observe is not None:
                 observe(method, time.perf_counter() - started, failure.code.name if failure else "")
             if failure is not None:
-                await context.abort(failure.code, failure.message)
+                await context.abort(failure.code, failure.message, trailing_metadata=((APPLICATION_ERROR_KEY, "1"),))
             return response
 
         return grpc.unary_unary_rpc_method_handler(unary)

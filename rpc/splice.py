@@ -7,7 +7,8 @@ server name, goes end to end (DESIGN.md §7). Each accepted connection moves thr
          |  not TLS / timeout        | unknown SNI       | every candidate failed
          +---------------------------+-------------------+----------------------------------> closed
 
-and reports one outcome through `on_connection(route_label, outcome)`: "spliced", "unknown_sni",
+reports "opened" when the upstream accepts, and one final outcome through
+`on_connection(route_label, outcome)`: "spliced", "unknown_sni",
 "not_tls", "dial_failed" or "timeout" (connections that never got as far as a route are labelled
 `UNROUTED`). Splicing is half-close aware: EOF from one side becomes `write_eof` on the other while
 the opposite direction keeps flowing, so request/response protocols that shut down their write side
@@ -35,6 +36,7 @@ ConnectionObserver = Callable[[str, str], None]
 
 # Route label for connections closed before a route was known (not TLS, timeout, unknown SNI).
 UNROUTED = "unrouted"
+OUTCOME_OPENED = "opened"  # reported when the upstream accepted; long-lived streams count at once
 OUTCOME_SPLICED = "spliced"
 OUTCOME_UNKNOWN_SNI = "unknown_sni"
 OUTCOME_NOT_TLS = "not_tls"
@@ -140,10 +142,15 @@ class SpliceServer:
                 return
             upstream_reader, upstream_writer, address = connected
             upstream_writer.write(hello_bytes)
+            self._report(peer, route_label, OUTCOME_OPENED, f"upstream={address}")
             sent, received = await _splice(client_reader, client_writer, upstream_reader, upstream_writer)
             self._report(
                 peer, route_label, OUTCOME_SPLICED, f"upstream={address} sent={sent} received={received}"
             )
+        except asyncio.CancelledError:
+            # Cancelled by close() after the drain timeout. End quietly: on Python 3.11 the stream
+            # server's done-callback calls task.exception() on a cancelled task and logs a traceback.
+            pass
         except Exception:
             log.exception("connection from %s failed unexpectedly", peer)
         finally:

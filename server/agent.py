@@ -30,10 +30,11 @@ from rpc.service import RPCService
 
 from .anti_entropy import CatalogGatewaySource, PrimaryStateSink
 from .blocking import QueryRunner
-from .config import Config
+from .config import Config, config_warnings
 from .endpoints.catalog import CatalogEndpoint
 from .endpoints.federation_state import FederationStateEndpoint
 from .endpoints.status import StatusEndpoint
+from .federation import Federation
 from .http.app import Api, build_app
 from .leader import LeaderRoutines
 from .membership import publish_self
@@ -46,6 +47,7 @@ from .watch import WatchHub
 log = logging.getLogger("meshfed.agent")
 
 SHUTDOWN_GRACE = 5.0
+HTTP_SHUTDOWN_TIMEOUT = 1.0
 
 
 class StartupError(Exception):
@@ -100,6 +102,10 @@ class Agent:
                 ) from None
             raise
 
+    def _step_down(self) -> None:
+        self.metrics.zero_replication()
+        self.federation_wan.on_step_down()
+
     def _fatal(self, reason: str) -> None:
         log.error("stopping: %s (data dir %s)", reason, self.config.data_dir)
         self.exit_code = 1
@@ -128,13 +134,14 @@ class Agent:
     async def start(self) -> None:
         cfg = self.config
         loop = asyncio.get_running_loop()
-        self.routines = LeaderRoutines(self._barrier, on_step_down=self.metrics.zero_replication)
+        self.routines = LeaderRoutines(self._barrier, on_step_down=self._step_down)
         self.raft = raft = self._build_raft(loop)
         state = self.machine.state
         self.pool = ConnectionPool(self._channel_credentials())
         queries = QueryRunner(raft, self.watches, self.metrics.blocking_delta)
         self.router = router = Router(
-            datacenter=cfg.datacenter, raft=raft, state=state, pool=self.pool, on_forward=self.metrics.forwarded
+            datacenter=cfg.datacenter, raft=raft, state=state, pool=self.pool, on_forward=self.metrics.forwarded,
+            server_name=f"server.{cfg.datacenter}.{cfg.domain.rstrip('.')}" if self.pool.tls else "",
         )
         self.federation = federation = FederationStateEndpoint(
             primary_datacenter=cfg.primary,
@@ -143,6 +150,10 @@ class Agent:
             router=router,
             queries=queries,
             observe=self.metrics.observe_federation_state,
+        )
+        self.federation_wan = Federation(
+            cfg, state=state, raft=raft, watches=self.watches, pool=self.pool, router=router,
+            endpoint=federation, metrics=self.metrics,
         )
         catalog = CatalogEndpoint(state=state, raft=raft, router=router, queries=queries)
         status = StatusEndpoint(state=state, raft=raft, queries=queries)
@@ -174,8 +185,13 @@ class Agent:
             status=status,
             metrics=self.metrics,
             prometheus_enabled=cfg.telemetry.prometheus_retention_time > 0,
+            debug_routes=self.federation_wan.debug_routes(),
         )
-        self.http_runner = web.AppRunner(build_app(self.api), access_log=None, handle_signals=False)
+        # Open blocking queries are cut at shutdown after HTTP_SHUTDOWN_TIMEOUT (clients retry), not
+        # aiohttp's default 60 s.
+        self.http_runner = web.AppRunner(
+            build_app(self.api), access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT
+        )
         await self.http_runner.setup()
         http_host = cfg.client_addr or cfg.bind_addr
         try:
@@ -185,7 +201,11 @@ class Agent:
             raft.stop()
             raise StartupError(f"cannot bind the HTTP port {http_host}:{cfg.ports.http}: {exc.strerror}") from None
 
+        for warning in config_warnings(cfg):
+            log.warning("config: %s", warning)
         self.metrics.add_live(self._live_metrics)
+        self.metrics.add_live(self.federation_wan.live_metrics)
+        self.federation_wan.start()
         raft.start(loop)
         self._add_leader_routines()
         me = ServerInfo(
@@ -205,19 +225,25 @@ class Agent:
     def _add_leader_routines(self) -> None:
         cfg = self.config
         state = self.machine.state
-        if cfg.connect.enabled or True:  # every DC keeps its own federation state (reference §6.2)
-            anti_entropy = FederationStateAntiEntropy(
-                cfg.datacenter,
-                CatalogGatewaySource(cfg.datacenter, state, self.watches),
-                PrimaryStateSink(cfg.primary, self.federation),
-                sync_interval=cfg.federation_state_anti_entropy_sync_interval,
-                refresh_interval=cfg.federation_state_refresh_interval,
-                on_outcome=lambda outcome: self.metrics.anti_entropy_syncs.labels(outcome).inc(),
-            )
-            self.routines.add("federation-state-anti-entropy", anti_entropy.run)
+        # Every DC keeps its own federation state, with or without WAN federation (reference §6.2).
+        anti_entropy = FederationStateAntiEntropy(
+            cfg.datacenter,
+            CatalogGatewaySource(cfg.datacenter, state, self.watches),
+            PrimaryStateSink(cfg.primary, self.federation),
+            sync_interval=cfg.federation_state_anti_entropy_sync_interval,
+            refresh_interval=cfg.federation_state_refresh_interval,
+            on_outcome=self._anti_entropy_outcome,
+        )
+        self.routines.add("federation-state-anti-entropy", anti_entropy.run)
+        self.federation_wan.add_leader_routines(self.routines)
         self.routines.add(
             "ttl-checks", lambda: reap_ttl_checks(state, self.raft, on_expired=self.metrics.ttl_expired.inc)
         )
+
+    def _anti_entropy_outcome(self, outcome: str) -> None:
+        self.metrics.anti_entropy_syncs.labels(outcome).inc()
+        if outcome == "synced":
+            self.metrics.anti_entropy_last_sync.set_to_current_time()
 
     async def _barrier(self) -> int:
         return await self.raft.barrier()
@@ -276,6 +302,7 @@ class Agent:
         await self.http_runner.shutdown()
         await self.grpc_server.stop(SHUTDOWN_GRACE / 2)
         await self.routines.stop()
+        await self.federation_wan.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import ConfigError, generate_key, load
+from .durations import parse_duration
 from .flags import add_agent_arguments, agent_overrides
 
 DEFAULT_HTTP_ADDR = "http://127.0.0.1:8500"
@@ -104,6 +105,62 @@ def cmd_list_peers(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fed_state_delete(ns: argparse.Namespace) -> int:
+    http_request(ns, "DELETE", f"/v1/internal/federation-state/{ns.datacenter}")
+    print(f"Federation state of {ns.datacenter} deleted (in the primary; secondaries follow by replication)")
+    return 0
+
+
+def cmd_tls_ca_create(ns: argparse.Namespace) -> int:
+    from rpc.tls import create_ca
+
+    files = create_ca(ns.dir, domain=ns.domain, days=ns.days)
+    print(f"==> Saved {files.cert_file}\n==> Saved {files.key_file}")
+    return 0
+
+
+def cmd_tls_cert_create(ns: argparse.Namespace) -> int:
+    from rpc.tls import CertFiles, create_server_cert
+
+    if not ns.server:
+        raise CLIError("only server certificates are supported: pass -server")
+    domain = ns.domain
+    ca = CertFiles(ns.ca or os.path.join(ns.dir, f"{domain}-agent-ca.pem"),
+                   ns.key or os.path.join(ns.dir, f"{domain}-agent-ca-key.pem"))
+    for path in (ca.cert_file, ca.key_file):
+        if not os.path.exists(path):
+            raise CLIError(f"{path} not found: run `meshfed tls ca create` first or pass -ca/-key")
+    files = create_server_cert(ns.dir, ca, ns.dc, node=ns.node, domain=domain, days=ns.days,
+                               extra_dns=ns.additional_dnsname or (), extra_ips=ns.additional_ipaddress or ())
+    print(f"==> Saved {files.cert_file}\n==> Saved {files.key_file}")
+    return 0
+
+
+def cmd_gateway(ns: argparse.Namespace) -> int:
+    from .gateway import Gateway, GatewayConfig, parse_address
+
+    try:
+        bind = parse_address(ns.bind, "-bind", 8443)
+        cfg = GatewayConfig(
+            datacenter=ns.dc,
+            node=ns.node or f"mesh-gateway-{ns.dc}-{bind[0]}",
+            bind=bind,
+            wan_address=parse_address(ns.wan_address, "-wan-address", bind[1]) if ns.wan_address else bind,
+            http_addrs=tuple(ns.http_addr or [DEFAULT_HTTP_ADDR]),
+            admin_bind=parse_address(ns.admin_bind, "-admin-bind") if ns.admin_bind else None,
+            expose_servers=ns.expose_servers,
+            service_id=ns.service_id,
+            domain=ns.domain,
+            ttl=parse_duration(ns.ttl),
+            token=ns.token or os.environ.get("CONSUL_HTTP_TOKEN", ""),
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    logging.basicConfig(level=LOG_LEVELS.get(ns.log_level, logging.INFO),
+                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s", stream=sys.stderr)
+    return asyncio.run(Gateway(cfg).run())
+
+
 def cmd_demo(ns: argparse.Namespace) -> int:
     from .launcher import run_demo
 
@@ -142,6 +199,54 @@ def build_parser() -> argparse.ArgumentParser:
     peers = raft.add_parser("list-peers", help="print the Raft configuration")
     _add_http_flags(peers)
     peers.set_defaults(func=cmd_list_peers)
+
+    fed_state = operator.add_parser("federation-state", help="federation-state operations").add_subparsers(
+        dest="action", metavar="ACTION")
+    fed_state.required = True
+    fed_delete = fed_state.add_parser("delete", help="remove a decommissioned datacenter's federation state")
+    fed_delete.add_argument("datacenter")
+    _add_http_flags(fed_delete)
+    fed_delete.set_defaults(func=cmd_fed_state_delete)
+
+    tls = sub.add_parser("tls", help="make TLS material").add_subparsers(dest="area", metavar="AREA")
+    tls.required = True
+    ca = tls.add_parser("ca", help="certificate authority").add_subparsers(dest="action", metavar="ACTION")
+    ca.required = True
+    ca_create = ca.add_parser("create", help="create a CA (consul-agent-ca.pem + key)")
+    ca_create.add_argument("-domain", "--domain", default="consul")
+    ca_create.add_argument("-days", "--days", type=int, default=1825)
+    ca_create.add_argument("-dir", "--dir", default=".", help="where to write the files (default: .)")
+    ca_create.set_defaults(func=cmd_tls_ca_create)
+    cert = tls.add_parser("cert", help="certificates").add_subparsers(dest="action", metavar="ACTION")
+    cert.required = True
+    cert_create = cert.add_parser("create", help="create a server certificate signed by the CA")
+    cert_create.add_argument("-server", "--server", action="store_true", help="a server certificate")
+    cert_create.add_argument("-dc", "--dc", default="dc1")
+    cert_create.add_argument("-node", "--node", default="", help="adds <node>.server.<dc>.<domain>")
+    cert_create.add_argument("-domain", "--domain", default="consul")
+    cert_create.add_argument("-days", "--days", type=int, default=365)
+    cert_create.add_argument("-ca", "--ca", default="", help="CA certificate (default <domain>-agent-ca.pem)")
+    cert_create.add_argument("-key", "--key", default="", help="CA key (default <domain>-agent-ca-key.pem)")
+    cert_create.add_argument("-dir", "--dir", default=".", help="where the CA is and the files go (default: .)")
+    cert_create.add_argument("-additional-dnsname", "--additional-dnsname", action="append")
+    cert_create.add_argument("-additional-ipaddress", "--additional-ipaddress", action="append")
+    cert_create.set_defaults(func=cmd_tls_cert_create)
+
+    gateway = sub.add_parser("gateway", help="run an SNI-routing mesh gateway", allow_abbrev=False)
+    gateway.add_argument("-dc", "--dc", required=True, help="datacenter of this gateway")
+    gateway.add_argument("-bind", "--bind", required=True, help="listen address host:port (LAN)")
+    gateway.add_argument("-wan-address", "--wan-address", default="", help="address other DCs dial (default: -bind)")
+    gateway.add_argument("-expose-servers", "--expose-servers", action="store_true",
+                         help="route server RPC (registers with consul-wan-federation=1)")
+    gateway.add_argument("-http-addr", "--http-addr", action="append", help="a local server's HTTP API (repeatable)")
+    gateway.add_argument("-admin-bind", "--admin-bind", default="", help="host:port for /metrics and /v1/gateway/routes")
+    gateway.add_argument("-node", "--node", default="", help="catalog node name of this gateway")
+    gateway.add_argument("-service-id", "--service-id", default="mesh-gateway")
+    gateway.add_argument("-domain", "--domain", default="consul")
+    gateway.add_argument("-ttl", "--ttl", default="10s", help="TTL of the heartbeat check")
+    gateway.add_argument("-token", "--token", default="")
+    gateway.add_argument("-log-level", "--log-level", default="info")
+    gateway.set_defaults(func=cmd_gateway)
 
     demo = sub.add_parser("demo", help="start a local 3-server datacenter on 127.0.x.y and print its endpoints")
     demo.add_argument("-base", "--base", default="127.0.1", help="first three octets of the loopback block (default 127.0.1)")

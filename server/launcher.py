@@ -155,35 +155,176 @@ def wait_for_leader(servers: Sequence[ServerProcess], timeout: float = 20.0) -> 
     raise TimeoutError(f"no agreed leader within {timeout}s ({last})")
 
 
+GATEWAY_PORT = 8443
+GATEWAY_ADMIN_PORT = 19000
+
+
+@dataclass
+class GatewayProcess:
+    """A `meshfed gateway` process on <base>.10, in front of one datacenter's servers."""
+
+    datacenter: str
+    address: str
+    http_addrs: list[str]
+    log_path: str
+    port: int = GATEWAY_PORT
+    node: str = ""
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bind(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://{self.address}:{GATEWAY_ADMIN_PORT}"
+
+    def command(self) -> list[str]:
+        args = [sys.executable, "-m", "server.cli", "gateway", "-dc", self.datacenter, "-bind", self.bind,
+                "-wan-address", self.bind, "-expose-servers", "-admin-bind", f"{self.address}:{GATEWAY_ADMIN_PORT}",
+                "-node", self.node or f"gw-{self.datacenter}-{self.address}"]
+        for addr in self.http_addrs:
+            args += ["-http-addr", addr]
+        return args + self.extra_args
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=_project_root(),
+                                        start_new_session=True)
+        log.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def federation_files(root: str, datacenter: str, primary: str, nodes: Sequence[str], primary_gateways: Sequence[str],
+                     extra: dict[str, Any] | None = None) -> list[str]:
+    """TLS material and one config file per server of `datacenter`; returns the config paths."""
+    from rpc.tls import CertFiles, create_ca, create_server_cert
+
+    tls_dir = os.path.join(root, "tls")
+    os.makedirs(tls_dir, exist_ok=True)
+    ca_cert = os.path.join(tls_dir, "consul-agent-ca.pem")
+    ca = CertFiles(ca_cert, os.path.join(tls_dir, "consul-agent-ca-key.pem")) if os.path.exists(ca_cert) else create_ca(tls_dir)
+    paths = []
+    for node in nodes:
+        cert = create_server_cert(tls_dir, ca, datacenter, node=node)
+        config: dict[str, Any] = {
+            "primary_datacenter": primary,
+            "connect": {"enabled": True, "enable_mesh_gateway_wan_federation": True},
+            "tls": {
+                "defaults": {"ca_file": ca.cert_file, "cert_file": cert.cert_file, "key_file": cert.key_file,
+                             "verify_incoming": True, "verify_outgoing": True},
+                "internal_rpc": {"verify_server_hostname": True},
+            },
+        }
+        if datacenter != primary:
+            config["primary_gateways"] = list(primary_gateways)
+        config.update(extra or {})
+        path = os.path.join(root, f"{node}.json")
+        with open(path, "w") as f:
+            json.dump(config, f, indent=2)
+        paths.append(path)
+    return paths
+
+
+@dataclass
+class FederatedDatacenter:
+    name: str
+    servers: list[ServerProcess]
+    gateway: GatewayProcess
+
+
+def federated_datacenters(
+    root: str, bases: Sequence[str], names: Sequence[str] = ("dc1", "dc2"), extra: dict[str, Any] | None = None
+) -> list[FederatedDatacenter]:
+    """Primary = names[0]. Each DC: 3 servers on <base>.1-3 and a gateway on <base>.10."""
+    primary = names[0]
+    primary_gateway = f"{bases[0]}.10:{GATEWAY_PORT}"
+    result = []
+    for name, base in zip(names, bases, strict=True):
+        key = generate_key()
+        servers = datacenter_servers(name, base, root, key)
+        configs = federation_files(root, name, primary, [s.node for s in servers], [primary_gateway], extra)
+        for server, path in zip(servers, configs, strict=True):
+            server.config_files.append(path)
+        gateway = GatewayProcess(name, f"{base}.10", [f"{s.address}:{HTTP_PORT}" for s in servers],
+                                 os.path.join(root, f"gateway-{name}.log"))
+        result.append(FederatedDatacenter(name, servers, gateway))
+    return result
+
+
+def _demo_failure(message: str, processes: Sequence[ServerProcess | GatewayProcess]) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    for process in processes:
+        print(f"--- {getattr(process, 'node', '') or process.datacenter} log ---\n{process.log_tail()}", file=sys.stderr)
+    return 1
+
+
 def run_demo(base: str = "127.0.1", data_dir: str = "") -> int:
-    """`meshfed demo`: start a 3-server primary datacenter and keep it running until Ctrl-C."""
+    """`meshfed demo`: a primary dc1 and a secondary dc2 (3 servers each) federated through one mesh
+    gateway per DC, with generated TLS certificates; runs until Ctrl-C."""
     root = data_dir or tempfile.mkdtemp(prefix="meshfed-demo-")
-    key = generate_key()
-    servers = datacenter_servers("dc1", base, root, key)
-    print(f"meshfed demo: data and logs in {root}")
-    for server in servers:
-        print(f"  starting {server.node} on {server.address} (HTTP {server.http})")
-        server.start()
+    prefix, _, third = base.rpartition(".")
+    bases = [base, f"{prefix}.{int(third) + 1}"]
+    print(f"meshfed demo: data, certificates and logs in {root}")
+    print("  making a CA and server certificates (server.<dc>.consul, <node>.server.<dc>.consul)")
+    dcs = federated_datacenters(root, bases)
+    everything: list[ServerProcess | GatewayProcess] = [p for dc in dcs for p in (*dc.servers, dc.gateway)]
     try:
-        leader = wait_for_leader(servers, timeout=30)
-    except TimeoutError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        for server in servers:
-            print(f"--- {server.node} log ---\n{server.log_tail()}", file=sys.stderr)
-            server.stop()
-        return 1
-    print(f"datacenter dc1 is up; Raft leader {leader}")
-    for server in servers:
-        print(f"  {server.node}: HTTP API {server.http}   metrics {server.http}/v1/agent/metrics?format=prometheus")
-    print(f"try: curl {servers[0].http}/v1/internal/federation-states   (Ctrl-C stops the demo)")
-    try:
-        while all(s.alive() for s in servers):
+        for dc in dcs:
+            for server in dc.servers:
+                print(f"  starting {dc.name} server {server.node} on {server.address}")
+                server.start()
+            print(f"  starting {dc.name} mesh gateway on {dc.gateway.bind}")
+            dc.gateway.start()
+        for dc in dcs:
+            try:
+                leader = wait_for_leader(dc.servers, timeout=30)
+            except TimeoutError as exc:
+                return _demo_failure(str(exc), everything)
+            print(f"  {dc.name} has a leader: {leader}")
+        print("  waiting for both datacenters to see each other's gateways ...")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            views = [get_json(dc.servers[0].http + "/v1/internal/federation-states/mesh-gateways?stale")[2] or {}
+                     for dc in dcs]
+            if all(set(v) >= {d.name for d in dcs} for v in views):
+                break
             time.sleep(0.5)
-        print("a server exited; stopping the demo", file=sys.stderr)
-        return 1
+        else:
+            return _demo_failure("federation did not converge within 60s", everything)
+        print("federation is up.")
+        for dc in dcs:
+            print(f"  {dc.name}:")
+            for server in dc.servers:
+                print(f"    {server.node}: HTTP API {server.http}   metrics {server.http}/v1/agent/metrics?format=prometheus")
+            print(f"    mesh gateway {dc.gateway.bind}: metrics {dc.gateway.admin}/metrics   routes {dc.gateway.admin}/v1/gateway/routes")
+        print(f"try: curl {dcs[1].servers[0].http}/v1/internal/federation-states?dc=dc1   (Ctrl-C stops the demo)")
+        while all(p.alive() for p in everything):
+            time.sleep(0.5)
+        return _demo_failure("a process exited; stopping the demo", [p for p in everything if not p.alive()])
     except KeyboardInterrupt:
         print("stopping")
         return 0
     finally:
-        for server in servers:
-            server.stop()
+        for process in everything:
+            process.stop()

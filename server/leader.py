@@ -81,7 +81,19 @@ class LeaderRoutines:
                 await routine()
                 return
             except asyncio.CancelledError:
-                raise
+                if _cancel_requested():
+                    raise
+                # Not our step-down: something inside the routine was cancelled (e.g. a gRPC call
+                # on a channel the pool closed). Letting it through would end every routine while
+                # we still lead, silently; treat it as a crash instead.
+                log.error("leader routine %s was cancelled from inside; restarting in %.0fs", name, ROUTINE_RESTART_DELAY)
+                await asyncio.sleep(ROUTINE_RESTART_DELAY)
             except Exception:
                 log.exception("leader routine %s crashed; restarting in %.0fs", name, ROUTINE_RESTART_DELAY)
                 await asyncio.sleep(ROUTINE_RESTART_DELAY)
+
+
+def _cancel_requested() -> bool:
+    """True when the current task itself was asked to stop (step-down or shutdown)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0

@@ -72,6 +72,12 @@ class Metrics:
             "meshfed_anti_entropy_last_sync_timestamp_seconds", "Unix time of the last successful anti-entropy write",
             registry=r,
         )
+        self.locator_picks = Counter(
+            "meshfed_gateway_locator_picks", "Gateway picks for cross-DC RPC", ["datacenter", "mode"], registry=r
+        )
+        self.cross_dc_calls = Counter(
+            "meshfed_rpc_cross_dc_calls", "Cross-DC RPC attempts through gateways", ["datacenter", "outcome"], registry=r
+        )
         self.ttl_expired = Counter("meshfed_ttl_checks_expired", "TTL checks marked critical for missing updates", registry=r)
         self.leader_changes = Counter("meshfed_raft_leadership_changes", "Times this server gained or lost leadership", registry=r)
 

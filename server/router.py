@@ -61,8 +61,10 @@ class Router:
         state: StateStore,
         pool: ConnectionPool,
         on_forward: Callable[[str], None] | None = None,
+        server_name: str = "",
     ) -> None:
         self.datacenter = datacenter
+        self._server_name = server_name  # TLS name servers of this DC are verified against
         self._raft = raft
         self._state = state
         self._pool = pool
@@ -99,6 +101,7 @@ class Router:
         attempt = 0
         while True:
             attempt += 1
+            leader_address = None
             try:
                 if self._serve_here(header, write):
                     return await local()
@@ -112,6 +115,7 @@ class Router:
                         header.forwarded(),
                         body,
                         timeout=rpc_timeout(header),
+                        server_name=self._server_name,
                     )
                 failure: Exception = unavailable(ERR_NO_LEADER)
             except RaftError as exc:
@@ -119,6 +123,8 @@ class Router:
             except RPCError as exc:
                 if exc.code != grpc.StatusCode.UNAVAILABLE:
                     raise
+                if leader_address is not None:
+                    self._pool.discard(leader_address, self._server_name)
                 failure = exc
             if time.monotonic() >= deadline:
                 if isinstance(failure, RPCError) and failure.message.startswith(ERR_NO_LEADER):

@@ -27,10 +27,13 @@ EXPIRED_OUTPUT = "TTL expired"
 
 
 def ttl_seconds(check: HealthCheck) -> float | None:
+    """None when the check has no usable TTL: a zero TTL would expire the check on every scan
+    (Consul treats only TTL > 0 as a TTL check), and a malformed one must not crash the reaper."""
     try:
-        return parse_duration(check.ttl) if check.ttl else None
+        ttl = parse_duration(check.ttl) if check.ttl else 0.0
     except ValueError:
         return None
+    return ttl if ttl > 0 else None
 
 
 def expired_checks(checks: Iterable[HealthCheck], now: float, leader_since: float) -> list[HealthCheck]:

@@ -15,52 +15,68 @@ class BadRequest(Exception):
     """400 with a plain-text message (Consul answers bad query parameters this way)."""
 
 
+MAX_INDEX = 2**64 - 1  # Consul's indexes are uint64
+
+
 def token_of(request: web.Request) -> str:
-    token = request.headers.get("X-Consul-Token", "")
-    if not token:
-        auth = request.headers.get("Authorization", "")
-        if auth.lower().startswith("bearer "):
-            token = auth[7:].strip()
-    return token or request.query.get("token", "")
+    """Consul's precedence: `?token=` first, then `X-Consul-Token`, then `Authorization: Bearer`.
+
+    A query token must win: tools that add it explicitly expect it to override a header that a
+    proxy or SDK sets by default.
+    """
+    token = request.query.get("token", "") or request.headers.get("X-Consul-Token", "")
+    if token:
+        return token
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        # Bearer tokens cannot contain spaces (RFC 6750 §2.1): only the first word counts.
+        words = value.split()
+        return words[0] if words else ""
+    return ""
 
 
-def _present(request: web.Request, name: str) -> bool:
-    return name in request.query
+def _given(request: web.Request, name: str) -> str:
+    """A valued parameter; an empty one (`?index=`) counts as absent, as in Consul."""
+    return request.query.get(name, "")
+
+
+def _is_decimal(text: str, signed: bool = False) -> bool:
+    # int() would also take " 5", "1_000" and non-ASCII digits, which Consul (Go) rejects.
+    if signed and text[:1] in ("+", "-"):
+        text = text[1:]
+    return text.isascii() and text.isdigit()
 
 
 def parse_header(request: web.Request, *, write: bool = False) -> RequestHeader:
+    """Checks run in Consul's order (consistency, Cache-Control, wait, index): the first error wins."""
     query = request.query
-    min_index = 0
-    if "index" in query:
+    stale = "stale" in query
+    consistent = "consistent" in query
+    max_stale = _given(request, "max_stale")
+    if max_stale:
         try:
-            min_index = int(query["index"])
-            if min_index < 0:
-                raise ValueError
+            if parse_duration(max_stale) > 0:
+                stale = True
         except ValueError:
-            raise BadRequest("Invalid index") from None
+            raise BadRequest(f'Invalid max_stale value "{max_stale}"') from None
+    if stale and consistent:
+        raise BadRequest("Cannot specify ?stale with ?consistent, conflicting semantics.")
+    cache_control = request.headers.get("Cache-Control", "").lower()
+    for directive in filter(None, (d.strip() for d in cache_control.split(","))):
+        for prefix in ("max-age=", "stale-if-error="):
+            if directive.startswith(prefix) and not _is_decimal(directive[len(prefix):], signed=True):
+                raise BadRequest("Invalid Cache-Control header.")
     wait = 0.0
-    if "wait" in query:
+    if _given(request, "wait"):
         try:
             wait = parse_duration(query["wait"])
         except ValueError:
             raise BadRequest("Invalid wait time") from None
-    stale = _present(request, "stale")
-    consistent = _present(request, "consistent")
-    if "max_stale" in query:
-        try:
-            if parse_duration(query["max_stale"]) > 0:
-                stale = True
-        except ValueError:
-            raise BadRequest(f'Invalid max_stale value "{query["max_stale"]}"') from None
-    if stale and consistent:
-        raise BadRequest("Cannot specify ?stale with ?consistent, conflicting semantics.")
-    cache_control = request.headers.get("Cache-Control", "")
-    for directive in filter(None, (d.strip() for d in cache_control.split(","))):
-        if directive.startswith("max-age="):
-            try:
-                int(directive[len("max-age="):])
-            except ValueError:
-                raise BadRequest("Invalid Cache-Control header.") from None
+    min_index = 0
+    if _given(request, "index"):
+        if not _is_decimal(query["index"]) or int(query["index"]) > MAX_INDEX:
+            raise BadRequest("Invalid index")
+        min_index = int(query["index"])
     return RequestHeader(
         datacenter=query.get("dc", ""),
         token=token_of(request),

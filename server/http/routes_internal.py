@@ -9,7 +9,7 @@ from fsm.records import csn_from_wire, federation_state_from_wire
 
 from .app import api_of
 from .params import BadRequest, parse_header
-from .respond import meta_headers, with_meta
+from .respond import json_body, meta_headers, with_meta
 from .shapes import csn_json, federation_state_json
 
 
@@ -50,6 +50,16 @@ async def get_state(request: web.Request) -> web.Response:
     )
 
 
+async def delete_state(request: web.Request) -> web.Response:
+    """meshfed extra (Consul has no HTTP delete): remove a decommissioned DC's record in the primary.
+    Re-targeted to the primary wherever it arrives, like every federation-state write."""
+    api = api_of(request)
+    name = request.match_info.get("dc", "")
+    header = parse_header(request, write=True)
+    await api.federation.apply(header, {"op": "delete", "state": {"datacenter": name}})
+    return json_body(True)
+
+
 async def missing_name(request: web.Request) -> web.Response:
     raise BadRequest("Missing datacenter name")
 
@@ -59,3 +69,4 @@ def add(app: web.Application) -> None:
     app.router.add_get("/v1/internal/federation-states/mesh-gateways", list_mesh_gateways)
     app.router.add_get("/v1/internal/federation-state/", missing_name)
     app.router.add_get("/v1/internal/federation-state/{dc}", get_state)
+    app.router.add_delete("/v1/internal/federation-state/{dc}", delete_state)

@@ -44,7 +44,9 @@ TICK_PERIOD = 0.05  # poll timeout of the tick loop; commits wake it earlier thr
 JOURNAL_SYNC_INTERVAL = 1.0
 MAX_INFLIGHT_BATCHES = 2
 MAX_BATCH_COMMANDS = 256
-MAX_BATCH_BYTES = 48 * 1024  # stay clear of PySyncObj's 64 KiB chunking edge (reference §3)
+MAX_BATCH_BYTES = 48 * 1024
+DNS_CACHE_TIME = 5.0
+DNS_FAIL_CACHE_TIME = 1.0  # stay clear of PySyncObj's 64 KiB chunking edge (reference §3)
 
 # Failure reasons after which the command certainly did not commit: retrying is always safe.
 NOT_APPLIED = {
@@ -242,6 +244,10 @@ class RaftNode:
             dynamicMembershipChange=False,
             onStateChanged=self._state_changed,
             bindAddress=bind_address,
+            # Peers named by DNS (e.g. Kubernetes pods) get new addresses on restart; the library's
+            # default caches a resolution for 600 s, leaving peers dialing dead IPs that long.
+            dnsCacheTime=DNS_CACHE_TIME,
+            dnsFailCacheTime=DNS_FAIL_CACHE_TIME,
             maxBindRetries=3,
             bindRetryTime=0.5,
         )

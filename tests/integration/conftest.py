@@ -16,12 +16,16 @@ from .harness import Datacenter
 _blocks = itertools.count(20 + (os.getpid() % 30) * 4)
 
 
+def next_block() -> int:
+    return next(_blocks)
+
+
 @pytest.fixture
 def make_dc(tmp_path: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     created: list[Datacenter] = []
 
     def make(name: str = "dc1", **kwargs: Any) -> Datacenter:
-        dc = Datacenter(name, f"127.0.{next(_blocks)}", str(tmp_path), **kwargs)
+        dc = Datacenter(name, f"127.0.{next_block()}", str(tmp_path), **kwargs)
         created.append(dc)
         return dc
 

@@ -149,7 +149,7 @@ def test_tls_client_reaches_upstream_with_verified_name(pki: Pki) -> None:
                 assert NODE_NAME in peer_names
                 assert splice.active_connections == 1
                 await close(writer)
-                assert await recorder.wait_outcomes(1) == [("local:node1", "spliced")]
+                assert await recorder.wait_outcomes(2) == [("local:node1", "opened"), ("local:node1", "spliced")]
                 assert recorder.asked == [NODE_NAME]  # lower-cased before lookup
                 assert splice.active_connections == 0
 
@@ -180,7 +180,8 @@ def test_falls_back_to_a_live_candidate(pki: Pki) -> None:
                     writer.write(b"x%d" % attempt)
                     assert await reader.readexactly(2) == b"x%d" % attempt
                     await close(writer)
-                assert await recorder.wait_outcomes(6) == [("local:any", "spliced")] * 6
+                outcomes = await recorder.wait_outcomes(12)
+                assert sorted(outcomes) == [("local:any", "opened")] * 6 + [("local:any", "spliced")] * 6
 
     run(scenario())
 
@@ -232,7 +233,7 @@ def test_half_close_keeps_the_other_direction_flowing() -> None:
                 assert reply[:32] == hashlib.sha256(request).digest()
                 assert reply[32:] == answer
                 await close(writer)
-                assert await recorder.wait_outcomes(1) == [("local:any", "spliced")]
+                assert await recorder.wait_outcomes(2) == [("local:any", "opened"), ("local:any", "spliced")]
 
     run(scenario())
 
@@ -337,7 +338,7 @@ def test_close_drains_open_splices(pki: Pki) -> None:
             await closing
             assert time.monotonic() - started < 3
             assert splice.active_connections == 0
-            assert recorder.outcomes == [("local:node1", "spliced")]
+            assert recorder.outcomes == [("local:node1", "opened"), ("local:node1", "spliced")]
 
     run(scenario())
 

@@ -1,0 +1,58 @@
+"""The mesh gateway's routing table: SNI name -> upstream addresses (DESIGN §7). Pure.
+
+`<node>.server.<own dc>.<domain>` -> that server's RPC address;
+`server.<own dc>.<domain>` -> any local server;
+`[<node>.]server.<other dc>.<domain>` -> a mesh gateway of that DC (which routes again).
+Anything else is unknown: the gateway closes the connection and counts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class ServerName:
+    datacenter: str
+    node: str  # "" for "any server"
+
+
+def parse_server_name(sni: str | None, domain: str) -> ServerName | None:
+    """Split a meshfed server SNI; None when it is not one (wrong domain, shape or labels)."""
+    if not sni:
+        return None
+    suffix = "." + domain.strip(".").lower()
+    name = sni.lower().rstrip(".")
+    if not name.endswith(suffix):
+        return None
+    labels = name[: -len(suffix)].split(".")
+    if len(labels) == 2 and labels[0] == "server" and labels[1]:
+        return ServerName(datacenter=labels[1], node="")
+    if len(labels) == 3 and labels[1] == "server" and labels[0] and labels[2]:
+        return ServerName(datacenter=labels[2], node=labels[0])
+    return None
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    datacenter: str
+    domain: str = "consul"
+    local_servers: Mapping[str, Address] = field(default_factory=dict)  # lower-cased node -> RPC address
+    remote_gateways: Mapping[str, Sequence[Address]] = field(default_factory=dict)  # lower-cased dc -> WAN addresses
+
+    def resolve(self, sni: str | None) -> tuple[str, list[Address]] | None:
+        """(route label, candidate upstreams) or None for an unknown name."""
+        parsed = parse_server_name(sni, self.domain)
+        if parsed is None:
+            return None
+        if parsed.datacenter == self.datacenter.lower():
+            if parsed.node:
+                address = self.local_servers.get(parsed.node)
+                return (f"local:{parsed.node}", [address]) if address else None
+            servers = sorted(set(self.local_servers.values()))
+            return ("local:any", servers) if servers else None
+        gateways = list(self.remote_gateways.get(parsed.datacenter, ()))
+        return (f"remote:{parsed.datacenter}", gateways) if gateways else None

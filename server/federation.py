@@ -1,0 +1,213 @@
+"""WAN federation for one server: gateway locator, cross-DC dialer, replication and pruning.
+
+Built by the agent. What runs where:
+- every server: the locator follows local federation states and re-resolves `primary_gateways`;
+  cross-DC RPCs go through `WanDialer` (installed as the router's remote hook);
+- the leader of a secondary: federation-state replication from the primary, feeding the
+  locator's replication signal;
+- the leader of the primary: pruning of records not refreshed within `federation_state_ttl`.
+Both leader loops are started and cancelled by `LeaderRoutines`; on step-down the locator goes
+back to trusting local gateways and the replication gauges are zeroed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily
+
+from fsm import FederationStateDelete, FederationStateUpsert
+from fsm.records import FederationState, federation_state_from_wire
+from fsm.state import StateStore
+from replication.federation_states import FederationStateDelegate
+from replication.replicator import ReplicationStatus, Replicator
+from rpc.client import ConnectionPool
+from rpc.header import RequestHeader
+
+from .config import Config
+from .endpoints.federation_state import FederationStateEndpoint
+from .endpoints.writes import propose
+from .gateway_locator import GatewayLocator
+from .http.respond import json_body
+from .leader import LeaderRoutines
+from .metrics import Metrics, gauge
+from .pruning import prune_federation_states
+from .raft import RaftNode
+from .router import Router
+from .wan_dialer import WanDialer
+from .watch import WatchHub
+
+REPLICATED = ("federation_state",)
+
+
+class Federation:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        state: StateStore,
+        raft: RaftNode,
+        watches: WatchHub,
+        pool: ConnectionPool,
+        router: Router,
+        endpoint: FederationStateEndpoint,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self._state = state
+        self._raft = raft
+        self._endpoint = endpoint
+        self._metrics = metrics
+        self.enabled = config.connect.enable_mesh_gateway_wan_federation
+        self.locator = GatewayLocator(
+            datacenter=config.datacenter,
+            primary_datacenter=config.primary,
+            state=state,
+            watches=watches,
+            configured_fallbacks=config.primary_gateways,
+            fallback_interval=config.primary_gateways_interval,
+            fallback_disabled=config.disable_primary_gateway_fallback,
+            on_pick=lambda dc, mode: metrics.locator_picks.labels(dc, mode).inc(),
+        )
+        if self.enabled:
+            router.remote = WanDialer(
+                self.locator, pool, config.domain,
+                on_call=lambda dc, outcome: metrics.cross_dc_calls.labels(dc, outcome).inc(),
+            ).call
+        self.replication: dict[str, ReplicationStatus] = {name: ReplicationStatus(name) for name in REPLICATED}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        self._tasks.append(asyncio.create_task(self.locator.run_refresh(), name="gateway-locator"))
+        self._tasks.append(asyncio.create_task(self.locator.run_fallback_resolver(), name="primary-gateways"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def add_leader_routines(self, routines: LeaderRoutines) -> None:
+        cfg = self.config
+        if cfg.is_primary:
+            routines.add(
+                "federation-state-pruning",
+                lambda: prune_federation_states(cfg.datacenter, self._state, self._raft, cfg.federation_state_ttl, time.time),
+            )
+        else:
+            routines.add("federation-state-replication", self._replicate_federation_states)
+
+    def on_step_down(self) -> None:
+        self.locator.reset_replication_signal()
+        for status in self.replication.values():
+            status.running = False
+            status.in_sync = False
+
+    # ---- federation-state replication (secondary leader) -------------------------------------------
+
+    async def _fetch_remote(self, min_index: int) -> tuple[int, list[FederationState]]:
+        header = RequestHeader(datacenter=self.config.primary, allow_stale=True, min_query_index=min_index)
+        meta, states = await self._endpoint.list(header, {})
+        return meta.index, [federation_state_from_wire(s) for s in states]
+
+    async def _upsert_local(self, state: FederationState) -> None:
+        await propose(self._raft, uuid.uuid4().hex, FederationStateUpsert(state))
+
+    async def _delete_local(self, datacenter: str) -> None:
+        await propose(self._raft, uuid.uuid4().hex, FederationStateDelete(datacenter))
+
+    async def _replicate_federation_states(self) -> None:
+        cfg = self.config
+        delegate = FederationStateDelegate(
+            fetch=self._fetch_remote,
+            local=lambda: self._state.federation_state_list()[1],
+            upsert=self._upsert_local,
+            delete=self._delete_local,
+        )
+        replicator: Replicator[FederationState] = Replicator(
+            delegate,
+            rate=cfg.replication_rate,
+            burst=cfg.replication_burst,
+            apply_limit=cfg.replication_apply_limit,
+            on_fetch=lambda error: self.locator.set_replication_result(error, from_replication=True),
+            on_round=self._replication_round,
+        )
+        self.replication[delegate.name] = replicator.status
+        try:
+            await replicator.run()
+        finally:
+            self.locator.reset_replication_signal()
+
+    def _replication_round(self, status: ReplicationStatus) -> None:
+        self._metrics.replication_status[status.name].set(1 if status.in_sync else 0)
+        self._metrics.replication_index[status.name].set(status.last_remote_index)
+
+    # ---- observability ----------------------------------------------------------------------------
+
+    def live_metrics(self) -> Iterator[GaugeMetricFamily]:
+        now = time.time()
+        for status in self.replication.values():
+            yield gauge("meshfed_replication_lag_seconds", "Seconds since replication was last known in sync",
+                        status.lag_seconds(now) if status.running else 0.0, {"type": status.name})
+            yield gauge("meshfed_replication_consecutive_failures", "Failed replication rounds in a row",
+                        status.consecutive_failures, {"type": status.name})
+        if not self.enabled:
+            return
+        view = self.locator.view()
+        for name, addresses in (("local", view.local_gateways), ("primary", view.primary_gateways),
+                                ("fallback", view.fallback_gateways)):
+            yield gauge("meshfed_gateway_locator_gateways", "Eligible gateway addresses known to the locator",
+                        len(addresses), {"list": name})
+        yield gauge("meshfed_gateway_locator_dial_primary_directly", "1 when the primary is dialed directly (fallback mode)",
+                    1.0 if view.mode == "direct" else 0.0)
+        yield gauge("meshfed_gateway_locator_replication_failures", "Consecutive federation-state fetch failures seen",
+                    self.locator.signal.consecutive_failures)
+
+    async def http_locator(self, request: web.Request) -> web.Response:
+        view = self.locator.view()
+        return json_body({
+            "Enabled": self.enabled,
+            "Datacenter": view.datacenter,
+            "PrimaryDatacenter": view.primary_datacenter,
+            "Populated": view.populated,
+            "Mode": view.mode,
+            "Reason": view.reason,
+            "LocalGateways": view.local_gateways,
+            "PrimaryGateways": view.primary_gateways,
+            "FallbackGateways": view.fallback_gateways,
+            "FallbackDisabled": self.config.disable_primary_gateway_fallback,
+            "Replication": view.replication,
+        })
+
+    async def http_replication(self, request: web.Request) -> web.Response:
+        now = time.time()
+        rows: list[dict[str, Any]] = []
+        for status in self.replication.values():
+            data = dataclasses.asdict(status)
+            rows.append({
+                "Type": status.name,
+                "Enabled": not self.config.is_primary,
+                "Running": data["running"],
+                "SourceDatacenter": self.config.primary,
+                "ReplicatedIndex": data["last_remote_index"],
+                "LastSuccess": data["last_success"],
+                "LastError": data["last_error"],
+                "LastErrorMessage": data["last_error_message"],
+                "ConsecutiveFailures": data["consecutive_failures"],
+                "Rounds": data["rounds"],
+                "Applies": data["applies"],
+                "LagSeconds": status.lag_seconds(now) if status.running else 0.0,
+            })
+        return json_body({"Datacenter": self.config.datacenter, "Primary": self.config.is_primary, "Types": rows})
+
+    def debug_routes(self) -> dict[str, Any]:
+        return {"/v1/internal/gateway-locator": self.http_locator, "/v1/internal/replication": self.http_replication}

@@ -1,0 +1,308 @@
+"""`meshfed gateway`: the SNI-routing mesh gateway process (DESIGN §1, §7).
+
+Lifecycle, like the server's: register in the local catalog (kind `mesh-gateway`, meta
+`consul-wan-federation = "1"` with `-expose-servers`, LAN and WAN tagged addresses, a TTL check),
+start the splice listener and a small admin HTTP endpoint (/metrics, /v1/gateway/routes), then
+run three loops until SIGTERM:
+- heartbeat: pass the TTL check every TTL/3; re-register when the servers forgot us;
+- local servers: blocking query on `/v1/catalog/service/consul` (servers publish themselves there);
+- remote gateways: blocking query on `/v1/internal/federation-states/mesh-gateways`.
+Both route loops rotate over the `-http-addr` servers when one fails, and keep the last known
+table meanwhile (a gateway keeps routing while its servers restart). SIGTERM: deregister, stop
+accepting, drain open connections; a second SIGTERM exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from rpc.gateway_routes import Address, RoutingTable
+from rpc.splice import SpliceServer
+
+from .durations import parse_duration
+
+log = logging.getLogger("meshfed.gateway")
+
+BLOCKING_WAIT = "60s"
+RETRY_DELAY = 1.0
+WANFED_META = {"consul-wan-federation": "1"}
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    datacenter: str
+    node: str
+    bind: Address  # LAN listener
+    wan_address: Address  # what other DCs dial (advertised)
+    http_addrs: tuple[str, ...]  # local servers' HTTP APIs, host:port
+    admin_bind: Address | None = None
+    expose_servers: bool = False
+    service_id: str = "mesh-gateway"
+    domain: str = "consul"
+    ttl: float = 10.0
+    token: str = ""
+
+    @property
+    def check_id(self) -> str:
+        return f"service:{self.service_id}"
+
+
+def registration(cfg: GatewayConfig) -> dict[str, Any]:
+    lan_host, lan_port = cfg.bind
+    wan_host, wan_port = cfg.wan_address
+    return {
+        "Datacenter": cfg.datacenter,
+        "Node": cfg.node,
+        "Address": lan_host,
+        "TaggedAddresses": {"lan": lan_host, "wan": wan_host},
+        "Service": {
+            "Kind": "mesh-gateway",
+            "ID": cfg.service_id,
+            "Service": "mesh-gateway",
+            "Address": lan_host,
+            "Port": lan_port,
+            "TaggedAddresses": {"lan": {"Address": lan_host, "Port": lan_port},
+                                "wan": {"Address": wan_host, "Port": wan_port}},
+            "Meta": dict(WANFED_META) if cfg.expose_servers else {},
+        },
+        "Check": {
+            "CheckID": cfg.check_id,
+            "Name": "mesh gateway heartbeat",
+            "ServiceID": cfg.service_id,
+            "TTL": f"{cfg.ttl:g}s",
+            "Status": "passing",
+        },
+    }
+
+
+def local_servers(catalog_service: Sequence[dict[str, Any]]) -> dict[str, Address]:
+    """`/v1/catalog/service/consul` rows -> node -> RPC address."""
+    servers = {}
+    for row in catalog_service:
+        host = row.get("ServiceAddress") or row.get("Address")
+        port = row.get("ServicePort")
+        if host and port:
+            servers[str(row["Node"]).lower()] = (host, int(port))
+    return servers
+
+
+def remote_gateways(by_dc: dict[str, list[dict[str, Any]]], own_dc: str) -> dict[str, list[Address]]:
+    """`/v1/internal/federation-states/mesh-gateways` -> dc -> eligible WAN addresses."""
+    result: dict[str, list[Address]] = {}
+    for dc, gateways in by_dc.items():
+        if dc.lower() == own_dc.lower():
+            continue
+        addresses = set()
+        for csn in gateways or []:
+            service, node = csn.get("Service") or {}, csn.get("Node") or {}
+            if (service.get("Meta") or {}).get("consul-wan-federation") != "1":
+                continue
+            if any(c.get("Status") == "critical" for c in csn.get("Checks") or []):
+                continue
+            wan = (service.get("TaggedAddresses") or {}).get("wan") or {}
+            host = wan.get("Address") or service.get("Address") or (node.get("TaggedAddresses") or {}).get("wan") or node.get("Address")
+            port = wan.get("Port") or service.get("Port")
+            if host and port:
+                addresses.add((host, int(port)))
+        if addresses:
+            result[dc.lower()] = sorted(addresses)
+    return result
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.connections = Counter("meshfed_gateway_connections", "Connections handled, by route and outcome",
+                                   ["route", "outcome"], registry=r)
+        self.routes = Gauge("meshfed_gateway_routes", "Known upstreams", ["kind"], registry=r)
+        self.heartbeat_failures = Counter("meshfed_gateway_heartbeat_failures", "TTL heartbeats that failed", registry=r)
+        self.route_refresh_failures = Counter("meshfed_gateway_route_refresh_failures",
+                                              "Failed blocking queries for routes", ["source"], registry=r)
+        self.active = Gauge("meshfed_gateway_active_connections", "Connections being spliced", registry=r)
+
+
+class ServerAPI:
+    """HTTP calls to the local servers, rotating to the next one on failure."""
+
+    def __init__(self, session: aiohttp.ClientSession, addrs: Sequence[str], token: str) -> None:
+        self._session = session
+        self._addrs = [a if "://" in a else f"http://{a}" for a in addrs]
+        self._next = 0
+        self._headers = {"X-Consul-Token": token} if token else {}
+
+    async def request(self, method: str, path: str, *, json: Any = None, timeout: float = 10.0) -> tuple[int, dict[str, str], Any]:
+        base = self._addrs[self._next % len(self._addrs)]
+        try:
+            async with self._session.request(method, base + path, json=json, headers=self._headers,
+                                             timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                body = await response.json(content_type=None) if response.content_length != 0 else None
+                return response.status, dict(response.headers), body
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            self._next += 1  # try the next server next time
+            raise
+
+
+class Gateway:
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.cfg = cfg
+        self.metrics = GatewayMetrics()
+        self.table = RoutingTable(datacenter=cfg.datacenter, domain=cfg.domain)
+        self.splice = SpliceServer(self._resolve, on_connection=self._on_connection)
+        self._stop = asyncio.Event()
+
+    async def _resolve(self, sni: str | None) -> tuple[str, list[Address]] | None:
+        return self.table.resolve(sni)
+
+    def _on_connection(self, route: str, outcome: str) -> None:
+        self.metrics.connections.labels(route, outcome).inc()
+
+    # ---- loops -------------------------------------------------------------------------------------
+
+    async def _register(self, api: ServerAPI) -> None:
+        status, _, body = await api.request("PUT", "/v1/catalog/register", json=registration(self.cfg))
+        if status != 200:
+            raise RuntimeError(f"catalog register failed: HTTP {status} {body}")
+
+    async def heartbeat(self, api: ServerAPI) -> None:
+        registered = False
+        while True:
+            try:
+                if not registered:
+                    await self._register(api)
+                    registered = True
+                    log.info("registered %s/%s in %s", self.cfg.node, self.cfg.service_id, self.cfg.datacenter)
+                status, _, _ = await api.request(
+                    "PUT", f"/v1/agent/check/pass/{self.cfg.check_id}?node={self.cfg.node}")
+                if status == 404:
+                    registered = False  # the servers lost us (e.g. a fresh cluster): register again
+                    continue
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}")
+            except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError) as exc:
+                self.metrics.heartbeat_failures.inc()
+                log.warning("heartbeat to the local servers failed: %s", exc)
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            await asyncio.sleep(self.cfg.ttl / 3)
+
+    async def _follow(self, api: ServerAPI, path: str, source: str, apply: Callable[[Any], None]) -> None:
+        index = 0
+        while True:
+            try:
+                status, headers, body = await api.request(
+                    "GET", f"{path}?stale&index={index}&wait={BLOCKING_WAIT}", timeout=parse_duration(BLOCKING_WAIT) + 15)
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}")
+                new_index = int(headers.get("X-Consul-Index", "0"))
+                index = 0 if new_index < index else new_index  # reset when the index goes backwards
+                apply(body)
+            except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError) as exc:
+                self.metrics.route_refresh_failures.labels(source).inc()
+                log.warning("refreshing %s from the local servers failed (keeping the last table): %s", source, exc)
+                index = 0
+                await asyncio.sleep(RETRY_DELAY)
+
+    def _set_servers(self, rows: Any) -> None:
+        servers = local_servers(rows or [])
+        if servers != dict(self.table.local_servers):
+            log.info("local servers: %s", ", ".join(f"{n}={h}:{p}" for n, (h, p) in sorted(servers.items())) or "-")
+        self.table = replace(self.table, local_servers=servers)
+        self.metrics.routes.labels("local_server").set(len(servers))
+
+    def _set_gateways(self, by_dc: Any) -> None:
+        gateways = remote_gateways(by_dc or {}, self.cfg.datacenter)
+        if gateways != {k: list(v) for k, v in self.table.remote_gateways.items()}:
+            log.info("remote gateways: %s", "; ".join(f"{dc}={len(a)}" for dc, a in sorted(gateways.items())) or "-")
+        self.table = replace(self.table, remote_gateways=gateways)
+        self.metrics.routes.labels("remote_datacenter").set(len(gateways))
+
+    # ---- admin HTTP ----------------------------------------------------------------------------------
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self.metrics.active.set(self.splice.active_connections)
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _routes(self, request: web.Request) -> web.Response:
+        return web.json_response({
+            "Datacenter": self.cfg.datacenter,
+            "LocalServers": {n: f"{h}:{p}" for n, (h, p) in sorted(self.table.local_servers.items())},
+            "RemoteGateways": {dc: [f"{h}:{p}" for h, p in a] for dc, a in sorted(self.table.remote_gateways.items())},
+            "ActiveConnections": self.splice.active_connections,
+        })
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                self._stop.set()
+            else:
+                os._exit(1)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            await self.splice.start(*cfg.bind)
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", *cfg.bind, exc.strerror)
+            return 1
+        runner = None
+        if cfg.admin_bind:
+            app = web.Application()
+            app.router.add_get("/metrics", self._metrics)
+            app.router.add_get("/v1/gateway/routes", self._routes)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+            await runner.setup()
+            await web.TCPSite(runner, *cfg.admin_bind, reuse_address=True).start()
+        log.info("mesh gateway %s for %s listening on %s:%d (wan %s:%d)", cfg.node, cfg.datacenter, *cfg.bind, *cfg.wan_address)
+        async with aiohttp.ClientSession() as session:
+            loops: list[Awaitable[None]] = [
+                self.heartbeat(ServerAPI(session, cfg.http_addrs, cfg.token)),
+                self._follow(ServerAPI(session, cfg.http_addrs, cfg.token), "/v1/catalog/service/consul",
+                             "local_servers", self._set_servers),
+                self._follow(ServerAPI(session, cfg.http_addrs, cfg.token), "/v1/internal/federation-states/mesh-gateways",
+                             "remote_gateways", self._set_gateways),
+            ]
+            tasks = [asyncio.create_task(coro) for coro in loops]
+            await self._stop.wait()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                await ServerAPI(session, cfg.http_addrs, cfg.token).request(
+                    "PUT", "/v1/catalog/deregister", json={"Node": cfg.node}, timeout=5)
+                log.info("deregistered %s", cfg.node)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.warning("deregistration failed (the TTL check will expire): %s", exc)
+        await self.splice.close()
+        if runner is not None:
+            await runner.cleanup()
+        return 0
+
+
+def parse_address(text: str, flag: str, default_port: int | None = None) -> Address:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        if default_port is None:
+            raise ValueError(f"{flag}: expected host:port, got {text!r}")
+        return text, default_port
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ValueError(f"{flag}: bad port in {text!r}") from None

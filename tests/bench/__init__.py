@@ -1,0 +1,1 @@
+"""Benchmark scripts (not tests): run each as `python -m tests.bench.<name>`; each prints one JSON document."""

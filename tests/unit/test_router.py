@@ -1,0 +1,357 @@
+"""Router: where an RPC is served (DESIGN §6, Consul's ForwardRPC), with fake Raft, state and pool.
+
+Each test pins one rule of the forwarding order: cross-DC first, then leader forwarding for writes
+and non-stale reads, then holding for a leader up to RPC_HOLD_TIMEOUT with the same request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+
+from fsm.records import ServerInfo
+from rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, invalid, not_found, unavailable
+from rpc.header import QueryMeta, RequestHeader
+from server import router as router_module
+from server.raft import RaftError
+from server.router import MAX_FORWARD_HOPS, NON_BLOCKING_RPC_TIMEOUT, RPC_HOLD_TIMEOUT, Router, rpc_timeout
+
+LEADER_RAFT = "10.0.0.2:8300"
+LEADER_RPC = "10.0.0.2:8502"
+LOCAL_ANSWER = (QueryMeta(index=3), "local")
+REMOTE_ANSWER = (QueryMeta(index=9), "remote")
+
+
+@dataclass
+class FakeRaft:
+    leading: bool = False
+    leader_address: str | None = LEADER_RAFT
+    contact: float = 0.01
+
+    def is_leader(self) -> bool:
+        return self.leading
+
+    def leader(self) -> str | None:
+        return self.leader_address
+
+    def last_contact(self) -> float:
+        return self.contact
+
+
+class FakeState:
+    def __init__(self) -> None:
+        self.rows = [
+            ServerInfo("s1", "dc1", "10.0.0.1:8300", "10.0.0.1:8502", "10.0.0.1:8500"),
+            # same raft address in another DC must never be picked as our leader
+            ServerInfo("x2", "dc2", LEADER_RAFT, "10.9.9.9:8502", "10.9.9.9:8500"),
+            ServerInfo("s2", "DC1", LEADER_RAFT, LEADER_RPC, "10.0.0.2:8500"),
+        ]
+
+    def servers(self) -> tuple[int, list[ServerInfo]]:
+        return 4, list(self.rows)
+
+
+@dataclass
+class FakePool:
+    answers: list[Any] = field(default_factory=list)  # exceptions to raise, then REMOTE_ANSWER
+    calls: list[tuple[str, str, RequestHeader, Any, float]] = field(default_factory=list)
+
+    async def call(
+        self, address: str, method: str, header: RequestHeader, body: Any, *, timeout: float, server_name: str = ""
+    ) -> tuple[QueryMeta, Any]:
+        self.calls.append((address, method, header, body, timeout))
+        if self.answers:
+            answer = self.answers.pop(0)
+            if isinstance(answer, BaseException):
+                raise answer
+        return REMOTE_ANSWER
+
+
+class Local:
+    """The local handler: records calls, raises the queued failures first."""
+
+    def __init__(self, *failures: BaseException) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+
+    async def __call__(self) -> tuple[QueryMeta, Any]:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return LOCAL_ANSWER
+
+
+def make(raft: FakeRaft | None = None, pool: FakePool | None = None) -> tuple[Router, FakeRaft, FakePool, list[str]]:
+    raft = raft or FakeRaft()
+    pool = pool or FakePool()
+    forwards: list[str] = []
+    router = Router(datacenter="dc1", raft=raft, state=FakeState(), pool=pool, on_forward=forwards.append)  # type: ignore[arg-type]
+    return router, raft, pool, forwards
+
+
+@pytest.fixture
+def short_hold(monkeypatch: pytest.MonkeyPatch) -> float:
+    monkeypatch.setattr(router_module, "RPC_HOLD_TIMEOUT", 0.3)
+    return 0.3
+
+
+def test_rpc_timeout_covers_the_blocking_wait_plus_the_hold() -> None:
+    assert rpc_timeout(RequestHeader()) == NON_BLOCKING_RPC_TIMEOUT + RPC_HOLD_TIMEOUT
+    assert rpc_timeout(RequestHeader(min_query_index=1, max_query_time=16)) == 17 + RPC_HOLD_TIMEOUT
+    assert rpc_timeout(RequestHeader(min_query_index=1)) == 300 * 17 / 16 + RPC_HOLD_TIMEOUT
+    assert rpc_timeout(RequestHeader(min_query_index=1, max_query_time=10_000)) == 600 * 17 / 16 + RPC_HOLD_TIMEOUT
+
+
+def test_leader_serves_writes_and_reads_locally() -> None:
+    async def scenario() -> None:
+        router, _, pool, forwards = make(FakeRaft(leading=True))
+        for write in (True, False):
+            local = Local()
+            assert await router.serve("Catalog/Register", RequestHeader(), {}, local, write=write) == LOCAL_ANSWER
+            assert local.calls == 1
+        assert pool.calls == [] and forwards == []
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "header, write",
+    [
+        (RequestHeader(request_id="r1"), True),
+        (RequestHeader(), False),
+        (RequestHeader(require_consistent=True), False),
+        (RequestHeader(allow_stale=True, request_id="r2"), True),  # stale means nothing for a write
+    ],
+)
+def test_follower_forwards_to_the_leader_rpc_address_found_by_raft_address(header: RequestHeader, write: bool) -> None:
+    async def scenario() -> None:
+        router, _, pool, forwards = make()
+        local = Local()
+        answer = await router.serve("FederationState/List", header, {"x": 1}, local, write=write)
+        assert answer == REMOTE_ANSWER
+        assert local.calls == 0
+        ((address, method, sent, body, timeout),) = pool.calls
+        assert (address, method, body) == (LEADER_RPC, "FederationState/List", {"x": 1})
+        assert sent.hops == header.hops + 1 and sent.request_id == header.request_id
+        assert sent.require_consistent == header.require_consistent
+        assert timeout == rpc_timeout(header)
+        assert forwards == ["leader"]
+
+    asyncio.run(scenario())
+
+
+def test_stale_reads_are_local_only_after_leader_contact(short_hold: float) -> None:
+    async def scenario() -> None:
+        router, raft, pool, _ = make(FakeRaft(contact=float("inf")))
+        local = Local()
+        assert await router.serve("Catalog/Nodes", RequestHeader(allow_stale=True), None, local, write=False) == REMOTE_ANSWER
+        assert local.calls == 0 and len(pool.calls) == 1
+        raft.contact = 12.5  # heard from a leader once, however long ago
+        raft.leader_address = None  # and it does not even need a leader now
+        assert await router.serve("Catalog/Nodes", RequestHeader(allow_stale=True), None, local, write=False) == LOCAL_ANSWER
+        assert local.calls == 1 and len(pool.calls) == 1
+
+    asyncio.run(scenario())
+
+
+def test_no_leader_holds_for_the_hold_timeout_then_fails_with_no_cluster_leader(short_hold: float) -> None:
+    async def scenario() -> None:
+        router, _, pool, _ = make(FakeRaft(leader_address=None))
+        started = time.monotonic()
+        with pytest.raises(RPCError) as caught:
+            await router.serve("Catalog/Register", RequestHeader(request_id="r"), {}, Local(), write=True)
+        elapsed = time.monotonic() - started
+        assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+        assert caught.value.message.startswith(ERR_NO_LEADER)
+        assert short_hold <= elapsed < short_hold + short_hold / 16 + 0.3
+        assert pool.calls == []
+
+    asyncio.run(scenario())
+
+
+def test_leader_whose_rpc_address_is_unknown_counts_as_no_leader(short_hold: float) -> None:
+    async def scenario() -> None:
+        router, _, pool, _ = make(FakeRaft(leader_address="10.0.0.7:8300"))
+        with pytest.raises(RPCError, match=ERR_NO_LEADER):
+            await router.serve("Catalog/Nodes", RequestHeader(), None, Local(), write=False)
+        assert pool.calls == []
+
+    asyncio.run(scenario())
+
+
+def test_a_leader_elected_during_the_hold_gets_the_call(short_hold: float) -> None:
+    async def scenario() -> None:
+        router, raft, pool, _ = make(FakeRaft(leader_address=None))
+
+        def elect() -> None:
+            raft.leader_address = LEADER_RAFT
+
+        asyncio.get_running_loop().call_later(0.05, elect)
+        answer = await router.serve("Catalog/Register", RequestHeader(request_id="r"), {}, Local(), write=True)
+        assert answer == REMOTE_ANSWER and len(pool.calls) == 1
+
+    asyncio.run(scenario())
+
+
+def test_maybe_applied_raft_error_is_retried_with_the_same_request_id(short_hold: float) -> None:
+    """Leadership moved while our write was in flight: the retry goes to the new leader and keeps
+    the request id, so the state machine applies the write at most once."""
+
+    async def scenario() -> None:
+        raft = FakeRaft(leading=True)
+        router, _, pool, _ = make(raft)
+
+        class SteppingDown(Local):
+            async def __call__(self) -> tuple[QueryMeta, Any]:
+                raft.leading = False
+                return await super().__call__()
+
+        local = SteppingDown(RaftError("leadership changed during commit", maybe_applied=True))
+        header = RequestHeader(request_id="write-42")
+        answer = await router.serve("FederationState/Apply", header, {"op": "upsert"}, local, write=True)
+        assert answer == REMOTE_ANSWER
+        assert local.calls == 1
+        ((_, _, sent, _, _),) = pool.calls
+        assert sent.request_id == "write-42" and sent.hops == 1
+
+    asyncio.run(scenario())
+
+
+def test_raft_error_on_the_leader_is_retried_locally(short_hold: float) -> None:
+    async def scenario() -> None:
+        router, _, pool, _ = make(FakeRaft(leading=True))
+        local = Local(RaftError("raft queue full", maybe_applied=False), RaftError("timed out", maybe_applied=True))
+        assert await router.serve("Catalog/Register", RequestHeader(request_id="r"), {}, local, write=True) == LOCAL_ANSWER
+        assert local.calls == 3 and pool.calls == []
+
+    asyncio.run(scenario())
+
+
+def test_persistent_raft_error_ends_as_no_cluster_leader_with_the_cause(short_hold: float) -> None:
+    async def scenario() -> None:
+        router, _, _, _ = make(FakeRaft(leading=True))
+        failures = [RaftError("not the leader", maybe_applied=False) for _ in range(1000)]
+        with pytest.raises(RPCError) as caught:
+            await router.serve("Catalog/Register", RequestHeader(request_id="r"), {}, Local(*failures), write=True)
+        assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+        assert caught.value.message.startswith(ERR_NO_LEADER)
+        assert "not the leader" in caught.value.message
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("failure", [not_found("no such thing"), invalid("bad body"), RPCError(grpc.StatusCode.INTERNAL, "x")])
+def test_non_unavailable_rpc_errors_propagate_at_once(failure: RPCError) -> None:
+    async def scenario() -> None:
+        router, _, pool, _ = make(FakeRaft(leading=True))
+        local = Local(failure)
+        started = time.monotonic()
+        with pytest.raises(RPCError) as caught:
+            await router.serve("Catalog/Register", RequestHeader(), {}, local, write=True)
+        assert caught.value is failure and local.calls == 1
+        assert time.monotonic() - started < 0.1
+
+        router, _, pool, _ = make(pool=FakePool(answers=[failure]))
+        with pytest.raises(RPCError) as caught:
+            await router.serve("Catalog/Nodes", RequestHeader(), None, Local(), write=False)
+        assert caught.value is failure and len(pool.calls) == 1
+
+    asyncio.run(scenario())
+
+
+def test_unavailable_leader_is_retried_until_it_answers(short_hold: float) -> None:
+    async def scenario() -> None:
+        pool = FakePool(answers=[unavailable("connection refused"), unavailable("connection refused")])
+        router, _, pool, forwards = make(pool=pool)
+        header = RequestHeader(request_id="w")
+        assert await router.serve("Catalog/Register", header, {}, Local(), write=True) == REMOTE_ANSWER
+        assert len(pool.calls) == 3
+        assert {call[2].request_id for call in pool.calls} == {"w"}
+        assert {call[2].hops for call in pool.calls} == {1}
+
+    asyncio.run(scenario())
+
+
+def test_unreachable_leader_fails_after_the_hold_with_the_last_error(short_hold: float) -> None:
+    async def scenario() -> None:
+        pool = FakePool(answers=[unavailable("connection refused") for _ in range(1000)])
+        router, _, _, _ = make(pool=pool)
+        with pytest.raises(RPCError) as caught:
+            await router.serve("Catalog/Register", RequestHeader(), {}, Local(), write=True)
+        assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+        assert caught.value.message.startswith(ERR_NO_LEADER)
+        assert "connection refused" in caught.value.message
+
+    asyncio.run(scenario())
+
+
+def test_cross_dc_without_a_remote_path_is_no_path_to_datacenter() -> None:
+    async def scenario() -> None:
+        router, _, pool, _ = make(FakeRaft(leading=True))
+        local = Local()
+        with pytest.raises(RPCError) as caught:
+            await router.serve("FederationState/List", RequestHeader(datacenter="dc2"), None, local, write=False)
+        assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+        assert caught.value.message == f"{ERR_NO_PATH}: dc2"
+        assert local.calls == 0 and pool.calls == []
+
+    asyncio.run(scenario())
+
+
+def test_cross_dc_goes_through_remote_even_on_the_leader() -> None:
+    async def scenario() -> None:
+        router, _, pool, forwards = make(FakeRaft(leading=True))
+        remote_calls: list[tuple[str, str, RequestHeader, Any, float]] = []
+
+        async def remote(dc: str, method: str, header: RequestHeader, body: Any, timeout: float) -> tuple[QueryMeta, Any]:
+            remote_calls.append((dc, method, header, body, timeout))
+            return REMOTE_ANSWER
+
+        router.remote = remote
+        header = RequestHeader(datacenter="dc2", request_id="w", min_query_index=3, max_query_time=2)
+        local = Local()
+        assert await router.serve("FederationState/Apply", header, {"b": 1}, local, write=True) == REMOTE_ANSWER
+        ((dc, method, sent, body, timeout),) = remote_calls
+        assert (dc, method, body) == ("dc2", "FederationState/Apply", {"b": 1})
+        assert sent.request_id == "w" and sent.hops == 1 and sent.datacenter == "dc2"
+        assert timeout == rpc_timeout(header)
+        assert forwards == ["dc2"] and local.calls == 0 and pool.calls == []
+
+    asyncio.run(scenario())
+
+
+def test_own_datacenter_matches_case_insensitively() -> None:
+    async def scenario() -> None:
+        router, _, _, _ = make(FakeRaft(leading=True))
+        assert await router.serve("Catalog/Nodes", RequestHeader(datacenter="DC1"), None, Local(), write=False) == LOCAL_ANSWER
+
+    asyncio.run(scenario())
+
+
+def test_hop_limit_stops_a_routing_loop() -> None:
+    async def scenario() -> None:
+        router, _, pool, _ = make()
+        local = Local()
+        with pytest.raises(RPCError) as caught:
+            await router.serve("Catalog/Nodes", RequestHeader(hops=MAX_FORWARD_HOPS + 1), None, local, write=False)
+        assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+        assert "too many" in caught.value.message
+        assert local.calls == 0 and pool.calls == []
+        # at the limit itself the call still goes through
+        assert await router.serve("Catalog/Nodes", RequestHeader(hops=MAX_FORWARD_HOPS), None, local, write=False) == REMOTE_ANSWER
+
+    asyncio.run(scenario())
+
+
+def test_leader_rpc_address_lookup() -> None:
+    router, raft, _, _ = make()
+    assert router.leader_rpc_address() == LEADER_RPC
+    raft.leader_address = None
+    assert router.leader_rpc_address() is None
+    raft.leader_address = "10.0.0.1:8300"
+    assert router.leader_rpc_address() == "10.0.0.1:8502"

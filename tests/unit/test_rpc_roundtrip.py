@@ -1,0 +1,343 @@
+"""RPC end to end: a real grpc.aio server on 127.0.0.1 (ephemeral port) serving RPCService, called
+through ConnectionPool. Pins what DESIGN §6 promises: status codes and Consul's error texts cross
+the wire unchanged, internals never do, and header/meta survive the msgpack framing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rpc.client import ConnectionPool
+from rpc.codec import MAX_MESSAGE_BYTES, decode_request, decode_response, encode_request, encode_response
+from rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, invalid, not_found, unavailable
+from rpc.header import QueryMeta, RequestHeader
+from rpc.service import RPCService
+
+Observed = list[tuple[str, float, str]]
+
+
+async def echo(header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+    meta = QueryMeta(index=header.min_query_index + 1, known_leader=True, last_contact=0.5, consistency_level="x")
+    return meta, {"header": header.to_wire(), "body": body}
+
+
+def raising(exc: Exception) -> Callable[[RequestHeader, Any], Awaitable[tuple[QueryMeta, Any]]]:
+    async def handler(header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        raise exc
+
+    return handler
+
+
+HANDLERS = {
+    "Test/Echo": echo,
+    "/Test/Slash": echo,
+    "Test/NotFound": raising(not_found("federation state dc9 not found")),
+    "Test/Invalid": raising(invalid("Datacenter: missing")),
+    "Test/NoLeader": raising(unavailable(ERR_NO_LEADER)),
+    "Test/NoPath": raising(unavailable(f"{ERR_NO_PATH}: dc3")),
+    "Test/Boom": raising(KeyError("secret internal detail")),
+}
+
+
+@contextlib.asynccontextmanager
+async def serving(observed: Observed | None = None) -> AsyncIterator[tuple[str, ConnectionPool]]:
+    server = grpc.aio.server()
+    observe = None if observed is None else (lambda m, s, c: observed.append((m, s, c)))
+    server.add_generic_rpc_handlers([RPCService(HANDLERS, observe=observe)])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    pool = ConnectionPool()
+    try:
+        yield f"127.0.0.1:{port}", pool
+    finally:
+        await pool.close()
+        await server.stop(grace=None)
+
+
+def run(scenario: Awaitable[None]) -> None:
+    async def bounded() -> None:
+        await asyncio.wait_for(scenario, 15)
+
+    asyncio.run(bounded())
+
+
+def test_ok_path_carries_header_body_and_meta() -> None:
+    async def scenario() -> None:
+        async with serving() as (address, pool):
+            header = RequestHeader(datacenter="dc2", token="t", min_query_index=4, max_query_time=1.5,
+                                   allow_stale=True, request_id="r1", hops=2)
+            meta, body = await pool.call(address, "Test/Echo", header, {"k": [1, "two", None]}, timeout=5)
+            assert meta == QueryMeta(index=5, known_leader=True, last_contact=0.5, consistency_level="x")
+            assert RequestHeader.from_wire(body["header"]) == header
+            assert body["body"] == {"k": [1, "two", None]}
+            # a leading slash on either side names the same method
+            meta, _ = await pool.call(address, "/Test/Echo", RequestHeader(), None, timeout=5)
+            assert meta.index == 1
+            meta, _ = await pool.call(address, "Test/Slash", RequestHeader(), None, timeout=5)
+            assert meta.index == 1
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "method, code, message",
+    [
+        ("Test/NotFound", grpc.StatusCode.NOT_FOUND, "federation state dc9 not found"),
+        ("Test/Invalid", grpc.StatusCode.INVALID_ARGUMENT, "Datacenter: missing"),
+        ("Test/NoLeader", grpc.StatusCode.UNAVAILABLE, ERR_NO_LEADER),
+        ("Test/NoPath", grpc.StatusCode.UNAVAILABLE, f"{ERR_NO_PATH}: dc3"),
+    ],
+)
+def test_rpc_error_code_and_message_are_preserved_end_to_end(method: str, code: grpc.StatusCode, message: str) -> None:
+    async def scenario() -> None:
+        async with serving() as (address, pool):
+            with pytest.raises(RPCError) as caught:
+                await pool.call(address, method, RequestHeader(), None, timeout=5)
+            assert caught.value.code == code
+            assert caught.value.message == message
+
+    run(scenario())
+
+
+def test_plain_exception_becomes_internal_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with serving() as (address, pool):
+            with pytest.raises(RPCError) as caught:
+                await pool.call(address, "Test/Boom", RequestHeader(), None, timeout=5)
+            assert caught.value.code == grpc.StatusCode.INTERNAL
+            assert "Traceback" not in caught.value.message
+            assert 'File "' not in caught.value.message and "line " not in caught.value.message
+
+    with caplog.at_level(logging.ERROR, logger="rpc.service"):
+        run(scenario())
+    assert any("Test/Boom" in r.getMessage() and r.exc_info for r in caplog.records), "the server must log it"
+
+
+def test_junk_request_bytes_are_invalid_argument() -> None:
+    async def scenario() -> None:
+        async with serving() as (address, pool):
+            for junk in (b"\xc1\xc1\xc1", b"\x93\x01\x02\x03", msgpack.packb("just a string"), b""):
+                stub = pool.channel(address).unary_unary("/Test/Echo")
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stub(junk, timeout=5)
+                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, junk
+
+    run(scenario())
+
+
+def test_unknown_method_is_unimplemented() -> None:
+    async def scenario() -> None:
+        async with serving() as (address, pool):
+            with pytest.raises(RPCError) as caught:
+                await pool.call(address, "Test/Nope", RequestHeader(), None, timeout=5)
+            assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED
+
+    run(scenario())
+
+
+def test_observer_sees_every_call_with_its_outcome() -> None:
+    async def scenario() -> None:
+        observed: Observed = []
+        async with serving(observed) as (address, pool):
+            await pool.call(address, "Test/Echo", RequestHeader(), None, timeout=5)
+            for method in ("Test/NotFound", "Test/Boom"):
+                with pytest.raises(RPCError):
+                    await pool.call(address, method, RequestHeader(), None, timeout=5)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await pool.channel(address).unary_unary("/Test/Echo")(b"\xc1", timeout=5)
+        assert [(m, c) for m, _, c in observed] == [
+            ("Test/Echo", ""), ("Test/NotFound", "NOT_FOUND"), ("Test/Boom", "INTERNAL"), ("Test/Echo", "INVALID_ARGUMENT"),
+        ]
+        assert all(0 <= seconds < 5 for _, seconds, _ in observed)
+
+    run(scenario())
+
+
+def test_unreachable_server_is_unavailable_and_names_the_address() -> None:
+    async def scenario() -> None:
+        async with serving() as (address, pool):
+            dead = "127.0.0.1:1"
+            with pytest.raises(RPCError) as caught:
+                await pool.call(dead, "Test/Echo", RequestHeader(), None, timeout=5)
+            assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+            assert dead in caught.value.message
+
+    run(scenario())
+
+
+def test_deadline_is_reported_with_the_timeout() -> None:
+    async def scenario() -> None:
+        server, address = await _slow_server()
+        pool = ConnectionPool()
+        try:
+            with pytest.raises(RPCError) as caught:
+                await pool.call(address, "Test/Slow", RequestHeader(), None, timeout=0.2)
+            assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert "timed out after 0.2s" in caught.value.message
+        finally:
+            await pool.close()
+            await server.stop(grace=None)
+
+    run(scenario())
+
+
+async def _slow_server() -> tuple[grpc.aio.Server, str]:
+    async def slow(header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        await asyncio.sleep(5)
+        return QueryMeta(), None
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([RPCService({"Test/Slow": slow})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+def test_a_channel_dropped_under_a_call_is_unavailable_not_a_cancellation() -> None:
+    """gRPC cancels calls on a closed channel; the caller was not cancelled and must be able to
+    retry (the Router does, on UNAVAILABLE) instead of seeing a CancelledError it never asked for."""
+
+    async def scenario() -> None:
+        server, address = await _slow_server()
+        pool = ConnectionPool()
+        try:
+            call = asyncio.create_task(pool.call(address, "Test/Slow", RequestHeader(), None, timeout=10))
+            await asyncio.sleep(0.2)
+            pool.drop(address)
+            with pytest.raises(RPCError) as caught:
+                await call
+            assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+            assert address in caught.value.message
+        finally:
+            await pool.close()
+            await server.stop(grace=None)
+
+    run(scenario())
+
+
+def test_cancelling_the_caller_still_cancels() -> None:
+    async def scenario() -> None:
+        server, address = await _slow_server()
+        pool = ConnectionPool()
+        try:
+            call = asyncio.create_task(pool.call(address, "Test/Slow", RequestHeader(), None, timeout=10))
+            await asyncio.sleep(0.2)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+        finally:
+            await pool.close()
+            await server.stop(grace=None)
+
+    run(scenario())
+
+
+def test_pool_reuses_channels_per_address_and_server_name() -> None:
+    async def scenario() -> None:
+        pool = ConnectionPool()
+        a = pool.channel("127.0.0.1:1")
+        assert pool.channel("127.0.0.1:1") is a
+        b = pool.channel("127.0.0.1:1", "s1.server.dc2.consul")
+        assert b is not a
+        pool.drop("127.0.0.1:1")
+        assert pool.channel("127.0.0.1:1") is not a
+        await pool.close()
+        await asyncio.sleep(0)
+
+    run(scenario())
+
+
+# ---- header and meta framing (no network) -------------------------------------------------------
+
+headers = st.builds(
+    RequestHeader,
+    datacenter=st.text(max_size=20),
+    token=st.text(max_size=40),
+    min_query_index=st.integers(0, 2**63 - 1),
+    max_query_time=st.floats(0, 600, allow_nan=False),
+    allow_stale=st.booleans(),
+    require_consistent=st.booleans(),
+    request_id=st.text(max_size=32),
+    hops=st.integers(0, 10),
+)
+metas = st.builds(
+    QueryMeta,
+    index=st.integers(1, 2**63 - 1),
+    known_leader=st.booleans(),
+    last_contact=st.floats(0, 1e6, allow_nan=False),
+    consistency_level=st.sampled_from(["", "stale", "consistent", "default"]),
+)
+bodies = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=20) | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@given(headers, bodies)
+def test_request_framing_round_trips(header: RequestHeader, body: Any) -> None:
+    decoded_header, decoded_body = decode_request(encode_request(header, body))
+    assert decoded_header == header
+    assert decoded_body == body
+
+
+@given(metas, bodies)
+def test_response_framing_round_trips(meta: QueryMeta, body: Any) -> None:
+    assert decode_response(encode_response(meta, body)) == (meta, body)
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(headers, metas)
+def test_header_and_meta_round_trip_over_grpc(header: RequestHeader, meta: QueryMeta) -> None:
+    async def handler(received: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        return meta, received.to_wire()
+
+    async def scenario() -> None:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers([RPCService({"T/H": handler})])
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        pool = ConnectionPool()
+        try:
+            got_meta, got_header = await pool.call(f"127.0.0.1:{port}", "T/H", header, None, timeout=5)
+        finally:
+            await pool.close()
+            await server.stop(grace=None)
+        assert got_meta == meta
+        assert RequestHeader.from_wire(got_header) == header
+
+    run(scenario())
+
+
+def test_forwarded_keeps_everything_but_hops() -> None:
+    header = RequestHeader(datacenter="dc1", token="t", min_query_index=3, request_id="r", hops=1)
+    forwarded = header.forwarded()
+    assert forwarded.hops == 2 and forwarded.request_id == "r" and forwarded.token == "t"
+    assert header.forwarded(datacenter="dc2").datacenter == "dc2"
+
+
+def test_unknown_and_missing_wire_fields_are_tolerated() -> None:
+    """A newer peer may send fields we do not know; an older one may omit some."""
+    assert RequestHeader.from_wire({"datacenter": "dc1", "future_field": 1}) == RequestHeader(datacenter="dc1")
+    assert RequestHeader.from_wire(None) == RequestHeader()
+    assert QueryMeta.from_wire({"index": 7, "extra": True}) == QueryMeta(index=7)
+    assert QueryMeta.from_wire([1, 2]) == QueryMeta()
+
+
+def test_oversized_and_non_map_frames_are_invalid() -> None:
+    for frame in (b"\x00" * (MAX_MESSAGE_BYTES + 1), msgpack.packb([1, 2]), b"\xc1"):
+        with pytest.raises(RPCError) as caught:
+            decode_request(frame)
+        assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(RPCError):
+        decode_response(msgpack.packb(3))
