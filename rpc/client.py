@@ -82,7 +82,7 @@ class ConnectionPool:
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling() == 0:
-                # Nobody cancelled us: the channel was closed under the call (drop/close).
+                # Nobody cancelled us: the channel was closed under the call (discard/close).
                 # That is a transport failure the caller may retry, not a request to stop.
                 raise RPCError(grpc.StatusCode.UNAVAILABLE, f"rpc {method} to {address} failed: channel closed") from None
             raise

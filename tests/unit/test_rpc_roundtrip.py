@@ -213,7 +213,7 @@ def test_a_channel_dropped_under_a_call_is_unavailable_not_a_cancellation() -> N
         try:
             call = asyncio.create_task(pool.call(address, "Test/Slow", RequestHeader(), None, timeout=10))
             await asyncio.sleep(0.2)
-            pool.drop(address)
+            pool.discard(address)
             with pytest.raises(RPCError) as caught:
                 await call
             assert caught.value.code == grpc.StatusCode.UNAVAILABLE
@@ -249,8 +249,9 @@ def test_pool_reuses_channels_per_address_and_server_name() -> None:
         assert pool.channel("127.0.0.1:1") is a
         b = pool.channel("127.0.0.1:1", "s1.server.dc2.consul")
         assert b is not a
-        pool.drop("127.0.0.1:1")
+        pool.discard("127.0.0.1:1")
         assert pool.channel("127.0.0.1:1") is not a
+        assert pool.channel("127.0.0.1:1", "s1.server.dc2.consul") is b
         await pool.close()
         await asyncio.sleep(0)
 
