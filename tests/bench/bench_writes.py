@@ -156,7 +156,7 @@ def _connect(host: str, port: int, timeout: float) -> Any:
 
 
 @contextmanager
-def raw_cluster() -> Any:
+def raw_cluster(keep_data: bool) -> Any:
     root = tempfile.mkdtemp(prefix="raw-pysyncobj-bench-")
     cluster = RawCluster(root)
     try:
@@ -164,7 +164,10 @@ def raw_cluster() -> Any:
         yield cluster
     finally:
         cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if keep_data:
+            print(f"bench: raw PySyncObj data and logs kept in {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def raw_phase(reply: dict[str, Any]) -> dict[str, Any]:
@@ -180,8 +183,8 @@ def raw_phase(reply: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-def run_raw(seconds: float) -> dict[str, Any]:
-    with raw_cluster() as cluster:
+def run_raw(seconds: float, keep_data: bool) -> dict[str, Any]:
+    with raw_cluster(keep_data) as cluster:
         leader = cluster.wait_leader()
         pid = cluster.processes[leader].pid
         cluster.request(leader, {"op": "sequential", "seconds": 0.5})  # warm-up: connections, journal growth
@@ -431,12 +434,12 @@ def issue_requirement(meshfed: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="meshfed write benchmark (prints one JSON document)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured phase")
-    parser.add_argument("--keep-data", action="store_true", help="keep meshfed data and logs for inspection")
+    parser.add_argument("--keep-data", action="store_true", help="keep data and logs (raw and meshfed) for inspection")
     args = parser.parse_args()
     stop_cleanly_on_sigterm()
     started = time.monotonic()
     document: dict[str, Any] = {"benchmark": "writes", "machine": machine(), "phase_seconds": args.seconds}
-    raw = run_raw(args.seconds)
+    raw = run_raw(args.seconds, args.keep_data)
     meshfed = run_meshfed(args.seconds, args.keep_data)
     document["baseline_raw_pysyncobj"] = raw
     document["meshfed"] = meshfed
