@@ -77,14 +77,16 @@ class ConnectionPool:
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise RPCError(code, f"rpc {method} to {address} timed out after {timeout:.1f}s") from None
             if code == grpc.StatusCode.UNAVAILABLE:
-                raise RPCError(code, f"rpc {method} to {address} failed: {details}") from None
+                raise RPCError(code, f"rpc {method} to {address} failed: {details}", transport=True) from None
             raise RPCError(code, details) from None
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling() == 0:
                 # Nobody cancelled us: the channel was closed under the call (discard/close).
                 # That is a transport failure the caller may retry, not a request to stop.
-                raise RPCError(grpc.StatusCode.UNAVAILABLE, f"rpc {method} to {address} failed: channel closed") from None
+                raise RPCError(
+                    grpc.StatusCode.UNAVAILABLE, f"rpc {method} to {address} failed: channel closed", transport=True
+                ) from None
             raise
         return decode_response(response)
 

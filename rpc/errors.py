@@ -15,10 +15,14 @@ ERR_NO_SERVER = "Remote DC has no server currently reachable"
 
 
 class RPCError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    """`transport` is True when the call never reached a handler (connect failure, closed
+    channel): the channel itself is suspect. An error a remote handler raised is not."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, transport: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.transport = transport
 
     def __repr__(self) -> str:
         return f"RPCError({self.code.name}, {self.message!r})"

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 
 import grpc
 from aiohttp import web
@@ -48,6 +48,8 @@ log = logging.getLogger("meshfed.agent")
 
 SHUTDOWN_GRACE = 5.0
 HTTP_SHUTDOWN_TIMEOUT = 1.0
+# Thousands of blocking clients may connect at once (benchmarks overflowed the default 128).
+HTTP_BACKLOG = 2048
 
 
 class StartupError(Exception):
@@ -76,7 +78,9 @@ class Agent:
                 raise StartupError(f"data_dir {data_dir!r} is not usable: {exc}") from None
 
         def on_change(tables: frozenset[str], index: int) -> None:
-            loop.call_soon_threadsafe(self.watches.notify, tables, index)
+            # Two hops: the writer's completion (queued by the Raft callback right after this)
+            # runs before a thousand woken waiters, so a write's ack never waits on a fan-out.
+            loop.call_soon_threadsafe(loop.call_soon, self.watches.notify, tables, index)
 
         self.machine.subscribe(on_change)
         try:
@@ -138,7 +142,7 @@ class Agent:
         self.raft = raft = self._build_raft(loop)
         state = self.machine.state
         self.pool = ConnectionPool(self._channel_credentials())
-        queries = QueryRunner(raft, self.watches, self.metrics.blocking_delta)
+        self.queries = queries = QueryRunner(raft, self.watches, self.metrics.blocking_delta)
         self.router = router = Router(
             datacenter=cfg.datacenter, raft=raft, state=state, pool=self.pool, on_forward=self.metrics.forwarded,
             server_name=f"server.{cfg.datacenter}.{cfg.domain.rstrip('.')}" if self.pool.tls else "",
@@ -195,7 +199,9 @@ class Agent:
         await self.http_runner.setup()
         http_host = cfg.client_addr or cfg.bind_addr
         try:
-            await web.TCPSite(self.http_runner, http_host, cfg.ports.http, reuse_address=True).start()
+            await web.TCPSite(
+                self.http_runner, http_host, cfg.ports.http, reuse_address=True, backlog=HTTP_BACKLOG
+            ).start()
         except OSError as exc:
             await self.grpc_server.stop(None)
             raft.stop()
@@ -225,16 +231,20 @@ class Agent:
     def _add_leader_routines(self) -> None:
         cfg = self.config
         state = self.machine.state
-        # Every DC keeps its own federation state, with or without WAN federation (reference §6.2).
-        anti_entropy = FederationStateAntiEntropy(
-            cfg.datacenter,
-            CatalogGatewaySource(cfg.datacenter, state, self.watches),
-            PrimaryStateSink(cfg.primary, self.federation),
-            sync_interval=cfg.federation_state_anti_entropy_sync_interval,
-            refresh_interval=cfg.federation_state_refresh_interval,
-            on_outcome=self._anti_entropy_outcome,
-        )
-        self.routines.add("federation-state-anti-entropy", anti_entropy.run)
+        def anti_entropy() -> Awaitable[None]:
+            # Every DC keeps its own federation state, with or without WAN federation
+            # (reference §6.2). A fresh loop per leadership term: no debounce or failure count
+            # carried over from an earlier term.
+            return FederationStateAntiEntropy(
+                cfg.datacenter,
+                CatalogGatewaySource(cfg.datacenter, state, self.watches),
+                PrimaryStateSink(cfg.primary, self.federation),
+                sync_interval=cfg.federation_state_anti_entropy_sync_interval,
+                refresh_interval=cfg.federation_state_refresh_interval,
+                on_outcome=self._anti_entropy_outcome,
+            ).run()
+
+        self.routines.add("federation-state-anti-entropy", anti_entropy)
         self.federation_wan.add_leader_routines(self.routines)
         self.routines.add(
             "ttl-checks", lambda: reap_ttl_checks(state, self.raft, on_expired=self.metrics.ttl_expired.inc)
@@ -262,6 +272,8 @@ class Agent:
         yield gauge("meshfed_raft_snapshot_age_seconds", "Seconds since the last snapshot", status.snapshot_age)
         yield gauge("meshfed_raft_snapshot_bytes", "Size of the last snapshot", status.snapshot_bytes)
         yield gauge("meshfed_raft_tick_errors", "Raft tick failures (a wedged state machine shows here)", self.raft.tick_errors)
+        yield gauge("meshfed_raft_false_divergence_alarms", "PySyncObj 'may have diverged' false alarms suppressed",
+                    self.raft.false_divergence_alarms())
         for peer, connected in status.peers_connected.items():
             yield gauge("meshfed_raft_peer_connected", "1 if the Raft link to a peer is up", 1.0 if connected else 0.0, {"peer": peer})
         state = self.machine.state
@@ -299,6 +311,8 @@ class Agent:
         self._stop.set()
 
     async def shutdown(self) -> None:
+        self.queries.close()  # open blocking queries answer now with what they have
+        await asyncio.sleep(0)
         await self.http_runner.shutdown()
         await self.grpc_server.stop(SHUTDOWN_GRACE / 2)
         await self.routines.stop()

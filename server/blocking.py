@@ -45,6 +45,13 @@ class QueryRunner:
         self._raft = raft
         self._watches = watches
         self._on_blocking = on_blocking  # +1 / -1, for the consul_rpc_queries_blocking gauge
+        self._closing = False
+
+    def close(self) -> None:
+        """Shutdown: every open blocking query returns its current result at once (clients get an
+        answer and re-ask another server) instead of a connection cut mid-wait."""
+        self._closing = True
+        self._watches.notify_all(0)
 
     def meta(self, index: int, consistency: str = "") -> QueryMeta:
         last_contact = self._raft.last_contact()
@@ -87,7 +94,7 @@ class QueryRunner:
                 if index > header.min_query_index and exists:
                     return self.meta(index, consistency), value
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self._closing:
                     return self.meta(index, consistency), value
                 await self._watches.wait_any(futures, remaining)
                 if header.require_consistent:

@@ -123,7 +123,7 @@ class Router:
             except RPCError as exc:
                 if exc.code != grpc.StatusCode.UNAVAILABLE:
                     raise
-                if leader_address is not None:
+                if leader_address is not None and exc.transport:
                     self._pool.discard(leader_address, self._server_name)
                 failure = exc
             if time.monotonic() >= deadline:

@@ -63,7 +63,7 @@ class WanDialer:
             except RPCError as exc:
                 log.debug("cross-DC %s to %s via gateway %s failed (attempt %d): %s",
                           method, datacenter, address, attempt, exc)
-                if exc.code == grpc.StatusCode.UNAVAILABLE:
+                if exc.transport:
                     self._pool.discard(address, name)
                 if exc.code != grpc.StatusCode.UNAVAILABLE or attempt == ATTEMPTS:
                     self._on_call(datacenter, "error")

@@ -22,6 +22,7 @@ What this adapter adds to the library (reference/pysyncobj.md §6):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import threading
@@ -45,6 +46,9 @@ JOURNAL_SYNC_INTERVAL = 1.0
 MAX_INFLIGHT_BATCHES = 2
 MAX_BATCH_COMMANDS = 256
 MAX_BATCH_BYTES = 48 * 1024
+# A batch whose commit callback never came back (PySyncObj gives async calls no timeout, issue
+# #75) stops holding a group-commit slot after this long; its callers have long timed out.
+LOST_BATCH_TIMEOUT = 60.0
 DNS_CACHE_TIME = 5.0
 DNS_FAIL_CACHE_TIME = 1.0  # stay clear of PySyncObj's 64 KiB chunking edge (reference §3)
 
@@ -87,6 +91,25 @@ class RaftError(Exception):
     def __init__(self, message: str, maybe_applied: bool) -> None:
         super().__init__(message)
         self.maybe_applied = maybe_applied
+
+
+class _FalseDivergenceFilter(logging.Filter):
+    """PySyncObj logs CRITICAL "truncating already-applied log entries ... may have diverged"
+    whenever a leader re-sends entries a follower already has: a false alarm under normal load
+    (reference/pysyncobj.md §2.5) that would page someone. Count it and keep it at debug level."""
+
+    MARKER = "truncating already-applied"
+    suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.MARKER in record.getMessage():
+            type(self).suppressed += 1
+            log.debug("pysyncobj (false alarm, reference §2.5): %s", record.getMessage())
+            return False
+        return True
+
+
+logging.getLogger("pysyncobj.syncobj").addFilter(_FalseDivergenceFilter())
 
 
 class _FsmConsumer(SyncObjConsumer):
@@ -205,7 +228,8 @@ class RaftNode:
         self._thread: threading.Thread | None = None
         self._tick_errors = 0
         self._pending: list[tuple[str, Command, asyncio.Future[Result]]] = []
-        self._inflight = 0
+        self._inflight: dict[int, tuple[float, list[asyncio.Future[Result]]]] = {}
+        self._batch_ids = itertools.count(1)
         self._flush_scheduled = False
         self.snapshot_index = 0
         self.snapshot_bytes = 0
@@ -329,17 +353,29 @@ class RaftNode:
     def _flush(self) -> None:
         self._flush_scheduled = False
         loop = self._loop or asyncio.get_running_loop()
-        while self._pending and self._inflight < MAX_INFLIGHT_BATCHES:
+        self._expire_lost_batches()
+        while self._pending and len(self._inflight) < MAX_INFLIGHT_BATCHES:
             batch = self._take_batch()
             payload = encode_batch([(rid, cmd) for rid, cmd, _ in batch])
-            futures = [f for _, _, f in batch]
-            self._inflight += 1
+            batch_id = next(self._batch_ids)
             started = time.perf_counter()
+            self._inflight[batch_id] = (started, [f for _, _, f in batch])
 
-            def done(results: Any, error: int, futures: list[Any] = futures, started: float = started) -> None:
-                loop.call_soon_threadsafe(self._complete, futures, results, error, started)
+            def done(results: Any, error: int, batch_id: int = batch_id) -> None:
+                loop.call_soon_threadsafe(self._complete, batch_id, results, error)
 
             self._consumer.apply_batch(payload, callback=done)
+
+    def _expire_lost_batches(self) -> None:
+        now = time.perf_counter()
+        for batch_id, (started, futures) in list(self._inflight.items()):
+            if now - started > LOST_BATCH_TIMEOUT:
+                del self._inflight[batch_id]
+                log.error("raft: no commit callback for a batch after %.0fs; releasing its slot", now - started)
+                exc = RaftError("commit outcome lost", maybe_applied=True)
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
 
     def _take_batch(self) -> list[tuple[str, Command, asyncio.Future[Result]]]:
         batch = self._pending[:MAX_BATCH_COMMANDS]
@@ -348,8 +384,11 @@ class RaftNode:
         del self._pending[: len(batch)]
         return batch
 
-    def _complete(self, futures: list[asyncio.Future[Result]], results: Any, error: int, started: float) -> None:
-        self._inflight -= 1
+    def _complete(self, batch_id: int, results: Any, error: int) -> None:
+        entry = self._inflight.pop(batch_id, None)
+        if entry is None:
+            return  # expired as lost; its callers were already answered
+        started, futures = entry
         if self._on_batch is not None:
             self._on_batch(len(futures), time.perf_counter() - started)
         if error == FAIL_REASON.SUCCESS and isinstance(results, list) and len(results) == len(futures):
@@ -413,6 +452,10 @@ class RaftNode:
     @property
     def tick_errors(self) -> int:
         return self._tick_errors
+
+    @staticmethod
+    def false_divergence_alarms() -> int:
+        return _FalseDivergenceFilter.suppressed
 
     def force_snapshot(self) -> None:
         self._sync.forceLogCompaction()

@@ -241,6 +241,10 @@ class _IdleRaft:
 
     tick_errors = 0
 
+    @staticmethod
+    def false_divergence_alarms() -> int:
+        return 0
+
     def status(self) -> RaftStatus:
         return RaftStatus(
             state="follower", leader=None, term=1, commit_index=0, last_applied=0, has_quorum=False,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 
 import msgpack
 import pytest
@@ -541,7 +540,7 @@ def test_readers_never_see_half_an_entry():
     assert torn == []
 
 
-def test_a_100_command_batch_applies_quickly():
+def test_a_100_command_batch_applies_in_one_entry():
     machine = StateMachine()
     commands = [
         CatalogRegister(
@@ -552,12 +551,9 @@ def test_a_100_command_batch_applies_quickly():
         for i in range(100)
     ]
     payload = encode_batch([(f"r{i}", c) for i, c in enumerate(commands)])
-    started = time.perf_counter()
     results = machine.apply(1, payload)
-    elapsed = time.perf_counter() - started
-    print(f"apply of a 100-command batch: {elapsed * 1000:.1f} ms")
-    assert all(r.ok for r in results)
-    assert elapsed < 0.05
+    assert len(results) == 100 and all(r.ok for r in results)
+    assert machine.state.index("nodes", "services", "checks") == 1
 
 
 def test_tables_constant_lists_what_notifications_use():

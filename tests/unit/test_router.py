@@ -270,7 +270,8 @@ def test_non_unavailable_rpc_errors_propagate_at_once(failure: RPCError) -> None
 
 def test_unavailable_leader_is_retried_until_it_answers(short_hold: float) -> None:
     async def scenario() -> None:
-        pool = FakePool(answers=[unavailable("connection refused"), unavailable("connection refused")])
+        refused = RPCError(grpc.StatusCode.UNAVAILABLE, "connection refused", transport=True)
+        pool = FakePool(answers=[refused, refused])
         router, _, pool, forwards = make(pool=pool)
         header = RequestHeader(request_id="w")
         assert await router.serve("Catalog/Register", header, {}, Local(), write=True) == REMOTE_ANSWER
@@ -279,12 +280,19 @@ def test_unavailable_leader_is_retried_until_it_answers(short_hold: float) -> No
         assert {call[2].hops for call in pool.calls} == {1}
         assert pool.discarded == [(LEADER_RPC, ""), (LEADER_RPC, "")]  # redial instead of reusing a broken channel
 
+        # An UNAVAILABLE the leader's handler raised ("No cluster leader") is retried too, but the
+        # shared channel is healthy and carries other calls: it is not discarded.
+        pool = FakePool(answers=[unavailable("No cluster leader")])
+        router, _, pool, _ = make(pool=pool)
+        assert await router.serve("Catalog/Register", header, {}, Local(), write=True) == REMOTE_ANSWER
+        assert pool.discarded == []
+
     asyncio.run(scenario())
 
 
 def test_unreachable_leader_fails_after_the_hold_with_the_last_error(short_hold: float) -> None:
     async def scenario() -> None:
-        pool = FakePool(answers=[unavailable("connection refused") for _ in range(1000)])
+        pool = FakePool(answers=[RPCError(grpc.StatusCode.UNAVAILABLE, "connection refused", transport=True) for _ in range(1000)])
         router, _, _, _ = make(pool=pool)
         with pytest.raises(RPCError) as caught:
             await router.serve("Catalog/Register", RequestHeader(), {}, Local(), write=True)
