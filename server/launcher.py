@@ -25,8 +25,51 @@ from .config import generate_key
 HTTP_PORT = 8500
 
 
+class ChildProcess:
+    """Lifecycle shared by the server and gateway processes; subclasses define `command()` and
+    carry `process` and `log_path` fields."""
+
+    process: subprocess.Popen[bytes] | None
+    log_path: str
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=_project_root(), start_new_session=True
+        )
+        log.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """kill -9 (SIGKILL): what a crash looks like."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM and wait for the graceful shutdown; SIGKILL if it does not come."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
 @dataclass
-class ServerProcess:
+class ServerProcess(ChildProcess):
     node: str
     datacenter: str
     address: str
@@ -62,35 +105,7 @@ class ServerProcess:
     def start(self) -> None:
         os.makedirs(self.data_dir, exist_ok=True)
         self.log_path = self.log_path or os.path.join(os.path.dirname(self.data_dir), f"{self.node}.log")
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=_project_root(), start_new_session=True
-        )
-        log.close()
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """kill -9 (SIGKILL) — what a crash looks like."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
+        super().start()
 
 
 def _project_root() -> str:
@@ -160,7 +175,7 @@ GATEWAY_ADMIN_PORT = 19000
 
 
 @dataclass
-class GatewayProcess:
+class GatewayProcess(ChildProcess):
     """A `meshfed gateway` process on <base>.10, in front of one datacenter's servers."""
 
     datacenter: str
@@ -188,31 +203,6 @@ class GatewayProcess:
             args += ["-http-addr", addr]
         return args + self.extra_args
 
-    def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=_project_root(),
-                                        start_new_session=True)
-        log.close()
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.alive():
-            assert self.process is not None
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
 
 
 def federation_files(root: str, datacenter: str, primary: str, nodes: Sequence[str], primary_gateways: Sequence[str],
