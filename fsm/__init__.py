@@ -5,11 +5,14 @@ Nothing here does I/O, reads a clock or starts a thread (DESIGN.md §2); `server
 """
 
 from fsm.commands import (
+    CAStateSet,
     CatalogDeregister,
     CatalogRegister,
     CheckUpdate,
     Command,
     CommandError,
+    ConfigEntryDelete,
+    ConfigEntrySet,
     FederationStateDelete,
     FederationStateUpsert,
     Noop,
@@ -31,6 +34,9 @@ from fsm.snapshot import SNAPSHOT_VERSION, SnapshotError, decode_frame, encode_f
 from fsm.state import TABLES, StateStore
 
 __all__ = [
+    "CAStateSet",
+    "ConfigEntryDelete",
+    "ConfigEntrySet",
     "CODE_CONFLICT",
     "CODE_INTERNAL",
     "CODE_INVALID",

@@ -27,12 +27,16 @@ import msgpack
 
 from fsm.records import (
     CHECK_STATUSES,
+    CAState,
+    ConfigEntry,
     FederationState,
     HealthCheck,
     Node,
     NodeService,
     ServerInfo,
+    ca_state_from_wire,
     check_from_wire,
+    config_entry_from_wire,
     federation_state_from_wire,
     node_from_wire,
     server_info_from_wire,
@@ -87,6 +91,30 @@ class ServerRegister:
 
 
 @dataclass(frozen=True)
+class ConfigEntrySet:
+    """Upsert; with `cas` (Consul's ?cas=N): 0 = create only, else the stored ModifyIndex must be N."""
+
+    entry: ConfigEntry
+    cas: int | None = None
+
+
+@dataclass(frozen=True)
+class ConfigEntryDelete:
+    kind: str
+    name: str
+    cas: int | None = None
+
+
+@dataclass(frozen=True)
+class CAStateSet:
+    """Replace the CA state in one step (roots + config, reference connect-data §C.2 step 4);
+    `cas` is the stored state's ModifyIndex the proposer read (0 = none stored yet)."""
+
+    state: CAState
+    cas: int | None = None
+
+
+@dataclass(frozen=True)
 class Noop:
     """Barrier for consistent reads: applying it proves every earlier entry is applied."""
 
@@ -98,6 +126,9 @@ Command = (
     | FederationStateUpsert
     | FederationStateDelete
     | ServerRegister
+    | ConfigEntrySet
+    | ConfigEntryDelete
+    | CAStateSet
     | Noop
 )
 
@@ -325,6 +356,16 @@ def validate(command: Command) -> None:
             raise CommandError("Datacenter", "missing datacenter on federation state")
     elif isinstance(command, ServerRegister):
         _validate_flat(command.server, ServerInfo, ("node", "datacenter"))
+    elif isinstance(command, ConfigEntrySet):
+        _check_type(command, ConfigEntrySet, "")
+        _require(command.entry.kind, "Kind", "kind")
+        _require(command.entry.name, "Name", "name")
+    elif isinstance(command, ConfigEntryDelete):
+        _validate_flat(command, ConfigEntryDelete, ("kind", "name"))
+    elif isinstance(command, CAStateSet):
+        _check_type(command, CAStateSet, "")
+        if sum(1 for root in command.state.roots if root.get("Active")) != 1 and command.state.roots:
+            raise CommandError("Roots", "there must be exactly one active CA")
     elif isinstance(command, Noop):
         return
     else:
@@ -339,6 +380,9 @@ TAG_CHECK_UPDATE = "chk.upd/1"
 TAG_FEDERATION_STATE_UPSERT = "fed.set/1"
 TAG_FEDERATION_STATE_DELETE = "fed.del/1"
 TAG_SERVER_REGISTER = "srv.reg/1"
+TAG_CONFIG_ENTRY_SET = "cfg.set/1"
+TAG_CONFIG_ENTRY_DELETE = "cfg.del/1"
+TAG_CA_STATE_SET = "ca.set/1"
 TAG_NOOP = "noop/1"
 
 _TAG_OF: dict[type, str] = {
@@ -348,6 +392,9 @@ _TAG_OF: dict[type, str] = {
     FederationStateUpsert: TAG_FEDERATION_STATE_UPSERT,
     FederationStateDelete: TAG_FEDERATION_STATE_DELETE,
     ServerRegister: TAG_SERVER_REGISTER,
+    ConfigEntrySet: TAG_CONFIG_ENTRY_SET,
+    ConfigEntryDelete: TAG_CONFIG_ENTRY_DELETE,
+    CAStateSet: TAG_CA_STATE_SET,
     Noop: TAG_NOOP,
 }
 
@@ -408,6 +455,11 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Command]] = {
     ),
     TAG_FEDERATION_STATE_DELETE: lambda body: FederationStateDelete(datacenter=body["datacenter"]),
     TAG_SERVER_REGISTER: lambda body: ServerRegister(server=server_info_from_wire(body["server"])),
+    TAG_CONFIG_ENTRY_SET: lambda body: ConfigEntrySet(
+        entry=config_entry_from_wire(body["entry"]), cas=body.get("cas")
+    ),
+    TAG_CONFIG_ENTRY_DELETE: lambda body: ConfigEntryDelete(kind=body["kind"], name=body["name"], cas=body.get("cas")),
+    TAG_CA_STATE_SET: lambda body: CAStateSet(state=ca_state_from_wire(body["state"]), cas=body.get("cas")),
     TAG_NOOP: lambda body: Noop(),
 }
 

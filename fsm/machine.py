@@ -29,11 +29,14 @@ from dataclasses import replace
 from typing import Any
 
 from fsm.commands import (
+    CAStateSet,
     CatalogDeregister,
     CatalogRegister,
     CheckUpdate,
     Command,
     CommandError,
+    ConfigEntryDelete,
+    ConfigEntrySet,
     FederationStateDelete,
     FederationStateUpsert,
     Noop,
@@ -335,11 +338,49 @@ def _apply_server_register(writer: StoreWriter, index: int, command: ServerRegis
     writer.put_server(replace(command.server, create_index=created, modify_index=index), index)
 
 
+def _apply_config_entry_set(writer: StoreWriter, index: int, command: ConfigEntrySet) -> bool:
+    """connect-data §B.2 step 6: plain upsert keeps CreateIndex; CAS 0 = create only, else the
+    stored ModifyIndex must equal `cas`. The reply is the boolean Consul's HTTP API returns."""
+    entry = command.entry
+    existing = writer.config_entry(entry.kind, entry.name)
+    if command.cas is not None:
+        if command.cas == 0 and existing is not None:
+            return False
+        if command.cas != 0 and (existing is None or existing.modify_index != command.cas):
+            return False
+    created = existing.create_index if existing is not None else index
+    writer.put_config_entry(replace(entry, create_index=created, modify_index=index), index)
+    return True
+
+
+def _apply_config_entry_delete(writer: StoreWriter, index: int, command: ConfigEntryDelete) -> bool:
+    """A missing entry is deleted already (true, no bump); with `cas` the ModifyIndex must match."""
+    existing = writer.config_entry(command.kind, command.name)
+    if existing is None:
+        return True
+    if command.cas is not None and existing.modify_index != command.cas:
+        return False
+    writer.delete_config_entry(command.kind, command.name, index)
+    return True
+
+
+def _apply_ca_state_set(writer: StoreWriter, index: int, command: CAStateSet) -> bool:
+    existing = writer.ca()
+    if command.cas is not None and (existing.modify_index if existing is not None else 0) != command.cas:
+        return False
+    created = existing.create_index if existing is not None else index
+    writer.put_ca(replace(command.state, create_index=created, modify_index=index), index)
+    return True
+
+
 def _apply_noop(writer: StoreWriter, index: int, command: Noop) -> int:
     return index
 
 
 _HANDLERS: dict[type, Callable[[StoreWriter, int, Any], Any]] = {
+    ConfigEntrySet: _apply_config_entry_set,
+    ConfigEntryDelete: _apply_config_entry_delete,
+    CAStateSet: _apply_ca_state_set,
     CatalogRegister: _apply_register,
     CatalogDeregister: _apply_deregister,
     CheckUpdate: _apply_check_update,

@@ -188,6 +188,36 @@ class ServerInfo:
     modify_index: int = 0
 
 
+@dataclass(frozen=True)
+class ConfigEntry:
+    """A config entry (proxy-defaults, service-defaults, service-intentions, exported-services,
+    mesh): `body` is the canonical entry in Consul's CamelCase (see fsm/config_entries.py),
+    without indexes; treat it as immutable. `hash` is its content hash (replication diff)."""
+
+    kind: str
+    name: str
+    body: dict[str, Any] = field(default_factory=dict)
+    hash: int = 0
+    create_index: int = 0
+    modify_index: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.kind.lower(), self.name.lower()
+
+
+@dataclass(frozen=True)
+class CAState:
+    """The Connect CA: cluster id, configuration, and roots. Roots are dicts in Consul's JSON
+    shape plus private fields (`SigningKey`, `RotatedOutAt`) that are never served."""
+
+    cluster_id: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    roots: tuple[dict[str, Any], ...] = ()
+    create_index: int = 0
+    modify_index: int = 0
+
+
 def _without_indexes(record: Any) -> dict[str, Any]:
     data = dataclasses.asdict(record)
     data.pop("create_index", None)
@@ -261,3 +291,11 @@ def federation_state_from_wire(data: dict[str, Any]) -> FederationState:
 
 def server_info_from_wire(data: dict[str, Any]) -> ServerInfo:
     return _from_fields(ServerInfo, data, {})
+
+
+def config_entry_from_wire(data: dict[str, Any]) -> ConfigEntry:
+    return _from_fields(ConfigEntry, data, {"body": _frozen_map})
+
+
+def ca_state_from_wire(data: dict[str, Any]) -> CAState:
+    return _from_fields(CAState, data, {"config": _frozen_map, "roots": lambda roots: tuple(dict(r) for r in roots)})

@@ -29,13 +29,17 @@ from typing import Any
 from fsm.commands import check_record_types
 from fsm.records import (
     STATUS_PASSING,
+    CAState,
     CheckServiceNode,
+    ConfigEntry,
     FederationState,
     HealthCheck,
     Node,
     NodeService,
     ServerInfo,
+    ca_state_from_wire,
     check_from_wire,
+    config_entry_from_wire,
     federation_state_from_wire,
     node_from_wire,
     server_info_from_wire,
@@ -43,7 +47,7 @@ from fsm.records import (
     to_wire,
 )
 
-TABLES = ("nodes", "services", "checks", "federation_states", "servers")
+TABLES = ("nodes", "services", "checks", "federation_states", "servers", "config_entries", "connect_ca")
 
 
 class _Tables:
@@ -55,6 +59,8 @@ class _Tables:
         self.checks: dict[str, dict[str, HealthCheck]] = {}  # lower(node) -> check id -> check
         self.federation_states: dict[str, FederationState] = {}  # lower(datacenter) -> state
         self.servers: dict[str, ServerInfo] = {}  # lower(node) -> server
+        self.config_entries: dict[tuple[str, str], ConfigEntry] = {}  # (lower kind, lower name) -> entry
+        self.ca: CAState | None = None
         self.table_index: dict[str, int] = dict.fromkeys(TABLES, 0)
 
     def max_index(self, tables: tuple[str, ...]) -> int:
@@ -206,6 +212,23 @@ class StateStore:
             t = self._tables
             return t.table_index["servers"], [t.servers[key] for key in sorted(t.servers)]
 
+    def config_entry_get(self, kind: str, name: str) -> tuple[int, ConfigEntry | None]:
+        """Kind and name are case-insensitive (connect-data §B.3)."""
+        with self._lock:
+            t = self._tables
+            return t.table_index["config_entries"], t.config_entries.get((kind.lower(), name.lower()))
+
+    def config_entry_list(self, kind: str | None = None) -> tuple[int, list[ConfigEntry]]:
+        """Sorted by (kind, name); all kinds when `kind` is None."""
+        with self._lock:
+            t = self._tables
+            keys = sorted(k for k in t.config_entries if kind is None or k[0] == kind.lower())
+            return t.table_index["config_entries"], [t.config_entries[k] for k in keys]
+
+    def ca_state(self) -> tuple[int, CAState | None]:
+        with self._lock:
+            return self._tables.table_index["connect_ca"], self._tables.ca
+
     # ---- writes (state machine only) ------------------------------------------------------------
 
     @contextmanager
@@ -228,6 +251,8 @@ class StateStore:
             ]
             states = [t.federation_states[key] for key in sorted(t.federation_states)]
             servers = [t.servers[key] for key in sorted(t.servers)]
+            entries = [t.config_entries[key] for key in sorted(t.config_entries)]
+            ca = t.ca
         # Records are immutable, so converting them after releasing the lock is safe.
         return {
             "table_index": table_index,
@@ -236,6 +261,8 @@ class StateStore:
             "checks": [to_wire(check) for check in checks],
             "federation_states": [to_wire(state) for state in states],
             "servers": [to_wire(server) for server in servers],
+            "config_entries": [to_wire(entry) for entry in entries],
+            "connect_ca": [to_wire(ca)] if ca is not None else [],
         }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -344,6 +371,24 @@ class StoreWriter:
         self._t.servers[server.node.lower()] = server
         self._bump("servers", index)
 
+    def config_entry(self, kind: str, name: str) -> ConfigEntry | None:
+        return self._t.config_entries.get((kind.lower(), name.lower()))
+
+    def put_config_entry(self, entry: ConfigEntry, index: int) -> None:
+        self._t.config_entries[entry.key] = entry
+        self._bump("config_entries", index)
+
+    def delete_config_entry(self, kind: str, name: str, index: int) -> None:
+        if self._t.config_entries.pop((kind.lower(), name.lower()), None) is not None:
+            self._bump("config_entries", index)
+
+    def ca(self) -> CAState | None:
+        return self._t.ca
+
+    def put_ca(self, state: CAState, index: int) -> None:
+        self._t.ca = state
+        self._bump("connect_ca", index)
+
 
 # ---- restore from exported data -------------------------------------------------------------
 
@@ -388,6 +433,11 @@ def _tables_from_export(data: dict[str, Any]) -> _Tables:
         for wire in _list_of(data, "servers"):
             server = _typed(server_info_from_wire(wire), ServerInfo)
             tables.servers[server.node.lower()] = server
+        for wire in _list_of(data, "config_entries"):
+            entry = _typed(config_entry_from_wire(wire), ConfigEntry)
+            tables.config_entries[entry.key] = entry
+        for wire in _list_of(data, "connect_ca")[:1]:
+            tables.ca = _typed(ca_state_from_wire(wire), CAState)
         saved_index = data.get("table_index", {})
         for table in TABLES:
             value = saved_index.get(table, 0)
@@ -411,6 +461,8 @@ def _raise_indexes_to_rows(tables: _Tables) -> None:
         "checks": [c for checks in tables.checks.values() for c in checks.values()],
         "federation_states": list(tables.federation_states.values()),
         "servers": list(tables.servers.values()),
+        "config_entries": list(tables.config_entries.values()),
+        "connect_ca": [tables.ca] if tables.ca is not None else [],
     }
     for table, records in rows.items():
         for record in records:
