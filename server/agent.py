@@ -30,9 +30,13 @@ from rpc.service import RPCService
 
 from .anti_entropy import CatalogGatewaySource, PrimaryStateSink
 from .blocking import QueryRunner
+from .ca_leader import CA_ROOTS, SecondaryCA, bootstrap_primary_ca
 from .config import Config, config_warnings
 from .endpoints.catalog import CatalogEndpoint
+from .endpoints.config_entry import ConfigEntryEndpoint
+from .endpoints.connect_ca import ConnectCAEndpoint
 from .endpoints.federation_state import FederationStateEndpoint
+from .endpoints.intention import IntentionEndpoint
 from .endpoints.status import StatusEndpoint
 from .federation import Federation
 from .http.app import Api, build_app
@@ -155,13 +159,27 @@ class Agent:
             queries=queries,
             observe=self.metrics.observe_federation_state,
         )
+        self.config_entries = config_entries = ConfigEntryEndpoint(
+            datacenter=cfg.datacenter, primary_datacenter=cfg.primary, state=state, raft=raft, router=router,
+            queries=queries,
+        )
+        intentions = IntentionEndpoint(
+            primary_datacenter=cfg.primary, state=state, raft=raft, router=router, queries=queries
+        )
+        self.connect_ca = ConnectCAEndpoint(
+            primary_datacenter=cfg.primary, datacenter=cfg.datacenter, state=state, raft=raft, router=router,
+            queries=queries,
+        )
         self.federation_wan = Federation(
             cfg, state=state, raft=raft, watches=self.watches, pool=self.pool, router=router,
-            endpoint=federation, metrics=self.metrics,
+            endpoint=federation, config_entries=config_entries, metrics=self.metrics,
         )
         catalog = CatalogEndpoint(state=state, raft=raft, router=router, queries=queries)
         status = StatusEndpoint(state=state, raft=raft, queries=queries)
-        handlers = {**federation.handlers(), **catalog.handlers(), **status.handlers()}
+        handlers = {
+            **federation.handlers(), **catalog.handlers(), **status.handlers(), **config_entries.handlers(),
+            **intentions.handlers(), **self.connect_ca.handlers(),
+        }
 
         self.grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         self.grpc_server.add_generic_rpc_handlers([RPCService(handlers, observe=self.metrics.observe_rpc)])
@@ -187,6 +205,9 @@ class Agent:
             federation=federation,
             catalog=catalog,
             status=status,
+            config_entries=config_entries,
+            intentions=intentions,
+            connect_ca=self.connect_ca,
             metrics=self.metrics,
             prometheus_enabled=cfg.telemetry.prometheus_retention_time > 0,
             debug_routes=self.federation_wan.debug_routes(),
@@ -246,6 +267,19 @@ class Agent:
 
         self.routines.add("federation-state-anti-entropy", anti_entropy)
         self.federation_wan.add_leader_routines(self.routines)
+        # The Connect CA (connect-data §C): bootstrapped by the primary's leader, an intermediate
+        # signed by the primary for each secondary's leader.
+        if cfg.is_primary:
+            self.routines.add("connect-ca-bootstrap", lambda: bootstrap_primary_ca(state, self.raft))
+        else:
+            handlers = self.connect_ca.handlers()
+            self.secondary_ca = SecondaryCA(
+                datacenter=cfg.datacenter, primary_datacenter=cfg.primary, state=state, raft=self.raft,
+                call=lambda method, header, body: handlers[method](header, body),
+                on_round=self.federation_wan.replication_round,
+            )
+            self.federation_wan.replication[CA_ROOTS] = self.secondary_ca.status
+            self.routines.add("connect-ca-secondary", self.secondary_ca.run)
         self.routines.add(
             "ttl-checks", lambda: reap_ttl_checks(state, self.raft, on_expired=self.metrics.ttl_expired.inc)
         )

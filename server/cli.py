@@ -161,6 +161,88 @@ def cmd_gateway(ns: argparse.Namespace) -> int:
     return asyncio.run(Gateway(cfg).run())
 
 
+def cmd_config_write(ns: argparse.Namespace) -> int:
+    from fsm.config_entries import ConfigEntryError, from_hcl
+
+    try:
+        with open(ns.file, "rb") as f:
+            raw = from_hcl(f.read())
+    except OSError as exc:
+        raise CLIError(f"cannot read {ns.file}: {exc.strerror}") from None
+    except ConfigEntryError as exc:
+        raise CLIError(f"{ns.file}: {exc}") from None
+    query = f"?cas={ns.cas}" if ns.cas is not None else ""
+    written = http_request(ns, "PUT", f"/v1/config{query}", raw)
+    kind, name = raw.get("Kind") or raw.get("kind"), raw.get("Name") or raw.get("name") or ""
+    if written is not True:
+        raise CLIError(f"config entry {kind}/{name} was not written (check-and-set failed)")
+    print(f'Config entry written: {kind}/{name}')
+    return 0
+
+
+def cmd_config_read(ns: argparse.Namespace) -> int:
+    print(json.dumps(http_request(ns, "GET", f"/v1/config/{ns.kind}/{ns.name}"), indent=4))
+    return 0
+
+
+def cmd_config_list(ns: argparse.Namespace) -> int:
+    for entry in http_request(ns, "GET", f"/v1/config/{ns.kind}"):
+        print(entry.get("Name", ""))
+    return 0
+
+
+def cmd_config_delete(ns: argparse.Namespace) -> int:
+    query = f"?cas={ns.cas}" if ns.cas is not None else ""
+    result = http_request(ns, "DELETE", f"/v1/config/{ns.kind}/{ns.name}{query}")
+    if ns.cas is not None and result is not True:
+        raise CLIError(f"config entry {ns.kind}/{ns.name} was not deleted (check-and-set failed)")
+    print(f"Config entry deleted: {ns.kind}/{ns.name}")
+    return 0
+
+
+def _exact(ns: argparse.Namespace) -> str:
+    from urllib.parse import urlencode
+
+    return "/v1/connect/intentions/exact?" + urlencode({"source": ns.source, "destination": ns.destination})
+
+
+def cmd_intention_create(ns: argparse.Namespace) -> int:
+    action = "deny" if ns.deny else "allow"
+    body: dict[str, Any] = {"SourceType": "consul", "Action": action}
+    if ns.description:
+        body["Description"] = ns.description
+    if not ns.replace and http_request_optional(ns, "GET", _exact(ns)) is not None:
+        raise CLIError(f"an intention {ns.source} => {ns.destination} exists already; pass -replace to change it")
+    http_request(ns, "PUT", _exact(ns), body)
+    print(f"Created: {ns.source} => {ns.destination} ({action})")
+    return 0
+
+
+def cmd_intention_check(ns: argparse.Namespace) -> int:
+    from urllib.parse import urlencode
+
+    query = urlencode({"source": ns.source, "destination": ns.destination})
+    allowed = http_request(ns, "GET", f"/v1/connect/intentions/check?{query}")["Allowed"]
+    print("Allowed" if allowed else "Denied")
+    return 0 if allowed else 2
+
+
+def cmd_intention_delete(ns: argparse.Namespace) -> int:
+    http_request(ns, "DELETE", _exact(ns))
+    print("Intention deleted.")
+    return 0
+
+
+def http_request_optional(ns: argparse.Namespace, method: str, path: str) -> Any:
+    """Like http_request, but a 404 is None."""
+    try:
+        return http_request(ns, method, path)
+    except CLIError as exc:
+        if "HTTP 404" in str(exc):
+            return None
+        raise
+
+
 def cmd_demo(ns: argparse.Namespace) -> int:
     from .launcher import run_demo
 
@@ -231,6 +313,44 @@ def build_parser() -> argparse.ArgumentParser:
     cert_create.add_argument("-additional-dnsname", "--additional-dnsname", action="append")
     cert_create.add_argument("-additional-ipaddress", "--additional-ipaddress", action="append")
     cert_create.set_defaults(func=cmd_tls_cert_create)
+
+    config = sub.add_parser("config", help="config entries").add_subparsers(dest="action", metavar="ACTION")
+    config.required = True
+    write = config.add_parser("write", help="write a config entry from an HCL or JSON file")
+    write.add_argument("file")
+    write.add_argument("-cas", "--cas", type=int, default=None, help="check-and-set on this ModifyIndex")
+    write.set_defaults(func=cmd_config_write)
+    read = config.add_parser("read", help="print a config entry")
+    list_ = config.add_parser("list", help="list the config entries of a kind")
+    delete = config.add_parser("delete", help="delete a config entry")
+    for sub_parser in (read, list_, delete):
+        sub_parser.add_argument("-kind", "--kind", required=True)
+    for sub_parser in (read, delete):
+        sub_parser.add_argument("-name", "--name", required=True)
+    delete.add_argument("-cas", "--cas", type=int, default=None)
+    read.set_defaults(func=cmd_config_read)
+    list_.set_defaults(func=cmd_config_list)
+    delete.set_defaults(func=cmd_config_delete)
+    for sub_parser in (write, read, list_, delete):
+        _add_http_flags(sub_parser)
+
+    intention = sub.add_parser("intention", help="service-to-service intentions").add_subparsers(
+        dest="action", metavar="ACTION")
+    intention.required = True
+    create = intention.add_parser("create", help="allow (default) or deny SRC => DST")
+    create.add_argument("-deny", "--deny", action="store_true")
+    create.add_argument("-allow", "--allow", action="store_true")
+    create.add_argument("-replace", "--replace", action="store_true", help="replace an existing intention")
+    create.add_argument("-description", "--description", default="")
+    create.set_defaults(func=cmd_intention_create)
+    check = intention.add_parser("check", help="is SRC allowed to connect to DST? (exit 0 yes, 2 no)")
+    check.set_defaults(func=cmd_intention_check)
+    remove = intention.add_parser("delete", help="delete the intention SRC => DST")
+    remove.set_defaults(func=cmd_intention_delete)
+    for sub_parser in (create, check, remove):
+        sub_parser.add_argument("source")
+        sub_parser.add_argument("destination")
+        _add_http_flags(sub_parser)
 
     gateway = sub.add_parser("gateway", help="run an SNI-routing mesh gateway", allow_abbrev=False)
     gateway.add_argument("-dc", "--dc", required=True, help="datacenter of this gateway")

@@ -22,15 +22,18 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 
-from fsm import FederationStateDelete, FederationStateUpsert
-from fsm.records import FederationState, federation_state_from_wire
+from fsm import ConfigEntryDelete, ConfigEntrySet, FederationStateDelete, FederationStateUpsert
+from fsm.config_entries import content_hash
+from fsm.records import ConfigEntry, FederationState, federation_state_from_wire
 from fsm.state import StateStore
+from replication.config_entries import ConfigEntryDelegate
 from replication.federation_states import FederationStateDelegate
 from replication.replicator import ReplicationStatus, Replicator
 from rpc.client import ConnectionPool
 from rpc.header import RequestHeader
 
 from .config import Config
+from .endpoints.config_entry import ConfigEntryEndpoint, entry_json
 from .endpoints.federation_state import FederationStateEndpoint
 from .endpoints.writes import propose
 from .gateway_locator import GatewayLocator
@@ -43,7 +46,7 @@ from .router import Router
 from .wan_dialer import WanDialer
 from .watch import WatchHub
 
-REPLICATED = ("federation_state",)
+REPLICATED = ("federation_state", "config_entry")
 
 
 class Federation:
@@ -57,12 +60,14 @@ class Federation:
         pool: ConnectionPool,
         router: Router,
         endpoint: FederationStateEndpoint,
+        config_entries: ConfigEntryEndpoint,
         metrics: Metrics,
     ) -> None:
         self.config = config
         self._state = state
         self._raft = raft
         self._endpoint = endpoint
+        self._config_entries = config_entries
         self._metrics = metrics
         self.enabled = config.connect.enable_mesh_gateway_wan_federation
         self.locator = GatewayLocator(
@@ -105,6 +110,7 @@ class Federation:
             )
         else:
             routines.add("federation-state-replication", self._replicate_federation_states)
+            routines.add("config-entry-replication", self._replicate_config_entries)
 
     def on_step_down(self) -> None:
         self.locator.reset_replication_signal()
@@ -126,28 +132,58 @@ class Federation:
         await propose(self._raft, uuid.uuid4().hex, FederationStateDelete(datacenter))
 
     async def _replicate_federation_states(self) -> None:
-        cfg = self.config
         delegate = FederationStateDelegate(
             fetch=self._fetch_remote,
             local=lambda: self._state.federation_state_list()[1],
             upsert=self._upsert_local,
             delete=self._delete_local,
         )
-        replicator: Replicator[FederationState] = Replicator(
+        try:
+            # Only federation-state fetches feed the locator's replication signal (reference §7.3).
+            await self._run_replicator(
+                delegate, lambda error: self.locator.set_replication_result(error, from_replication=True)
+            )
+        finally:
+            self.locator.reset_replication_signal()
+
+    # ---- config-entry replication (secondary leader) ------------------------------------------------
+
+    async def _fetch_config_entries(self, min_index: int) -> tuple[int, list[dict[str, Any]]]:
+        header = RequestHeader(datacenter=self.config.primary, allow_stale=True, min_query_index=min_index)
+        meta, entries = await self._config_entries.list_all(header, {})
+        return meta.index, entries
+
+    async def _upsert_config_entry(self, body: dict[str, Any]) -> None:
+        record = ConfigEntry(kind=body["Kind"], name=body["Name"], body=body, hash=content_hash(body))
+        await propose(self._raft, uuid.uuid4().hex, ConfigEntrySet(record))
+
+    async def _delete_config_entry(self, kind: str, name: str) -> None:
+        await propose(self._raft, uuid.uuid4().hex, ConfigEntryDelete(kind, name))
+
+    async def _replicate_config_entries(self) -> None:
+        delegate = ConfigEntryDelegate(
+            fetch=self._fetch_config_entries,
+            local=lambda: [entry_json(r) for r in self._state.config_entry_list()[1]],
+            upsert=self._upsert_config_entry,
+            delete=self._delete_config_entry,
+            hash_of=content_hash,
+        )
+        await self._run_replicator(delegate, None)
+
+    async def _run_replicator(self, delegate: Any, on_fetch: Any) -> None:
+        cfg = self.config
+        replicator: Replicator[Any] = Replicator(
             delegate,
             rate=cfg.replication_rate,
             burst=cfg.replication_burst,
             apply_limit=cfg.replication_apply_limit,
-            on_fetch=lambda error: self.locator.set_replication_result(error, from_replication=True),
-            on_round=self._replication_round,
+            on_fetch=on_fetch,
+            on_round=self.replication_round,
         )
         self.replication[delegate.name] = replicator.status
-        try:
-            await replicator.run()
-        finally:
-            self.locator.reset_replication_signal()
+        await replicator.run()
 
-    def _replication_round(self, status: ReplicationStatus) -> None:
+    def replication_round(self, status: ReplicationStatus) -> None:
         self._metrics.replication_status[status.name].set(1 if status.in_sync else 0)
         self._metrics.replication_index[status.name].set(status.last_remote_index)
 

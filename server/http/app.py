@@ -21,7 +21,10 @@ from rpc.errors import RPCError
 
 from ..blocking import QueryRunner
 from ..endpoints.catalog import CatalogEndpoint
+from ..endpoints.config_entry import ConfigEntryEndpoint
+from ..endpoints.connect_ca import ConnectCAEndpoint
 from ..endpoints.federation_state import FederationStateEndpoint
+from ..endpoints.intention import IntentionEndpoint
 from ..endpoints.status import StatusEndpoint
 from ..metrics import Metrics
 from .decode import DecodeError
@@ -54,6 +57,9 @@ class Api:
     federation: FederationStateEndpoint
     catalog: CatalogEndpoint
     status: StatusEndpoint
+    config_entries: ConfigEntryEndpoint
+    intentions: IntentionEndpoint
+    connect_ca: ConnectCAEndpoint
     metrics: Metrics
     prometheus_enabled: bool = True
     debug_routes: dict[str, DebugHandler] = field(default_factory=dict)  # extra GET routes (locator, replication)
@@ -91,13 +97,23 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
 
 
 def build_app(api: Api) -> web.Application:
-    from . import routes_agent, routes_catalog, routes_internal
+    from . import (
+        routes_agent,
+        routes_catalog,
+        routes_config,
+        routes_connect_ca,
+        routes_intentions,
+        routes_internal,
+    )
 
     app = web.Application(middlewares=[error_middleware], client_max_size=4 * 1024 * 1024)
     app[API_KEY] = api
     routes_internal.add(app)
     routes_catalog.add(app)
     routes_agent.add(app)
+    routes_config.add(app)
+    routes_intentions.add(app)
+    routes_connect_ca.add(app)
     for path, handler in api.debug_routes.items():
         app.router.add_get(path, handler)
     return app

@@ -1,0 +1,279 @@
+"""ConnectCA.* (reference connect-data.md §C): Roots, GetConfiguration, SetConfiguration, SignIntermediate.
+
+The CA lives in one replicated record (`CAState`: cluster id, configuration, roots). The primary is
+its authority: configuration writes are re-targeted there wherever they arrive, and only the
+primary signs intermediates, with the private key of its active root. Secondaries hold their own
+copy, written by their leader's root watch (`server/ca_leader.py`), and serve it like the primary.
+
+Errors, as gRPC codes (the HTTP status in brackets):
+- the CA has no cluster id yet -> FAILED_PRECONDITION [409] "CA has not finished initializing".
+  Consul answers 500; UNAVAILABLE would be the other candidate, but the router treats UNAVAILABLE
+  as "no leader" and holds the call for seconds before answering with a misleading message, while
+  here the leader is known and simply has not bootstrapped the CA yet. A blocking read does not
+  fail: it waits for the CA to appear, as Consul's "nothing yet" reads do.
+- SignIntermediate outside the primary -> FAILED_PRECONDITION "not the primary datacenter".
+- a refused configuration or CSR -> INVALID_ARGUMENT naming the field.
+
+Per-root CreateIndex/ModifyIndex: the state machine indexes the record, not each root. A root
+stored without `CreateIndex` was added by the write that produced the current record (every writer
+here fills in the missing ones from the record it read before proposing), so the served
+CreateIndex is the stored one or else the record's ModifyIndex; every root's ModifyIndex is the
+record's, as Consul rewrites the whole set on each change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from fsm import CAStateSet
+from fsm.records import CAState
+from fsm.state import StateStore
+from rpc.errors import RPCError, conflict, internal, invalid
+from rpc.header import QueryMeta, RequestHeader
+from rpc.service import Handler
+
+from .. import connect_ca as ca
+from ..blocking import QueryRunner
+from ..raft import RaftNode
+from ..router import Router
+from .writes import propose
+
+TABLES = ("connect_ca",)
+ERR_NOT_INITIALIZED = "CA has not finished initializing"
+ERR_NOT_PRIMARY = "not the primary datacenter"
+# A configuration write re-reads and re-proposes when another write won the compare-and-set
+# race (e.g. the bootstrap of a new leader); more losses in a row than this mean a livelock.
+MAX_CAS_ATTEMPTS = 5
+
+Clock = Callable[[], datetime.datetime]
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def not_initialized() -> RPCError:
+    return conflict(ERR_NOT_INITIALIZED)
+
+
+# --------------------------------------------------------------------------------------------------
+# The stored record <-> the CA module's types (pure; shared with the leader routines)
+
+
+def config_record(config: ca.CAConfig) -> dict[str, Any]:
+    """How a configuration is stored in `CAState.config`: Consul's request shape, so reading it
+    back goes through the same parser and validation as a PUT."""
+    view = ca.config_view(config)
+    return {"Provider": view["Provider"], "Config": dict(view["Config"])}
+
+
+def stored_config(state: CAState | None) -> ca.CAConfig:
+    """The CA configuration of a stored record; defaults when none was stored.
+
+    Raises:
+        CAConfigError: the stored record holds a configuration this version refuses.
+    """
+    cluster_id = state.cluster_id if state is not None else ""
+    if state is None or not state.config:
+        return ca.CAConfig(cluster_id=cluster_id)
+    return ca.config_from_request(state.config, ca.CAConfig(cluster_id=cluster_id))
+
+
+def is_initialized(state: CAState | None) -> bool:
+    return state is not None and bool(state.cluster_id)
+
+
+def active_root(roots: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    return next((root for root in roots if root.get("Active")), None)
+
+
+def roots_for_write(state: CAState | None) -> list[dict[str, Any]]:
+    """The stored roots, ready to be edited and proposed: each one carries its CreateIndex (see the
+    module docstring), none carries a ModifyIndex (that is always the record's)."""
+    if state is None:
+        return []
+    roots: list[dict[str, Any]] = []
+    for root in state.roots:
+        copy = dict(root)
+        if not copy.get("CreateIndex"):
+            copy["CreateIndex"] = state.modify_index
+        copy.pop("ModifyIndex", None)
+        roots.append(copy)
+    return roots
+
+
+def keep_create_indexes(before: Sequence[Mapping[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A root replaced in place (same ID, e.g. a secondary's renewed intermediate) keeps its
+    CreateIndex, as Consul's roots do; `rotate` builds the replacement from the new record."""
+    created = {root.get("ID"): root.get("CreateIndex") for root in before if root.get("CreateIndex")}
+    for root in after:
+        if not root.get("CreateIndex") and root.get("ID") in created:
+            root["CreateIndex"] = created[root.get("ID")]
+    return after
+
+
+def served_roots(state: CAState) -> list[dict[str, Any]]:
+    """The stored roots with per-root indexes; private fields are removed later by `public_view`."""
+    roots = roots_for_write(state)
+    for root in roots:
+        root["ModifyIndex"] = state.modify_index
+    return roots
+
+
+def next_serial(roots: Iterable[Mapping[str, Any]]) -> int:
+    """Consul's built-in provider numbers roots 1, 2, ...; gaps left by pruning are never reused."""
+    serials = [root.get("SerialNumber") for root in roots]
+    return max((s for s in serials if isinstance(s, int) and not isinstance(s, bool)), default=0) + 1
+
+
+def attempt_request_id(base: str, attempt: int) -> str:
+    """One request id per proposal attempt. A re-proposal after a lost CAS is a different command
+    and must not be answered from the dedupe window; a router retry of the same attempt must be."""
+    if not base:
+        return uuid.uuid4().hex
+    return base if attempt == 0 else f"{base}/{attempt}"
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class ConnectCAEndpoint:
+    def __init__(
+        self,
+        *,
+        primary_datacenter: str,
+        datacenter: str,
+        state: StateStore,
+        raft: RaftNode,
+        router: Router,
+        queries: QueryRunner,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._primary = primary_datacenter
+        self._datacenter = datacenter
+        self._state = state
+        self._raft = raft
+        self._router = router
+        self._queries = queries
+        self._clock = clock
+
+    @property
+    def is_primary(self) -> bool:
+        return self._datacenter.lower() == self._primary.lower()
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "ConnectCA/Roots": self.roots,
+            "ConnectCA/GetConfiguration": self.get_configuration,
+            "ConnectCA/SetConfiguration": self.set_configuration,
+            "ConnectCA/SignIntermediate": self.sign_intermediate,
+        }
+
+    def _initialized_state(self) -> tuple[int, CAState | None]:
+        """The blocking query's view: an uninitialized CA counts as missing, so a blocking read
+        waits for the bootstrap instead of failing."""
+        index, state = self._state.ca_state()
+        return index, state if is_initialized(state) else None
+
+    async def roots(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {} -> {"roots": IndexedCARoots JSON (public fields only)}."""
+
+        async def local() -> tuple[QueryMeta, Any]:
+            meta, state = await self._queries.run(header, TABLES, self._initialized_state, wait_for_existence=True)
+            if state is None:
+                raise not_initialized()
+            return meta, {"roots": ca.roots_response(served_roots(state), ca.trust_domain(state.cluster_id))}
+
+        return await self._router.serve("ConnectCA/Roots", header, body, local, write=False)
+
+    async def get_configuration(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {} -> {"config": Consul's CAConfiguration JSON with CreateIndex/ModifyIndex}."""
+
+        async def local() -> tuple[QueryMeta, Any]:
+            meta, state = await self._queries.run(header, TABLES, self._initialized_state, wait_for_existence=True)
+            if state is None:
+                raise not_initialized()
+            view = ca.config_view(stored_config(state))
+            view["CreateIndex"] = state.create_index
+            view["ModifyIndex"] = state.modify_index
+            return meta, {"config": view}
+
+        return await self._router.serve("ConnectCA/GetConfiguration", header, body, local, write=False)
+
+    async def set_configuration(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: the PUT /v1/connect/ca/configuration JSON -> True once stored.
+
+        A new key type or size needs a new root: it is generated and made active in the same
+        write, the old root stays listed (inactive) until pruning, so leaves it signed keep
+        validating (§C.2 step 4, step 7).
+        """
+        header = dataclasses.replace(header, datacenter=self._primary)
+        if not isinstance(body, Mapping):
+            raise invalid("Request decode failed: the body must be a JSON object")
+        try:
+            ca.config_from_request(body, ca.CAConfig())  # shape errors answer here, before routing
+        except ca.CAConfigError as exc:
+            raise invalid(str(exc)) from None
+
+        async def local() -> tuple[QueryMeta, Any]:
+            for attempt in range(MAX_CAS_ATTEMPTS):
+                _, state = self._state.ca_state()
+                if state is None or not is_initialized(state):
+                    raise not_initialized()
+                current = stored_config(state)
+                try:
+                    new_config = ca.config_from_request(body, current)
+                except ca.CAConfigError as exc:
+                    raise invalid(str(exc)) from None
+                roots = roots_for_write(state)
+                if ca.requires_new_root(current, new_config):
+                    now = self._clock()
+                    try:
+                        root = ca.generate_root(state.cluster_id, now, new_config, next_serial(roots))
+                    except ca.CAConfigError as exc:
+                        raise invalid(str(exc)) from None
+                    roots = ca.rotate(roots, root, now)
+                updated = CAState(cluster_id=state.cluster_id, config=config_record(new_config), roots=tuple(roots))
+                result = await propose(
+                    self._raft,
+                    attempt_request_id(header.request_id, attempt),
+                    CAStateSet(updated, cas=state.modify_index),
+                )
+                if result.value is not False:
+                    return self._queries.meta(self._state.index(*TABLES)), True
+            raise conflict(f"CA configuration changed concurrently {MAX_CAS_ATTEMPTS} times in a row; try again")
+
+        return await self._router.serve("ConnectCA/SetConfiguration", header, body, local, write=True)
+
+    async def sign_intermediate(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"csr": PEM} -> {"cert": PEM}, signed by the primary's active root.
+
+        Served by the primary's leader (write routing): a follower could sign too, since the key
+        is replicated, but might still hold a root the leader has already rotated out.
+        """
+        csr = body.get("csr") if isinstance(body, Mapping) else None
+        if not isinstance(csr, str) or not csr.strip():
+            raise invalid("csr: missing PEM certificate request")
+
+        async def local() -> tuple[QueryMeta, Any]:
+            if not self.is_primary:
+                raise conflict(ERR_NOT_PRIMARY)
+            index, state = self._state.ca_state()
+            if state is None or not is_initialized(state):
+                raise not_initialized()
+            root = active_root(state.roots)
+            if root is None:
+                raise not_initialized()
+            try:
+                ttl = stored_config(state).intermediate_cert_ttl_seconds
+                cert = ca.sign_intermediate(root, csr, self._clock(), ttl)
+            except ValueError as exc:  # CAConfigError included
+                # The requester can fix its CSR; anything else is the primary's own CA in trouble.
+                raise (invalid if str(exc).startswith("CSR") else internal)(str(exc)) from None
+            return self._queries.meta(index), {"cert": cert}
+
+        return await self._router.serve("ConnectCA/SignIntermediate", header, body, local, write=True)
