@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 Route = tuple[str, int] | None
 Resolver = Callable[[str | None], Awaitable[tuple[str, list[tuple[str, int]]] | None]]
 ConnectionObserver = Callable[[str, str], None]
+ByteObserver = Callable[[str, str, int], None]
 
 # Route label for connections closed before a route was known (not TLS, timeout, unknown SNI).
 UNROUTED = "unrouted"
@@ -60,6 +61,7 @@ class SpliceServer:
         on_connection: ConnectionObserver | None = None,
         hello_timeout: float = DEFAULT_HELLO_TIMEOUT,
         dial_timeout: float = DEFAULT_DIAL_TIMEOUT,
+        on_bytes: ByteObserver | None = None,
     ) -> None:
         """
         Args:
@@ -68,7 +70,10 @@ class SpliceServer:
             on_connection: called once per connection with (route label, outcome), for metrics.
             hello_timeout: how long a client may take to send its whole ClientHello.
             dial_timeout: how long each upstream candidate may take to accept.
+            on_bytes: called with (route label, direction "upstream"|"downstream", n) as bytes move,
+                so long-lived streams are visible in metrics before they close.
         """
+        self._on_bytes = on_bytes
         self._resolve = resolve
         self._on_connection = on_connection
         self._hello_timeout = hello_timeout
@@ -143,7 +148,14 @@ class SpliceServer:
             upstream_reader, upstream_writer, address = connected
             upstream_writer.write(hello_bytes)
             self._report(peer, route_label, OUTCOME_OPENED, f"upstream={address}")
-            sent, received = await _splice(client_reader, client_writer, upstream_reader, upstream_writer)
+            count: Callable[[str, int], None] | None = None
+            if self._on_bytes is not None:
+                observe = self._on_bytes
+
+                def count(direction: str, n: int) -> None:
+                    observe(route_label, direction, n)
+
+            sent, received = await _splice(client_reader, client_writer, upstream_reader, upstream_writer, count)
             self._report(
                 peer, route_label, OUTCOME_SPLICED, f"upstream={address} sent={sent} received={received}"
             )
@@ -218,7 +230,9 @@ class SpliceServer:
         return None
 
 
-async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> int:
+async def _pump(
+    source: asyncio.StreamReader, sink: asyncio.StreamWriter, count: Callable[[int], None] | None = None
+) -> int:
     """Copy until EOF, then pass the EOF on; returns the bytes copied. Errors propagate."""
     copied = 0
     while True:
@@ -228,6 +242,8 @@ async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> int
         sink.write(chunk)
         await sink.drain()
         copied += len(chunk)
+        if count is not None:
+            count(len(chunk))
     if sink.can_write_eof() and not sink.is_closing():
         sink.write_eof()
     return copied
@@ -238,10 +254,13 @@ async def _splice(
     client_writer: asyncio.StreamWriter,
     upstream_reader: asyncio.StreamReader,
     upstream_writer: asyncio.StreamWriter,
+    count: Callable[[str, int], None] | None = None,
 ) -> tuple[int, int]:
     """Pump both directions until both have seen EOF, or either fails (then both are torn down)."""
-    to_upstream = asyncio.create_task(_pump(client_reader, upstream_writer))
-    to_client = asyncio.create_task(_pump(upstream_reader, client_writer))
+    up = (lambda n: count("upstream", n)) if count is not None else None
+    down = (lambda n: count("downstream", n)) if count is not None else None
+    to_upstream = asyncio.create_task(_pump(client_reader, upstream_writer, up))
+    to_client = asyncio.create_task(_pump(upstream_reader, client_writer, down))
     pumps = (to_upstream, to_client)
     try:
         await asyncio.wait(pumps, return_when=asyncio.FIRST_EXCEPTION)

@@ -129,6 +129,8 @@ class GatewayMetrics:
         self.route_refresh_failures = Counter("meshfed_gateway_route_refresh_failures",
                                               "Failed blocking queries for routes", ["source"], registry=r)
         self.active = Gauge("meshfed_gateway_active_connections", "Connections being spliced", registry=r)
+        self.bytes = Counter("meshfed_gateway_bytes", "Bytes spliced, by route and direction",
+                             ["route", "direction"], registry=r)
 
 
 class ServerAPI:
@@ -157,7 +159,10 @@ class Gateway:
         self.cfg = cfg
         self.metrics = GatewayMetrics()
         self.table = RoutingTable(datacenter=cfg.datacenter, domain=cfg.domain)
-        self.splice = SpliceServer(self._resolve, on_connection=self._on_connection)
+        self.splice = SpliceServer(
+            self._resolve, on_connection=self._on_connection,
+            on_bytes=lambda route, direction, n: self.metrics.bytes.labels(route, direction).inc(n),
+        )
         self._stop = asyncio.Event()
 
     async def _resolve(self, sni: str | None) -> tuple[str, list[Address]] | None:
