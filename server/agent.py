@@ -341,9 +341,6 @@ class Agent:
         await self.shutdown()
         return self.exit_code
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     async def shutdown(self) -> None:
         self.queries.close()  # open blocking queries answer now with what they have
         await asyncio.sleep(0)

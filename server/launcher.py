@@ -262,6 +262,43 @@ def federated_datacenters(
     return result
 
 
+def processes_of(dcs: Sequence[FederatedDatacenter]) -> list[ServerProcess | GatewayProcess]:
+    return [p for dc in dcs for p in (*dc.servers, dc.gateway)]
+
+
+def federation_converged(dcs: Sequence[FederatedDatacenter]) -> bool:
+    """Every live server of every DC lists every DC with at least one mesh gateway."""
+    names = {dc.name for dc in dcs}
+    for dc in dcs:
+        for server in dc.servers:
+            if not server.alive():
+                continue
+            try:
+                status, _, view = get_json(server.http + "/v1/internal/federation-states/mesh-gateways?stale", timeout=5)
+            except (OSError, ValueError):
+                return False
+            if status != 200 or not all((view or {}).get(name) for name in names):
+                return False
+    return True
+
+
+def wait_for_federation(dcs: Sequence[FederatedDatacenter], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not federation_converged(dcs):
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"federation did not converge within {timeout:.0f}s")
+        time.sleep(0.25)
+
+
+def start_federation(dcs: Sequence[FederatedDatacenter], timeout: float = 60.0) -> None:
+    """Start every server and gateway, then wait for a leader per DC and for convergence."""
+    for process in processes_of(dcs):
+        process.start()
+    for dc in dcs:
+        wait_for_leader(dc.servers, timeout=timeout)
+    wait_for_federation(dcs, timeout)
+
+
 def _demo_failure(message: str, processes: Sequence[ServerProcess | GatewayProcess]) -> int:
     print(f"error: {message}", file=sys.stderr)
     for process in processes:
@@ -278,7 +315,7 @@ def run_demo(base: str = "127.0.1", data_dir: str = "") -> int:
     print(f"meshfed demo: data, certificates and logs in {root}")
     print("  making a CA and server certificates (server.<dc>.consul, <node>.server.<dc>.consul)")
     dcs = federated_datacenters(root, bases)
-    everything: list[ServerProcess | GatewayProcess] = [p for dc in dcs for p in (*dc.servers, dc.gateway)]
+    everything = processes_of(dcs)
     try:
         for dc in dcs:
             for server in dc.servers:
@@ -293,15 +330,10 @@ def run_demo(base: str = "127.0.1", data_dir: str = "") -> int:
                 return _demo_failure(str(exc), everything)
             print(f"  {dc.name} has a leader: {leader}")
         print("  waiting for both datacenters to see each other's gateways ...")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            views = [get_json(dc.servers[0].http + "/v1/internal/federation-states/mesh-gateways?stale")[2] or {}
-                     for dc in dcs]
-            if all(set(v) >= {d.name for d in dcs} for v in views):
-                break
-            time.sleep(0.5)
-        else:
-            return _demo_failure("federation did not converge within 60s", everything)
+        try:
+            wait_for_federation(dcs, timeout=60)
+        except TimeoutError as exc:
+            return _demo_failure(str(exc), everything)
         print("federation is up.")
         for dc in dcs:
             print(f"  {dc.name}:")

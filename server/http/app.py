@@ -8,6 +8,7 @@ and every response, errors included, carries X-Consul-Index >= 1 (py-consul requ
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -129,8 +130,6 @@ async def read_json(request: web.Request) -> Any:
     if not raw.strip():
         return None
     try:
-        import json
-
         return json.loads(raw)
     except ValueError as exc:
         raise BadRequest(f"Request decode failed: {exc}") from None

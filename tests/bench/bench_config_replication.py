@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from server.launcher import ServerProcess, federated_datacenters, get_json, wait_for_leader
+from server.launcher import ServerProcess, federated_datacenters, get_json, processes_of, start_federation
 
 from .common import emit, machine, parse_prometheus, summarize_seconds
 
@@ -93,16 +93,10 @@ def count_on(server: ServerProcess) -> int:
 async def run(args: argparse.Namespace, root: str) -> dict[str, Any]:
     extra = {"replication_apply_limit": args.apply_limit}
     dcs = federated_datacenters(root, ["127.0.212", "127.0.213"], extra=extra)
-    processes: list[Any] = [p for dc in dcs for p in (*dc.servers, dc.gateway)]
+    processes = processes_of(dcs)
     try:
-        for process in processes:
-            process.start()
-        for dc in dcs:
-            wait_for_leader(dc.servers, timeout=60)
+        start_federation(dcs, timeout=90)
         dc1, dc2 = dcs
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and "dc1" not in (get_json(dc2.servers[0].http + "/v1/internal/federation-states/mesh-gateways?stale")[2] or {}):
-            time.sleep(0.5)
         l1 = leader(dc1.servers)
         follower = next(s for s in dc1.servers if s is not l1)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:

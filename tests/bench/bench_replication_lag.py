@@ -37,7 +37,7 @@ from fsm.records import (
 from rpc.client import ConnectionPool
 from rpc.header import RequestHeader
 from rpc.tls import load_channel_credentials
-from server.launcher import federated_datacenters, get_json, wait_for_leader
+from server.launcher import federated_datacenters, get_json, processes_of, start_federation
 
 from .common import emit, machine, process_memory_kib, summarize_seconds
 
@@ -73,7 +73,6 @@ async def measure(pool: ConnectionPool, primary: str, name: str, dc1_http: str, 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         for i in range(writes):
             marker = f"2026-01-01T00:00:{i % 60:02d}.{i:06d}Z"
-            started = time.perf_counter()
             await apply(pool, primary, name, FederationState("bench-dc", updated_at=marker))
             written = time.perf_counter()
 
@@ -82,7 +81,6 @@ async def measure(pool: ConnectionPool, primary: str, name: str, dc1_http: str, 
                 sink.append(time.perf_counter() - written)
 
             await asyncio.gather(seen(dc1_http, local), seen(dc2_http, cross))
-            del started
     cross_summary, local_summary = summarize_seconds(cross), summarize_seconds(local)
     return {
         "writes": writes,
@@ -94,19 +92,9 @@ async def measure(pool: ConnectionPool, primary: str, name: str, dc1_http: str, 
 
 async def run(args: argparse.Namespace, root: str) -> dict[str, Any]:
     dcs = federated_datacenters(root, ["127.0.210", "127.0.211"])
-    processes: list[Any] = [p for dc in dcs for p in (*dc.servers, dc.gateway)]
+    processes = processes_of(dcs)
     try:
-        for process in processes:
-            process.start()
-        for dc in dcs:
-            wait_for_leader(dc.servers, timeout=60)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            views = [get_json(dc.servers[0].http + "/v1/internal/federation-states/mesh-gateways?stale")[2] or {}
-                     for dc in dcs]
-            if all(set(v) >= {"dc1", "dc2"} for v in views):
-                break
-            time.sleep(0.5)
+        start_federation(dcs, timeout=90)
         dc1, dc2 = dcs
         leader_address = get_json(dc1.servers[0].http + "/v1/status/leader")[2]
         leader = next(s for s in dc1.servers if s.raft_address == leader_address)

@@ -17,7 +17,14 @@ import pytest
 import requests
 from cryptography import x509
 
-from server.launcher import FederatedDatacenter, ServerProcess, federated_datacenters, wait_for_leader
+from server.launcher import (
+    FederatedDatacenter,
+    ServerProcess,
+    federated_datacenters,
+    processes_of,
+    start_federation,
+    wait_for_leader,
+)
 
 from .conftest import next_block
 from .harness import wait_until
@@ -47,18 +54,9 @@ def cli(server: ServerProcess, *args: str, cwd: str | None = None) -> subprocess
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[FederatedDatacenter]]:
     root = str(tmp_path_factory.mktemp("connect"))
     dcs = federated_datacenters(root, [f"127.0.{next_block()}", f"127.0.{next_block()}"])
-    processes: list[Any] = [p for dc in dcs for p in (*dc.servers, dc.gateway)]
+    processes: list[Any] = processes_of(dcs)
     try:
-        for process in processes:
-            process.start()
-        for dc in dcs:
-            wait_for_leader(dc.servers, timeout=40)
-
-        def converged() -> bool:
-            return all(set(http(s, "GET", "/v1/internal/federation-states/mesh-gateways?stale").json()) >= {"dc1", "dc2"}
-                       for dc in dcs for s in dc.servers)
-
-        wait_until(converged, 60, interval=0.25, what="federation converged")
+        start_federation(dcs, timeout=60)
         yield dcs
     finally:
         for process in processes:

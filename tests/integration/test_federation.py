@@ -25,6 +25,8 @@ from server.launcher import (
     GatewayProcess,
     ServerProcess,
     federated_datacenters,
+    processes_of,
+    start_federation,
     wait_for_leader,
 )
 
@@ -110,17 +112,10 @@ def tcp_peers(pid: int) -> set[tuple[str, int]]:
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[FederatedDatacenter]]:
     root = str(tmp_path_factory.mktemp("federation"))
     dcs = federated_datacenters(root, [f"127.0.{next_block()}", f"127.0.{next_block()}"])
-    processes: list[Any] = [p for dc in dcs for p in (*dc.servers, dc.gateway)]
+    processes: list[Any] = processes_of(dcs)
     extra: list[GatewayProcess] = []
     try:
-        for process in processes:
-            process.start()
-        for dc in dcs:
-            wait_for_leader(dc.servers, timeout=40)
-        for dc in dcs:
-            for server in dc.servers:
-                wait_until(lambda s=server: all(gateway_names(s, d.name) for d in dcs), 60, interval=0.25,
-                           what=f"federation converged on {server.node}")
+        start_federation(dcs, timeout=60)
         dcs[0].extra_gateways = extra  # type: ignore[attr-defined]
         yield dcs
     finally:
