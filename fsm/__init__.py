@@ -4,7 +4,7 @@ Nothing here does I/O, reads a clock or starts a thread (DESIGN.md §2); `server
 `StateMachine` and the event loop reads `StateMachine.state`.
 """
 
-from fsm.commands import (
+from meshfed.fsm.commands import (
     CAStateSet,
     CatalogDeregister,
     CatalogRegister,
@@ -22,16 +22,16 @@ from fsm.commands import (
     validate,
     with_defaults,
 )
-from fsm.machine import DEDUPE_WINDOW, StateMachine
-from fsm.results import (
+from meshfed.fsm.machine import DEDUPE_WINDOW, StateMachine
+from meshfed.fsm.results import (
     CODE_CONFLICT,
     CODE_INTERNAL,
     CODE_INVALID,
     CODE_NOT_FOUND,
     Result,
 )
-from fsm.snapshot import SNAPSHOT_VERSION, SnapshotError, decode_frame, encode_frame
-from fsm.state import TABLES, StateStore
+from meshfed.fsm.snapshot import SNAPSHOT_VERSION, SnapshotError, decode_frame, encode_frame
+from meshfed.fsm.state import TABLES, StateStore
 
 __all__ = [
     "CAStateSet",

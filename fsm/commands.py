@@ -25,7 +25,7 @@ from typing import Any
 
 import msgpack
 
-from fsm.records import (
+from meshfed.fsm.records import (
     CHECK_STATUSES,
     CAState,
     ConfigEntry,

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fsm.config_entries import MESH_GATEWAY_MODES, ConfigEntryError
+from meshfed.fsm.config_entries import MESH_GATEWAY_MODES, ConfigEntryError
 
 MODE_DEFAULT = ""
 MODE_NONE = "none"

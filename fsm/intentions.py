@@ -27,7 +27,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from fsm.config_entries import (
+from meshfed.fsm.config_entries import (
     DEFAULT_SOURCE_TYPE,
     DESCRIPTION_MAX_LENGTH,
     INTENTION_ACTIONS,

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from fsm.commands import (
+from meshfed.fsm.commands import (
     CAStateSet,
     CatalogDeregister,
     CatalogRegister,
@@ -44,8 +44,8 @@ from fsm.commands import (
     decode_batch,
     validate,
 )
-from fsm.records import STATUS_CRITICAL, HealthCheck, NodeService
-from fsm.results import (
+from meshfed.fsm.records import STATUS_CRITICAL, HealthCheck, NodeService
+from meshfed.fsm.results import (
     CODE_INTERNAL,
     CODE_INVALID,
     CODE_NOT_FOUND,
@@ -54,8 +54,8 @@ from fsm.results import (
     result_from_wire,
     success,
 )
-from fsm.snapshot import SnapshotError
-from fsm.state import TABLES, StateStore, StoreWriter
+from meshfed.fsm.snapshot import SnapshotError
+from meshfed.fsm.state import TABLES, StateStore, StoreWriter
 
 # How many request ids apply remembers. A client retries within seconds; at thousands of writes
 # a second this still covers the retry window, and it bounds the snapshot's size.

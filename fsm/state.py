@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fsm.commands import check_record_types
-from fsm.records import (
+from meshfed.fsm.commands import check_record_types
+from meshfed.fsm.records import (
     STATUS_PASSING,
     CAState,
     CheckServiceNode,

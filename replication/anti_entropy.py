@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from fsm.records import CheckServiceNode, FederationState
+from meshfed.fsm.records import CheckServiceNode, FederationState
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from .replicator import Diff
+from meshfed.replication.replicator import Diff
 
 NOT_REPLICATED = frozenset({"exported-services"})
 INDEX_KEYS = ("CreateIndex", "ModifyIndex", "Hash")

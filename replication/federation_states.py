@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 
-from fsm.records import FederationState
-
-from .replicator import Diff
+from meshfed.fsm.records import FederationState
+from meshfed.replication.replicator import Diff
 
 
 def same_content(local: FederationState, remote: FederationState) -> bool:

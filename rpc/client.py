@@ -14,10 +14,10 @@ from typing import Any
 
 import grpc
 
-from .codec import decode_response, encode_request
-from .errors import RPCError
-from .header import QueryMeta, RequestHeader
-from .service import APPLICATION_ERROR_KEY
+from meshfed.rpc.codec import decode_response, encode_request
+from meshfed.rpc.errors import RPCError
+from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.service import APPLICATION_ERROR_KEY
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import msgpack
 
-from .errors import invalid
-from .header import QueryMeta, RequestHeader
+from meshfed.rpc.errors import invalid
+from meshfed.rpc.header import QueryMeta, RequestHeader
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import grpc
 
-from .codec import decode_request, encode_response
-from .errors import RPCError
-from .header import QueryMeta, RequestHeader
+from meshfed.rpc.codec import decode_request, encode_response
+from meshfed.rpc.errors import RPCError
+from meshfed.rpc.header import QueryMeta, RequestHeader
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from rpc.sni import MAX_CLIENT_HELLO, parse_client_hello_sni
+from meshfed.rpc.sni import MAX_CLIENT_HELLO, parse_client_hello_sni
 
 log = logging.getLogger(__name__)
 

@@ -22,31 +22,30 @@ import grpc
 from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 
-from fsm import StateMachine
-from fsm.records import ServerInfo
-from replication.anti_entropy import FederationStateAntiEntropy
-from rpc.client import ConnectionPool
-from rpc.service import RPCService
-
-from .anti_entropy import CatalogGatewaySource, PrimaryStateSink
-from .blocking import QueryRunner
-from .ca_leader import CA_ROOTS, SecondaryCA, bootstrap_primary_ca
-from .config import Config, config_warnings
-from .endpoints.catalog import CatalogEndpoint
-from .endpoints.config_entry import ConfigEntryEndpoint
-from .endpoints.connect_ca import ConnectCAEndpoint
-from .endpoints.federation_state import FederationStateEndpoint
-from .endpoints.intention import IntentionEndpoint
-from .endpoints.status import StatusEndpoint
-from .federation import Federation
-from .http.app import Api, build_app
-from .leader import LeaderRoutines
-from .membership import publish_self
-from .metrics import Metrics, gauge
-from .raft import RaftNode, RaftTimings
-from .router import Router
-from .ttl import reap_ttl_checks
-from .watch import WatchHub
+from meshfed.fsm import StateMachine
+from meshfed.fsm.records import ServerInfo
+from meshfed.replication.anti_entropy import FederationStateAntiEntropy
+from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.service import RPCService
+from meshfed.server.ca.leader import CA_ROOTS, SecondaryCA, bootstrap_primary_ca
+from meshfed.server.config.loader import Config, config_warnings
+from meshfed.server.endpoints.catalog import CatalogEndpoint
+from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
+from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
+from meshfed.server.endpoints.federation_state import FederationStateEndpoint
+from meshfed.server.endpoints.intention import IntentionEndpoint
+from meshfed.server.endpoints.status import StatusEndpoint
+from meshfed.server.http.app import Api, build_app
+from meshfed.server.leader.anti_entropy import CatalogGatewaySource, PrimaryStateSink
+from meshfed.server.leader.membership import publish_self
+from meshfed.server.leader.routines import LeaderRoutines
+from meshfed.server.leader.ttl import reap_ttl_checks
+from meshfed.server.metrics import Metrics, gauge
+from meshfed.server.raft import RaftNode, RaftTimings
+from meshfed.server.requests.blocking import QueryRunner
+from meshfed.server.requests.router import Router
+from meshfed.server.requests.watch import WatchHub
+from meshfed.server.wan.federation import Federation
 
 log = logging.getLogger("meshfed.agent")
 
@@ -127,7 +126,7 @@ class Agent:
         tls = self.config.tls
         if not tls.enabled:
             return None
-        from rpc.tls import load_server_credentials
+        from meshfed.rpc.tls import load_server_credentials
 
         return load_server_credentials(tls.ca_file, tls.cert_file, tls.key_file, require_client_auth=tls.verify_incoming)
 
@@ -135,7 +134,7 @@ class Agent:
         tls = self.config.tls
         if not tls.enabled:
             return None
-        from rpc.tls import load_channel_credentials
+        from meshfed.rpc.tls import load_channel_credentials
 
         return load_channel_credentials(tls.ca_file, tls.cert_file, tls.key_file)
 

@@ -8,17 +8,16 @@ from typing import Any
 
 import grpc
 
-from fsm import CatalogDeregister, CatalogRegister, CheckUpdate
-from fsm.records import CHECK_STATUSES, check_from_wire, node_from_wire, service_from_wire, to_wire
-from fsm.state import StateStore
-from rpc.errors import RPCError, invalid
-from rpc.header import QueryMeta, RequestHeader
-from rpc.service import Handler
-
-from ..blocking import QueryRunner
-from ..raft import RaftNode
-from ..router import Router
-from .writes import propose
+from meshfed.fsm import CatalogDeregister, CatalogRegister, CheckUpdate
+from meshfed.fsm.records import CHECK_STATUSES, check_from_wire, node_from_wire, service_from_wire, to_wire
+from meshfed.fsm.state import StateStore
+from meshfed.rpc.errors import RPCError, invalid
+from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.service import Handler
+from meshfed.server.endpoints.writes import propose
+from meshfed.server.raft import RaftNode
+from meshfed.server.requests.blocking import QueryRunner
+from meshfed.server.requests.router import Router
 
 NODES = ("nodes",)
 SERVICES = ("services",)

@@ -14,19 +14,25 @@ from typing import Any
 
 import grpc
 
-from fsm import ConfigEntryDelete, ConfigEntrySet
-from fsm.config_entries import KINDS, ConfigEntryError, content_hash, is_same_content, normalize, validate
-from fsm.gateway_mode import resolve_mesh_gateway_mode
-from fsm.records import ConfigEntry
-from fsm.state import StateStore
-from rpc.errors import RPCError, invalid
-from rpc.header import QueryMeta, RequestHeader
-from rpc.service import Handler
-
-from ..blocking import QueryRunner
-from ..raft import RaftNode
-from ..router import Router
-from .writes import propose
+from meshfed.fsm import ConfigEntryDelete, ConfigEntrySet
+from meshfed.fsm.config_entries import (
+    KINDS,
+    ConfigEntryError,
+    content_hash,
+    is_same_content,
+    normalize,
+    validate,
+)
+from meshfed.fsm.gateway_mode import resolve_mesh_gateway_mode
+from meshfed.fsm.records import ConfigEntry
+from meshfed.fsm.state import StateStore
+from meshfed.rpc.errors import RPCError, invalid
+from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.service import Handler
+from meshfed.server.endpoints.writes import propose
+from meshfed.server.raft import RaftNode
+from meshfed.server.requests.blocking import QueryRunner
+from meshfed.server.requests.router import Router
 
 TABLES = ("config_entries",)
 KIND_EXPORTED_SERVICES = "exported-services"

@@ -3,7 +3,7 @@
 The CA lives in one replicated record (`CAState`: cluster id, configuration, roots). The primary is
 its authority: configuration writes are re-targeted there wherever they arrive, and only the
 primary signs intermediates, with the private key of its active root. Secondaries hold their own
-copy, written by their leader's root watch (`server/ca_leader.py`), and serve it like the primary.
+copy, written by their leader's root watch (`server/ca/leader.py`), and serve it like the primary.
 
 Errors, as gRPC codes (the HTTP status in brackets):
 - the CA has no cluster id yet -> FAILED_PRECONDITION [409] "CA has not finished initializing".
@@ -29,18 +29,17 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from fsm import CAStateSet
-from fsm.records import CAState
-from fsm.state import StateStore
-from rpc.errors import RPCError, conflict, internal, invalid
-from rpc.header import QueryMeta, RequestHeader
-from rpc.service import Handler
-
-from .. import connect_ca as ca
-from ..blocking import QueryRunner
-from ..raft import RaftNode
-from ..router import Router
-from .writes import propose
+from meshfed.fsm import CAStateSet
+from meshfed.fsm.records import CAState
+from meshfed.fsm.state import StateStore
+from meshfed.rpc.errors import RPCError, conflict, internal, invalid
+from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.service import Handler
+from meshfed.server.ca import crypto as ca
+from meshfed.server.endpoints.writes import propose
+from meshfed.server.raft import RaftNode
+from meshfed.server.requests.blocking import QueryRunner
+from meshfed.server.requests.router import Router
 
 TABLES = ("connect_ca",)
 ERR_NOT_INITIALIZED = "CA has not finished initializing"

@@ -12,17 +12,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fsm import FederationStateDelete, FederationStateUpsert
-from fsm.records import federation_state_from_wire, to_wire
-from fsm.state import StateStore
-from rpc.errors import invalid
-from rpc.header import QueryMeta, RequestHeader
-from rpc.service import Handler
-
-from ..blocking import QueryRunner
-from ..raft import RaftNode
-from ..router import Router
-from .writes import propose
+from meshfed.fsm import FederationStateDelete, FederationStateUpsert
+from meshfed.fsm.records import federation_state_from_wire, to_wire
+from meshfed.fsm.state import StateStore
+from meshfed.rpc.errors import invalid
+from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.service import Handler
+from meshfed.server.endpoints.writes import propose
+from meshfed.server.raft import RaftNode
+from meshfed.server.requests.blocking import QueryRunner
+from meshfed.server.requests.router import Router
 
 TABLES = ("federation_states",)
 

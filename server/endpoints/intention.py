@@ -16,20 +16,19 @@ from typing import Any
 
 import grpc
 
-from fsm import ConfigEntryDelete, ConfigEntrySet
-from fsm import intentions as views
-from fsm.config_entries import ConfigEntryError, content_hash
-from fsm.records import ConfigEntry
-from fsm.state import StateStore
-from rpc.errors import RPCError, invalid
-from rpc.header import QueryMeta, RequestHeader
-from rpc.service import Handler
-
-from ..blocking import QueryRunner
-from ..raft import RaftNode
-from ..router import Router
-from .config_entry import entry_json
-from .writes import propose
+from meshfed.fsm import ConfigEntryDelete, ConfigEntrySet
+from meshfed.fsm import intentions as views
+from meshfed.fsm.config_entries import ConfigEntryError, content_hash
+from meshfed.fsm.records import ConfigEntry
+from meshfed.fsm.state import StateStore
+from meshfed.rpc.errors import RPCError, invalid
+from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.service import Handler
+from meshfed.server.endpoints.config_entry import entry_json
+from meshfed.server.endpoints.writes import propose
+from meshfed.server.raft import RaftNode
+from meshfed.server.requests.blocking import QueryRunner
+from meshfed.server.requests.router import Router
 
 TABLES = ("config_entries",)
 KIND = "service-intentions"

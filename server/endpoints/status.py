@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsm.records import to_wire
-from fsm.state import StateStore
-from rpc.header import QueryMeta, RequestHeader
-from rpc.service import Handler
-
-from ..blocking import QueryRunner
-from ..raft import RaftNode
+from meshfed.fsm.records import to_wire
+from meshfed.fsm.state import StateStore
+from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.service import Handler
+from meshfed.server.raft import RaftNode
+from meshfed.server.requests.blocking import QueryRunner
 
 
 class StatusEndpoint:

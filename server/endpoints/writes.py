@@ -7,10 +7,9 @@ from collections.abc import Sequence
 
 import grpc
 
-from fsm import Command, CommandError, Result, validate
-from rpc.errors import RPCError, invalid
-
-from ..raft import RaftNode
+from meshfed.fsm import Command, CommandError, Result, validate
+from meshfed.rpc.errors import RPCError, invalid
+from meshfed.server.raft import RaftNode
 
 RESULT_CODES = {
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,

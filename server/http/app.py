@@ -17,20 +17,19 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from fsm.state import TABLES, StateStore
-from rpc.errors import RPCError
-
-from ..blocking import QueryRunner
-from ..endpoints.catalog import CatalogEndpoint
-from ..endpoints.config_entry import ConfigEntryEndpoint
-from ..endpoints.connect_ca import ConnectCAEndpoint
-from ..endpoints.federation_state import FederationStateEndpoint
-from ..endpoints.intention import IntentionEndpoint
-from ..endpoints.status import StatusEndpoint
-from ..metrics import Metrics
-from .decode import DecodeError
-from .params import BadRequest
-from .respond import meta_headers
+from meshfed.fsm.state import TABLES, StateStore
+from meshfed.rpc.errors import RPCError
+from meshfed.server.endpoints.catalog import CatalogEndpoint
+from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
+from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
+from meshfed.server.endpoints.federation_state import FederationStateEndpoint
+from meshfed.server.endpoints.intention import IntentionEndpoint
+from meshfed.server.endpoints.status import StatusEndpoint
+from meshfed.server.http.decode import DecodeError
+from meshfed.server.http.params import BadRequest
+from meshfed.server.http.respond import meta_headers
+from meshfed.server.metrics import Metrics
+from meshfed.server.requests.blocking import QueryRunner
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
 
 
 def build_app(api: Api) -> web.Application:
-    from . import (
+    from meshfed.server.http import (
         routes_agent,
         routes_catalog,
         routes_config,

@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from fsm.records import (
+from meshfed.fsm.records import (
     CHECK_STATUSES,
     KIND_MESH_GATEWAY,
     STATUS_CRITICAL,

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from rpc.header import QueryMeta
+from meshfed.rpc.header import QueryMeta
 
 
 def meta_headers(meta: QueryMeta) -> dict[str, str]:

@@ -6,15 +6,14 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from fsm.records import server_info_from_wire
-from rpc.header import RequestHeader
-
-from ..metrics import json_snapshot
-from .app import api_of, read_json
-from .decode import lookup
-from .params import BadRequest, parse_header
-from .respond import json_body, with_meta
-from .shapes import server_json
+from meshfed.fsm.records import server_info_from_wire
+from meshfed.rpc.header import RequestHeader
+from meshfed.server.http.app import api_of, read_json
+from meshfed.server.http.decode import lookup
+from meshfed.server.http.params import BadRequest, parse_header
+from meshfed.server.http.respond import json_body, with_meta
+from meshfed.server.http.shapes import server_json
+from meshfed.server.metrics import json_snapshot
 
 PROMETHEUS_ACCEPT = ("application/openmetrics-text", "text/plain; version=0.4.0")
 

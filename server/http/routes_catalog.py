@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from fsm.records import csn_from_wire, node_from_wire, service_from_wire, to_wire
-
-from .app import api_of, read_json
-from .decode import decode_catalog_deregister, decode_catalog_register
-from .params import flag, parse_header
-from .respond import json_body, with_meta
-from .shapes import catalog_service_json, csn_json, node_json
+from meshfed.fsm.records import csn_from_wire, node_from_wire, service_from_wire, to_wire
+from meshfed.server.http.app import api_of, read_json
+from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register
+from meshfed.server.http.params import flag, parse_header
+from meshfed.server.http.respond import json_body, with_meta
+from meshfed.server.http.shapes import catalog_service_json, csn_json, node_json
 
 
 async def register(request: web.Request) -> web.Response:

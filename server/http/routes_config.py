@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .app import api_of, read_json
-from .params import BadRequest, parse_header
-from .respond import json_body, meta_headers, with_meta
+from meshfed.server.http.app import api_of, read_json
+from meshfed.server.http.params import BadRequest, parse_header
+from meshfed.server.http.respond import json_body, meta_headers, with_meta
 
 
 def _cas(request: web.Request) -> int | None:

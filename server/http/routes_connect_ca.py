@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import connect_ca as ca
-from .app import api_of, read_json
-from .params import BadRequest, parse_header
-from .respond import meta_headers, with_meta
+from meshfed.server.ca import crypto as ca
+from meshfed.server.http.app import api_of, read_json
+from meshfed.server.http.params import BadRequest, parse_header
+from meshfed.server.http.respond import meta_headers, with_meta
 
 PEM_CONTENT_TYPE = "application/pem-certificate-chain"  # RFC 8555, as Consul answers
 # Go's strconv.ParseBool, which Consul uses for ?pem (py-consul sends pem=0 / pem=1).

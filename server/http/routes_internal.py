@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from fsm.records import csn_from_wire, federation_state_from_wire
-
-from .app import api_of
-from .params import BadRequest, parse_header
-from .respond import json_body, meta_headers, with_meta
-from .shapes import csn_json, federation_state_json
+from meshfed.fsm.records import csn_from_wire, federation_state_from_wire
+from meshfed.server.http.app import api_of
+from meshfed.server.http.params import BadRequest, parse_header
+from meshfed.server.http.respond import json_body, meta_headers, with_meta
+from meshfed.server.http.shapes import csn_json, federation_state_json
 
 
 async def list_states(request: web.Request) -> web.Response:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsm.records import (
+from meshfed.fsm.records import (
     CheckServiceNode,
     FederationState,
     HealthCheck,

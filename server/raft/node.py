@@ -35,9 +35,8 @@ from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.config import FAIL_REASON
 from pysyncobj.journal import FileJournal
 
-from fsm import Command, Noop, Result, StateMachine, encode_batch
-
-from . import storage as raft_storage
+from meshfed.fsm import Command, Noop, Result, StateMachine, encode_batch
+from meshfed.server.raft import storage as raft_storage
 
 log = logging.getLogger(__name__)
 

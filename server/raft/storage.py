@@ -31,7 +31,7 @@ from typing import Any
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.journal import FileJournal
 
-from fsm.snapshot import SnapshotError, decode_frame, encode_frame
+from meshfed.fsm.snapshot import SnapshotError, decode_frame, encode_frame
 
 log = logging.getLogger(__name__)
 

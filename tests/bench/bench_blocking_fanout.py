@@ -39,7 +39,7 @@ from typing import Any
 
 import aiohttp
 
-from server.launcher import HTTP_PORT, ServerProcess
+from meshfed.server.cli.launcher import HTTP_PORT, ServerProcess
 
 from .common import (
     FANOUT_MESHFED_BASE,

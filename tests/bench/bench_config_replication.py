@@ -21,7 +21,13 @@ from typing import Any
 
 import aiohttp
 
-from server.launcher import ServerProcess, federated_datacenters, get_json, processes_of, start_federation
+from meshfed.server.cli.launcher import (
+    ServerProcess,
+    federated_datacenters,
+    get_json,
+    processes_of,
+    start_federation,
+)
 
 from .common import emit, machine, parse_prometheus, summarize_seconds
 

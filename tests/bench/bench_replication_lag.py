@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from fsm.records import (
+from meshfed.fsm.records import (
     CheckServiceNode,
     FederationState,
     HealthCheck,
@@ -34,10 +34,10 @@ from fsm.records import (
     ServiceAddress,
     to_wire,
 )
-from rpc.client import ConnectionPool
-from rpc.header import RequestHeader
-from rpc.tls import load_channel_credentials
-from server.launcher import federated_datacenters, get_json, processes_of, start_federation
+from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.header import RequestHeader
+from meshfed.rpc.tls import load_channel_credentials
+from meshfed.server.cli.launcher import federated_datacenters, get_json, processes_of, start_federation
 
 from .common import emit, machine, process_memory_kib, summarize_seconds
 

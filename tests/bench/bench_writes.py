@@ -3,7 +3,7 @@
 What a figure means only shows next to what the library under it can do on the same machine at the
 same moment, so the script first starts three raw PySyncObj node processes (raw_pysyncobj_node.py,
 client inside the leader, as reference/pysyncobj.md §4 measured) and then a real 3-server meshfed
-datacenter (server/launcher.py), and reports both plus their ratios. Phases run one after the other
+datacenter (server/cli/launcher.py), and reports both plus their ratios. Phases run one after the other
 on fresh clusters, each for `--seconds`; the whole script stays well under three minutes.
 
 meshfed phases, all writing `Catalog.Register` of one of 256 nodes with a changing address (every
@@ -35,10 +35,10 @@ from typing import Any
 
 import aiohttp
 
-from fsm.records import Node, to_wire
-from rpc.client import ConnectionPool
-from rpc.errors import RPCError
-from rpc.header import RequestHeader
+from meshfed.fsm.records import Node, to_wire
+from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.errors import RPCError
+from meshfed.rpc.header import RequestHeader
 
 from .common import (
     BENCH_DATACENTER,

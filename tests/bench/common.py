@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from server.config import generate_key
-from server.launcher import ServerProcess, datacenter_servers, get_json, wait_for_leader
+from meshfed.server.cli.launcher import ServerProcess, datacenter_servers, get_json, wait_for_leader
+from meshfed.server.config.loader import generate_key
 
 # Loopback blocks reserved for the benchmarks (other work on the same host uses other blocks).
 WRITES_MESHFED_BASE = "127.0.200"

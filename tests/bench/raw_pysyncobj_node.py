@@ -28,9 +28,9 @@ from typing import Any
 from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.config import FAIL_REASON
 
-from server.raft import RaftTimings
+from meshfed.server.raft import RaftTimings
 
-# meshfed's default raft_snapshot_threshold (server/config.py), so both compact equally often.
+# meshfed's default raft_snapshot_threshold (server/config/loader.py), so both compact equally often.
 SNAPSHOT_THRESHOLD = 8192
 SYNC_TIMEOUT = 5.0
 KEY_SPACE = 256  # distinct keys, so the state stays small, as in the reference's runs

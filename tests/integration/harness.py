@@ -1,4 +1,4 @@
-"""A datacenter of real `meshfed agent` processes for integration tests (server/launcher.py)."""
+"""A datacenter of real `meshfed agent` processes for integration tests (server/cli/launcher.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import requests
 
-from server.config import generate_key
-from server.launcher import ServerProcess, datacenter_servers, wait_for_leader
+from meshfed.server.cli.launcher import ServerProcess, datacenter_servers, wait_for_leader
+from meshfed.server.config.loader import generate_key
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:

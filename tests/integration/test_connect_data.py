@@ -17,7 +17,7 @@ import pytest
 import requests
 from cryptography import x509
 
-from server.launcher import (
+from meshfed.server.cli.launcher import (
     FederatedDatacenter,
     ServerProcess,
     federated_datacenters,
@@ -46,7 +46,7 @@ def leader_of(dc: FederatedDatacenter) -> ServerProcess:
 
 
 def cli(server: ServerProcess, *args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "server.cli", *args, "-http-addr", f"{server.address}:8500"],
+    return subprocess.run([sys.executable, "-m", "meshfed.server.cli", *args, "-http-addr", f"{server.address}:8500"],
                           capture_output=True, text=True, timeout=60, cwd=cwd)
 
 

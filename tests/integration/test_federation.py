@@ -20,7 +20,7 @@ import pytest
 import requests
 from cryptography import x509
 
-from server.launcher import (
+from meshfed.server.cli.launcher import (
     FederatedDatacenter,
     GatewayProcess,
     ServerProcess,
@@ -129,7 +129,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[FederatedData
 
 
 def test_step1_tls_cli_writes_consul_named_certificates(tmp_path: Any) -> None:
-    run = lambda *args: subprocess.run([sys.executable, "-m", "server.cli", "tls", *args],  # noqa: E731
+    run = lambda *args: subprocess.run([sys.executable, "-m", "meshfed.server.cli", "tls", *args],  # noqa: E731
                                        cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run("ca", "create").returncode == 0
     result = run("cert", "create", "-server", "-dc", "dc2", "-node", "s1")

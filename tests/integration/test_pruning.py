@@ -11,9 +11,9 @@ import subprocess
 import sys
 import uuid
 
-from fsm.records import FederationState, to_wire
-from rpc.client import ConnectionPool
-from rpc.header import RequestHeader
+from meshfed.fsm.records import FederationState, to_wire
+from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.header import RequestHeader
 
 from .harness import Datacenter, wait_until
 
@@ -49,7 +49,7 @@ def test_operator_delete_and_ttl_pruning(make_dc) -> None:  # type: ignore[no-un
     write_state(server.address, "dc3")
     assert datacenters(dc) == ["dc1", "dc3"]
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "operator", "federation-state", "delete", "dc3",
+        [sys.executable, "-m", "meshfed.server.cli", "operator", "federation-state", "delete", "dc3",
          "-http-addr", f"{server.address}:8500"],
         capture_output=True, text=True, timeout=30,
     )

@@ -213,12 +213,12 @@ def test_bad_input_is_a_400_naming_the_field_and_writes_nothing(dc1: Datacenter)
 
 def test_cli_members_and_list_peers(dc1: Datacenter) -> None:
     server = dc1.servers[0]
-    members = subprocess.run([sys.executable, "-m", "server.cli", "members", "-http-addr", f"{server.address}:8500"],
+    members = subprocess.run([sys.executable, "-m", "meshfed.server.cli", "members", "-http-addr", f"{server.address}:8500"],
                              capture_output=True, text=True, timeout=30)
     assert members.returncode == 0, members.stderr
     for s in dc1.servers:
         assert s.node in members.stdout and s.raft_address in members.stdout
-    peers = subprocess.run([sys.executable, "-m", "server.cli", "operator", "raft", "list-peers",
+    peers = subprocess.run([sys.executable, "-m", "meshfed.server.cli", "operator", "raft", "list-peers",
                             "-http-addr", f"{server.address}:8500"], capture_output=True, text=True, timeout=30)
     assert peers.returncode == 0, peers.stderr
     assert peers.stdout.count("leader") == 1 and peers.stdout.count("follower") == 2

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fsm.records import (
+from meshfed.fsm.records import (
     KIND_MESH_GATEWAY,
     META_WAN_FEDERATION,
     STATUS_CRITICAL,
@@ -28,7 +28,7 @@ from fsm.records import (
     Node,
     NodeService,
 )
-from replication.anti_entropy import (
+from meshfed.replication.anti_entropy import (
     BACKOFF_MAX,
     DEFAULT_REFRESH_INTERVAL,
     DEFAULT_SYNC_INTERVAL,

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, RequestHeader
-from server.blocking import JITTER_FRACTION, QueryRunner, wait_time
-from server.watch import WatchHub
+from meshfed.rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, RequestHeader
+from meshfed.server.requests.blocking import JITTER_FRACTION, QueryRunner, wait_time
+from meshfed.server.requests.watch import WatchHub
 
 
 @dataclass

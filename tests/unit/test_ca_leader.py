@@ -22,13 +22,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fsm import CAStateSet, Command, Result, StateMachine, encode_batch
-from fsm.records import CAState
-from rpc.errors import RPCError, unavailable
-from rpc.header import QueryMeta, RequestHeader
-from server import connect_ca as ca
-from server.blocking import QueryRunner
-from server.ca_leader import (
+from meshfed.fsm import CAStateSet, Command, Result, StateMachine, encode_batch
+from meshfed.fsm.records import CAState
+from meshfed.rpc.errors import RPCError, unavailable
+from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.server.ca import crypto as ca
+from meshfed.server.ca.leader import (
     BOOTSTRAP_BACKOFF_MAX,
     CA_ROOTS,
     SecondaryCA,
@@ -38,10 +37,11 @@ from server.ca_leader import (
     intermediate_reason,
     prune_primary_ca,
 )
-from server.endpoints.connect_ca import ERR_NOT_INITIALIZED, ERR_NOT_PRIMARY, ConnectCAEndpoint
-from server.http import routes_connect_ca
-from server.http.app import API_KEY, error_middleware
-from server.watch import WatchHub
+from meshfed.server.endpoints.connect_ca import ERR_NOT_INITIALIZED, ERR_NOT_PRIMARY, ConnectCAEndpoint
+from meshfed.server.http import routes_connect_ca
+from meshfed.server.http.app import API_KEY, error_middleware
+from meshfed.server.requests.blocking import QueryRunner
+from meshfed.server.requests.watch import WatchHub
 
 START = datetime.datetime(2025, 6, 1, 12, 0, tzinfo=datetime.UTC)
 HOUR = datetime.timedelta(hours=1)

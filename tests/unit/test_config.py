@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server import config as config_module
-from server.config import (
+from meshfed.server.config import loader as config_module
+from meshfed.server.config.loader import (
     COMMAND_LINE,
     DEFAULTS,
     Config,

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fsm.config_entries import (
+from meshfed.fsm.config_entries import (
     CIPHER_SUITES,
     KINDS,
     ConfigEntryError,
@@ -577,7 +577,7 @@ def test_content_hash_is_stable_across_processes() -> None:
     entry = check(si({"Name": "web", "Action": "allow"}, {"Name": "*", "Action": "deny"}, Meta={"é": "ü"}))
     script = (
         "import json, sys\n"
-        "from fsm.config_entries import content_hash\n"
+        "from meshfed.fsm.config_entries import content_hash\n"
         "print(content_hash(json.loads(sys.stdin.read())))\n"
     )
     for seed in ("1", "2"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fsm.config_entries import content_hash
-from replication.config_entries import body_of, diff_config_entries
+from meshfed.fsm.config_entries import content_hash
+from meshfed.replication.config_entries import body_of, diff_config_entries
 
 kinds = st.sampled_from(["service-defaults", "proxy-defaults", "exported-services", "service-intentions"])
 

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.connect_ca import (
+from meshfed.server.ca.crypto import (
     CAConfig,
     CAConfigError,
     CANotInitializedError,

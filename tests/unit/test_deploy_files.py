@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from server.agent import Agent
-from server.cli import build_parser
-from server.config import ConfigError, generate_key, load
-from server.flags import agent_overrides
-from server.metrics import Metrics
-from server.raft.node import RaftStatus
+from meshfed.server.agent import Agent
+from meshfed.server.cli.flags import agent_overrides
+from meshfed.server.cli.main import build_parser
+from meshfed.server.config.loader import ConfigError, generate_key, load
+from meshfed.server.metrics import Metrics
+from meshfed.server.raft.node import RaftStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -396,8 +396,8 @@ def test_documented_example_loads(name: str, language: str, block: str, tmp_path
 
 
 def test_configuration_doc_names_every_key_and_flag() -> None:
-    from server import config as config_module
-    from server import flags as flags_module
+    from meshfed.server.cli import flags as flags_module
+    from meshfed.server.config import loader as config_module
 
     doc = (ROOT / "docs" / "configuration.md").read_text()
     for key in config_module._SCHEMA:

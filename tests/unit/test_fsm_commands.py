@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsm.commands import (
+from meshfed.fsm.commands import (
     TAG_CATALOG_REGISTER,
     CatalogDeregister,
     CatalogRegister,
@@ -24,7 +24,7 @@ from fsm.commands import (
     validate,
     with_defaults,
 )
-from fsm.records import (
+from meshfed.fsm.records import (
     CheckServiceNode,
     FederationState,
     HealthCheck,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fsm import (
+from meshfed.fsm import (
     CAStateSet,
     ConfigEntryDelete,
     ConfigEntrySet,
@@ -11,7 +11,7 @@ from fsm import (
     encode_batch,
     encode_frame,
 )
-from fsm.records import CAState, ConfigEntry
+from meshfed.fsm.records import CAState, ConfigEntry
 
 WEB = ConfigEntry("service-defaults", "Web", {"Kind": "service-defaults", "Name": "Web", "Protocol": "http"}, hash=7)
 

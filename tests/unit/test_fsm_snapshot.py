@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsm import (
+from meshfed.fsm import (
     SNAPSHOT_VERSION,
     TABLES,
     CatalogDeregister,
@@ -30,7 +30,7 @@ from fsm import (
     encode_batch,
     encode_frame,
 )
-from fsm.records import (
+from meshfed.fsm.records import (
     KIND_MESH_GATEWAY,
     CheckServiceNode,
     FederationState,

@@ -11,7 +11,7 @@ import threading
 import msgpack
 import pytest
 
-from fsm import (
+from meshfed.fsm import (
     DEDUPE_WINDOW,
     TABLES,
     CatalogDeregister,
@@ -25,7 +25,7 @@ from fsm import (
     StateMachine,
     encode_batch,
 )
-from fsm.records import (
+from meshfed.fsm.records import (
     KIND_MESH_GATEWAY,
     CheckServiceNode,
     FederationState,

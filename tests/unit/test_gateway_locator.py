@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from fsm.records import CheckServiceNode, FederationState, HealthCheck, Node, NodeService, ServiceAddress
-from server.gateway_locator import (
+from meshfed.fsm.records import (
+    CheckServiceNode,
+    FederationState,
+    HealthCheck,
+    Node,
+    NodeService,
+    ServiceAddress,
+)
+from meshfed.server.wan.gateway_locator import (
     FAILURES_BEFORE_DIALING_PRIMARY_DIRECTLY,
     MODE_DIRECT,
     MODE_LOCAL,

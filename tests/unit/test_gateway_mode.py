@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsm.config_entries import ConfigEntryError
-from fsm.gateway_mode import LEVELS, MODES, SOURCE_DEFAULT, resolve_mesh_gateway_mode
+from meshfed.fsm.config_entries import ConfigEntryError
+from meshfed.fsm.gateway_mode import LEVELS, MODES, SOURCE_DEFAULT, resolve_mesh_gateway_mode
 
 
 def proxy_defaults(mode: str) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rpc.gateway_routes import RoutingTable, ServerName, parse_server_name
-from server.gateway import local_servers, remote_gateways
+from meshfed.rpc.gateway_routes import RoutingTable, ServerName, parse_server_name
+from meshfed.server.dataplane.gateway import local_servers, remote_gateways
 
 TABLE = RoutingTable(
     datacenter="dc1",

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from fsm import CatalogRegister, CheckUpdate, Command, Noop, StateMachine, encode_batch
-from fsm.records import Node
-from server.raft import RaftNode, RaftTimings
-from server.raft.node import MAX_BATCH_BYTES, MAX_BATCH_COMMANDS
+from meshfed.fsm import CatalogRegister, CheckUpdate, Command, Noop, StateMachine, encode_batch
+from meshfed.fsm.records import Node
+from meshfed.server.raft import RaftNode, RaftTimings
+from meshfed.server.raft.node import MAX_BATCH_BYTES, MAX_BATCH_COMMANDS
 
 KEY = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMTIzNDU="
 

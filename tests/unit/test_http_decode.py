@@ -17,9 +17,9 @@ from hypothesis import HealthCheck as HypothesisHealthCheck
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsm.records import CheckServiceNode
-from server.http import shapes
-from server.http.decode import (
+from meshfed.fsm.records import CheckServiceNode
+from meshfed.server.http import shapes
+from meshfed.server.http.decode import (
     DecodeError,
     decode_catalog_deregister,
     decode_catalog_register,

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from rpc.header import RequestHeader
-from server.http.params import BadRequest, flag, parse_header, token_of
+from meshfed.rpc.header import RequestHeader
+from meshfed.server.http.params import BadRequest, flag, parse_header, token_of
 
 
 def request(query: str = "", headers: dict[str, str] | None = None, method: str = "GET") -> web.Request:

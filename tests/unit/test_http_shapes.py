@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from fsm.records import (
+from meshfed.fsm.records import (
     CheckServiceNode,
     FederationState,
     HealthCheck,
@@ -21,7 +21,7 @@ from fsm.records import (
     ServiceAddress,
     Weights,
 )
-from server.http import shapes
+from meshfed.server.http import shapes
 
 
 def gateway_csn() -> CheckServiceNode:

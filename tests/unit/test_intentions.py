@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsm.config_entries import ConfigEntryError, normalize, validate
-from fsm.intentions import (
+from meshfed.fsm.config_entries import ConfigEntryError, normalize, validate
+from meshfed.fsm.intentions import (
     IntentionErrors,
     check,
     delete_exact,

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from server import leader as leader_module
-from server.leader import LeaderRoutines
+from meshfed.server.leader import routines as leader_module
+from meshfed.server.leader.routines import LeaderRoutines
 
 
 @pytest.fixture(autouse=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fsm.records import FederationState
-from server.pruning import expired_states, parse_rfc3339, prune_interval
+from meshfed.fsm.records import FederationState
+from meshfed.server.leader.pruning import expired_states, parse_rfc3339, prune_interval
 
 NOW = parse_rfc3339("2026-11-21T12:00:00.000000Z") or 0.0
 

@@ -17,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pysyncobj.journal import FileJournal
 
-from fsm import CatalogRegister, StateMachine
-from fsm.records import Node
-from server.raft import RaftNode, RaftTimings
-from server.raft.storage import read_snapshot, reconcile_journal, rewrite_journal, write_snapshot
+from meshfed.fsm import CatalogRegister, StateMachine
+from meshfed.fsm.records import Node
+from meshfed.server.raft import RaftNode, RaftTimings
+from meshfed.server.raft.storage import read_snapshot, reconcile_journal, rewrite_journal, write_snapshot
 
 KEY = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMTIzNDU="
 _ports = itertools.count(21000 + os.getpid() % 1000 * 10)

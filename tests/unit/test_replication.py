@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsm.records import FederationState
-from replication.federation_states import FederationStateDelegate, diff_federation_states
-from replication.replicator import BACKOFF_MAX, Replicator, TokenBucket, replication_backoff
+from meshfed.fsm.records import FederationState
+from meshfed.replication.federation_states import FederationStateDelegate, diff_federation_states
+from meshfed.replication.replicator import BACKOFF_MAX, Replicator, TokenBucket, replication_backoff
 
 names = st.sampled_from(["dc1", "dc2", "dc3", "dc4", "DC5"])
 

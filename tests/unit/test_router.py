@@ -14,12 +14,18 @@ from typing import Any
 import grpc
 import pytest
 
-from fsm.records import ServerInfo
-from rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, invalid, not_found, unavailable
-from rpc.header import QueryMeta, RequestHeader
-from server import router as router_module
-from server.raft import RaftError
-from server.router import MAX_FORWARD_HOPS, NON_BLOCKING_RPC_TIMEOUT, RPC_HOLD_TIMEOUT, Router, rpc_timeout
+from meshfed.fsm.records import ServerInfo
+from meshfed.rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, invalid, not_found, unavailable
+from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.server.raft import RaftError
+from meshfed.server.requests import router as router_module
+from meshfed.server.requests.router import (
+    MAX_FORWARD_HOPS,
+    NON_BLOCKING_RPC_TIMEOUT,
+    RPC_HOLD_TIMEOUT,
+    Router,
+    rpc_timeout,
+)
 
 LEADER_RAFT = "10.0.0.2:8300"
 LEADER_RPC = "10.0.0.2:8502"

@@ -17,11 +17,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rpc.client import ConnectionPool
-from rpc.codec import MAX_MESSAGE_BYTES, decode_request, decode_response, encode_request, encode_response
-from rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, invalid, not_found, unavailable
-from rpc.header import QueryMeta, RequestHeader
-from rpc.service import RPCService
+from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.codec import (
+    MAX_MESSAGE_BYTES,
+    decode_request,
+    decode_response,
+    encode_request,
+    encode_response,
+)
+from meshfed.rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, invalid, not_found, unavailable
+from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.service import RPCService
 
 Observed = list[tuple[str, float, str]]
 
@@ -118,7 +124,7 @@ def test_plain_exception_becomes_internal_without_a_traceback(caplog: pytest.Log
             assert "Traceback" not in caught.value.message
             assert 'File "' not in caught.value.message and "line " not in caught.value.message
 
-    with caplog.at_level(logging.ERROR, logger="rpc.service"):
+    with caplog.at_level(logging.ERROR, logger="meshfed.rpc.service"):
         run(scenario())
     assert any("Test/Boom" in r.getMessage() and r.exc_info for r in caplog.records), "the server must log it"
 

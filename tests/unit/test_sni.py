@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rpc.sni import MAX_CLIENT_HELLO, ParseResult, parse_client_hello_sni
+from meshfed.rpc.sni import MAX_CLIENT_HELLO, ParseResult, parse_client_hello_sni
 
 _CLIENT_CONTEXT = ssl.create_default_context()
 _TLS12_CONTEXT = ssl.create_default_context()

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from rpc.splice import UNROUTED, SpliceServer
-from rpc.tls import CertFiles, client_ssl_context, create_ca, create_server_cert, server_ssl_context
+from meshfed.rpc.splice import UNROUTED, SpliceServer
+from meshfed.rpc.tls import CertFiles, client_ssl_context, create_ca, create_server_cert, server_ssl_context
 
 NODE_NAME = "node1.server.dc1.consul"
 ANY_NAME = "server.dc1.consul"

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rpc.tls import (
+from meshfed.rpc.tls import (
     CertFiles,
     TLSConfigError,
     client_ssl_context,

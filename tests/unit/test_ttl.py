@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from fsm import CheckUpdate, Result
-from fsm.records import STATUS_CRITICAL, STATUS_PASSING, STATUS_WARNING, HealthCheck
-from server import ttl as ttl_module
-from server.ttl import EXPIRED_OUTPUT, expired_checks, reap_ttl_checks, ttl_seconds
+from meshfed.fsm import CheckUpdate, Result
+from meshfed.fsm.records import STATUS_CRITICAL, STATUS_PASSING, STATUS_WARNING, HealthCheck
+from meshfed.server.leader import ttl as ttl_module
+from meshfed.server.leader.ttl import EXPIRED_OUTPUT, expired_checks, reap_ttl_checks, ttl_seconds
 
 
 def check(ttl: str = "10s", status: str = STATUS_PASSING, updated: float = 1000.0, check_id: str = "c") -> HealthCheck:

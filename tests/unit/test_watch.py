@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from server.watch import WatchHub
+from meshfed.server.requests.watch import WatchHub
 
 
 def test_waiter_that_took_its_future_before_a_notify_is_woken_even_if_it_waits_later() -> None:

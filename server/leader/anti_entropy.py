@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import uuid
 
-from fsm.records import KIND_MESH_GATEWAY, CheckServiceNode, FederationState, to_wire
-from fsm.state import StateStore
-from rpc.header import RequestHeader
-
-from .endpoints.federation_state import FederationStateEndpoint
-from .watch import WatchHub
+from meshfed.fsm.records import KIND_MESH_GATEWAY, CheckServiceNode, FederationState, to_wire
+from meshfed.fsm.state import StateStore
+from meshfed.rpc.header import RequestHeader
+from meshfed.server.endpoints.federation_state import FederationStateEndpoint
+from meshfed.server.requests.watch import WatchHub
 
 WATCHED_TABLES = ("federation_states", "nodes", "services", "checks")
 

@@ -22,29 +22,28 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 
-from fsm import ConfigEntryDelete, ConfigEntrySet, FederationStateDelete, FederationStateUpsert
-from fsm.config_entries import content_hash
-from fsm.records import ConfigEntry, FederationState, federation_state_from_wire
-from fsm.state import StateStore
-from replication.config_entries import ConfigEntryDelegate
-from replication.federation_states import FederationStateDelegate
-from replication.replicator import ReplicationStatus, Replicator
-from rpc.client import ConnectionPool
-from rpc.header import RequestHeader
-
-from .config import Config
-from .endpoints.config_entry import ConfigEntryEndpoint, entry_json
-from .endpoints.federation_state import FederationStateEndpoint
-from .endpoints.writes import propose
-from .gateway_locator import GatewayLocator
-from .http.respond import json_body
-from .leader import LeaderRoutines
-from .metrics import Metrics, gauge
-from .pruning import prune_federation_states
-from .raft import RaftNode
-from .router import Router
-from .wan_dialer import WanDialer
-from .watch import WatchHub
+from meshfed.fsm import ConfigEntryDelete, ConfigEntrySet, FederationStateDelete, FederationStateUpsert
+from meshfed.fsm.config_entries import content_hash
+from meshfed.fsm.records import ConfigEntry, FederationState, federation_state_from_wire
+from meshfed.fsm.state import StateStore
+from meshfed.replication.config_entries import ConfigEntryDelegate
+from meshfed.replication.federation_states import FederationStateDelegate
+from meshfed.replication.replicator import ReplicationStatus, Replicator
+from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.header import RequestHeader
+from meshfed.server.config.loader import Config
+from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint, entry_json
+from meshfed.server.endpoints.federation_state import FederationStateEndpoint
+from meshfed.server.endpoints.writes import propose
+from meshfed.server.http.respond import json_body
+from meshfed.server.leader.pruning import prune_federation_states
+from meshfed.server.leader.routines import LeaderRoutines
+from meshfed.server.metrics import Metrics, gauge
+from meshfed.server.raft import RaftNode
+from meshfed.server.requests.router import Router
+from meshfed.server.requests.watch import WatchHub
+from meshfed.server.wan.dialer import WanDialer
+from meshfed.server.wan.gateway_locator import GatewayLocator
 
 REPLICATED = ("federation_state", "config_entry")
 

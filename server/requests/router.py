@@ -19,12 +19,11 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from fsm.state import StateStore
-from rpc.client import ConnectionPool
-from rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, unavailable
-from rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, QueryMeta, RequestHeader
-
-from .raft import RaftError
+from meshfed.fsm.state import StateStore
+from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, unavailable
+from meshfed.rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, QueryMeta, RequestHeader
+from meshfed.server.raft import RaftError
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,11 @@ from typing import Any
 
 import grpc
 
-from rpc.client import ConnectionPool
-from rpc.errors import ERR_NO_PATH, ERR_NO_SERVER, RPCError, unavailable
-from rpc.header import QueryMeta, RequestHeader
-from rpc.tls import server_name
-
-from .gateway_locator import GatewayLocator
+from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.errors import ERR_NO_PATH, ERR_NO_SERVER, RPCError, unavailable
+from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.tls import server_name
+from meshfed.server.wan.gateway_locator import GatewayLocator
 
 log = logging.getLogger(__name__)
 

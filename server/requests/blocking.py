@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
-from rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, QueryMeta, RequestHeader
-
-from .watch import WatchHub
+from meshfed.rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, QueryMeta, RequestHeader
+from meshfed.server.requests.watch import WatchHub
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import generate_key
+from meshfed.server.config.loader import generate_key
 
 HTTP_PORT = 8500
 
@@ -38,7 +38,7 @@ class ChildProcess:
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=_project_root(), start_new_session=True
+            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
 
@@ -91,7 +91,7 @@ class ServerProcess(ChildProcess):
 
     def command(self) -> list[str]:
         args = [
-            sys.executable, "-m", "server.cli", "agent", "-server",
+            sys.executable, "-m", "meshfed.server.cli", "agent", "-server",
             "-node", self.node, "-datacenter", self.datacenter, "-bind", self.address,
             "-data-dir", self.data_dir, "-encrypt", self.key,
             "-bootstrap-expect", str(len(self.peers) + 1),
@@ -106,10 +106,6 @@ class ServerProcess(ChildProcess):
         os.makedirs(self.data_dir, exist_ok=True)
         self.log_path = self.log_path or os.path.join(os.path.dirname(self.data_dir), f"{self.node}.log")
         super().start()
-
-
-def _project_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def get_json(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], Any]:
@@ -196,7 +192,7 @@ class GatewayProcess(ChildProcess):
         return f"http://{self.address}:{GATEWAY_ADMIN_PORT}"
 
     def command(self) -> list[str]:
-        args = [sys.executable, "-m", "server.cli", "gateway", "-dc", self.datacenter, "-bind", self.bind,
+        args = [sys.executable, "-m", "meshfed.server.cli", "gateway", "-dc", self.datacenter, "-bind", self.bind,
                 "-wan-address", self.bind, "-expose-servers", "-admin-bind", f"{self.address}:{GATEWAY_ADMIN_PORT}",
                 "-node", self.node or f"gw-{self.datacenter}-{self.address}"]
         for addr in self.http_addrs:
@@ -208,7 +204,7 @@ class GatewayProcess(ChildProcess):
 def federation_files(root: str, datacenter: str, primary: str, nodes: Sequence[str], primary_gateways: Sequence[str],
                      extra: dict[str, Any] | None = None) -> list[str]:
     """TLS material and one config file per server of `datacenter`; returns the config paths."""
-    from rpc.tls import CertFiles, create_ca, create_server_cert
+    from meshfed.rpc.tls import CertFiles, create_ca, create_server_cert
 
     tls_dir = os.path.join(root, "tls")
     os.makedirs(tls_dir, exist_ok=True)

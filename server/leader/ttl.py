@@ -13,12 +13,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from fsm import CheckUpdate
-from fsm.records import STATUS_CRITICAL, HealthCheck
-from fsm.state import StateStore
-
-from .durations import parse_duration
-from .raft import RaftNode
+from meshfed.fsm import CheckUpdate
+from meshfed.fsm.records import STATUS_CRITICAL, HealthCheck
+from meshfed.fsm.state import StateStore
+from meshfed.server.config.durations import parse_duration
+from meshfed.server.raft import RaftNode
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from fsm.records import FederationState
-from fsm.state import StateStore
-
-from .watch import WatchHub
+from meshfed.fsm.records import FederationState
+from meshfed.fsm.state import StateStore
+from meshfed.server.requests.watch import WatchHub
 
 log = logging.getLogger(__name__)
 

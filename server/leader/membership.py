@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fsm import CatalogRegister, ServerRegister
-from fsm.records import Node, NodeService, ServerInfo
-from fsm.state import StateStore
-
-from .raft import RaftNode
-from .watch import WatchHub
+from meshfed.fsm import CatalogRegister, ServerRegister
+from meshfed.fsm.records import Node, NodeService, ServerInfo
+from meshfed.fsm.state import StateStore
+from meshfed.server.raft import RaftNode
+from meshfed.server.requests.watch import WatchHub
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from .config import ConfigError, generate_key, load
-from .durations import parse_duration
-from .flags import add_agent_arguments, agent_overrides
+from meshfed.server.cli.flags import add_agent_arguments, agent_overrides
+from meshfed.server.config.durations import parse_duration
+from meshfed.server.config.loader import ConfigError, generate_key, load
 
 DEFAULT_HTTP_ADDR = "http://127.0.0.1:8500"
 LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
@@ -72,7 +72,7 @@ def cmd_agent(ns: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("pysyncobj").setLevel(logging.WARNING)
-    from .agent import Agent, StartupError
+    from meshfed.server.agent import Agent, StartupError
 
     try:
         return asyncio.run(Agent(config).run())
@@ -112,7 +112,7 @@ def cmd_fed_state_delete(ns: argparse.Namespace) -> int:
 
 
 def cmd_tls_ca_create(ns: argparse.Namespace) -> int:
-    from rpc.tls import create_ca
+    from meshfed.rpc.tls import create_ca
 
     files = create_ca(ns.dir, domain=ns.domain, days=ns.days)
     print(f"==> Saved {files.cert_file}\n==> Saved {files.key_file}")
@@ -120,7 +120,7 @@ def cmd_tls_ca_create(ns: argparse.Namespace) -> int:
 
 
 def cmd_tls_cert_create(ns: argparse.Namespace) -> int:
-    from rpc.tls import CertFiles, create_server_cert
+    from meshfed.rpc.tls import CertFiles, create_server_cert
 
     if not ns.server:
         raise CLIError("only server certificates are supported: pass -server")
@@ -137,7 +137,7 @@ def cmd_tls_cert_create(ns: argparse.Namespace) -> int:
 
 
 def cmd_gateway(ns: argparse.Namespace) -> int:
-    from .gateway import Gateway, GatewayConfig, parse_address
+    from meshfed.server.dataplane.gateway import Gateway, GatewayConfig, parse_address
 
     try:
         bind = parse_address(ns.bind, "-bind", 8443)
@@ -162,7 +162,7 @@ def cmd_gateway(ns: argparse.Namespace) -> int:
 
 
 def cmd_config_write(ns: argparse.Namespace) -> int:
-    from fsm.config_entries import ConfigEntryError, from_hcl
+    from meshfed.fsm.config_entries import ConfigEntryError, from_hcl
 
     try:
         with open(ns.file, "rb") as f:
@@ -244,7 +244,7 @@ def http_request_optional(ns: argparse.Namespace, method: str, path: str) -> Any
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
-    from .launcher import run_demo
+    from meshfed.server.cli.launcher import run_demo
 
     return run_demo(base=ns.base, data_dir=ns.data_dir)
 

@@ -33,13 +33,12 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
-from fsm import CAStateSet, Command, Result
-from fsm.records import CAState
-from replication.replicator import ReplicationStatus, TokenBucket
-from rpc.header import QueryMeta, RequestHeader
-
-from . import connect_ca as ca
-from .endpoints.connect_ca import (
+from meshfed.fsm import CAStateSet, Command, Result
+from meshfed.fsm.records import CAState
+from meshfed.replication.replicator import ReplicationStatus, TokenBucket
+from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.server.ca import crypto as ca
+from meshfed.server.endpoints.connect_ca import (
     MAX_CAS_ATTEMPTS,
     active_root,
     config_record,
@@ -50,7 +49,7 @@ from .endpoints.connect_ca import (
     stored_config,
     utc_now,
 )
-from .endpoints.writes import propose
+from meshfed.server.endpoints.writes import propose
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,10 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 
-from fsm import FederationStateDelete
-from fsm.records import FederationState
-from fsm.state import StateStore
-
-from .raft import RaftNode
+from meshfed.fsm import FederationStateDelete
+from meshfed.fsm.records import FederationState
+from meshfed.fsm.state import StateStore
+from meshfed.server.raft import RaftNode
 
 log = logging.getLogger(__name__)
 
