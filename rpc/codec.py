@@ -28,8 +28,17 @@ def _unpack(data: bytes) -> Any:
         raise invalid(f"undecodable message: {exc}") from None
 
 
+def _pack(message: dict[str, Any]) -> bytes:
+    # A value msgpack cannot carry (an integer beyond 64 bits, a lone surrogate, nesting past 511
+    # levels) is the caller's input, not a server fault: INVALID_ARGUMENT, never a traceback.
+    try:
+        return msgpack.packb(message, use_bin_type=True)
+    except (OverflowError, UnicodeEncodeError, ValueError, TypeError) as exc:
+        raise invalid(f"message cannot be encoded: {exc}") from None
+
+
 def encode_request(header: RequestHeader, body: Any) -> bytes:
-    return msgpack.packb({"h": header.to_wire(), "b": body}, use_bin_type=True)
+    return _pack({"h": header.to_wire(), "b": body})
 
 
 def decode_request(data: bytes) -> tuple[RequestHeader, Any]:
@@ -40,7 +49,7 @@ def decode_request(data: bytes) -> tuple[RequestHeader, Any]:
 
 
 def encode_response(meta: QueryMeta, body: Any) -> bytes:
-    return msgpack.packb({"m": meta.to_wire(), "b": body}, use_bin_type=True)
+    return _pack({"m": meta.to_wire(), "b": body})
 
 
 def decode_response(data: bytes) -> tuple[QueryMeta, Any]:

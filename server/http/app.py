@@ -8,7 +8,6 @@ and every response, errors included, carries X-Consul-Index >= 1 (py-consul requ
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from meshfed.server.endpoints.federation_state import FederationStateEndpoint
 from meshfed.server.endpoints.intention import IntentionEndpoint
 from meshfed.server.endpoints.status import StatusEndpoint
 from meshfed.server.http.decode import DecodeError
+from meshfed.server.http.json_guard import BodyError, parse_json_body, printable
 from meshfed.server.http.params import BadRequest
 from meshfed.server.http.respond import meta_headers
 from meshfed.server.metrics import Metrics
@@ -73,7 +73,8 @@ def _fallback_headers(api: Api) -> dict[str, str]:
 
 
 def _text(status: int, message: str, api: Api) -> web.Response:
-    return web.Response(status=status, text=message, headers=_fallback_headers(api))
+    # A message may quote client input; escape what UTF-8 cannot carry rather than fail the answer.
+    return web.Response(status=status, text=printable(message), headers=_fallback_headers(api))
 
 
 @web.middleware
@@ -125,10 +126,7 @@ def api_of(request: web.Request) -> Api:
 
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON; an empty body is None. Bad JSON is a 400, not a traceback."""
-    raw = await request.read()
-    if not raw.strip():
-        return None
     try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"Request decode failed: {exc}") from None
+        return parse_json_body(await request.read())
+    except BodyError as exc:
+        raise BadRequest(str(exc)) from None
