@@ -174,7 +174,7 @@ class Agent:
             endpoint=federation, config_entries=config_entries, metrics=self.metrics,
         )
         catalog = CatalogEndpoint(state=state, raft=raft, router=router, queries=queries)
-        status = StatusEndpoint(state=state, raft=raft, queries=queries)
+        status = StatusEndpoint(state=state, raft=raft, queries=queries, router=router)
         handlers = {
             **federation.handlers(), **catalog.handlers(), **status.handlers(), **config_entries.handlers(),
             **intentions.handlers(), **self.connect_ca.handlers(),

@@ -89,6 +89,10 @@ class ServerProcess(ChildProcess):
     def raft_address(self) -> str:
         return f"{self.address}:8301"
 
+    @property
+    def rpc_address(self) -> str:
+        return f"{self.address}:8300"
+
     def command(self) -> list[str]:
         args = [
             sys.executable, "-m", "meshfed.server.cli", "agent", "-server",

@@ -1,8 +1,15 @@
-"""Status.* and Operator.RaftGetConfiguration: answered from this server's own view, as Consul's
-/v1/status endpoints are (no forwarding, no ACL)."""
+"""Status.* and Operator.RaftGetConfiguration, as Consul answers them (connect-data §F).
+
+`Status/Leader` and `Status/Peers` are answered from the receiving server's own Raft view, never
+forwarded to the leader; a `dc` other than ours goes to that datacenter, whose server answers
+from its view (an unknown one is `No path to datacenter`). Addresses are the servers' RPC
+addresses (ip:8300), as Consul's, not the Raft port. The Raft configuration is the leader's view
+by default (forwarded like any read) and this server's own with `?stale`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meshfed.fsm.records import to_wire
@@ -11,13 +18,15 @@ from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
 from meshfed.server.raft import RaftNode
 from meshfed.server.requests.blocking import QueryRunner
+from meshfed.server.requests.router import Router
 
 
 class StatusEndpoint:
-    def __init__(self, *, state: StateStore, raft: RaftNode, queries: QueryRunner) -> None:
+    def __init__(self, *, state: StateStore, raft: RaftNode, queries: QueryRunner, router: Router) -> None:
         self._state = state
         self._raft = raft
         self._queries = queries
+        self._router = router
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -33,27 +42,54 @@ class StatusEndpoint:
     async def ping(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         return self._meta(), True
 
+    async def _here_or_in(self, method: str, header: RequestHeader, body: Any,
+                          local: Callable[[], Awaitable[tuple[QueryMeta, Any]]]) -> tuple[QueryMeta, Any]:
+        """This server's own view, unless the request names another datacenter."""
+        if header.datacenter and header.datacenter.lower() != self._router.datacenter.lower():
+            return await self._router.serve(method, header, body, local, write=False)
+        return await local()
+
+    def _rpc_address(self, raft_address: str) -> str:
+        """A Raft member's RPC address, from the record every server publishes; its Raft address
+        until that record exists (a member that never started cannot be dialed anyway)."""
+        _, servers = self._state.servers()
+        for info in servers:
+            if info.raft_address == raft_address:
+                return info.rpc_address
+        return raft_address
+
     async def leader(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
-        return self._meta(), self._raft.leader() or ""
+        async def local() -> tuple[QueryMeta, Any]:
+            leader = self._raft.leader()
+            return self._meta(), self._rpc_address(leader) if leader else ""
+
+        return await self._here_or_in("Status/Leader", header, body, local)
 
     async def peers(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
-        return self._meta(), sorted([self._raft.self_address, *self._raft.peers])
+        async def local() -> tuple[QueryMeta, Any]:
+            return self._meta(), sorted(self._rpc_address(a) for a in [self._raft.self_address, *self._raft.peers])
+
+        return await self._here_or_in("Status/Peers", header, body, local)
 
     async def raft_configuration(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         """{"servers": [{"node", "raft_address", "leader", "voter", "server": wire|None}], "index"}."""
-        index, servers = self._state.servers()
-        by_address = {s.raft_address: s for s in servers}
-        leader = self._raft.leader()
-        rows = []
-        for address in sorted([self._raft.self_address, *self._raft.peers]):
-            info = by_address.get(address)
-            rows.append(
-                {
-                    "node": info.node if info else address,
-                    "raft_address": address,
-                    "leader": address == leader,
-                    "voter": True,
-                    "server": to_wire(info) if info else None,
-                }
-            )
-        return self._queries.meta(index), {"servers": rows, "index": max(1, index)}
+
+        async def local() -> tuple[QueryMeta, Any]:
+            index, servers = self._state.servers()
+            by_address = {s.raft_address: s for s in servers}
+            leader = self._raft.leader()
+            rows = []
+            for address in sorted([self._raft.self_address, *self._raft.peers]):
+                info = by_address.get(address)
+                rows.append(
+                    {
+                        "node": info.node if info else address,
+                        "raft_address": address,
+                        "leader": address == leader,
+                        "voter": True,
+                        "server": to_wire(info) if info else None,
+                    }
+                )
+            return self._queries.meta(index), {"servers": rows, "index": max(1, index)}
+
+        return await self._router.serve("Status/RaftConfiguration", header, body, local, write=False)

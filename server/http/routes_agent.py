@@ -19,17 +19,17 @@ PROMETHEUS_ACCEPT = ("application/openmetrics-text", "text/plain; version=0.4.0"
 
 
 async def status_leader(request: web.Request) -> web.Response:
-    meta, leader = await api_of(request).status.leader(RequestHeader(), {})
+    meta, leader = await api_of(request).status.leader(parse_header(request), {})
     return with_meta(leader, meta)
 
 
 async def status_peers(request: web.Request) -> web.Response:
-    meta, peers = await api_of(request).status.peers(RequestHeader(), {})
+    meta, peers = await api_of(request).status.peers(parse_header(request), {})
     return with_meta(peers, meta)
 
 
 async def raft_configuration(request: web.Request) -> web.Response:
-    meta, config = await api_of(request).status.raft_configuration(RequestHeader(), {})
+    meta, config = await api_of(request).status.raft_configuration(parse_header(request), {})
     servers = []
     for row in config["servers"]:
         if row["server"] is not None:

@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from aiohttp import web
 
 from meshfed.fsm.records import csn_from_wire, node_from_wire, service_from_wire, to_wire
+from meshfed.rpc.header import RequestHeader
 from meshfed.server.http.app import api_of, read_json
-from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register
+from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register, lookup
 from meshfed.server.http.params import flag, parse_header
 from meshfed.server.http.respond import json_body, with_meta
 from meshfed.server.http.shapes import catalog_service_json, csn_json, node_json
 
 
+def _routed_by_body(header: RequestHeader, raw: Any) -> RequestHeader:
+    """Consul routes a catalog write by `?dc`, else by the body's `Datacenter` (what py-consul sends
+    for `catalog.register(..., dc=)`), else to the receiving server's own datacenter."""
+    if header.datacenter or not isinstance(raw, dict):
+        return header
+    named = lookup(raw, "Datacenter")
+    return dataclasses.replace(header, datacenter=named) if isinstance(named, str) and named else header
+
+
 async def register(request: web.Request) -> web.Response:
     api = api_of(request)
-    header = parse_header(request, write=True)
-    node, service, checks = decode_catalog_register(await read_json(request), header.datacenter or api.datacenter)
+    raw = await read_json(request)
+    header = _routed_by_body(parse_header(request, write=True), raw)
+    target = header.datacenter or api.datacenter
+    node, service, checks = decode_catalog_register(raw, target)
+    node = dataclasses.replace(node, datacenter=target)  # the record names the DC that stores it
     body = {"node": to_wire(node), "service": to_wire(service) if service else None, "checks": to_wire(checks)}
     _, ok = await api.catalog.register(header, body)
     return json_body(ok)
@@ -23,8 +39,9 @@ async def register(request: web.Request) -> web.Response:
 
 async def deregister(request: web.Request) -> web.Response:
     api = api_of(request)
-    header = parse_header(request, write=True)
-    node, service_id, check_id = decode_catalog_deregister(await read_json(request), api.datacenter)
+    raw = await read_json(request)
+    header = _routed_by_body(parse_header(request, write=True), raw)
+    node, service_id, check_id = decode_catalog_deregister(raw, api.datacenter)
     _, ok = await api.catalog.deregister(header, {"node": node, "service_id": service_id, "check_id": check_id})
     return json_body(ok)
 

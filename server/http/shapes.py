@@ -204,7 +204,7 @@ def server_json(s: ServerInfo, leader: bool) -> dict[str, Any]:
     return {
         "ID": s.node,
         "Node": s.node,
-        "Address": s.raft_address,
+        "Address": s.rpc_address,  # Consul's: the server RPC address (ip:8300), not the Raft port
         "Leader": leader,
         "Voter": True,
         "ProtocolVersion": RAFT_PROTOCOL_VERSION,

@@ -34,7 +34,7 @@ from .common import emit, machine, parse_prometheus, summarize_seconds
 
 def leader(servers: list[ServerProcess]) -> ServerProcess:
     address = get_json(servers[0].http + "/v1/status/leader")[2]
-    return next(s for s in servers if s.raft_address == address)
+    return next(s for s in servers if s.rpc_address == address)
 
 
 def gateway_bytes(admin: str) -> float:

@@ -97,7 +97,7 @@ async def run(args: argparse.Namespace, root: str) -> dict[str, Any]:
         start_federation(dcs, timeout=90)
         dc1, dc2 = dcs
         leader_address = get_json(dc1.servers[0].http + "/v1/status/leader")[2]
-        leader = next(s for s in dc1.servers if s.raft_address == leader_address)
+        leader = next(s for s in dc1.servers if s.rpc_address == leader_address)
         follower = next(s for s in dc1.servers if s is not leader)
         tls_dir = f"{root}/tls"
         pool = ConnectionPool(load_channel_credentials(f"{tls_dir}/consul-agent-ca.pem", f"{tls_dir}/dc1-server-consul-0.pem",
@@ -115,7 +115,7 @@ async def run(args: argparse.Namespace, root: str) -> dict[str, Any]:
         finally:
             await pool.close()
         dc2_leader_address = get_json(dc2.servers[0].http + "/v1/status/leader")[2]
-        dc2_leader = next(s for s in dc2.servers if s.raft_address == dc2_leader_address)
+        dc2_leader = next(s for s in dc2.servers if s.rpc_address == dc2_leader_address)
         _, _, replication = get_json(dc2_leader.http + "/v1/internal/replication")
         return {
             "benchmark": "replication_lag",

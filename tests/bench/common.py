@@ -157,14 +157,14 @@ class Datacenter:
     servers: list[ServerProcess]
     root: str
 
-    def by_raft_address(self, address: str) -> ServerProcess:
-        return next(s for s in self.servers if s.raft_address == address)
+    def by_rpc_address(self, address: str) -> ServerProcess:
+        return next(s for s in self.servers if s.rpc_address == address)
 
     def leader(self) -> ServerProcess:
         status, _, leader = get_json(self.servers[0].http + "/v1/status/leader")
         if status != 200 or not leader:
             raise RuntimeError(f"no leader reported by {self.servers[0].node}: {status} {leader!r}")
-        return self.by_raft_address(leader)
+        return self.by_rpc_address(leader)
 
     def followers(self) -> list[ServerProcess]:
         leader = self.leader()

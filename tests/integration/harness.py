@@ -69,12 +69,12 @@ class Datacenter:
     def logs(self, lines: int = 30) -> str:
         return "\n".join(f"--- {s.node} ({s.log_path}) ---\n{s.log_tail(lines)}" for s in self.servers)
 
-    def by_raft_address(self, address: str) -> ServerProcess:
-        return next(s for s in self.servers if s.raft_address == address)
+    def by_rpc_address(self, address: str) -> ServerProcess:
+        return next(s for s in self.servers if s.rpc_address == address)
 
     def leader(self) -> ServerProcess:
         live = next(s for s in self.servers if s.alive())
-        return self.by_raft_address(self.session.get(live.http + "/v1/status/leader", timeout=5).json())
+        return self.by_rpc_address(self.session.get(live.http + "/v1/status/leader", timeout=5).json())
 
     def followers(self) -> list[ServerProcess]:
         leader = self.leader()

@@ -40,7 +40,7 @@ def leader_of(dc: FederatedDatacenter) -> ServerProcess:
     live = next(s for s in dc.servers if s.alive())
     address = http(live, "GET", "/v1/status/leader").json()
     for server in dc.servers:
-        if server.raft_address == address:
+        if server.rpc_address == address:
             return server
     raise ValueError(f"{dc.name} has no leader")
 

@@ -48,7 +48,7 @@ def leader_of(dc: FederatedDatacenter) -> ServerProcess:
     live = next(s for s in dc.servers if s.alive())
     address = get(live, "/v1/status/leader").json()
     for server in dc.servers:
-        if server.raft_address == address:
+        if server.rpc_address == address:
             return server
     raise ValueError(f"{dc.name} has no leader right now")  # wait_until retries on ValueError
 
@@ -167,6 +167,31 @@ def test_step3_a_secondary_answers_for_the_primary_through_the_gateways(fed: lis
     assert back.status_code == 200 and back.json()["State"]["Datacenter"] == "dc2"
     unknown = get(dc1.servers[0], "/v1/internal/federation-states?dc=dc9")
     assert unknown.status_code == 503 and "dc9" in unknown.text
+
+
+def test_datacenter_parameter_is_answered_by_that_datacenter_or_refused(fed: list[FederatedDatacenter]) -> None:
+    """Issue #8 item 5: `?dc=` (or a body's Datacenter) routes to that DC; an unknown one is refused."""
+    dc1, dc2 = fed
+    asked = dc2.servers[0]
+    assert get(asked, "/v1/status/leader?dc=dc1").json() == leader_of(dc1).rpc_address
+    assert sorted(get(asked, "/v1/status/peers?dc=dc1").json()) == sorted(s.rpc_address for s in dc1.servers)
+    raft = get(asked, "/v1/operator/raft/configuration?dc=dc1").json()
+    assert {s["Node"] for s in raft["Servers"]} == {s.node for s in dc1.servers}
+    assert get(dc1.servers[1], "/v1/status/leader?dc=dc2").json() == leader_of(dc2).rpc_address
+    for path in ("/v1/status/leader", "/v1/status/peers", "/v1/operator/raft/configuration",
+                 "/v1/catalog/nodes", "/v1/health/service/web"):
+        unknown = get(asked, path + "?dc=dc9")
+        assert unknown.status_code >= 500 and "No path to datacenter" in unknown.text, (path, unknown.text)
+    # py-consul's catalog.register(..., dc="dc2") puts the datacenter in the body, not the query.
+    registration = {"Datacenter": "dc2", "Node": "routed-by-body", "Address": "127.0.9.9"}
+    assert put(dc1.servers[0], "/v1/catalog/register", registration).status_code == 200
+    wait_until(lambda: any(n["Node"] == "routed-by-body" for n in get(dc2.servers[0], "/v1/catalog/nodes?stale").json()),
+               5, what="the body's datacenter to receive the node")
+    assert all(n["Node"] != "routed-by-body" for n in get(dc1.servers[0], "/v1/catalog/nodes").json())
+    assert put(dc1.servers[0], "/v1/catalog/register", {**registration, "Datacenter": "dc9"}).status_code >= 500
+    deregister = S.put(dc1.servers[0].http + "/v1/catalog/deregister", json={"Datacenter": "dc2", "Node": "routed-by-body"},
+                       timeout=15)
+    assert deregister.status_code == 200, deregister.text
 
 
 def test_step4_cross_dc_traffic_only_through_gateways(fed: list[FederatedDatacenter]) -> None:

@@ -153,10 +153,12 @@ def test_catalog_health_status_and_metrics_through_py_consul(dc1: Datacenter) ->
     """Step 4: the catalog, health, status and metrics endpoints, as py-consul uses them."""
     follower = dc1.followers()[0]
     c = consul.Consul(host=follower.address, port=8500)
-    assert c.status.leader() == dc1.leader().raft_address
-    assert sorted(c.status.peers()) == sorted(s.raft_address for s in dc1.servers)
+    # Consul answers the server RPC address (ip:8300), never the Raft port (issue #8 item 7).
+    assert c.status.leader() == dc1.leader().rpc_address
+    assert sorted(c.status.peers()) == sorted(s.rpc_address for s in dc1.servers)
     raft = c.operator.raft_config()
     assert {s["Node"] for s in raft["Servers"]} == {s.node for s in dc1.servers}
+    assert {s["Address"] for s in raft["Servers"]} == {s.rpc_address for s in dc1.servers}
     assert sum(1 for s in raft["Servers"] if s["Leader"]) == 1
 
     c.catalog.register("web-node", "127.0.99.7", service={"service": "web", "port": 80, "tags": ["v1"]},

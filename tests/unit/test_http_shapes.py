@@ -286,11 +286,11 @@ def test_server_json(leader: bool) -> None:
     info = ServerInfo(
         node="s1",
         datacenter="dc1",
-        raft_address="127.0.0.1:8300",
-        rpc_address="127.0.0.1:8301",
+        raft_address="127.0.0.1:8301",
+        rpc_address="127.0.0.1:8300",
         http_address="127.0.0.1:8500",
     )
-    assert shapes.server_json(info, leader) == {
+    assert shapes.server_json(info, leader) == {  # Address: the RPC address, as Consul answers it
         "ID": "s1",
         "Node": "s1",
         "Address": "127.0.0.1:8300",
