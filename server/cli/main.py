@@ -85,11 +85,14 @@ def cmd_keygen(ns: argparse.Namespace) -> int:
     return 0
 
 
+MEMBER_STATUS = {1: "alive", 2: "leaving", 3: "left", 4: "failed"}  # serf's states
+
+
 def cmd_members(ns: argparse.Namespace) -> int:
     members = http_request(ns, "GET", "/v1/agent/members")
     rows = [("Node", "Address", "Status", "Type", "DC", "Leader")]
     for m in members:
-        rows.append((m["Name"], f'{m["Addr"]}:{m["Port"]}', "alive" if m["Status"] == 1 else "unknown",
+        rows.append((m["Name"], f'{m["Addr"]}:{m["Port"]}', MEMBER_STATUS.get(m["Status"], "unknown"),
                      "server", m["Tags"].get("dc", ""), m["Tags"].get("leader", "")))
     print(_table(rows))
     return 0
@@ -97,10 +100,11 @@ def cmd_members(ns: argparse.Namespace) -> int:
 
 def cmd_list_peers(ns: argparse.Namespace) -> int:
     config = http_request(ns, "GET", "/v1/operator/raft/configuration")
-    rows = [("Node", "ID", "Address", "State", "Voter", "RaftProtocol")]
+    rows = [("Node", "ID", "Address", "State", "Voter", "RaftProtocol", "Last Contact")]
     for s in config["Servers"]:
-        rows.append((s["Node"], s["ID"], s["Address"], "leader" if s["Leader"] else "follower",
-                     str(s["Voter"]).lower(), s["ProtocolVersion"]))
+        state = "leader" if s["Leader"] else "follower" if s.get("Healthy", True) else "unreachable"
+        rows.append((s["Node"], s["ID"], s["Address"], state, str(s["Voter"]).lower(), s["ProtocolVersion"],
+                     s.get("LastContact") or "never"))
     print(_table(rows))
     return 0
 

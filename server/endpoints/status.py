@@ -72,15 +72,19 @@ class StatusEndpoint:
         return await self._here_or_in("Status/Peers", header, body, local)
 
     async def raft_configuration(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
-        """{"servers": [{"node", "raft_address", "leader", "voter", "server": wire|None}], "index"}."""
+        """{"servers": [{"node", "raft_address", "leader", "voter", "server": wire|None, "alive",
+        "last_contact": seconds|None}], "index"}; liveness is the answering server's view, which is
+        the leader's unless the caller asked for ?stale."""
 
         async def local() -> tuple[QueryMeta, Any]:
             index, servers = self._state.servers()
             by_address = {s.raft_address: s for s in servers}
             leader = self._raft.leader()
+            health = self._raft.peer_health()
             rows = []
             for address in sorted([self._raft.self_address, *self._raft.peers]):
                 info = by_address.get(address)
+                peer = health.get(address)
                 rows.append(
                     {
                         "node": info.node if info else address,
@@ -88,6 +92,8 @@ class StatusEndpoint:
                         "leader": address == leader,
                         "voter": True,
                         "server": to_wire(info) if info else None,
+                        "alive": peer.alive if peer else False,
+                        "last_contact": peer.last_contact if peer else None,
                     }
                 )
             return self._queries.meta(index), {"servers": rows, "index": max(1, index)}

@@ -8,12 +8,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from meshfed.fsm.records import server_info_from_wire
 from meshfed.rpc.header import RequestHeader
+from meshfed.server.config.durations import format_duration
 from meshfed.server.http.app import api_of, read_json
 from meshfed.server.http.decode import lookup
 from meshfed.server.http.params import BadRequest, parse_header
 from meshfed.server.http.respond import json_body, with_meta
 from meshfed.server.http.shapes import server_json
 from meshfed.server.metrics import json_snapshot
+
+# serf's member states, as Consul's /v1/agent/members reports them
+MEMBER_ALIVE = 1
+MEMBER_FAILED = 4
 
 PROMETHEUS_ACCEPT = ("application/openmetrics-text", "text/plain; version=0.4.0")
 
@@ -33,17 +38,24 @@ async def raft_configuration(request: web.Request) -> web.Response:
     servers = []
     for row in config["servers"]:
         if row["server"] is not None:
-            servers.append(server_json(server_info_from_wire(row["server"]), row["leader"]))
+            server = server_json(server_info_from_wire(row["server"]), row["leader"])
         else:
-            servers.append(
-                {"ID": row["node"], "Node": row["node"], "Address": row["raft_address"],
-                 "Leader": row["leader"], "Voter": True, "ProtocolVersion": "3"}
-            )
+            server = {"ID": row["node"], "Node": row["node"], "Address": row["raft_address"],
+                      "Leader": row["leader"], "Voter": True, "ProtocolVersion": "3"}
+        # Beyond Consul's keys: the answering server's (by default the leader's) view of the member,
+        # in autopilot's words, so list-peers can show a dead server as such.
+        contact = row.get("last_contact")
+        server["Healthy"] = bool(row.get("alive"))
+        server["LastContact"] = "" if contact is None else format_duration(round(contact, 3))
+        servers.append(server)
     return with_meta({"Servers": servers, "Index": config["index"]}, meta)
 
 
 async def members(request: web.Request) -> web.Response:
-    """Consul's /v1/agent/members shape for the servers of this DC (meshfed has no client agents)."""
+    """Consul's /v1/agent/members shape for the servers of this DC (meshfed has no client agents).
+
+    Status is the leader's view of each member (alive while it answers heartbeats), so a killed
+    server reads failed within seconds; the published server record only fills in the tags."""
     meta, config = await api_of(request).status.raft_configuration(RequestHeader(), {})
     rows = []
     for row in config["servers"]:
@@ -61,7 +73,7 @@ async def members(request: web.Request) -> web.Response:
                     "http_addr": info.http_address if info else "",
                     "leader": "true" if row["leader"] else "false",
                 },
-                "Status": 1 if info else 0,
+                "Status": MEMBER_ALIVE if row.get("alive") else MEMBER_FAILED,
             }
         )
     return with_meta(rows, meta)

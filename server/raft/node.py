@@ -92,6 +92,10 @@ class RaftError(Exception):
         self.maybe_applied = maybe_applied
 
 
+FAILED_AFTER_MIN = 1.0  # seconds
+FAILED_AFTER_ELECTIONS = 3  # election timeouts of silence before a member is reported failed
+
+
 class _FalseDivergenceFilter(logging.Filter):
     """PySyncObj logs CRITICAL "truncating already-applied log entries ... may have diverged"
     whenever a leader re-sends entries a follower already has: a false alarm under normal load
@@ -137,6 +141,7 @@ class _SyncObj(SyncObj):
     def __init__(self, *args: Any, journal_path: str | None, **kwargs: Any) -> None:
         self.meshfed_journal_path = journal_path
         self.meshfed_last_leader_contact = 0.0
+        self.meshfed_peer_contact: dict[str, float] = {}  # peer id -> monotonic time of its last message
         self.meshfed_fatal = ""  # set when this node must not go on (e.g. an unreadable snapshot)
         super().__init__(*args, **kwargs)
 
@@ -170,9 +175,20 @@ class _SyncObj(SyncObj):
             raise
 
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
+        now = time.monotonic()
         if message.get("type") == "append_entries":
-            self.meshfed_last_leader_contact = time.monotonic()
+            self.meshfed_last_leader_contact = now
+        self.meshfed_peer_contact[str(getattr(node, "id", node))] = now
         SyncObj._SyncObj__onMessageReceived(self, node, message)
+
+
+@dataclass(frozen=True)
+class PeerHealth:
+    """A Raft member as this node knows it. Only the leader hears from every member (each answers
+    its heartbeats), so only the leader's view says whether a follower is alive."""
+
+    alive: bool
+    last_contact: float | None  # seconds since its last message; None when never heard from
 
 
 @dataclass
@@ -218,6 +234,9 @@ class RaftNode:
             raise ValueError("a cluster key is required: the Raft port speaks pickle")
         self.self_address = self_address
         self.peers = [p for p in peers if p != self_address]
+        # Silence after which a member counts as failed: several missed heartbeat rounds, and more
+        # than an election takes, so a slow tick does not flap it.
+        self.failed_after = max(FAILED_AFTER_MIN, FAILED_AFTER_ELECTIONS * timings.election_max)
         self._machine = machine
         self._on_leadership = on_leadership
         self._on_batch = on_batch
@@ -425,6 +444,19 @@ class RaftNode:
 
     def known_leader(self) -> bool:
         return self.leader() is not None
+
+    def peer_health(self) -> dict[str, PeerHealth]:
+        """Every member by Raft address. A peer is alive while its connection is up and it spoke
+        within `failed_after` (heartbeats answer every `timings.heartbeat`): a killed or cut-off
+        server turns failed within seconds, as serf reports it to Consul operators."""
+        now = time.monotonic()
+        health = {self.self_address: PeerHealth(True, 0.0)}
+        for address, node in self._peer_nodes():
+            heard = self._sync.meshfed_peer_contact.get(address)
+            age = None if heard is None else now - heard
+            alive = bool(self._sync.isNodeConnected(node)) and age is not None and age < self.failed_after
+            health[address] = PeerHealth(alive, age)
+        return health
 
     def status(self) -> RaftStatus:
         sync = self._sync

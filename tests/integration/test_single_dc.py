@@ -224,3 +224,31 @@ def test_cli_members_and_list_peers(dc1: Datacenter) -> None:
                             "-http-addr", f"{server.address}:8500"], capture_output=True, text=True, timeout=30)
     assert peers.returncode == 0, peers.stderr
     assert peers.stdout.count("leader") == 1 and peers.stdout.count("follower") == 2
+
+
+def test_a_killed_follower_is_reported_failed_within_seconds(dc1: Datacenter) -> None:
+    """Issue #8 item 6: members and list-peers report what the leader knows, not the catalog."""
+    victim = dc1.followers()[0]
+    asked = next(s for s in dc1.followers() if s is not victim)
+    assert victim.process is not None
+    victim.process.kill()
+    victim.process.wait(10)
+    killed = time.monotonic()
+
+    def failed_in_members() -> bool:
+        rows = dc1.get(asked, "/v1/agent/members").json()
+        return next(m for m in rows if m["Name"] == victim.node)["Status"] == 4  # serf's "failed"
+
+    wait_until(failed_in_members, 5, what=f"{victim.node} reported failed")
+    assert time.monotonic() - killed < 5
+    assert all(m["Status"] == 1 for m in dc1.get(asked, "/v1/agent/members").json() if m["Name"] != victim.node)
+    cli = subprocess.run([sys.executable, "-m", "meshfed.server.cli", "members", "-http-addr", f"{asked.address}:8500"],
+                         capture_output=True, text=True, timeout=30)
+    line = next(row for row in cli.stdout.splitlines() if victim.node in row)
+    assert "failed" in line and "alive" not in line, cli.stdout
+    peers = subprocess.run([sys.executable, "-m", "meshfed.server.cli", "operator", "raft", "list-peers",
+                            "-http-addr", f"{asked.address}:8500"], capture_output=True, text=True, timeout=30)
+    line = next(row for row in peers.stdout.splitlines() if victim.node in row)
+    assert "unreachable" in line, peers.stdout
+    servers = dc1.get(asked, "/v1/operator/raft/configuration").json()["Servers"]
+    assert next(s for s in servers if s["Node"] == victim.node)["LastContact"] != "0s"
