@@ -9,83 +9,13 @@ hundreds of acknowledged writes on a whole-cluster kill -9 during writes and sna
 
 from __future__ import annotations
 
-import itertools
-import threading
 import time
 
 import requests
 
-from .harness import Datacenter, wait_until
+from .workload import Writers, assert_all_present_and_identical, node_names
 
 SNAPSHOT_OFTEN = {"raft_snapshot_threshold": 40, "raft_snapshot_interval": "2s"}
-
-
-class Writers:
-    """Threads writing distinct catalog nodes through every live server; records what was acked."""
-
-    def __init__(self, dc: Datacenter, threads: int = 4, prefix: str = "w") -> None:
-        self.dc = dc
-        self.acked: set[str] = set()
-        self.errors = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(f"{prefix}{n}",), daemon=True) for n in range(threads)]
-
-    def _run(self, name: str) -> None:
-        session = requests.Session()
-        for i in itertools.count():
-            if self._stop.is_set():
-                return
-            servers = [s for s in self.dc.servers if s.alive()]
-            if not servers:
-                time.sleep(0.01)
-                continue
-            server = servers[i % len(servers)]
-            node = f"{name}-{i}"
-            try:
-                r = session.put(server.http + "/v1/catalog/register", json={"Node": node, "Address": "127.0.99.1"},
-                                timeout=10)
-                if r.status_code == 200 and r.json() is True:
-                    with self._lock:
-                        self.acked.add(node)
-                else:
-                    self.errors += 1
-            except requests.RequestException:
-                self.errors += 1
-
-    def start(self) -> Writers:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def stop(self) -> set[str]:
-        self._stop.set()
-        for t in self._threads:
-            t.join(15)
-        with self._lock:
-            return set(self.acked)
-
-
-def node_names(dc: Datacenter, server) -> tuple[int, set[str]]:  # type: ignore[no-untyped-def]
-    r = dc.get(server, "/v1/catalog/nodes?stale")
-    r.raise_for_status()
-    return int(r.headers["X-Consul-Index"]), {n["Node"] for n in r.json()}
-
-
-def assert_all_present_and_identical(dc: Datacenter, acked: set[str], timeout: float = 20.0) -> None:
-    def converged() -> bool:
-        views = [node_names(dc, s) for s in dc.servers if s.alive()]
-        return all(acked <= names for _, names in views) and len({(i, frozenset(n)) for i, n in views}) == 1
-
-    try:
-        wait_until(converged, timeout, interval=0.2, what="every acked write on every server, replicas identical")
-    except AssertionError:
-        for s in dc.servers:
-            if s.alive():
-                index, names = node_names(dc, s)
-                print(f"{s.node}: index {index}, {len(names)} nodes, missing {len(acked - names)} acked: "
-                      f"{sorted(acked - names)[:10]}")
-        raise
 
 
 def test_leader_kill_failover_loses_nothing_and_restarted_server_catches_up(make_dc) -> None:  # type: ignore[no-untyped-def]
