@@ -78,8 +78,7 @@ class Import:
     targets: tuple[str, ...]  # what the statement names: the module, or module.name per name
     base: str  # the module an `import` names, or the module a `from ... import` reads from
     aliases: tuple[tuple[str, str], ...]  # (local name, dotted name it is bound to)
-    in_function: bool
-    type_checking: bool
+    type_checking: bool  # under `if TYPE_CHECKING:`, so it never runs
 
 
 @dataclass
@@ -117,30 +116,30 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 
 def _imports(tree: ast.Module, source: str, package: str) -> Iterator[Import]:
-    def walk(node: ast.AST, in_function: bool, type_checking: bool) -> Iterator[Import]:
+    """Every import statement, at any depth (functions and classes included)."""
+
+    def walk(node: ast.AST, type_checking: bool) -> Iterator[Import]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.Import | ast.ImportFrom):
-                yield _resolve(child, source, package, in_function, type_checking)
+                yield _resolve(child, source, package, type_checking)
             elif isinstance(child, ast.If) and _is_type_checking(child.test):
                 for statement in child.body:
-                    yield from walk(ast.Module(body=[statement], type_ignores=[]), in_function, True)
+                    yield from walk(ast.Module(body=[statement], type_ignores=[]), True)
                 for statement in child.orelse:
-                    yield from walk(ast.Module(body=[statement], type_ignores=[]), in_function, type_checking)
+                    yield from walk(ast.Module(body=[statement], type_ignores=[]), type_checking)
             else:
-                nested = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
-                yield from walk(child, nested, type_checking)
+                yield from walk(child, type_checking)
 
-    yield from walk(tree, False, False)
+    yield from walk(tree, False)
 
 
-def _resolve(node: ast.Import | ast.ImportFrom, source: str, package: str, in_function: bool,
-             type_checking: bool) -> Import:
+def _resolve(node: ast.Import | ast.ImportFrom, source: str, package: str, type_checking: bool) -> Import:
     text = " ".join((ast.get_source_segment(source, node) or "").split())
     if isinstance(node, ast.Import):
         aliases = tuple((alias.asname or alias.name.split(".")[0],
                          alias.name if alias.asname else alias.name.split(".")[0]) for alias in node.names)
         targets = tuple(alias.name for alias in node.names)
-        return Import(node.lineno, text, targets, targets[0], aliases, in_function, type_checking)
+        return Import(node.lineno, text, targets, targets[0], aliases, type_checking)
     if node.level:
         base_parts = package.split(".")[: len(package.split(".")) - (node.level - 1)]
         base = ".".join([*base_parts, *([node.module] if node.module else [])])
@@ -148,7 +147,7 @@ def _resolve(node: ast.Import | ast.ImportFrom, source: str, package: str, in_fu
         base = node.module or ""
     targets = tuple(f"{base}.{alias.name}" for alias in node.names)
     aliases = tuple((alias.asname or alias.name, f"{base}.{alias.name}") for alias in node.names)
-    return Import(node.lineno, text, targets, base, aliases, in_function, type_checking)
+    return Import(node.lineno, text, targets, base, aliases, type_checking)
 
 
 def _module_of(target: str, modules: dict[str, Module]) -> str | None:
