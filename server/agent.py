@@ -28,7 +28,7 @@ from meshfed.replication.anti_entropy import FederationStateAntiEntropy
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.service import RPCService
 from meshfed.server.ca.leader import CA_ROOTS, SecondaryCA, bootstrap_primary_ca
-from meshfed.server.config.loader import Config, config_warnings
+from meshfed.server.config import Config, config_warnings
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from meshfed.server.config.loader import COMMAND_LINE, CONFIG_EXTENSIONS, ConfigError
+from meshfed.server.config import COMMAND_LINE, CONFIG_EXTENSIONS, ConfigError
 
 
 class _ConfigSource(argparse.Action):

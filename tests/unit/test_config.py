@@ -15,8 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshfed.server.config import loader as config_module
-from meshfed.server.config.loader import (
+from meshfed.server.config import (
     COMMAND_LINE,
     DEFAULTS,
     Config,
@@ -31,6 +30,7 @@ from meshfed.server.config.loader import (
     normalise_retry_join,
     validate_key,
 )
+from meshfed.server.config import loader as config_module
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 BASE = {"node_name": "s1", "data_dir": "/var/lib/meshfed", "encrypt": KEY}

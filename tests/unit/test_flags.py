@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from meshfed.server.cli.flags import add_agent_arguments, agent_overrides, build_agent_parser
-from meshfed.server.config.loader import COMMAND_LINE, ConfigError, load
+from meshfed.server.config import COMMAND_LINE, ConfigError, load
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 
