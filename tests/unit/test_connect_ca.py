@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshfed.server.ca.crypto import (
+from meshfed.server.ca import (
     CAConfig,
     CAConfigError,
     CANotInitializedError,
