@@ -58,6 +58,7 @@ Clock = Callable[[], datetime.datetime]
 
 
 def utc_now() -> datetime.datetime:
+    """The writers' default clock; tests pass their own so certificate times are exact."""
     return datetime.datetime.now(datetime.UTC)
 
 
