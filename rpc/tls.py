@@ -31,6 +31,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from meshfed.rpc.x509 import (
+    certificate_pem,
+    leaf_key_usage,
+    new_ec_key,
+    private_key_pem,
+    random_serial,
+    self_signed_ca,
+)
+
 DEFAULT_DOMAIN = "consul"
 CA_VALIDITY_DAYS = 1825
 SERVER_CERT_VALIDITY_DAYS = 365
@@ -102,22 +111,12 @@ def server_name(datacenter: str, node: str = "", domain: str = DEFAULT_DOMAIN) -
 # Generation
 
 
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+def _key_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return private_key_pem(key).encode()
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    # "EC PRIVATE KEY" like Consul, so files are interchangeable with its tooling.
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-
-
-def _serial_number() -> int:
-    # Random 128-bit, kept positive and non-zero as RFC 5280 requires.
-    return secrets.randbits(127) | 1
+def _cert_bytes(cert: x509.Certificate) -> bytes:
+    return certificate_pem(cert).encode()
 
 
 def _validity(days: int) -> tuple[datetime.datetime, datetime.datetime]:
@@ -167,38 +166,12 @@ def create_ca(directory: str, domain: str = DEFAULT_DOMAIN, days: int = CA_VALID
         if os.path.exists(path):
             raise FileExistsError(f"{path} already exists.")
 
-    key = _new_key()
+    key = new_ec_key()
     not_before, not_after = _validity(days)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"meshfed CA {secrets.token_hex(8)}")])
     key_id = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(key_id, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(key_id), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    _write_pair(files.cert_file, files.key_file, cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+    cert = self_signed_ca(key, subject, random_serial(), not_before, not_after, key_id)
+    _write_pair(files.cert_file, files.key_file, _cert_bytes(cert), _key_bytes(key))
     return files
 
 
@@ -259,7 +232,7 @@ def create_server_cert(
     not_before, not_after = _validity(days)
     ca_cert, ca_key = _load_ca(ca)
 
-    key = _new_key()
+    key = new_ec_key()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, any_server)])
     san = [x509.DNSName(name) for name in dict.fromkeys(dns_names)]
     san += [x509.IPAddress(ip) for ip in dict.fromkeys(ips)]
@@ -268,24 +241,11 @@ def create_server_cert(
         .subject_name(subject)
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
-        .serial_number(_serial_number())
+        .serial_number(random_serial())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(leaf_key_usage(), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
@@ -305,7 +265,7 @@ def create_server_cert(
         files = _first_free_pair(directory, prefix)
         try:
             _write_pair(
-                files.cert_file, files.key_file, cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+                files.cert_file, files.key_file, _cert_bytes(cert), _key_bytes(key)
             )
         except FileExistsError:
             continue  # another run took this number between the check and the write

@@ -37,8 +37,8 @@ from meshfed.fsm import CAStateSet, Command, Result
 from meshfed.fsm.records import CAState
 from meshfed.replication.replicator import ReplicationStatus, TokenBucket
 from meshfed.rpc.header import QueryMeta, RequestHeader
-from meshfed.server.ca import crypto as ca
-from meshfed.server.endpoints.connect_ca import (
+from meshfed.server import ca
+from meshfed.server.ca import (
     MAX_CAS_ATTEMPTS,
     active_root,
     config_record,

@@ -14,19 +14,15 @@ Errors, as gRPC codes (the HTTP status in brackets):
 - SignIntermediate outside the primary -> FAILED_PRECONDITION "not the primary datacenter".
 - a refused configuration or CSR -> INVALID_ARGUMENT naming the field.
 
-Per-root CreateIndex/ModifyIndex: the state machine indexes the record, not each root. A root
-stored without `CreateIndex` was added by the write that produced the current record (every writer
-here fills in the missing ones from the record it read before proposing), so the served
-CreateIndex is the stored one or else the record's ModifyIndex; every root's ModifyIndex is the
-record's, as Consul rewrites the whole set on each change.
+The record, its per-root indexes and Consul's JSON are `server/ca/roots.py`'s; this module routes,
+blocks, validates and proposes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from meshfed.fsm import CAStateSet
@@ -35,7 +31,19 @@ from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, conflict, internal, invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
-from meshfed.server.ca import crypto as ca
+from meshfed.server import ca
+from meshfed.server.ca import (
+    MAX_CAS_ATTEMPTS,
+    Clock,
+    active_root,
+    config_record,
+    is_initialized,
+    next_serial,
+    roots_for_write,
+    served_roots,
+    stored_config,
+    utc_now,
+)
 from meshfed.server.endpoints.writes import propose
 from meshfed.server.raft import RaftNode
 from meshfed.server.requests.blocking import QueryRunner
@@ -44,89 +52,10 @@ from meshfed.server.requests.router import Router
 TABLES = ("connect_ca",)
 ERR_NOT_INITIALIZED = "CA has not finished initializing"
 ERR_NOT_PRIMARY = "not the primary datacenter"
-# A configuration write re-reads and re-proposes when another write won the compare-and-set
-# race (e.g. the bootstrap of a new leader); more losses in a row than this mean a livelock.
-MAX_CAS_ATTEMPTS = 5
-
-Clock = Callable[[], datetime.datetime]
-
-
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def not_initialized() -> RPCError:
     return conflict(ERR_NOT_INITIALIZED)
-
-
-# --------------------------------------------------------------------------------------------------
-# The stored record <-> the CA module's types (pure; shared with the leader routines)
-
-
-def config_record(config: ca.CAConfig) -> dict[str, Any]:
-    """How a configuration is stored in `CAState.config`: Consul's request shape, so reading it
-    back goes through the same parser and validation as a PUT."""
-    view = ca.config_view(config)
-    return {"Provider": view["Provider"], "Config": dict(view["Config"])}
-
-
-def stored_config(state: CAState | None) -> ca.CAConfig:
-    """The CA configuration of a stored record; defaults when none was stored.
-
-    Raises:
-        CAConfigError: the stored record holds a configuration this version refuses.
-    """
-    cluster_id = state.cluster_id if state is not None else ""
-    if state is None or not state.config:
-        return ca.CAConfig(cluster_id=cluster_id)
-    return ca.config_from_request(state.config, ca.CAConfig(cluster_id=cluster_id))
-
-
-def is_initialized(state: CAState | None) -> bool:
-    return state is not None and bool(state.cluster_id)
-
-
-def active_root(roots: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    return next((root for root in roots if root.get("Active")), None)
-
-
-def roots_for_write(state: CAState | None) -> list[dict[str, Any]]:
-    """The stored roots, ready to be edited and proposed: each one carries its CreateIndex (see the
-    module docstring), none carries a ModifyIndex (that is always the record's)."""
-    if state is None:
-        return []
-    roots: list[dict[str, Any]] = []
-    for root in state.roots:
-        copy = dict(root)
-        if not copy.get("CreateIndex"):
-            copy["CreateIndex"] = state.modify_index
-        copy.pop("ModifyIndex", None)
-        roots.append(copy)
-    return roots
-
-
-def keep_create_indexes(before: Sequence[Mapping[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A root replaced in place (same ID, e.g. a secondary's renewed intermediate) keeps its
-    CreateIndex, as Consul's roots do; `rotate` builds the replacement from the new record."""
-    created = {root.get("ID"): root.get("CreateIndex") for root in before if root.get("CreateIndex")}
-    for root in after:
-        if not root.get("CreateIndex") and root.get("ID") in created:
-            root["CreateIndex"] = created[root.get("ID")]
-    return after
-
-
-def served_roots(state: CAState) -> list[dict[str, Any]]:
-    """The stored roots with per-root indexes; private fields are removed later by `public_view`."""
-    roots = roots_for_write(state)
-    for root in roots:
-        root["ModifyIndex"] = state.modify_index
-    return roots
-
-
-def next_serial(roots: Iterable[Mapping[str, Any]]) -> int:
-    """Consul's built-in provider numbers roots 1, 2, ...; gaps left by pruning are never reused."""
-    serials = [root.get("SerialNumber") for root in roots]
-    return max((s for s in serials if isinstance(s, int) and not isinstance(s, bool)), default=0) + 1
 
 
 def attempt_request_id(base: str, attempt: int) -> str:

@@ -26,7 +26,7 @@ from meshfed.fsm import CAStateSet, Command, Result, StateMachine, encode_batch
 from meshfed.fsm.records import CAState
 from meshfed.rpc.errors import RPCError, unavailable
 from meshfed.rpc.header import QueryMeta, RequestHeader
-from meshfed.server.ca import crypto as ca
+from meshfed.server import ca
 from meshfed.server.ca.leader import (
     BOOTSTRAP_BACKOFF_MAX,
     CA_ROOTS,

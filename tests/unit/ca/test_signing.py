@@ -1,5 +1,5 @@
-"""The built-in Connect CA (reference connect-data.md §C): certificate contents, record formats,
-intermediates for secondaries, rotation/pruning, the HTTP views, and CA configuration parsing."""
+"""The Connect CA's certificates (reference connect-data.md §C.2, §C.3): root contents and record
+formats, intermediates for secondaries, rotation and pruning."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import json
 import re
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,96 +21,29 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshfed.server.ca.crypto import (
-    CAConfig,
-    CAConfigError,
-    CANotInitializedError,
-    config_from_request,
-    config_view,
+from meshfed.server.ca.config import CAConfig, CAConfigError
+from meshfed.server.ca.roots import public_view
+from meshfed.server.ca.signing import (
     generate_root,
     make_intermediate_csr,
-    new_cluster_id,
-    pem_chain,
     prune,
-    public_view,
-    requires_new_root,
-    roots_response,
     rotate,
     secondary_root,
     sign_intermediate,
-    trust_domain,
-    validate_config,
 )
 
-CLUSTER_ID = "7f42f496-fbc7-8692-05ed-334aa5340c1e"
-OTHER_CLUSTER_ID = "0a1b2c3d-0000-4000-8000-000000000000"
-NOW = datetime.datetime(2025, 5, 25, 21, 39, 23, 654321, tzinfo=datetime.UTC)
-HOUR = 3600.0
-PRIVATE_MARKERS = ("PRIVATE KEY", '"SigningKey"', '"SigningCert"', '"RotatedOutAt"')
-
-
-def cert_of(pem: str) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(pem.encode())
-
-
-def uris(cert: x509.Certificate) -> list[str]:
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return san.get_values_for_type(x509.UniformResourceIdentifier)
-
-
-def common_name(name: x509.Name) -> str:
-    return name.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-
-
-def spki_sha256(public_key: Any) -> bytes:
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).digest()
-
-
-def colon_hex_re(octets: int) -> re.Pattern[str]:
-    return re.compile(rf"^[0-9a-f]{{2}}(:[0-9a-f]{{2}}){{{octets - 1}}}$")
-
-
-@pytest.fixture(scope="module")
-def root() -> dict[str, Any]:
-    return generate_root(CLUSTER_ID, NOW, CAConfig(cluster_id=CLUSTER_ID), serial=7)
-
-
-@pytest.fixture(scope="module")
-def intermediate(root: dict[str, Any]) -> tuple[str, str, str]:
-    """(csr_pem, key_pem, signed intermediate pem) for a secondary dc2."""
-    csr_pem, key_pem = make_intermediate_csr(CLUSTER_ID, "dc2")
-    return csr_pem, key_pem, sign_intermediate(root, csr_pem, NOW, 8760 * HOUR)
-
-
-# --------------------------------------------------------------------------------------------------
-# Identity
-
-
-def test_new_cluster_id_is_a_fresh_uuid4() -> None:
-    first, second = new_cluster_id(), new_cluster_id()
-    assert uuid.UUID(first).version == 4
-    assert str(uuid.UUID(first)) == first
-    assert first != second
-
-
-def test_trust_domain_is_lower_case_and_stable_for_a_cluster_id() -> None:
-    assert trust_domain(CLUSTER_ID) == f"{CLUSTER_ID}.consul"
-    assert trust_domain(CLUSTER_ID.upper()) == f"{CLUSTER_ID}.consul"
-    assert trust_domain(CLUSTER_ID) == trust_domain(CLUSTER_ID)
-
-
-@pytest.mark.parametrize("bad", ["", "a/b", "x.consul", "spiffe://x", " id"])
-def test_trust_domain_refuses_ids_that_would_break_the_spiffe_uri(bad: str) -> None:
-    with pytest.raises(ValueError, match="cluster id"):
-        trust_domain(bad)
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.uuids())
-def test_trust_domain_of_any_uuid_is_its_lower_case_form(cluster: uuid.UUID) -> None:
-    assert trust_domain(str(cluster).upper()) == f"{cluster}.consul"
-
+from .samples import (
+    CLUSTER_ID,
+    HOUR,
+    NOW,
+    OTHER_CLUSTER_ID,
+    cert_of,
+    colon_hex_re,
+    common_name,
+    fake_root,
+    spki_sha256,
+    uris,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Root (§C.1, §C.2 step 3)
@@ -406,16 +338,6 @@ def test_secondary_root_refuses_mismatched_material(
 # Rotation and pruning (§C.2 steps 4 and 7)
 
 
-def fake_root(root_id: str, active: bool = True, **extra: Any) -> dict[str, Any]:
-    return {
-        "ID": root_id,
-        "Active": active,
-        "RootCert": f"cert-{root_id}",
-        "SigningKey": f"key-{root_id}",
-        **extra,
-    }
-
-
 def test_rotation_keeps_the_old_root_listed_inactive() -> None:
     old = fake_root("old", CreateIndex=5)
     rotated = rotate([old], fake_root("new"), NOW)
@@ -486,218 +408,3 @@ def test_prune_never_drops_the_active_root_or_one_without_a_rotation_time() -> N
         fake_root("a"),
     ]
     assert [r["ID"] for r in prune(roots, far_future, HOUR)] == ["unknown", "garbled", "a"]
-
-
-# --------------------------------------------------------------------------------------------------
-# HTTP views
-
-
-def test_public_view_has_exactly_consuls_fields_and_no_secrets(root: dict[str, Any]) -> None:
-    stored = rotate(
-        [{**root, "CreateIndex": 8, "ModifyIndex": 9}], generate_root(CLUSTER_ID, NOW, CAConfig(), 8), NOW
-    )
-    view = public_view(stored[0])
-    assert list(view) == [
-        "ID",
-        "Name",
-        "SerialNumber",
-        "SigningKeyID",
-        "ExternalTrustDomain",
-        "NotBefore",
-        "NotAfter",
-        "RootCert",
-        "IntermediateCerts",
-        "Active",
-        "PrivateKeyType",
-        "PrivateKeyBits",
-        "CreateIndex",
-        "ModifyIndex",
-    ]
-    text = json.dumps(view)
-    for marker in PRIVATE_MARKERS:
-        assert marker not in text
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.dictionaries(st.text(min_size=1, max_size=12), st.text(max_size=8), max_size=6))
-def test_public_view_never_passes_unknown_fields(extra: dict[str, str]) -> None:
-    view = public_view({**fake_root("a"), **extra})
-    allowed = {
-        "ID",
-        "Name",
-        "SerialNumber",
-        "SigningKeyID",
-        "ExternalTrustDomain",
-        "NotBefore",
-        "NotAfter",
-        "RootCert",
-        "IntermediateCerts",
-        "Active",
-        "PrivateKeyType",
-        "PrivateKeyBits",
-        "CreateIndex",
-        "ModifyIndex",
-    }
-    assert set(view) <= allowed
-    assert "SigningKey" not in view
-
-
-def test_roots_response_shape(root: dict[str, Any], intermediate: tuple[str, str, str]) -> None:
-    newer = generate_root(CLUSTER_ID, NOW, CAConfig(), serial=8)
-    stored = [{**r, "CreateIndex": 3, "ModifyIndex": 4} for r in rotate([root], newer, NOW)]
-    body = roots_response(stored, trust_domain(CLUSTER_ID))
-    assert body["ActiveRootID"] == newer["ID"]
-    assert body["TrustDomain"] == f"{CLUSTER_ID}.consul"
-    assert [r["ID"] for r in body["Roots"]] == [root["ID"], newer["ID"]]
-    assert body["Roots"][0]["Active"] is False and body["Roots"][0]["CreateIndex"] == 3
-    text = json.dumps(body)
-    for marker in PRIVATE_MARKERS:
-        assert marker not in text
-    bare = roots_response(stored, trust_domain(CLUSTER_ID), index_fields=False)
-    assert all("CreateIndex" not in r and "ModifyIndex" not in r for r in bare["Roots"])
-    assert "CreateIndex" in stored[0]  # the stored records are not modified
-
-
-def test_roots_response_when_empty_or_uninitialised() -> None:
-    assert roots_response([], "x.consul") == {"ActiveRootID": "", "TrustDomain": "x.consul", "Roots": []}
-    with pytest.raises(CANotInitializedError, match="CA has not finished initializing"):
-        roots_response([], "")
-
-
-def test_pem_chain_lists_each_root_then_its_intermediates(
-    root: dict[str, Any], intermediate: tuple[str, str, str]
-) -> None:
-    _, key_pem, pem = intermediate
-    newer = generate_root(CLUSTER_ID, NOW, CAConfig(), serial=8)
-    chain = pem_chain([newer, secondary_root(root, pem, key_pem)])
-    certs = x509.load_pem_x509_certificates(chain.encode())
-    assert [c.fingerprint(hashes.SHA256()) for c in certs] == [
-        cert_of(p).fingerprint(hashes.SHA256()) for p in (newer["RootCert"], root["RootCert"], pem)
-    ]
-    assert "PRIVATE KEY" not in chain
-    assert pem_chain([{"RootCert": "A", "IntermediateCerts": ["B"]}]) == "A\nB\n"
-    assert pem_chain([]) == ""
-
-
-# --------------------------------------------------------------------------------------------------
-# Configuration
-
-
-def test_config_view_matches_consuls_shape() -> None:
-    assert config_view(CAConfig(cluster_id=CLUSTER_ID)) == {
-        "Provider": "consul",
-        "Config": {
-            "LeafCertTTL": "72h",
-            "IntermediateCertTTL": "8760h",
-            "RootCertTTL": "87600h",
-            "PrivateKeyType": "ec",
-            "PrivateKeyBits": 256,
-            "RotationPeriod": "2160h",
-        },
-        "State": None,
-        "ForceWithoutCrossSigning": False,
-    }
-
-
-def test_default_config_is_valid_and_exposes_seconds() -> None:
-    config = CAConfig()
-    validate_config(config)
-    assert config.leaf_cert_ttl_seconds == 72 * HOUR
-    assert config.intermediate_cert_ttl_seconds == 8760 * HOUR
-    assert config.root_cert_ttl_seconds == 87600 * HOUR
-
-
-def test_config_round_trips_through_view_and_request() -> None:
-    config = CAConfig(
-        cluster_id=CLUSTER_ID, leaf_cert_ttl="24h", private_key_type="rsa", private_key_bits=4096
-    )
-    assert config_from_request(config_view(config), CAConfig(cluster_id=CLUSTER_ID)) == config
-
-
-def test_config_request_keys_are_case_insensitive_and_may_be_snake_case() -> None:
-    body = {
-        "provider": "consul",
-        "config": {
-            "leaf_cert_ttl": "12h",
-            "INTERMEDIATECERTTTL": "48h",
-            "PrivateKeyBits": "384",
-            "CSRMaxPerSecond": 5,
-        },
-        "ForceWithoutCrossSigning": True,
-        "CreateIndex": 5,
-    }
-    config = config_from_request(body, CAConfig(cluster_id=CLUSTER_ID))
-    assert (config.leaf_cert_ttl, config.intermediate_cert_ttl, config.private_key_bits) == (
-        "12h",
-        "48h",
-        384,
-    )
-    assert config.cluster_id == CLUSTER_ID
-
-
-def test_config_request_omitted_keys_take_defaults_not_current_values() -> None:
-    current = CAConfig(cluster_id=CLUSTER_ID, leaf_cert_ttl="24h", rotation_period="1h")
-    config = config_from_request({"Provider": "consul", "Config": {"RootCertTTL": "100000h"}}, current)
-    assert config == CAConfig(cluster_id=CLUSTER_ID, root_cert_ttl="100000h")
-    rsa_config = config_from_request({"Provider": "consul", "Config": {"PrivateKeyType": "rsa"}}, current)
-    assert (rsa_config.private_key_type, rsa_config.private_key_bits) == ("rsa", 2048)
-
-
-@pytest.mark.parametrize(
-    ("body", "field", "fragment"),
-    [
-        ({"Provider": "vault", "Config": {}}, "Provider", "vault"),
-        ({"Config": {}}, "Provider", "None"),
-        ({"Provider": "consul", "Config": []}, "Config", "object"),
-        ({"Provider": "consul", "State": {"k": "v"}}, "State", "read-only"),
-        ({"Provider": "consul", "Config": {"LeafCertTTL": "3 days"}}, "LeafCertTTL", "invalid duration"),
-        ({"Provider": "consul", "Config": {"LeafCertTTL": 3600}}, "LeafCertTTL", "string"),
-        ({"Provider": "consul", "Config": {"LeafCertTTL": "59m"}}, "LeafCertTTL", "1h0m0s"),
-        ({"Provider": "consul", "Config": {"LeafCertTTL": "8761h"}}, "LeafCertTTL", "8760h0m0s"),
-        (
-            {"Provider": "consul", "Config": {"LeafCertTTL": "1h", "IntermediateCertTTL": "2h"}},
-            "IntermediateCertTTL",
-            "3h0m0s",
-        ),
-        (
-            {"Provider": "consul", "Config": {"LeafCertTTL": "72h", "IntermediateCertTTL": "200h"}},
-            "IntermediateCertTTL",
-            "216h0m0s",
-        ),
-        ({"Provider": "consul", "Config": {"RootCertTTL": "8000h"}}, "RootCertTTL", "8760h"),
-        ({"Provider": "consul", "Config": {"PrivateKeyType": "dsa"}}, "PrivateKeyType", "'ec', 'rsa'"),
-        ({"Provider": "consul", "Config": {"PrivateKeyBits": 512}}, "PrivateKeyBits", "224, 256, 384, 521"),
-        (
-            {"Provider": "consul", "Config": {"PrivateKeyType": "rsa", "PrivateKeyBits": 1024}},
-            "PrivateKeyBits",
-            "2048, 4096",
-        ),
-        ({"Provider": "consul", "Config": {"PrivateKeyBits": True}}, "PrivateKeyBits", "bits"),
-        ({"Provider": "consul", "Config": {"RotationPeriod": "-1h"}}, "RotationPeriod", "negative"),
-        ({"Provider": "consul", "Config": {"PrivateKey": "-----BEGIN"}}, "Config.PrivateKey", "LeafCertTTL"),
-    ],
-)
-def test_config_request_errors_name_the_field(body: dict[str, Any], field: str, fragment: str) -> None:
-    with pytest.raises(CAConfigError) as err:
-        config_from_request(body, CAConfig(cluster_id=CLUSTER_ID))
-    assert err.value.field == field
-    assert fragment in err.value.message
-    assert str(err.value) == f"{field}: {err.value.message}"
-    assert isinstance(err.value, ValueError)
-
-
-def test_config_request_body_must_be_an_object() -> None:
-    with pytest.raises(CAConfigError) as err:
-        config_from_request(["Provider"], CAConfig())  # type: ignore[arg-type]
-    assert err.value.field == "" and str(err.value) == err.value.message
-
-
-def test_only_a_key_change_requires_a_new_root() -> None:
-    base = CAConfig(cluster_id=CLUSTER_ID)
-    assert not requires_new_root(
-        base, CAConfig(cluster_id=CLUSTER_ID, leaf_cert_ttl="24h", root_cert_ttl="90000h")
-    )
-    assert requires_new_root(base, CAConfig(cluster_id=CLUSTER_ID, private_key_bits=384))
-    assert requires_new_root(
-        base, CAConfig(cluster_id=CLUSTER_ID, private_key_type="rsa", private_key_bits=2048)
-    )
