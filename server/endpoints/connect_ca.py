@@ -36,10 +36,8 @@ from meshfed.rpc.errors import RPCError, conflict, internal, invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
 from meshfed.server.ca import crypto as ca
+from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
-from meshfed.server.raft import RaftNode
-from meshfed.server.requests.blocking import QueryRunner
-from meshfed.server.requests.router import Router
 
 TABLES = ("connect_ca",)
 ERR_NOT_INITIALIZED = "CA has not finished initializing"
@@ -147,9 +145,9 @@ class ConnectCAEndpoint:
         primary_datacenter: str,
         datacenter: str,
         state: StateStore,
-        raft: RaftNode,
-        router: Router,
-        queries: QueryRunner,
+        raft: Proposer,
+        router: RequestRouter,
+        queries: Queries,
         clock: Clock = utc_now,
     ) -> None:
         self._primary = primary_datacenter

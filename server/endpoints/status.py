@@ -9,12 +9,11 @@ from meshfed.fsm.records import to_wire
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
-from meshfed.server.raft import RaftNode
-from meshfed.server.requests.blocking import QueryRunner
+from meshfed.server.endpoints.ports import LeaderView, Queries
 
 
 class StatusEndpoint:
-    def __init__(self, *, state: StateStore, raft: RaftNode, queries: QueryRunner) -> None:
+    def __init__(self, *, state: StateStore, raft: LeaderView, queries: Queries) -> None:
         self._state = state
         self._raft = raft
         self._queries = queries
