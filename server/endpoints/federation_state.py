@@ -70,7 +70,8 @@ class FederationStateEndpoint:
             raise invalid(f"Invalid federation state operation: {op}")
         try:
             fed_state = federation_state_from_wire(raw_state)
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # AttributeError: a nested record that is not a map (e.g. a gateway's node given as 7).
             raise invalid(f"invalid request: malformed federation state: {exc}") from None
 
         async def local() -> tuple[QueryMeta, Any]:
