@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from meshfed.fsm.records import csn_from_wire, node_from_wire, service_from_wire, to_wire
-from meshfed.server.http.app import api_of, read_json
+from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register
 from meshfed.server.http.params import flag, parse_header
 from meshfed.server.http.respond import json_body, with_meta

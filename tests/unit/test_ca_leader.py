@@ -40,7 +40,8 @@ from meshfed.server.ca.leader import (
 )
 from meshfed.server.endpoints.connect_ca import ERR_NOT_INITIALIZED, ERR_NOT_PRIMARY, ConnectCAEndpoint
 from meshfed.server.http import routes_connect_ca
-from meshfed.server.http.app import API_KEY, error_middleware
+from meshfed.server.http.api import API_KEY
+from meshfed.server.http.app import error_middleware
 from meshfed.server.requests.blocking import QueryRunner
 from meshfed.server.requests.watch import WatchHub
 from tests.twins.raft import RaftTwin
