@@ -64,7 +64,8 @@ def test_cas_refuses_a_stale_index_and_accepts_the_current_one() -> None:
         changed = {**WEB_DEFAULTS, "Protocol": "grpc"}
         assert await dc1.put(changed, cas=0) is False
         assert await dc1.put(changed, cas=1) is True
-        assert dc1.twin.state.config_entry_get("service-defaults", "web")[1].body["Protocol"] == "grpc"
+        _, stored = dc1.twin.state.config_entry_get("service-defaults", "web")
+        assert stored is not None and stored.body["Protocol"] == "grpc"
 
     asyncio.run(scenario())
 
