@@ -32,7 +32,7 @@ def _methods(protocol: type) -> list[str]:
     return [name for name, member in vars(protocol).items() if inspect.isfunction(member) and not name.startswith("_")]
 
 
-def _parameters(function: Callable[..., Any]) -> list[tuple[str, inspect._ParameterKind]]:
+def _parameters(function: Callable[..., Any]) -> list[tuple[str, Any]]:
     """Names and kinds, not annotations: a renamed or re-ordered parameter breaks callers that pass it
     by keyword; annotations are the type checker's job."""
     return [(p.name, p.kind) for p in inspect.signature(function).parameters.values()]
