@@ -35,7 +35,8 @@ from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
 from meshfed.server.endpoints.federation_state import FederationStateEndpoint
 from meshfed.server.endpoints.intention import IntentionEndpoint
 from meshfed.server.endpoints.status import StatusEndpoint
-from meshfed.server.http.app import Api, build_app
+from meshfed.server.http.api import Api
+from meshfed.server.http.app import build_app
 from meshfed.server.leader.anti_entropy import CatalogGatewaySource, PrimaryStateSink
 from meshfed.server.leader.membership import publish_self
 from meshfed.server.leader.routines import LeaderRoutines
@@ -174,7 +175,7 @@ class Agent:
             endpoint=federation, config_entries=config_entries, metrics=self.metrics,
         )
         catalog = CatalogEndpoint(state=state, raft=raft, router=router, queries=queries)
-        status = StatusEndpoint(state=state, raft=raft, queries=queries, router=router)
+        status = StatusEndpoint(datacenter=cfg.datacenter, state=state, raft=raft, queries=queries, router=router)
         handlers = {
             **federation.handlers(), **catalog.handlers(), **status.handlers(), **config_entries.handlers(),
             **intentions.handlers(), **self.connect_ca.handlers(),
@@ -208,8 +209,8 @@ class Agent:
             intentions=intentions,
             connect_ca=self.connect_ca,
             metrics=self.metrics,
+            wan=self.federation_wan,
             prometheus_enabled=cfg.telemetry.prometheus_retention_time > 0,
-            debug_routes=self.federation_wan.debug_routes(),
         )
         # Open blocking queries are cut at shutdown after HTTP_SHUTDOWN_TIMEOUT (clients retry), not
         # aiohttp's default 60 s.

@@ -14,10 +14,8 @@ from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
+from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
-from meshfed.server.raft import RaftNode
-from meshfed.server.requests.blocking import QueryRunner
-from meshfed.server.requests.router import Router
 
 NODES = ("nodes",)
 SERVICES = ("services",)
@@ -34,7 +32,7 @@ def _field(body: Any, name: str, kind: type = str) -> Any:
 
 
 class CatalogEndpoint:
-    def __init__(self, *, state: StateStore, raft: RaftNode, router: Router, queries: QueryRunner) -> None:
+    def __init__(self, *, state: StateStore, raft: Proposer, router: RequestRouter, queries: Queries) -> None:
         self._state = state
         self._raft = raft
         self._router = router

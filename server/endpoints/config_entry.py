@@ -29,10 +29,8 @@ from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
+from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
-from meshfed.server.raft import RaftNode
-from meshfed.server.requests.blocking import QueryRunner
-from meshfed.server.requests.router import Router
 
 TABLES = ("config_entries",)
 KIND_EXPORTED_SERVICES = "exported-services"
@@ -82,9 +80,9 @@ class ConfigEntryEndpoint:
         datacenter: str,
         primary_datacenter: str,
         state: StateStore,
-        raft: RaftNode,
-        router: Router,
-        queries: QueryRunner,
+        raft: Proposer,
+        router: RequestRouter,
+        queries: Queries,
     ) -> None:
         self._datacenter = datacenter
         self._primary = primary_datacenter

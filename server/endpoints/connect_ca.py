@@ -44,10 +44,8 @@ from meshfed.server.ca import (
     stored_config,
     utc_now,
 )
+from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
-from meshfed.server.raft import RaftNode
-from meshfed.server.requests.blocking import QueryRunner
-from meshfed.server.requests.router import Router
 
 TABLES = ("connect_ca",)
 ERR_NOT_INITIALIZED = "CA has not finished initializing"
@@ -76,9 +74,9 @@ class ConnectCAEndpoint:
         primary_datacenter: str,
         datacenter: str,
         state: StateStore,
-        raft: RaftNode,
-        router: Router,
-        queries: QueryRunner,
+        raft: Proposer,
+        router: RequestRouter,
+        queries: Queries,
         clock: Clock = utc_now,
     ) -> None:
         self._primary = primary_datacenter

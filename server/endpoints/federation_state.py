@@ -18,10 +18,8 @@ from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
+from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
-from meshfed.server.raft import RaftNode
-from meshfed.server.requests.blocking import QueryRunner
-from meshfed.server.requests.router import Router
 
 TABLES = ("federation_states",)
 
@@ -39,9 +37,9 @@ class FederationStateEndpoint:
         *,
         primary_datacenter: str,
         state: StateStore,
-        raft: RaftNode,
-        router: Router,
-        queries: QueryRunner,
+        raft: Proposer,
+        router: RequestRouter,
+        queries: Queries,
         observe: Callable[[str, float], None] | None = None,
     ) -> None:
         self._primary = primary_datacenter
@@ -72,7 +70,8 @@ class FederationStateEndpoint:
             raise invalid(f"Invalid federation state operation: {op}")
         try:
             fed_state = federation_state_from_wire(raw_state)
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # AttributeError: a nested record that is not a map (e.g. a gateway's node given as 7).
             raise invalid(f"invalid request: malformed federation state: {exc}") from None
 
         async def local() -> tuple[QueryMeta, Any]:

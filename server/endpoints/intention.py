@@ -25,10 +25,8 @@ from meshfed.rpc.errors import RPCError, invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
 from meshfed.server.endpoints.config_entry import entry_json
+from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
-from meshfed.server.raft import RaftNode
-from meshfed.server.requests.blocking import QueryRunner
-from meshfed.server.requests.router import Router
 
 TABLES = ("config_entries",)
 KIND = "service-intentions"
@@ -72,9 +70,9 @@ class IntentionEndpoint:
         *,
         primary_datacenter: str,
         state: StateStore,
-        raft: RaftNode,
-        router: Router,
-        queries: QueryRunner,
+        raft: Proposer,
+        router: RequestRouter,
+        queries: Queries,
         default_allow: bool = True,
     ) -> None:
         self._primary = primary_datacenter

@@ -16,13 +16,13 @@ from meshfed.fsm.records import to_wire
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
-from meshfed.server.raft import RaftNode
-from meshfed.server.requests.blocking import QueryRunner
-from meshfed.server.requests.router import Router
+from meshfed.server.endpoints.ports import LeaderView, Queries, RequestRouter
 
 
 class StatusEndpoint:
-    def __init__(self, *, state: StateStore, raft: RaftNode, queries: QueryRunner, router: Router) -> None:
+    def __init__(self, *, datacenter: str, state: StateStore, raft: LeaderView, queries: Queries,
+                 router: RequestRouter) -> None:
+        self._datacenter = datacenter
         self._state = state
         self._raft = raft
         self._queries = queries
@@ -45,7 +45,7 @@ class StatusEndpoint:
     async def _here_or_in(self, method: str, header: RequestHeader, body: Any,
                           local: Callable[[], Awaitable[tuple[QueryMeta, Any]]]) -> tuple[QueryMeta, Any]:
         """This server's own view, unless the request names another datacenter."""
-        if header.datacenter and header.datacenter.lower() != self._router.datacenter.lower():
+        if header.datacenter and header.datacenter.lower() != self._datacenter.lower():
             return await self._router.serve(method, header, body, local, write=False)
         return await local()
 

@@ -9,7 +9,7 @@ import grpc
 
 from meshfed.fsm import Command, CommandError, Result, validate
 from meshfed.rpc.errors import RPCError, invalid
-from meshfed.server.raft import RaftNode
+from meshfed.server.endpoints.ports import Proposer
 
 RESULT_CODES = {
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,
@@ -38,7 +38,7 @@ def raise_for(result: Result) -> Result:
     return result
 
 
-async def propose(raft: RaftNode, rid: str, command: Command) -> Result:
+async def propose(raft: Proposer, rid: str, command: Command) -> Result:
     check_shape([command])
     (result,) = await raft.apply([(request_id(rid), command)])
     return raise_for(result)

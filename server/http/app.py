@@ -10,26 +10,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 from aiohttp import web
 
-from meshfed.fsm.state import TABLES, StateStore
+from meshfed.fsm.state import TABLES
 from meshfed.rpc.errors import RPCError
-from meshfed.server.endpoints.catalog import CatalogEndpoint
-from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
-from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
-from meshfed.server.endpoints.federation_state import FederationStateEndpoint
-from meshfed.server.endpoints.intention import IntentionEndpoint
-from meshfed.server.endpoints.status import StatusEndpoint
+from meshfed.server.http import (
+    routes_agent,
+    routes_catalog,
+    routes_config,
+    routes_connect_ca,
+    routes_intentions,
+    routes_internal,
+)
+from meshfed.server.http.api import API_KEY, Api
 from meshfed.server.http.decode import DecodeError
-from meshfed.server.http.json_guard import BodyError, parse_json_body, printable
+from meshfed.server.http.json_guard import printable
 from meshfed.server.http.params import BadRequest
 from meshfed.server.http.respond import meta_headers
-from meshfed.server.metrics import Metrics
-from meshfed.server.requests.blocking import QueryRunner
 
 log = logging.getLogger(__name__)
 
@@ -43,30 +42,6 @@ HTTP_STATUS = {
     grpc.StatusCode.ALREADY_EXISTS: 409,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
-
-DebugHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class Api:
-    """What the HTTP layer needs from the server; built once by the agent."""
-
-    datacenter: str
-    state: StateStore
-    queries: QueryRunner
-    federation: FederationStateEndpoint
-    catalog: CatalogEndpoint
-    status: StatusEndpoint
-    config_entries: ConfigEntryEndpoint
-    intentions: IntentionEndpoint
-    connect_ca: ConnectCAEndpoint
-    metrics: Metrics
-    prometheus_enabled: bool = True
-    debug_routes: dict[str, DebugHandler] = field(default_factory=dict)  # extra GET routes (locator, replication)
-
-
-API_KEY: web.AppKey[Api] = web.AppKey("meshfed_api", Api)
-
 
 def _fallback_headers(api: Api) -> dict[str, str]:
     return meta_headers(api.queries.meta(api.state.index(*TABLES)))
@@ -98,15 +73,6 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
 
 
 def build_app(api: Api) -> web.Application:
-    from meshfed.server.http import (
-        routes_agent,
-        routes_catalog,
-        routes_config,
-        routes_connect_ca,
-        routes_intentions,
-        routes_internal,
-    )
-
     app = web.Application(middlewares=[error_middleware], client_max_size=4 * 1024 * 1024)
     app[API_KEY] = api
     routes_internal.add(app)
@@ -115,18 +81,4 @@ def build_app(api: Api) -> web.Application:
     routes_config.add(app)
     routes_intentions.add(app)
     routes_connect_ca.add(app)
-    for path, handler in api.debug_routes.items():
-        app.router.add_get(path, handler)
     return app
-
-
-def api_of(request: web.Request) -> Api:
-    return request.app[API_KEY]
-
-
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON; an empty body is None. Bad JSON is a 400, not a traceback."""
-    try:
-        return parse_json_body(await request.read())
-    except BodyError as exc:
-        raise BadRequest(str(exc)) from None

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from meshfed.fsm.records import csn_from_wire, node_from_wire, service_from_wire, to_wire
 from meshfed.rpc.header import RequestHeader
-from meshfed.server.http.app import api_of, read_json
+from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register, lookup
 from meshfed.server.http.params import flag, parse_header
 from meshfed.server.http.respond import json_body, with_meta

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from meshfed.server.http.app import api_of, read_json
+from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.params import BadRequest, parse_header
 from meshfed.server.http.respond import json_body, meta_headers, with_meta
 

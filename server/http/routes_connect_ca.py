@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from meshfed.server import ca
-from meshfed.server.http.app import api_of, read_json
+from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.params import BadRequest, parse_header
 from meshfed.server.http.respond import meta_headers, with_meta
 

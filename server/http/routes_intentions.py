@@ -1,5 +1,4 @@
-"""/v1/connect/intentions (connect-data §A.5), with 400 instead of Consul's 500 for bad input,
-and /v1/internal/mesh-gateway-mode (meshfed extra: which mode applies to an upstream, §B.6)."""
+"""/v1/connect/intentions (connect-data §A.5), with 400 instead of Consul's 500 for bad input."""
 
 from __future__ import annotations
 
@@ -7,16 +6,9 @@ import uuid
 
 from aiohttp import web
 
-from meshfed.server.http.app import api_of, read_json
+from meshfed.server.http.api import api_of, read_json, required_query
 from meshfed.server.http.params import BadRequest, parse_header
 from meshfed.server.http.respond import json_body, meta_headers, with_meta
-
-
-def _required(request: web.Request, name: str) -> str:
-    value = request.query.get(name, "")
-    if not value:
-        raise BadRequest(f"required query parameter '{name}' not set")
-    return value
 
 
 def _uuid(request: web.Request) -> str:
@@ -41,7 +33,7 @@ async def create_legacy(request: web.Request) -> web.Response:
 
 
 async def get_exact(request: web.Request) -> web.Response:
-    body = {"source": _required(request, "source"), "destination": _required(request, "destination")}
+    body = {"source": required_query(request, "source"), "destination": required_query(request, "destination")}
     meta, intention = await api_of(request).intentions.get(parse_header(request), body)
     if intention is None:
         return web.Response(status=404, text="Intention not found", headers=meta_headers(meta))
@@ -52,15 +44,15 @@ async def put_exact(request: web.Request) -> web.Response:
     body = await read_json(request)
     if body is not None and not isinstance(body, dict):
         raise BadRequest("Request decode failed: expected a JSON object")
-    request_body = {"op": "upsert-exact", "source": _required(request, "source"),
-                    "destination": _required(request, "destination"), "intention": body or {}}
+    request_body = {"op": "upsert-exact", "source": required_query(request, "source"),
+                    "destination": required_query(request, "destination"), "intention": body or {}}
     _, reply = await api_of(request).intentions.apply(parse_header(request, write=True), request_body)
     return json_body(reply)
 
 
 async def delete_exact(request: web.Request) -> web.Response:
-    request_body = {"op": "delete-exact", "source": _required(request, "source"),
-                    "destination": _required(request, "destination")}
+    request_body = {"op": "delete-exact", "source": required_query(request, "source"),
+                    "destination": required_query(request, "destination")}
     _, reply = await api_of(request).intentions.apply(parse_header(request, write=True), request_body)
     return json_body(reply)
 
@@ -77,7 +69,7 @@ async def match(request: web.Request) -> web.Response:
 
 
 async def check(request: web.Request) -> web.Response:
-    body = {"source": _required(request, "source"), "destination": _required(request, "destination"),
+    body = {"source": required_query(request, "source"), "destination": required_query(request, "destination"),
             "source_type": request.query.get("source-type", "consul")}
     meta, result = await api_of(request).intentions.check(parse_header(request), body)
     return with_meta(result, meta)
@@ -103,19 +95,6 @@ async def delete_by_id(request: web.Request) -> web.Response:
     return json_body(reply)
 
 
-async def mesh_gateway_mode(request: web.Request) -> web.Response:
-    query = request.query
-    body = {
-        "service": _required(request, "service"),
-        "upstream": _required(request, "upstream"),
-        "upstream_datacenter": query.get("upstream-datacenter", ""),
-        "instance_mode": query.get("instance-mode", ""),
-        "upstream_mode": query.get("upstream-mode", ""),
-    }
-    meta, result = await api_of(request).config_entries.mesh_gateway_mode(parse_header(request), body)
-    return with_meta(result, meta)
-
-
 def add(app: web.Application) -> None:
     app.router.add_get("/v1/connect/intentions", list_intentions)
     app.router.add_post("/v1/connect/intentions", create_legacy)
@@ -127,4 +106,3 @@ def add(app: web.Application) -> None:
     app.router.add_get("/v1/connect/intentions/{id}", get_by_id)
     app.router.add_put("/v1/connect/intentions/{id}", put_by_id)
     app.router.add_delete("/v1/connect/intentions/{id}", delete_by_id)
-    app.router.add_get("/v1/internal/mesh-gateway-mode", mesh_gateway_mode)

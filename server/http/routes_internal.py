@@ -1,12 +1,24 @@
-"""GET /v1/internal/federation-state(s)...: the debug endpoints operators script against
-(reference/federation.md §4; operators.md #13324). GET only; other methods are 405."""
+"""Every /v1/internal/* route, in one table: the views operators and meshfed's own tools script
+against rather than Consul's public API.
+
+- federation-state(s): the records and their mesh gateways (reference/federation.md §4;
+  operators.md #13324). GET only, except a meshfed DELETE of a decommissioned DC's record.
+- mesh-gateway-mode: which mode applies to one upstream and which level set it (connect-data §B.6).
+- gateway-locator, replication: this server's WAN federation state, read from `Api.wan`.
+
+Other methods on these paths are 405.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
 
 from aiohttp import web
 
 from meshfed.fsm.records import csn_from_wire, federation_state_from_wire
-from meshfed.server.http.app import api_of
+from meshfed.server.http.api import api_of, required_query
 from meshfed.server.http.params import BadRequest, parse_header
 from meshfed.server.http.respond import json_body, meta_headers, with_meta
 from meshfed.server.http.shapes import csn_json, federation_state_json
@@ -63,9 +75,67 @@ async def missing_name(request: web.Request) -> web.Response:
     raise BadRequest("Missing datacenter name")
 
 
+async def mesh_gateway_mode(request: web.Request) -> web.Response:
+    query = request.query
+    body = {
+        "service": required_query(request, "service"),
+        "upstream": required_query(request, "upstream"),
+        "upstream_datacenter": query.get("upstream-datacenter", ""),
+        "instance_mode": query.get("instance-mode", ""),
+        "upstream_mode": query.get("upstream-mode", ""),
+    }
+    meta, result = await api_of(request).config_entries.mesh_gateway_mode(parse_header(request), body)
+    return with_meta(result, meta)
+
+
+async def gateway_locator(request: web.Request) -> web.Response:
+    wan = api_of(request).wan
+    view = wan.locator.view()
+    return json_body({
+        "Enabled": wan.enabled,
+        "Datacenter": view.datacenter,
+        "PrimaryDatacenter": view.primary_datacenter,
+        "Populated": view.populated,
+        "Mode": view.mode,
+        "Reason": view.reason,
+        "LocalGateways": view.local_gateways,
+        "PrimaryGateways": view.primary_gateways,
+        "FallbackGateways": view.fallback_gateways,
+        "FallbackDisabled": wan.config.disable_primary_gateway_fallback,
+        "Replication": view.replication,
+    })
+
+
+async def replication(request: web.Request) -> web.Response:
+    wan = api_of(request).wan
+    config = wan.config
+    now = time.time()
+    rows: list[dict[str, Any]] = []
+    for status in wan.replication.values():
+        data = dataclasses.asdict(status)
+        rows.append({
+            "Type": status.name,
+            "Enabled": not config.is_primary,
+            "Running": data["running"],
+            "SourceDatacenter": config.primary,
+            "ReplicatedIndex": data["last_remote_index"],
+            "LastSuccess": data["last_success"],
+            "LastError": data["last_error"],
+            "LastErrorMessage": data["last_error_message"],
+            "ConsecutiveFailures": data["consecutive_failures"],
+            "Rounds": data["rounds"],
+            "Applies": data["applies"],
+            "LagSeconds": status.lag_seconds(now) if status.running else 0.0,
+        })
+    return json_body({"Datacenter": config.datacenter, "Primary": config.is_primary, "Types": rows})
+
+
 def add(app: web.Application) -> None:
     app.router.add_get("/v1/internal/federation-states", list_states)
     app.router.add_get("/v1/internal/federation-states/mesh-gateways", list_mesh_gateways)
     app.router.add_get("/v1/internal/federation-state/", missing_name)
     app.router.add_get("/v1/internal/federation-state/{dc}", get_state)
     app.router.add_delete("/v1/internal/federation-state/{dc}", delete_state)
+    app.router.add_get("/v1/internal/mesh-gateway-mode", mesh_gateway_mode)
+    app.router.add_get("/v1/internal/gateway-locator", gateway_locator)
+    app.router.add_get("/v1/internal/replication", replication)

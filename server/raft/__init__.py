@@ -1,5 +1,5 @@
 """Raft for meshfed: the only package that imports PySyncObj (see node.py and storage.py)."""
 
-from meshfed.server.raft.node import RaftError, RaftNode, RaftStatus, RaftTimings
+from meshfed.server.raft.node import PeerHealth, RaftError, RaftNode, RaftStatus, RaftTimings
 
-__all__ = ["RaftError", "RaftNode", "RaftStatus", "RaftTimings"]
+__all__ = ["PeerHealth", "RaftError", "RaftNode", "RaftStatus", "RaftTimings"]

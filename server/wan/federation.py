@@ -13,13 +13,11 @@ back to trusting local gateways and the replication gauges are zeroed.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 
 from meshfed.fsm import ConfigEntryDelete, ConfigEntrySet, FederationStateDelete, FederationStateUpsert
@@ -35,7 +33,6 @@ from meshfed.server.config.loader import Config
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint, entry_json
 from meshfed.server.endpoints.federation_state import FederationStateEndpoint
 from meshfed.server.endpoints.writes import propose
-from meshfed.server.http.respond import json_body
 from meshfed.server.leader.pruning import prune_federation_states
 from meshfed.server.leader.routines import LeaderRoutines
 from meshfed.server.metrics import Metrics, gauge
@@ -206,43 +203,3 @@ class Federation:
                     1.0 if view.mode == "direct" else 0.0)
         yield gauge("meshfed_gateway_locator_replication_failures", "Consecutive federation-state fetch failures seen",
                     self.locator.signal.consecutive_failures)
-
-    async def http_locator(self, request: web.Request) -> web.Response:
-        view = self.locator.view()
-        return json_body({
-            "Enabled": self.enabled,
-            "Datacenter": view.datacenter,
-            "PrimaryDatacenter": view.primary_datacenter,
-            "Populated": view.populated,
-            "Mode": view.mode,
-            "Reason": view.reason,
-            "LocalGateways": view.local_gateways,
-            "PrimaryGateways": view.primary_gateways,
-            "FallbackGateways": view.fallback_gateways,
-            "FallbackDisabled": self.config.disable_primary_gateway_fallback,
-            "Replication": view.replication,
-        })
-
-    async def http_replication(self, request: web.Request) -> web.Response:
-        now = time.time()
-        rows: list[dict[str, Any]] = []
-        for status in self.replication.values():
-            data = dataclasses.asdict(status)
-            rows.append({
-                "Type": status.name,
-                "Enabled": not self.config.is_primary,
-                "Running": data["running"],
-                "SourceDatacenter": self.config.primary,
-                "ReplicatedIndex": data["last_remote_index"],
-                "LastSuccess": data["last_success"],
-                "LastError": data["last_error"],
-                "LastErrorMessage": data["last_error_message"],
-                "ConsecutiveFailures": data["consecutive_failures"],
-                "Rounds": data["rounds"],
-                "Applies": data["applies"],
-                "LagSeconds": status.lag_seconds(now) if status.running else 0.0,
-            })
-        return json_body({"Datacenter": self.config.datacenter, "Primary": self.config.is_primary, "Types": rows})
-
-    def debug_routes(self) -> dict[str, Any]:
-        return {"/v1/internal/gateway-locator": self.http_locator, "/v1/internal/replication": self.http_replication}

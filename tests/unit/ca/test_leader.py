@@ -1,8 +1,9 @@
 """Connect CA leader routines and endpoints with in-memory twins (reference connect-data.md §C.2, §C.3).
 
-Each datacenter twin is a real state machine behind a fake Raft (applies in order, records every
-command), the real blocking-query engine, and a router that serves locally or hands the call to
-the other datacenter's endpoint (or fails, when the WAN is cut).
+Each datacenter is the shared twins (tests/twins/): a real state machine behind the Raft twin
+(applies in order, records every command), the real blocking-query engine, and the router twin,
+which serves locally or hands the call to the other datacenter's endpoint (or fails, when the WAN
+is cut).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import asyncio
 import dataclasses
 import datetime
 import random
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -22,9 +23,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from meshfed.fsm import CAStateSet, Command, Result, StateMachine, encode_batch
+from meshfed.fsm import CAStateSet
 from meshfed.fsm.records import CAState
-from meshfed.rpc.errors import RPCError, unavailable
+from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.server import ca
 from meshfed.server.ca.leader import (
@@ -39,9 +40,12 @@ from meshfed.server.ca.leader import (
 )
 from meshfed.server.endpoints.connect_ca import ERR_NOT_INITIALIZED, ERR_NOT_PRIMARY, ConnectCAEndpoint
 from meshfed.server.http import routes_connect_ca
-from meshfed.server.http.app import API_KEY, error_middleware
+from meshfed.server.http.api import API_KEY
+from meshfed.server.http.app import error_middleware
 from meshfed.server.requests.blocking import QueryRunner
 from meshfed.server.requests.watch import WatchHub
+from tests.twins.raft import RaftTwin
+from tests.twins.router import RouterTwin
 
 START = datetime.datetime(2025, 6, 1, 12, 0, tzinfo=datetime.UTC)
 HOUR = datetime.timedelta(hours=1)
@@ -59,81 +63,11 @@ class Clock:
         return self.now
 
 
-class FakeRaft:
-    """Always the leader; applies each proposal to a real state machine at the next index.
-
-    `before_apply` runs once before the next proposal is applied (a concurrent writer), and
-    `failures` proposals in a row fail as a lost quorum would.
-    """
-
-    def __init__(self, watches: WatchHub) -> None:
-        self.machine = StateMachine()
-        self.machine.subscribe(lambda tables, index: watches.notify(tables, index))
-        self.index = 0
-        self.commands: list[Command] = []
-        self.failures = 0
-        self.before_apply: Callable[[], None] | None = None
-
-    @property
-    def state(self) -> Any:
-        return self.machine.state
-
-    def apply_now(self, command: Command) -> Result:
-        self.index += 1
-        self.commands.append(command)
-        (result,) = self.machine.apply(self.index, encode_batch([("", command)]))
-        return result
-
-    async def apply(self, commands: Sequence[tuple[str, Command]], timeout: float = 5.0) -> list[Result]:
-        await asyncio.sleep(0)  # a real proposal yields: lets concurrent writers interleave
-        if self.failures:
-            self.failures -= 1
-            raise RuntimeError("no quorum")
-        if self.before_apply is not None:
-            hook, self.before_apply = self.before_apply, None
-            hook()
-        return [self.apply_now(command) for _, command in commands]
-
-    def ca_sets(self) -> list[CAStateSet]:
-        return [c for c in self.commands if isinstance(c, CAStateSet)]
-
-    # LeaderView, for the query runner
-    def is_leader(self) -> bool:
-        return True
-
-    def known_leader(self) -> bool:
-        return True
-
-    def last_contact(self) -> float:
-        return 0.0
-
-    async def barrier(self, timeout: float = 5.0) -> int:
-        return self.index
-
-
-Handlers = dict[str, Callable[[RequestHeader, Any], Awaitable[tuple[QueryMeta, Any]]]]
-
-
-@dataclass
-class FakeRouter:
-    datacenter: str
-    peers: dict[str, Handlers] = field(default_factory=dict)
-    wan_up: bool = True
-
-    async def serve(self, method: str, header: RequestHeader, body: Any, local: Any, *, write: bool) -> Any:
-        target = header.datacenter or self.datacenter
-        if target.lower() == self.datacenter.lower():
-            return await local()
-        if not self.wan_up:
-            raise unavailable(f"No path to datacenter: {target}")
-        return await self.peers[target][method](header.forwarded(), body)
-
-
 @dataclass
 class DC:
     name: str
-    raft: FakeRaft
-    router: FakeRouter
+    raft: RaftTwin
+    router: RouterTwin
     queries: QueryRunner
     endpoint: ConnectCAEndpoint
 
@@ -143,12 +77,12 @@ class DC:
 
 def make_dc(name: str, clock: Clock, primary: str = "dc1") -> DC:
     watches = WatchHub()
-    raft = FakeRaft(watches)
-    router = FakeRouter(name)
+    raft = RaftTwin(watches)
+    router = RouterTwin(name)
     queries = QueryRunner(raft, watches)
     endpoint = ConnectCAEndpoint(
-        primary_datacenter=primary, datacenter=name, state=raft.state, raft=raft,  # type: ignore[arg-type]
-        router=router, queries=queries, clock=clock,  # type: ignore[arg-type]
+        primary_datacenter=primary, datacenter=name, state=raft.state, raft=raft,
+        router=router, queries=queries, clock=clock,
     )
     return DC(name, raft, router, queries, endpoint)
 

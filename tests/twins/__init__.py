@@ -1,0 +1,1 @@
+"""In-memory twins of the transport behind `meshfed.server.endpoints.ports`, for unit tests."""

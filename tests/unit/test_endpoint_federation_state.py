@@ -1,0 +1,166 @@
+"""FederationState.* endpoint (reference/federation.md §3) on the shared twins: real state machine,
+real blocking-query engine, a router twin per datacenter."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+
+from meshfed.fsm.records import (
+    KIND_MESH_GATEWAY,
+    CheckServiceNode,
+    FederationState,
+    Node,
+    NodeService,
+    to_wire,
+)
+from meshfed.rpc.errors import RPCError
+from meshfed.rpc.header import RequestHeader
+from meshfed.server.endpoints.federation_state import FederationStateEndpoint
+from tests.twins.server import ServerTwin, server_twin
+
+
+class DC:
+    def __init__(self, name: str) -> None:
+        self.twin: ServerTwin = server_twin(name)
+        self.observed: list[str] = []
+        self.endpoint = FederationStateEndpoint(
+            primary_datacenter="dc1", state=self.twin.state, raft=self.twin.raft, router=self.twin.router,
+            queries=self.twin.queries, observe=lambda name, seconds: self.observed.append(name),
+        )
+
+
+def federate(*dcs: DC) -> None:
+    for dc in dcs:
+        dc.twin.router.peers = {other.twin.datacenter: other.endpoint.handlers() for other in dcs if other is not dc}
+
+
+def gateway(node: str) -> CheckServiceNode:
+    return CheckServiceNode(
+        node=Node(node=node, address="10.0.0.9"),
+        service=NodeService(id="mgw", service="mesh-gateway", kind=KIND_MESH_GATEWAY, port=8443),
+    )
+
+
+def wire_state(datacenter: str, *gateways: CheckServiceNode, updated_at: str = "") -> dict[str, Any]:
+    return to_wire(FederationState(datacenter, tuple(gateways), updated_at=updated_at))
+
+
+def test_a_write_at_a_secondary_lands_in_the_primary_only() -> None:
+    """§3: writes are re-targeted to the primary wherever they arrive."""
+    dc1, dc2 = DC("dc1"), DC("dc2")
+    federate(dc1, dc2)
+
+    async def scenario() -> None:
+        _, reply = await dc2.endpoint.apply(RequestHeader(), {"op": "upsert", "state": wire_state("dc2", gateway("g1"))})
+        assert reply is True
+        assert dc2.twin.router.calls == [("FederationState/Apply", "dc1", True)]
+        _, stored = dc1.twin.state.federation_state_get("dc2")
+        assert stored is not None and [g.node.node for g in stored.mesh_gateways] == ["g1"]
+        assert dc2.twin.state.federation_state_get("dc2")[1] is None
+        assert dc1.observed == ["apply"] and dc2.observed == []
+
+    asyncio.run(scenario())
+
+
+def test_upsert_stamps_updated_at_only_when_the_writer_left_it_empty() -> None:
+    dc1 = DC("dc1")
+
+    async def scenario() -> None:
+        await dc1.endpoint.apply(RequestHeader(), {"op": "upsert", "state": wire_state("dc2")})
+        await dc1.endpoint.apply(RequestHeader(), {"op": "upsert", "state": wire_state("dc3", updated_at="2025-01-01T00:00:00Z")})
+        stamped = dc1.twin.state.federation_state_get("dc2")[1]
+        kept = dc1.twin.state.federation_state_get("dc3")[1]
+        assert stamped is not None and stamped.updated_at.endswith("Z") and stamped.updated_at[:2] == "20"
+        assert kept is not None and kept.updated_at == "2025-01-01T00:00:00Z"
+
+    asyncio.run(scenario())
+
+
+def test_delete_answers_false_and_removes_the_record() -> None:
+    dc1 = DC("dc1")
+
+    async def scenario() -> None:
+        await dc1.endpoint.apply(RequestHeader(), {"op": "upsert", "state": wire_state("dc2")})
+        meta, reply = await dc1.endpoint.apply(RequestHeader(), {"op": "delete", "state": {"datacenter": "dc2"}})
+        assert reply is False
+        assert dc1.twin.state.federation_state_get("dc2")[1] is None
+        assert meta.index == dc1.twin.state.index("federation_states") == 2
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("not a map", "body must be a map"),
+        ({"op": "upsert", "state": {}}, "missing federation state datacenter"),
+        ({"op": "replace", "state": {"datacenter": "dc2"}}, "Invalid federation state operation: replace"),
+        ({"op": "upsert", "state": {"datacenter": "dc2", "mesh_gateways": [{"node": 7}]}}, "malformed federation state"),
+    ],
+)
+def test_bad_writes_are_invalid_argument_and_never_reach_the_log(body: Any, message: str) -> None:
+    dc1 = DC("dc1")
+    with pytest.raises(RPCError) as caught:
+        asyncio.run(dc1.endpoint.apply(RequestHeader(), body))
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT and message in caught.value.message
+    assert dc1.twin.raft.commands == []
+
+
+def test_blocking_get_waits_for_the_record_to_exist_not_just_for_the_index_to_move() -> None:
+    """§3.5: FederationState.Get with wait-for-existence ignores index moves while the record is missing."""
+    dc1 = DC("dc1")
+
+    async def scenario() -> None:
+        await dc1.endpoint.apply(RequestHeader(), {"op": "upsert", "state": wire_state("dc3")})
+        header = RequestHeader(min_query_index=1, max_query_time=5.0)
+        waiting = asyncio.create_task(dc1.endpoint.get(header, {"datacenter": "dc2"}))
+        await asyncio.sleep(0.01)
+        await dc1.endpoint.apply(RequestHeader(), {"op": "upsert", "state": wire_state("dc4")})
+        await asyncio.sleep(0.01)
+        assert not waiting.done(), "an unrelated write must not end the wait"
+        await dc1.endpoint.apply(RequestHeader(), {"op": "upsert", "state": wire_state("dc2", gateway("g2"))})
+        meta, body = await asyncio.wait_for(waiting, 1.0)
+        assert meta.index == 3 and body["state"]["datacenter"] == "dc2"
+
+    asyncio.run(scenario())
+
+
+def test_get_without_a_name_is_invalid() -> None:
+    with pytest.raises(RPCError, match="Missing datacenter name"):
+        asyncio.run(DC("dc1").endpoint.get(RequestHeader(), {}))
+
+
+def test_list_and_mesh_gateways_read_the_local_copy_and_skip_datacenters_without_gateways() -> None:
+    dc1 = DC("dc1")
+
+    async def scenario() -> None:
+        for state in (wire_state("dc3", gateway("a"), gateway("b")), wire_state("dc2")):
+            await dc1.endpoint.apply(RequestHeader(), {"op": "upsert", "state": state})
+        _, listed = await dc1.endpoint.list(RequestHeader(), {})
+        meta, by_dc = await dc1.endpoint.list_mesh_gateways(RequestHeader(), {})
+        assert [s["datacenter"] for s in listed] == ["dc2", "dc3"]
+        assert {dc: [g["node"]["node"] for g in gws] for dc, gws in by_dc.items()} == {"dc3": ["a", "b"]}
+        assert meta.index == 2 and meta.known_leader
+        assert dc1.observed == ["apply", "apply", "list", "list_mesh_gateways"]
+
+    asyncio.run(scenario())
+
+
+def test_a_read_for_another_datacenter_is_served_there() -> None:
+    dc1, dc2 = DC("dc1"), DC("dc2")
+    federate(dc1, dc2)
+
+    async def scenario() -> None:
+        await dc2.endpoint.apply(RequestHeader(), {"op": "upsert", "state": wire_state("dc2", gateway("g"))})
+        _, local = await dc2.endpoint.list(RequestHeader(), {})
+        _, remote = await dc2.endpoint.list(RequestHeader(datacenter="dc1"), {})
+        assert local == [] and [s["datacenter"] for s in remote] == ["dc2"]
+        dc2.twin.router.wan_up = False
+        with pytest.raises(RPCError, match="No path to datacenter: dc1"):
+            await dc2.endpoint.list(RequestHeader(datacenter="dc1"), {})
+
+    asyncio.run(scenario())
