@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from meshfed.server.config.durations import NANOSECONDS_PER_SECOND, format_duration_ns, parse_duration_ns
+from meshfed.fsm.consul_formats.durations import NANOSECONDS_PER_SECOND, format_duration_ns, parse_duration_ns
 
 PROVIDER_CONSUL = "consul"
 ROOT_NAME = "Consul CA Primary Cert"

@@ -18,8 +18,8 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from meshfed.fsm.consul_formats.durations import parse_duration
 from meshfed.server.cli.flags import add_agent_arguments, agent_overrides
-from meshfed.server.config.durations import parse_duration
 from meshfed.server.config.loader import ConfigError, generate_key, load
 
 DEFAULT_HTTP_ADDR = "http://127.0.0.1:8500"

@@ -34,7 +34,7 @@ from typing import Any
 
 import hcl
 
-from meshfed.server.config.durations import parse_duration
+from meshfed.fsm.consul_formats.durations import parse_duration
 
 COMMAND_LINE = "command line"
 DEFAULTS = "defaults"
