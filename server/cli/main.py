@@ -162,7 +162,8 @@ def cmd_gateway(ns: argparse.Namespace) -> int:
 
 
 def cmd_config_write(ns: argparse.Namespace) -> int:
-    from meshfed.fsm.config_entries import ConfigEntryError, from_hcl
+    from meshfed.fsm.config_entries import ConfigEntryError
+    from meshfed.server.config.hcl import from_hcl
 
     try:
         with open(ns.file, "rb") as f:
