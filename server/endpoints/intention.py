@@ -18,7 +18,7 @@ import grpc
 
 from meshfed.fsm import ConfigEntryDelete, ConfigEntrySet
 from meshfed.fsm import intentions as views
-from meshfed.fsm.config_entries import ConfigEntryError, content_hash
+from meshfed.fsm.config_entries import ConfigEntryError, content_hash, without_store_fields
 from meshfed.fsm.records import ConfigEntry
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid
@@ -208,7 +208,7 @@ class IntentionEndpoint:
                     return
                 result = await propose(self._raft, rid, ConfigEntryDelete(KIND, destination, cas=cas))
             else:
-                body = {k: v for k, v in new_entry.items() if k not in ("CreateIndex", "ModifyIndex", "Hash")}
+                body = without_store_fields(new_entry)
                 record = ConfigEntry(kind=KIND, name=body["Name"], body=body, hash=content_hash(body))
                 result = await propose(self._raft, rid, ConfigEntrySet(record, cas=cas))
             if result.value:
