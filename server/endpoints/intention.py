@@ -1,7 +1,7 @@
 """Intention.* (connect-data §A): views over service-intentions config entries.
 
 Every write reads the destination's entry, computes the new entry with the pure functions in
-fsm/intentions.py, and proposes it with CAS on the ModifyIndex it read; a lost race (another
+fsm/intentions/, and proposes it with CAS on the ModifyIndex it read; a lost race (another
 write to the same destination in between) is retried on fresh state. Writes are re-targeted to
 the primary, so intentions replicate like any other config entry.
 """
