@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from meshfed.fsm.consul_formats.durations import NANOSECONDS_PER_SECOND, format_duration_ns, parse_duration_ns
+from meshfed.fsm.consul_formats.timestamps import format_rfc3339, parse_rfc3339
 
 PROVIDER_CONSUL = "consul"
 ROOT_NAME = "Consul CA Primary Cert"
@@ -223,20 +224,12 @@ def _utc(moment: datetime.datetime) -> datetime.datetime:
     return moment.astimezone(datetime.UTC).replace(microsecond=0)
 
 
-def _rfc3339(moment: datetime.datetime) -> str:
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _copy_root(root: Mapping[str, Any]) -> dict[str, Any]:
     """A copy whose intermediate list is its own, so callers may edit results without touching input."""
     copy = dict(root)
     if isinstance(copy.get("IntermediateCerts"), list | tuple):
         copy["IntermediateCerts"] = list(copy["IntermediateCerts"])
     return copy
-
-
-def _parse_rfc3339(text: str) -> datetime.datetime:
-    return _utc(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,8 +283,8 @@ def generate_root(cluster_id: str, now: datetime.datetime, config: CAConfig, ser
         "SerialNumber": serial,
         "SigningKeyID": _colon_hex(key_id.digest),
         "ExternalTrustDomain": cluster_id,
-        "NotBefore": _rfc3339(cert.not_valid_before_utc),
-        "NotAfter": _rfc3339(cert.not_valid_after_utc),
+        "NotBefore": format_rfc3339(cert.not_valid_before_utc),
+        "NotAfter": format_rfc3339(cert.not_valid_after_utc),
         "RootCert": pem,
         "IntermediateCerts": None,
         "Active": True,
@@ -374,7 +367,7 @@ def sign_intermediate(
     not_before = _utc(now) - INTERMEDIATE_BACKDATE
     not_after = min(_utc(now) + datetime.timedelta(seconds=ttl_seconds), root_cert.not_valid_after_utc)
     if not_after <= _utc(now):
-        raise ValueError(f"RootCert: expired at {_rfc3339(root_cert.not_valid_after_utc)}; it cannot sign")
+        raise ValueError(f"RootCert: expired at {format_rfc3339(root_cert.not_valid_after_utc)}; it cannot sign")
     root_key_id = _subject_key_id(root_cert)
     public_key = csr.public_key()
     cert = (
@@ -470,7 +463,7 @@ def rotate(
         raise ValueError("new root: missing ID")
     incoming = {**_copy_root(new_root), "Active": True}
     incoming.pop("RotatedOutAt", None)
-    rotated_out_at = _rfc3339(now)
+    rotated_out_at = format_rfc3339(now)
     result: list[dict[str, Any]] = []
     replaced = False
     for root in roots:
@@ -503,7 +496,7 @@ def prune(
         rotated_out_at = root.get("RotatedOutAt")
         if not root.get("Active") and isinstance(rotated_out_at, str):
             try:
-                if moment - _parse_rfc3339(rotated_out_at) > horizon:
+                if moment - _utc(parse_rfc3339(rotated_out_at)) > horizon:
                     continue
             except ValueError:
                 pass

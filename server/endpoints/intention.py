@@ -19,6 +19,8 @@ import grpc
 from meshfed.fsm import ConfigEntryDelete, ConfigEntrySet
 from meshfed.fsm import intentions as views
 from meshfed.fsm.config_entries import ConfigEntryError, content_hash, without_store_fields
+from meshfed.fsm.consul_formats.field_lookup import lookup
+from meshfed.fsm.consul_formats.timestamps import format_rfc3339
 from meshfed.fsm.records import ConfigEntry
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid
@@ -40,7 +42,7 @@ Change = Callable[[list[dict[str, Any]]], tuple[str, dict[str, Any] | None]]
 
 
 def _rfc3339_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_rfc3339(dt.datetime.now(dt.UTC), microseconds=True)
 
 
 def _as_rpc_error(exc: ConfigEntryError) -> RPCError:
@@ -52,11 +54,8 @@ def _as_rpc_error(exc: ConfigEntryError) -> RPCError:
 
 def _destination_of(intention: Any) -> str:
     """The legacy body's DestinationName, matched case-insensitively like every request key."""
-    if isinstance(intention, dict):
-        for key, value in intention.items():
-            if isinstance(key, str) and key.lower() == "destinationname" and isinstance(value, str):
-                return value
-    return ""
+    value = lookup(intention, "DestinationName") if isinstance(intention, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def _str_field(body: Any, name: str) -> str:
