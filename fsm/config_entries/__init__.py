@@ -5,10 +5,10 @@ An entry moves through three shapes (reference/connect-data.md §B.1–B.3, §A.
   raw        what a user sent: JSON from `PUT /v1/config`, or an HCL/JSON file given to
              `meshfed config write` (parsed on the server side, `server/config/hcl.py`). Keys in
              any case, snake_case aliases, blocks that HCL decoders wrap in a one-item list.
-  canonical  `normalize(raw)` (normalize.py): a plain dict with Consul's key spelling, zero values
+  canonical  `normalize(raw)` (normalization.py): a plain dict with Consul's key spelling, zero values
              dropped and kind defaults applied, so that two writes with the same meaning give the
              same dict, the same `content_hash`, and the no-op short-circuit of §B.2 step 5 fires.
-  valid      a canonical entry that `validate` (validate.py, validate_intentions.py) accepted;
+  valid      a canonical entry that `validate` (validation.py, intention_validation.py) accepted;
              only valid entries are proposed to Raft.
 
 `schema.py` holds the field trees and value sets, `identity.py` answers "which entry is this" and
@@ -27,7 +27,7 @@ from meshfed.fsm.config_entries.identity import (
     precedence,
     without_store_fields,
 )
-from meshfed.fsm.config_entries.normalize import normalize
+from meshfed.fsm.config_entries.normalization import normalize
 from meshfed.fsm.config_entries.schema import (
     ACCESS_LOG_TYPES,
     BALANCE_MODES,
@@ -62,7 +62,7 @@ from meshfed.fsm.config_entries.schema import (
     UNDERSCORE_HEADER_ACTIONS,
     WILDCARD,
 )
-from meshfed.fsm.config_entries.validate import validate
+from meshfed.fsm.config_entries.validation import validate
 
 __all__ = [
     "ACCESS_LOG_TYPES", "BALANCE_MODES", "CIPHER_SUITES", "CONSUL_ONLY_KINDS", "DEFAULT_SOURCE_TYPE",

@@ -16,6 +16,7 @@ from typing import Any
 
 from meshfed.fsm.config_entries.checks import check_choice, check_exact_or_wildcard, check_meta, check_range
 from meshfed.fsm.config_entries.errors import ConfigEntryError, fail, join_path
+from meshfed.fsm.config_entries.intention_validation import validate_service_intentions
 from meshfed.fsm.config_entries.schema import (
     ACCESS_LOG_TYPES,
     BALANCE_MODES,
@@ -42,7 +43,6 @@ from meshfed.fsm.config_entries.schema import (
     UNDERSCORE_HEADER_ACTIONS,
     WILDCARD,
 )
-from meshfed.fsm.config_entries.validate_intentions import validate_service_intentions
 from meshfed.fsm.consul_formats.durations import parse_duration_ns
 
 
