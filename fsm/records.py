@@ -16,6 +16,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshfed.fsm.config_entries import config_entry_key
+
 # Service.Meta key that makes a mesh gateway usable for server RPC transit.
 META_WAN_FEDERATION = "consul-wan-federation"
 KIND_MESH_GATEWAY = "mesh-gateway"
@@ -203,7 +205,7 @@ class ConfigEntry:
 
     @property
     def key(self) -> tuple[str, str]:
-        return self.kind.lower(), self.name.lower()
+        return config_entry_key(self.kind, self.name)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from meshfed.fsm.commands import check_record_types
+from meshfed.fsm.config_entries import config_entry_key
 from meshfed.fsm.records import (
     STATUS_PASSING,
     CAState,
@@ -216,7 +217,7 @@ class StateStore:
         """Kind and name are case-insensitive (connect-data §B.3)."""
         with self._lock:
             t = self._tables
-            return t.table_index["config_entries"], t.config_entries.get((kind.lower(), name.lower()))
+            return t.table_index["config_entries"], t.config_entries.get(config_entry_key(kind, name))
 
     def config_entry_list(self, kind: str | None = None) -> tuple[int, list[ConfigEntry]]:
         """Sorted by (kind, name); all kinds when `kind` is None."""
@@ -372,14 +373,14 @@ class StoreWriter:
         self._bump("servers", index)
 
     def config_entry(self, kind: str, name: str) -> ConfigEntry | None:
-        return self._t.config_entries.get((kind.lower(), name.lower()))
+        return self._t.config_entries.get(config_entry_key(kind, name))
 
     def put_config_entry(self, entry: ConfigEntry, index: int) -> None:
         self._t.config_entries[entry.key] = entry
         self._bump("config_entries", index)
 
     def delete_config_entry(self, kind: str, name: str, index: int) -> None:
-        if self._t.config_entries.pop((kind.lower(), name.lower()), None) is not None:
+        if self._t.config_entries.pop(config_entry_key(kind, name), None) is not None:
             self._bump("config_entries", index)
 
     def ca(self) -> CAState | None:

@@ -13,20 +13,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from meshfed.fsm.config_entries import entry_key
+from meshfed.fsm.config_entries import without_store_fields as body_of
 from meshfed.replication.replicator import Diff
 
 NOT_REPLICATED = frozenset({"exported-services"})
-INDEX_KEYS = ("CreateIndex", "ModifyIndex", "Hash")
 
 Entry = Mapping[str, Any]
-
-
-def entry_key(entry: Entry) -> tuple[str, str]:
-    return str(entry.get("Kind", "")).lower(), str(entry.get("Name", "")).lower()
-
-
-def body_of(entry: Entry) -> dict[str, Any]:
-    return {k: v for k, v in entry.items() if k not in INDEX_KEYS}
 
 
 def diff_config_entries(

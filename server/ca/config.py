@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from meshfed.fsm.consul_formats.durations import NANOSECONDS_PER_SECOND, format_duration_ns, parse_duration_ns
 from meshfed.fsm.records import CAState
 from meshfed.rpc.x509 import EC_CURVES, RSA_KEY_BITS
-from meshfed.server.config.durations import NANOSECONDS_PER_SECOND, format_duration_ns, parse_duration_ns
 
 PROVIDER_CONSUL = "consul"
 # Limits Consul enforces on a CA configuration; the reasons are in `validate_config`.

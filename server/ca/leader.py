@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from cryptography import x509
 
 from meshfed.fsm import CAStateSet, Command, Result
+from meshfed.fsm.consul_formats.timestamps import parse_rfc3339
 from meshfed.fsm.records import CAState
 from meshfed.replication.replicator import ReplicationStatus, TokenBucket
 from meshfed.rpc.header import QueryMeta, RequestHeader
@@ -241,10 +242,9 @@ def intermediate_reason(
 def _root_not_after(root: Mapping[str, Any]) -> datetime.datetime:
     text = root.get("NotAfter")
     try:
-        moment = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        return parse_rfc3339(str(text))
     except ValueError:
         return datetime.datetime.max.replace(tzinfo=datetime.UTC)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
 
 
 def _same_record(local: CAState | None, wanted: CAState) -> bool:

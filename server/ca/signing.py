@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from meshfed.fsm.consul_formats.timestamps import format_rfc3339, parse_rfc3339
 from meshfed.rpc.x509 import (
     PrivateKey,
     ca_key_usage,
@@ -85,20 +86,12 @@ def _utc(moment: datetime.datetime) -> datetime.datetime:
     return moment.astimezone(datetime.UTC).replace(microsecond=0)
 
 
-def _rfc3339(moment: datetime.datetime) -> str:
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _copy_root(root: Mapping[str, Any]) -> dict[str, Any]:
     """A copy whose intermediate list is its own, so callers may edit results without touching input."""
     copy = dict(root)
     if isinstance(copy.get("IntermediateCerts"), list | tuple):
         copy["IntermediateCerts"] = list(copy["IntermediateCerts"])
     return copy
-
-
-def _parse_rfc3339(text: str) -> datetime.datetime:
-    return _utc(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,8 +131,8 @@ def generate_root(cluster_id: str, now: datetime.datetime, config: CAConfig, ser
         "SerialNumber": serial,
         "SigningKeyID": colon_hex(root_key_id.digest),
         "ExternalTrustDomain": cluster_id,
-        "NotBefore": _rfc3339(cert.not_valid_before_utc),
-        "NotAfter": _rfc3339(cert.not_valid_after_utc),
+        "NotBefore": format_rfc3339(cert.not_valid_before_utc),
+        "NotAfter": format_rfc3339(cert.not_valid_after_utc),
         "RootCert": pem,
         "IntermediateCerts": None,
         "Active": True,
@@ -222,7 +215,7 @@ def sign_intermediate(
     not_before = _utc(now) - INTERMEDIATE_BACKDATE
     not_after = min(_utc(now) + datetime.timedelta(seconds=ttl_seconds), root_cert.not_valid_after_utc)
     if not_after <= _utc(now):
-        raise ValueError(f"RootCert: expired at {_rfc3339(root_cert.not_valid_after_utc)}; it cannot sign")
+        raise ValueError(f"RootCert: expired at {format_rfc3339(root_cert.not_valid_after_utc)}; it cannot sign")
     root_key_id = subject_key_id(root_cert)
     public_key = csr.public_key()
     cert = (
@@ -292,7 +285,7 @@ def rotate(
         raise ValueError("new root: missing ID")
     incoming = {**_copy_root(new_root), "Active": True}
     incoming.pop("RotatedOutAt", None)
-    rotated_out_at = _rfc3339(now)
+    rotated_out_at = format_rfc3339(now)
     result: list[dict[str, Any]] = []
     replaced = False
     for root in roots:
@@ -325,7 +318,7 @@ def prune(
         rotated_out_at = root.get("RotatedOutAt")
         if not root.get("Active") and isinstance(rotated_out_at, str):
             try:
-                if moment - _parse_rfc3339(rotated_out_at) > horizon:
+                if moment - parse_rfc3339(rotated_out_at) > horizon:
                     continue
             except ValueError:
                 pass

@@ -18,8 +18,8 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from meshfed.fsm.consul_formats.durations import parse_duration
 from meshfed.server.cli.flags import add_agent_arguments, agent_overrides
-from meshfed.server.config.durations import parse_duration
 from meshfed.server.config.loader import ConfigError, generate_key, load
 
 DEFAULT_HTTP_ADDR = "http://127.0.0.1:8500"
@@ -166,7 +166,8 @@ def cmd_gateway(ns: argparse.Namespace) -> int:
 
 
 def cmd_config_write(ns: argparse.Namespace) -> int:
-    from meshfed.fsm.config_entries import ConfigEntryError, from_hcl
+    from meshfed.fsm.config_entries import ConfigEntryError
+    from meshfed.server.config.hcl import from_hcl
 
     try:
         with open(ns.file, "rb") as f:

@@ -11,9 +11,9 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from meshfed.fsm.consul_formats.durations import parse_duration
 from meshfed.server.config.addresses import DNS_LABEL_RE, canonical_host, split_host_port
 from meshfed.server.config.cluster_key import validate_key
-from meshfed.server.config.durations import parse_duration
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 MAX_RAFT_MULTIPLIER = 10

@@ -26,9 +26,9 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from meshfed.fsm.consul_formats.durations import parse_duration
 from meshfed.rpc.gateway_routes import Address, RoutingTable
 from meshfed.rpc.splice import SpliceServer
-from meshfed.server.config.durations import parse_duration
 
 log = logging.getLogger("meshfed.gateway")
 

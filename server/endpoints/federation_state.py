@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from meshfed.fsm import FederationStateDelete, FederationStateUpsert
+from meshfed.fsm.consul_formats.timestamps import format_rfc3339
 from meshfed.fsm.records import federation_state_from_wire, to_wire
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import invalid
@@ -28,7 +29,7 @@ OP_DELETE = "delete"
 
 
 def utc_now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_rfc3339(dt.datetime.now(dt.UTC), microseconds=True)
 
 
 class FederationStateEndpoint:

@@ -1,7 +1,7 @@
 """Intention.* (connect-data §A): views over service-intentions config entries.
 
 Every write reads the destination's entry, computes the new entry with the pure functions in
-fsm/intentions.py, and proposes it with CAS on the ModifyIndex it read; a lost race (another
+fsm/intentions/, and proposes it with CAS on the ModifyIndex it read; a lost race (another
 write to the same destination in between) is retried on fresh state. Writes are re-targeted to
 the primary, so intentions replicate like any other config entry.
 """
@@ -18,7 +18,9 @@ import grpc
 
 from meshfed.fsm import ConfigEntryDelete, ConfigEntrySet
 from meshfed.fsm import intentions as views
-from meshfed.fsm.config_entries import ConfigEntryError, content_hash
+from meshfed.fsm.config_entries import ConfigEntryError, content_hash, without_store_fields
+from meshfed.fsm.consul_formats.field_lookup import lookup
+from meshfed.fsm.consul_formats.timestamps import format_rfc3339
 from meshfed.fsm.records import ConfigEntry
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid
@@ -38,7 +40,7 @@ Change = Callable[[list[dict[str, Any]]], tuple[str, dict[str, Any] | None]]
 
 
 def _rfc3339_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_rfc3339(dt.datetime.now(dt.UTC), microseconds=True)
 
 
 def _as_rpc_error(exc: ConfigEntryError) -> RPCError:
@@ -50,11 +52,8 @@ def _as_rpc_error(exc: ConfigEntryError) -> RPCError:
 
 def _destination_of(intention: Any) -> str:
     """The legacy body's DestinationName, matched case-insensitively like every request key."""
-    if isinstance(intention, dict):
-        for key, value in intention.items():
-            if isinstance(key, str) and key.lower() == "destinationname" and isinstance(value, str):
-                return value
-    return ""
+    value = lookup(intention, "DestinationName") if isinstance(intention, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def _str_field(body: Any, name: str) -> str:
@@ -206,7 +205,7 @@ class IntentionEndpoint:
                     return
                 result = await propose(self._raft, rid, ConfigEntryDelete(KIND, destination, cas=cas))
             else:
-                body = {k: v for k, v in new_entry.items() if k not in ("CreateIndex", "ModifyIndex", "Hash")}
+                body = without_store_fields(new_entry)
                 record = ConfigEntry(kind=KIND, name=body["Name"], body=body, hash=content_hash(body))
                 result = await propose(self._raft, rid, ConfigEntrySet(record, cas=cas))
             if result.value:

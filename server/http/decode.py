@@ -24,6 +24,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from meshfed.fsm.consul_formats.durations import parse_duration
+from meshfed.fsm.consul_formats.field_lookup import lookup
 from meshfed.fsm.records import (
     CHECK_STATUSES,
     KIND_MESH_GATEWAY,
@@ -43,19 +45,6 @@ _WILDCARD_ADDRESSES = frozenset({"0.0.0.0", "::", "[::]"})
 
 # Consul parses node IDs with go-uuid, which wants the canonical hyphenated form only.
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-# Go's time.ParseDuration grammar (unsigned): one or more <decimal><unit> terms, or a bare "0".
-_DURATION_TERM = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
 
 # Longest rendering of a rejected value inside an error message: enough to recognise it, short
 # enough that a junk body cannot blow up a log line.
@@ -81,25 +70,6 @@ class DecodeError(ValueError):
 
 
 # ---- generic field access ----------------------------------------------------------------------
-
-
-def lookup(body: Mapping[str, Any], *names: str) -> Any:
-    """Value of the first of `names` present in `body`, matched case-insensitively; None if absent.
-
-    Exact-case keys are tried first (in the order of `names`), then case-insensitive matches (same
-    order), so `{"TaggedAddresses": a, "tagged_addresses": b}` yields `a` and a client mixing
-    spellings gets a deterministic answer. JSON `null` and an absent key both give None: Go leaves
-    the zero value for both.
-    """
-    for name in names:
-        if name in body:
-            return body[name]
-    for name in names:
-        wanted = name.casefold()
-        for key, value in body.items():
-            if isinstance(key, str) and key.casefold() == wanted:
-                return value
-    return None
 
 
 def _path(prefix: str, name: str) -> str:
@@ -193,20 +163,12 @@ def duration_seconds(text: str) -> float | None:
     """Seconds in a Go duration string ("10s", "1m30s", "1.5h", "0"), or None if it is not one.
 
     Negative durations are refused: no timeout or TTL in the catalog means anything below zero.
+    A leading "+" (which Go would take) is refused too, as it always has been for request bodies.
     """
-    if text == "0":
-        return 0.0
-    if not text:
+    try:
+        return parse_duration(text, allow_plus_sign=False)
+    except ValueError:
         return None
-    total = 0.0
-    position = 0
-    while position < len(text):
-        term = _DURATION_TERM.match(text, position)
-        if term is None:
-            return None
-        total += float(term.group(1)) * _DURATION_UNIT_SECONDS[term.group(2)]
-        position = term.end()
-    return total
 
 
 def _duration(body: Mapping[str, Any], prefix: str, name: str) -> str:

@@ -6,8 +6,8 @@ import uuid
 
 from aiohttp import web
 
+from meshfed.fsm.consul_formats.durations import parse_duration
 from meshfed.rpc.header import RequestHeader
-from meshfed.server.config.durations import parse_duration
 
 
 class BadRequest(Exception):

@@ -6,11 +6,11 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from meshfed.fsm.consul_formats.durations import format_duration
+from meshfed.fsm.consul_formats.field_lookup import lookup
 from meshfed.fsm.records import server_info_from_wire
 from meshfed.rpc.header import RequestHeader
-from meshfed.server.config.durations import format_duration
 from meshfed.server.http.api import api_of, read_json
-from meshfed.server.http.decode import lookup
 from meshfed.server.http.params import BadRequest, parse_header
 from meshfed.server.http.respond import json_body, with_meta
 from meshfed.server.http.shapes import server_json

@@ -9,11 +9,11 @@ deletion replicates. The primary's own record is never pruned.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 
 from meshfed.fsm import FederationStateDelete
+from meshfed.fsm.consul_formats.timestamps import parse_rfc3339 as parse_time
 from meshfed.fsm.records import FederationState
 from meshfed.fsm.state import StateStore
 from meshfed.server.raft import RaftNode
@@ -25,7 +25,7 @@ def parse_rfc3339(text: str) -> float | None:
     if not text:
         return None
     try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return parse_time(text).timestamp()
     except ValueError:
         return None
 

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Iterable
 
 from meshfed.fsm import CheckUpdate
+from meshfed.fsm.consul_formats.durations import parse_duration
 from meshfed.fsm.records import STATUS_CRITICAL, HealthCheck
 from meshfed.fsm.state import StateStore
-from meshfed.server.config.durations import parse_duration
 from meshfed.server.raft import RaftNode
 
 log = logging.getLogger(__name__)

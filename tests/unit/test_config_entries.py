@@ -1,4 +1,4 @@
-"""Config entry normalization and validation (fsm/config_entries.py).
+"""Config entry normalization and validation (fsm/config_entries/).
 
 Rules pinned here come from reference/connect-data.md §B.1–B.3 (kinds, decode, HTTP errors) and
 §A.3–A.4, §A.9 (intention wildcards, precedence, service-intentions entries), with meshfed's
@@ -26,12 +26,12 @@ from meshfed.fsm.config_entries import (
     ConfigEntryError,
     content_hash,
     entry_key,
-    from_hcl,
     is_same_content,
     normalize,
     precedence,
     validate,
 )
+from meshfed.server.config.hcl import from_hcl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

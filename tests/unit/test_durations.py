@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshfed.server.config.durations import (
+from meshfed.fsm.consul_formats.durations import (
     format_duration,
     format_duration_ns,
     parse_duration,

@@ -7,7 +7,8 @@ as Go's ``time.Duration`` does, which makes ``parse_duration(format_duration(x))
 nanosecond instead of drifting with float arithmetic.
 
 Negative durations are refused: every duration meshfed reads is a timeout or an interval, where a
-negative value is always a mistake.
+negative value is always a mistake. The one implementation for the whole tree: config files, query
+strings, catalog check bodies and config entries all parse durations here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ _UNIT_NANOSECONDS: dict[str, int] = {
 # Go's time.Duration is an int64 of nanoseconds; anything longer (about 292 years) overflows there.
 MAX_NANOSECONDS = 2**63 - 1
 
+# Go reads ASCII digits only; str.isdigit() would also take "²" and "٣".
+_DIGITS = frozenset("0123456789")
+
 _ACCEPTED = 'a number with a unit (ns, us, ms, s, m, h), e.g. "10s", "1m30s", "250ms", or "0"'
 
 
@@ -39,11 +43,13 @@ def _invalid(text: object, why: str) -> ValueError:
     return ValueError(f"invalid duration {text!r}: {why}; accepted: {_ACCEPTED}")
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, *, allow_plus_sign: bool = True) -> float:
     """Parse a Go duration string into seconds.
 
     Args:
-        text: e.g. ``"10s"``, ``"1m30s"``, ``"1.5h"``, ``".5s"``, ``"0"``. A leading ``+`` is allowed.
+        text: e.g. ``"10s"``, ``"1m30s"``, ``"1.5h"``, ``".5s"``, ``"0"``.
+        allow_plus_sign: Go accepts a leading ``+``; request bodies (catalog checks, config entries)
+            have always refused it, and keep doing so.
 
     Returns:
         The duration in seconds, truncated to whole nanoseconds like Go.
@@ -52,17 +58,17 @@ def parse_duration(text: str) -> float:
         ValueError: starting with "invalid duration", for anything Go would reject, and for negative
             durations.
     """
-    return parse_duration_ns(text) / NANOSECONDS_PER_SECOND
+    return parse_duration_ns(text, allow_plus_sign=allow_plus_sign) / NANOSECONDS_PER_SECOND
 
 
-def parse_duration_ns(text: str) -> int:
+def parse_duration_ns(text: str, *, allow_plus_sign: bool = True) -> int:
     """Parse a Go duration string into an exact integer number of nanoseconds (see ``parse_duration``)."""
     if not isinstance(text, str):
         raise _invalid(text, "expected a string")
     rest = text
     if rest[:1] == "-":
         raise _invalid(text, "negative durations are not accepted")
-    if rest[:1] == "+":
+    if rest[:1] == "+" and allow_plus_sign:
         rest = rest[1:]
     if rest == "0":
         return 0
@@ -72,7 +78,7 @@ def parse_duration_ns(text: str) -> int:
     while rest:
         number, rest = _take_number(text, rest)
         unit_end = 0
-        while unit_end < len(rest) and not (rest[unit_end].isdigit() or rest[unit_end] == "."):
+        while unit_end < len(rest) and not (rest[unit_end] in _DIGITS or rest[unit_end] == "."):
             unit_end += 1
         unit, rest = rest[:unit_end], rest[unit_end:]
         if not unit:
@@ -89,14 +95,14 @@ def parse_duration_ns(text: str) -> int:
 def _take_number(text: str, rest: str) -> tuple[Fraction, str]:
     """Split a leading decimal number (``12``, ``1.5``, ``.5``, ``5.``) off ``rest``, exactly."""
     end = 0
-    while end < len(rest) and rest[end].isdigit():
+    while end < len(rest) and rest[end] in _DIGITS:
         end += 1
     whole = rest[:end]
     fraction = ""
     if end < len(rest) and rest[end] == ".":
         start = end + 1
         end = start
-        while end < len(rest) and rest[end].isdigit():
+        while end < len(rest) and rest[end] in _DIGITS:
             end += 1
         fraction = rest[start:end]
     if not whole and not fraction:
