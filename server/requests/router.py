@@ -6,6 +6,14 @@ neither stale nor served by the leader, go to the local leader; (3) with no lead
 retry with jitter for up to RPC_HOLD_TIMEOUT, then fail with "No cluster leader". A local write
 that fails because leadership moved is retried the same way, with the same request id, so it is
 applied at most once.
+
+A forwarded call is watched while it is in flight. If this server's view of the leader moves away
+from the server the call went to (a new leader is elected, or Raft drops the leader because it went
+silent), the call is abandoned and re-routed within the same hold window: a leader that was cut
+off keeps its sockets open, so waiting for its answer would take the whole forwarding deadline
+(NON_BLOCKING_RPC_TIMEOUT + RPC_HOLD_TIMEOUT, 17 s), longer than clients wait. Re-sending a write
+is safe because it keeps its request id: if the old leader did commit it, the new leader has the
+entry in its log and the state machine answers the re-sent copy from its dedupe window.
 """
 
 from __future__ import annotations
@@ -32,6 +40,11 @@ T = TypeVar("T")
 RPC_HOLD_TIMEOUT = 7.0
 MAX_FORWARD_HOPS = 4
 NON_BLOCKING_RPC_TIMEOUT = 10.0
+# How often an in-flight forwarded call compares its target with the current leader. An election
+# takes 0.2-0.5 s (times raft_multiplier); checking five times a second keeps re-routing well
+# inside the hold window at the cost of one dictionary scan per check.
+LEADER_RECHECK_INTERVAL = 0.2
+ERR_LEADER_MOVED = "Leader changed while the request was forwarded"
 
 # Cross-DC hook: (datacenter, method, header, body, timeout) -> (meta, body)
 RemoteCaller = Callable[[str, str, RequestHeader, Any, float], Awaitable[tuple[QueryMeta, Any]]]
@@ -49,6 +62,13 @@ def rpc_timeout(header: RequestHeader) -> float:
         return NON_BLOCKING_RPC_TIMEOUT + RPC_HOLD_TIMEOUT
     wait = DEFAULT_QUERY_TIME if header.max_query_time <= 0 else min(header.max_query_time, MAX_QUERY_TIME)
     return wait * (1 + 1 / 16) + RPC_HOLD_TIMEOUT
+
+
+def leader_moved(sent_to: str, current_leader: str | None, is_leader: bool) -> bool:
+    """Should a call forwarded to `sent_to` be abandoned? Yes once this server's Raft view names
+    another leader, no leader at all (Raft drops a leader it has not heard from for an election
+    timeout), or this server itself."""
+    return is_leader or current_leader != sent_to
 
 
 class Router:
@@ -108,14 +128,7 @@ class Router:
                 if leader_address is not None:
                     if self._on_forward:
                         self._on_forward("leader")
-                    return await self._pool.call(
-                        leader_address,
-                        method,
-                        header.forwarded(),
-                        body,
-                        timeout=rpc_timeout(header),
-                        server_name=self._server_name,
-                    )
+                    return await self._call_leader(leader_address, method, header, body)
                 failure: Exception = unavailable(ERR_NO_LEADER)
             except RaftError as exc:
                 failure = unavailable(f"{ERR_NO_LEADER}: {exc}" if not exc.maybe_applied else str(exc))
@@ -132,6 +145,30 @@ class Router:
             if attempt == 1:
                 log.debug("rpc %s: no usable leader yet, holding (%s)", method, failure)
             await asyncio.sleep(random.uniform(0, RPC_HOLD_TIMEOUT / 16))
+
+    async def _call_leader(self, leader_address: str, method: str, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """Forward to the leader, abandoning the call if the leader moves while we wait.
+
+        Raises:
+            RPCError: UNAVAILABLE with ERR_LEADER_MOVED when abandoned (the caller holds and
+                re-routes), or whatever the leader answered.
+        """
+        call = asyncio.ensure_future(
+            self._pool.call(
+                leader_address, method, header.forwarded(), body, timeout=rpc_timeout(header), server_name=self._server_name
+            )
+        )
+        try:
+            while True:
+                done, _ = await asyncio.wait({call}, timeout=LEADER_RECHECK_INTERVAL)
+                if done:
+                    return call.result()
+                if leader_moved(leader_address, self.leader_rpc_address(), self._raft.is_leader()):
+                    log.info("rpc %s: leader moved away from %s while forwarded; re-routing", method, leader_address)
+                    raise unavailable(f"{ERR_LEADER_MOVED} (was {leader_address})")
+        finally:
+            if not call.done():
+                call.cancel()
 
     def _serve_here(self, header: RequestHeader, write: bool) -> bool:
         if self._raft.is_leader():
