@@ -244,9 +244,9 @@ def http_request_optional(ns: argparse.Namespace, method: str, path: str) -> Any
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
-    from meshfed.server.cli.launcher import run_demo
+    from meshfed.server.cli.demo import run_demo
 
-    return run_demo(base=ns.base, data_dir=ns.data_dir)
+    return run_demo(base=ns.base, data_dir=ns.data_dir, keep_data=ns.keep_data)
 
 
 # ---- parser -------------------------------------------------------------------------------------
@@ -370,7 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start a local 3-server datacenter on 127.0.x.y and print its endpoints")
     demo.add_argument("-base", "--base", default="127.0.1", help="first three octets of the loopback block (default 127.0.1)")
-    demo.add_argument("-data-dir", "--data-dir", dest="data_dir", default="", help="where to keep data (default: a temp dir)")
+    demo.add_argument("-data-dir", "--data-dir", dest="data_dir", default="", help="where to keep data, never removed (default: a temp dir, removed on exit)")
+    demo.add_argument("-keep-data", "--keep-data", dest="keep_data", action="store_true",
+                      help="keep the temp dir (data, certificates, keys, logs) on exit")
     demo.set_defaults(func=cmd_demo)
     return parser
 
