@@ -257,8 +257,17 @@ def _add_http_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-token", "--token", dest="token", help="ACL token")
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """Leaves itself in the namespace it fills, so an unknown flag can be reported with the usage
+    of the command that did not know it. `add_subparsers` makes its sub-parsers of the same class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_defaults(command_parser=self)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meshfed", description="meshfed: federate datacenters through mesh gateways",
+    parser = _CommandParser(prog="meshfed", description="meshfed: federate datacenters through mesh gateways",
                                      allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -379,7 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    # argparse hands a subcommand's unknown arguments back to the top-level parser, which would
+    # print the top-level usage (`meshfed agent -bogus` listed the commands, not the agent's flags);
+    # the deepest command parser reached reports them instead.
+    ns, unknown = parser.parse_known_args(argv)
+    if unknown:
+        ns.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(ns.func(ns) or 0)
     except (CLIError, ConfigError) as exc:
