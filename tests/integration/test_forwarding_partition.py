@@ -18,7 +18,7 @@ import time
 import requests
 
 from .harness import Datacenter, wait_until
-from .test_durability import assert_all_present_and_identical
+from .test_durability import assert_all_present_and_identical, node_names
 
 PARTITION_SECONDS = 6.0
 CLIENT_TIMEOUT = 10.0
@@ -85,12 +85,15 @@ def test_follower_write_during_a_leader_partition_is_served_by_the_new_leader(ma
     assert served_after_election, f"no follower-side write acknowledged after the election: {client.rounds}"
     recovered = served_after_election[0] - elected_at
     acknowledged = client.acknowledged() | {"before"}
-    print(f"\npartition: election after {elected_at - stopped_at:.2f}s; first follower-side write served "
-          f"{recovered:.2f}s after it; rounds {len(client.rounds)}, acknowledged {len(acknowledged) - 1}, "
-          f"failed {len(client.rounds) - len(acknowledged) + 1}")
     assert recovered < SERVED_WITHIN_OF_ELECTION, (
         f"the follower served its first write {recovered:.2f}s after the election (want < {SERVED_WITHIN_OF_ELECTION} s)")
 
     dc.wait_leader()
     wait_until(lambda: all(s.alive() for s in dc.servers), 5, what="every server alive")
     assert_all_present_and_identical(dc, acknowledged)
+    lost = acknowledged - set.intersection(*(node_names(dc, s)[1] for s in dc.servers))
+    print(f"\npartition of {PARTITION_SECONDS:.0f}s: election after {elected_at - stopped_at:.2f}s; first "
+          f"follower-side write served {recovered:.2f}s after it; rounds {len(client.rounds)}, acknowledged "
+          f"{len(acknowledged) - 1}, failed {len(client.rounds) - len(acknowledged) + 1}, lost {len(lost)}, longest "
+          f"round {max(end - start for start, end, _, _ in client.rounds):.2f}s")
+    assert not lost
