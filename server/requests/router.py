@@ -40,9 +40,10 @@ T = TypeVar("T")
 RPC_HOLD_TIMEOUT = 7.0
 MAX_FORWARD_HOPS = 4
 NON_BLOCKING_RPC_TIMEOUT = 10.0
-# How often an in-flight forwarded call compares its target with the current leader. An election
-# takes 0.2-0.5 s (times raft_multiplier); checking five times a second keeps re-routing well
-# inside the hold window at the cost of one dictionary scan per check.
+# How often the leader is compared with the targets of in-flight forwarded calls. An election takes
+# 0.2-0.5 s (times raft_multiplier); checking five times a second keeps re-routing well inside the
+# hold window. One watcher does the check for every call in flight, so a thousand forwarded
+# blocking queries cost one check, not a thousand.
 LEADER_RECHECK_INTERVAL = 0.2
 ERR_LEADER_MOVED = "Leader changed while the request was forwarded"
 
@@ -89,6 +90,10 @@ class Router:
         self._pool = pool
         self.remote: RemoteCaller | None = None
         self._on_forward = on_forward  # label: "leader" or the target datacenter
+        # Forwarded calls in flight, by the leader RPC address they went to: a future resolved when
+        # the leader moves away from that address, and how many calls wait on it.
+        self._moved: dict[str, tuple[asyncio.Future[None], int]] = {}
+        self._watcher: asyncio.Task[None] | None = None
 
     def leader_rpc_address(self) -> str | None:
         leader = self._raft.leader()
@@ -158,17 +163,46 @@ class Router:
                 leader_address, method, header.forwarded(), body, timeout=rpc_timeout(header), server_name=self._server_name
             )
         )
+        moved = self._watch_from(leader_address)
         try:
-            while True:
-                done, _ = await asyncio.wait({call}, timeout=LEADER_RECHECK_INTERVAL)
-                if done:
-                    return call.result()
-                if leader_moved(leader_address, self.leader_rpc_address(), self._raft.is_leader()):
-                    log.info("rpc %s: leader moved away from %s while forwarded; re-routing", method, leader_address)
-                    raise unavailable(f"{ERR_LEADER_MOVED} (was {leader_address})")
+            await asyncio.wait({call, moved}, return_when=asyncio.FIRST_COMPLETED)
+            if call.done():
+                return call.result()
+            log.info("rpc %s: leader moved away from %s while forwarded; re-routing", method, leader_address)
+            raise unavailable(f"{ERR_LEADER_MOVED} (was {leader_address})")
         finally:
+            self._unwatch(leader_address, moved)
             if not call.done():
                 call.cancel()
+
+    def _watch_from(self, leader_address: str) -> asyncio.Future[None]:
+        """The shared future that resolves when the leader is no longer `leader_address`."""
+        moved, waiting = self._moved.get(leader_address) or (asyncio.get_running_loop().create_future(), 0)
+        self._moved[leader_address] = (moved, waiting + 1)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.ensure_future(self._watch_leader())
+        return moved
+
+    def _unwatch(self, leader_address: str, moved: asyncio.Future[None]) -> None:
+        entry = self._moved.get(leader_address)
+        if entry is None or entry[0] is not moved:
+            return  # the watcher already resolved and dropped our wait; a newer one is not ours
+        waiting = entry[1]
+        if waiting <= 1:
+            del self._moved[leader_address]
+        else:
+            self._moved[leader_address] = (moved, waiting - 1)
+
+    async def _watch_leader(self) -> None:
+        """Runs while any forwarded call is in flight; resolves the futures of moved leaders."""
+        while self._moved:
+            await asyncio.sleep(LEADER_RECHECK_INTERVAL)
+            current, leading = self.leader_rpc_address(), self._raft.is_leader()
+            for sent_to, (moved, _) in list(self._moved.items()):
+                if leader_moved(sent_to, current, leading):
+                    del self._moved[sent_to]  # later calls to the same address start a fresh wait
+                    if not moved.done():
+                        moved.set_result(None)
 
     def _serve_here(self, header: RequestHeader, write: bool) -> bool:
         if self._raft.is_leader():

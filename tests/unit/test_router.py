@@ -461,3 +461,21 @@ def test_a_slow_answer_from_a_steady_leader_is_waited_for() -> None:
         assert len(pool.calls) == 1
 
     asyncio.run(scenario())
+
+
+def test_many_calls_in_flight_share_one_watcher_and_all_move_to_the_new_leader() -> None:
+    async def scenario() -> None:
+        pool = SilentLeaderPool(silent=LEADER_RPC)
+        router, raft, _, _ = make(pool=pool)
+        asyncio.get_running_loop().call_later(0.3, lambda: setattr(raft, "leader_address", NEW_LEADER_RAFT))
+        headers = [RequestHeader(request_id=f"w{n}") for n in range(50)]
+        answers = await asyncio.gather(
+            *(router.serve("Catalog/Register", header, {}, Local(), write=True) for header in headers)
+        )
+        assert answers == [REMOTE_ANSWER] * 50 and pool.cancelled == 50
+        resent = [call[2].request_id for call in pool.calls if call[0] == NEW_LEADER_RPC]
+        assert sorted(resent) == sorted(header.request_id for header in headers)
+        await asyncio.sleep(router_module.LEADER_RECHECK_INTERVAL * 2)
+        assert router._moved == {} and router._watcher is not None and router._watcher.done()
+
+    asyncio.run(scenario())
