@@ -3,7 +3,8 @@
 A command line is readable by every local user (``ps``, /proc/<pid>/cmdline); a file can be made
 readable by its owner only, and we insist that it is, as ssh does for private keys: the key guards
 a port that unpickles what it receives. The file holds the key as ``meshfed keygen`` prints it;
-surrounding whitespace (the trailing newline of ``meshfed keygen > file``) is ignored.
+surrounding whitespace (the trailing newline of ``meshfed keygen > file``) is ignored. The key
+itself is checked where every ``encrypt`` value is, when the configuration is loaded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 
-from meshfed.server.config.loader import ConfigError, validate_key
+from meshfed.server.config.loader import ConfigError
 
 KEY = "encrypt"
 
@@ -20,8 +21,8 @@ def read_key_file(path: str) -> str:
     """Return the cluster key held in ``path``.
 
     Raises:
-        ConfigError: naming the file when it cannot be read, is readable by group or others, or
-            does not hold a valid key.
+        ConfigError: naming the file when it cannot be read, is open to group or others, or does
+            not hold a line of text.
     """
     try:
         with open(path, "rb") as key_file:
@@ -35,8 +36,8 @@ def read_key_file(path: str) -> str:
         )
     try:
         key = raw.decode("ascii").strip()
-        validate_key(key)
-    except (UnicodeDecodeError, ValueError) as error:
-        reason = "not ASCII text" if isinstance(error, UnicodeDecodeError) else str(error)
-        raise ConfigError(path, KEY, reason) from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, KEY, "not a key: the file is not ASCII text (make one with `meshfed keygen`)") from None
+    if not key:
+        raise ConfigError(path, KEY, "the key file is empty (make one with `meshfed keygen`)")
     return key

@@ -152,7 +152,8 @@ def test_encrypt_file_reads_a_private_key_file(tmp_path: Path) -> None:
     [
         (KEY, 0o644, "open to group or others (mode 0644); accepted: chmod 600"),
         (KEY, 0o640, "mode 0640"),
-        ("abc", 0o600, "not valid base64"),
+        ("\n", 0o600, "the key file is empty"),
+        ("clé", 0o600, "not ASCII text"),
         (None, 0o600, "cannot read the key file"),
     ],
 )
@@ -165,6 +166,15 @@ def test_unusable_encrypt_file_names_the_file(tmp_path: Path, content: str | Non
         overrides_for(["-encrypt-file", str(key_file)])
     assert (caught.value.source, caught.value.key) == (str(key_file), "encrypt")
     assert reason in caught.value.reason
+
+
+def test_a_bad_key_from_a_file_is_refused_at_load(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("abc")
+    key_file.chmod(0o600)
+    files, overrides, dev = overrides_for(["-encrypt-file", str(key_file), "-data-dir", str(tmp_path)])
+    with pytest.raises(ConfigError, match="not valid base64"):
+        load(files, overrides, dev=dev)
 
 
 def test_encrypt_and_encrypt_file_together_are_refused(tmp_path: Path) -> None:
