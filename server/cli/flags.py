@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from meshfed.server.config import COMMAND_LINE, CONFIG_EXTENSIONS, ConfigError
+from meshfed.server.config.key_file import read_key_file
 
 
 class _ConfigSource(argparse.Action):
@@ -43,7 +44,7 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, bool, str, str], ...] = (
     ("advertise", ("advertise_addr",), str, False, "ADDR", "address other servers dial"),
     ("client", ("client_addr",), str, False, "ADDR", "address the HTTP API listens on"),
     ("data-dir", ("data_dir",), str, False, "DIR", "directory for the Raft journal and snapshots"),
-    ("encrypt", ("encrypt",), str, False, "KEY", "cluster key (make one with `meshfed keygen`)"),
+    ("encrypt", ("encrypt",), str, False, "KEY", "cluster key; visible in `ps`, prefer -encrypt-file"),
     ("bootstrap-expect", ("bootstrap_expect",), int, False, "N", "number of servers in this datacenter"),
     ("retry-join", ("retry_join",), str, True, "ADDR", "another server, host or host:port (repeatable)"),
     ("http-port", ("ports", "http"), int, False, "N", "HTTP API port (default 8500)"),
@@ -88,6 +89,14 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
             metavar=kind.upper(),
             help=f"config {'file (.hcl or .json)' if kind == 'file' else 'directory of *.hcl/*.json'} (repeatable)",
         )
+    parser.add_argument(
+        "-encrypt-file",
+        "--encrypt-file",
+        dest="encrypt_file",
+        default=None,
+        metavar="FILE",
+        help="file holding the cluster key, mode 0600 (`meshfed keygen > FILE`)",
+    )
     for flag, _, value_type, repeatable, metavar, help_text in _VALUE_FLAGS:
         parser.add_argument(
             f"-{flag}",
@@ -131,7 +140,8 @@ def agent_overrides(ns: argparse.Namespace) -> tuple[list[str], dict[str, Any], 
     """Turn parsed flags into ``(config files, overrides in config-key form, dev)`` for ``config.load``.
 
     Raises:
-        ConfigError: when a ``-config-dir`` is not a directory.
+        ConfigError: when a ``-config-dir`` is not a directory, or ``-encrypt-file`` is unusable or
+            given together with ``-encrypt``.
     """
     overrides: dict[str, Any] = {}
     if getattr(ns, "server", None) is not None:
@@ -144,5 +154,10 @@ def agent_overrides(ns: argparse.Namespace) -> tuple[list[str], dict[str, Any], 
         for part in key_path[:-1]:
             target = target.setdefault(part, {})
         target[key_path[-1]] = list(value) if isinstance(value, list) else value
+    key_file = getattr(ns, "encrypt_file", None)
+    if key_file is not None:
+        if "encrypt" in overrides:
+            raise ConfigError(COMMAND_LINE, "encrypt", "-encrypt and -encrypt-file both given; accepted: one of them")
+        overrides["encrypt"] = read_key_file(key_file)
     files = _config_files(getattr(ns, "config_sources", None) or [])
     return files, overrides, bool(getattr(ns, "dev", False))

@@ -3,6 +3,9 @@
 Used by `meshfed demo` and by the integration tests, so what the tests prove is what an operator
 runs. Every server of a datacenter gets its own loopback address (127.0.<n>.1, .2, .3), so the
 default ports (HTTP 8500, RPC 8300, Raft 8301) never collide and no port flags are needed.
+
+The cluster key reaches a server through a config file only its owner can read, never through
+`-encrypt`: a command line is visible to every local user in `ps` and /proc/<pid>/cmdline.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshfed.server.config.loader import generate_key
+from meshfed.server.config.loader import Ports, generate_key
 
 HTTP_PORT = 8500
 
@@ -60,6 +63,10 @@ class ChildProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def listen_addresses(self) -> list[tuple[str, int]]:
+        """Every (host, port) this process binds, so a launcher can check them before starting."""
+        raise NotImplementedError
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             with open(self.log_path, errors="replace") as f:
@@ -87,7 +94,16 @@ class ServerProcess(ChildProcess):
 
     @property
     def raft_address(self) -> str:
-        return f"{self.address}:8301"
+        return f"{self.address}:{Ports().raft}"
+
+    @property
+    def key_file(self) -> str:
+        """The config file that carries `encrypt`, written 0600 next to the data directory."""
+        return os.path.join(os.path.dirname(self.data_dir), f"{self.node}-encrypt.json")
+
+    def listen_addresses(self) -> list[tuple[str, int]]:
+        ports = Ports()
+        return [(self.address, port) for port in (ports.http, ports.server, ports.raft)]
 
     @property
     def rpc_address(self) -> str:
@@ -97,7 +113,7 @@ class ServerProcess(ChildProcess):
         args = [
             sys.executable, "-m", "meshfed.server.cli", "agent", "-server",
             "-node", self.node, "-datacenter", self.datacenter, "-bind", self.address,
-            "-data-dir", self.data_dir, "-encrypt", self.key,
+            "-data-dir", self.data_dir, "-config-file", self.key_file,
             "-bootstrap-expect", str(len(self.peers) + 1),
         ]
         for peer in self.peers:
@@ -108,8 +124,52 @@ class ServerProcess(ChildProcess):
 
     def start(self) -> None:
         os.makedirs(self.data_dir, exist_ok=True)
+        write_private_file(self.key_file, json.dumps({"encrypt": self.key}))
         self.log_path = self.log_path or os.path.join(os.path.dirname(self.data_dir), f"{self.node}.log")
         super().start()
+
+
+def write_private_file(path: str, text: str) -> None:
+    """Write `text` to `path`, readable by its owner only, from the first byte on: the file is
+    created 0600 rather than chmod-ed after the write, and an existing file is narrowed too."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def busy_addresses(addresses: Sequence[tuple[str, int]]) -> list[str]:
+    """The `host:port`s of `addresses` that something already listens on (or that cannot be bound).
+
+    SO_REUSEADDR keeps sockets of a previous run in TIME_WAIT from counting as busy; a listener
+    still makes the bind fail."""
+    busy = []
+    for host, port in addresses:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                busy.append(f"{host}:{port} ({error.strerror})")
+    return busy
+
+
+def stop_all(processes: Sequence[ChildProcess], timeout: float = 10.0) -> None:
+    """SIGTERM every process at once, wait for all of them, then SIGKILL whichever is left, so
+    stopping N processes takes one grace period, not N."""
+    running = [p for p in processes if p.alive()]
+    for process in running:
+        assert process.process is not None
+        process.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        assert process.process is not None
+        try:
+            process.process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def get_json(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], Any]:
@@ -194,6 +254,9 @@ class GatewayProcess(ChildProcess):
     @property
     def admin(self) -> str:
         return f"http://{self.address}:{GATEWAY_ADMIN_PORT}"
+
+    def listen_addresses(self) -> list[tuple[str, int]]:
+        return [(self.address, self.port), (self.address, GATEWAY_ADMIN_PORT)]
 
     def command(self) -> list[str]:
         args = [sys.executable, "-m", "meshfed.server.cli", "gateway", "-dc", self.datacenter, "-bind", self.bind,
@@ -297,56 +360,3 @@ def start_federation(dcs: Sequence[FederatedDatacenter], timeout: float = 60.0) 
     for dc in dcs:
         wait_for_leader(dc.servers, timeout=timeout)
     wait_for_federation(dcs, timeout)
-
-
-def _demo_failure(message: str, processes: Sequence[ServerProcess | GatewayProcess]) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    for process in processes:
-        print(f"--- {getattr(process, 'node', '') or process.datacenter} log ---\n{process.log_tail()}", file=sys.stderr)
-    return 1
-
-
-def run_demo(base: str = "127.0.1", data_dir: str = "") -> int:
-    """`meshfed demo`: a primary dc1 and a secondary dc2 (3 servers each) federated through one mesh
-    gateway per DC, with generated TLS certificates; runs until Ctrl-C."""
-    root = data_dir or tempfile.mkdtemp(prefix="meshfed-demo-")
-    prefix, _, third = base.rpartition(".")
-    bases = [base, f"{prefix}.{int(third) + 1}"]
-    print(f"meshfed demo: data, certificates and logs in {root}")
-    print("  making a CA and server certificates (server.<dc>.consul, <node>.server.<dc>.consul)")
-    dcs = federated_datacenters(root, bases)
-    everything = processes_of(dcs)
-    try:
-        for dc in dcs:
-            for server in dc.servers:
-                print(f"  starting {dc.name} server {server.node} on {server.address}")
-                server.start()
-            print(f"  starting {dc.name} mesh gateway on {dc.gateway.bind}")
-            dc.gateway.start()
-        for dc in dcs:
-            try:
-                leader = wait_for_leader(dc.servers, timeout=30)
-            except TimeoutError as exc:
-                return _demo_failure(str(exc), everything)
-            print(f"  {dc.name} has a leader: {leader}")
-        print("  waiting for both datacenters to see each other's gateways ...")
-        try:
-            wait_for_federation(dcs, timeout=60)
-        except TimeoutError as exc:
-            return _demo_failure(str(exc), everything)
-        print("federation is up.")
-        for dc in dcs:
-            print(f"  {dc.name}:")
-            for server in dc.servers:
-                print(f"    {server.node}: HTTP API {server.http}   metrics {server.http}/v1/agent/metrics?format=prometheus")
-            print(f"    mesh gateway {dc.gateway.bind}: metrics {dc.gateway.admin}/metrics   routes {dc.gateway.admin}/v1/gateway/routes")
-        print(f"try: curl {dcs[1].servers[0].http}/v1/internal/federation-states?dc=dc1   (Ctrl-C stops the demo)")
-        while all(p.alive() for p in everything):
-            time.sleep(0.5)
-        return _demo_failure("a process exited; stopping the demo", [p for p in everything if not p.alive()])
-    except KeyboardInterrupt:
-        print("stopping")
-        return 0
-    finally:
-        for process in everything:
-            process.stop()

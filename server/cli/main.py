@@ -249,9 +249,9 @@ def http_request_optional(ns: argparse.Namespace, method: str, path: str) -> Any
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
-    from meshfed.server.cli.launcher import run_demo
+    from meshfed.server.cli.demo import run_demo
 
-    return run_demo(base=ns.base, data_dir=ns.data_dir)
+    return run_demo(base=ns.base, data_dir=ns.data_dir, keep_data=ns.keep_data)
 
 
 # ---- parser -------------------------------------------------------------------------------------
@@ -262,8 +262,17 @@ def _add_http_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-token", "--token", dest="token", help="ACL token")
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """Leaves itself in the namespace it fills, so an unknown flag can be reported with the usage
+    of the command that did not know it. `add_subparsers` makes its sub-parsers of the same class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_defaults(command_parser=self)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meshfed", description="meshfed: federate datacenters through mesh gateways",
+    parser = _CommandParser(prog="meshfed", description="meshfed: federate datacenters through mesh gateways",
                                      allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -375,14 +384,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start a local 3-server datacenter on 127.0.x.y and print its endpoints")
     demo.add_argument("-base", "--base", default="127.0.1", help="first three octets of the loopback block (default 127.0.1)")
-    demo.add_argument("-data-dir", "--data-dir", dest="data_dir", default="", help="where to keep data (default: a temp dir)")
+    demo.add_argument("-data-dir", "--data-dir", dest="data_dir", default="", help="where to keep data, never removed (default: a temp dir, removed on exit)")
+    demo.add_argument("-keep-data", "--keep-data", dest="keep_data", action="store_true",
+                      help="keep the temp dir (data, certificates, keys, logs) on exit")
     demo.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    # argparse hands a subcommand's unknown arguments back to the top-level parser, which would
+    # print the top-level usage (`meshfed agent -bogus` listed the commands, not the agent's flags);
+    # the deepest command parser reached reports them instead.
+    ns, unknown = parser.parse_known_args(argv)
+    if unknown:
+        ns.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(ns.func(ns) or 0)
     except (CLIError, ConfigError) as exc:

@@ -6,6 +6,14 @@ neither stale nor served by the leader, go to the local leader; (3) with no lead
 retry with jitter for up to RPC_HOLD_TIMEOUT, then fail with "No cluster leader". A local write
 that fails because leadership moved is retried the same way, with the same request id, so it is
 applied at most once.
+
+A forwarded call is watched while it is in flight. If this server's view of the leader moves away
+from the server the call went to (a new leader is elected, or Raft drops the leader because it went
+silent), the call is abandoned and re-routed within the same hold window: a leader that was cut
+off keeps its sockets open, so waiting for its answer would take the whole forwarding deadline
+(NON_BLOCKING_RPC_TIMEOUT + RPC_HOLD_TIMEOUT, 17 s), longer than clients wait. Re-sending a write
+is safe because it keeps its request id: if the old leader did commit it, the new leader has the
+entry in its log and the state machine answers the re-sent copy from its dedupe window.
 """
 
 from __future__ import annotations
@@ -32,6 +40,12 @@ T = TypeVar("T")
 RPC_HOLD_TIMEOUT = 7.0
 MAX_FORWARD_HOPS = 4
 NON_BLOCKING_RPC_TIMEOUT = 10.0
+# How often the leader is compared with the targets of in-flight forwarded calls. An election takes
+# 0.2-0.5 s (times raft_multiplier); checking five times a second keeps re-routing well inside the
+# hold window. One watcher does the check for every call in flight, so a thousand forwarded
+# blocking queries cost one check, not a thousand.
+LEADER_RECHECK_INTERVAL = 0.2
+ERR_LEADER_MOVED = "Leader changed while the request was forwarded"
 
 # Cross-DC hook: (datacenter, method, header, body, timeout) -> (meta, body)
 RemoteCaller = Callable[[str, str, RequestHeader, Any, float], Awaitable[tuple[QueryMeta, Any]]]
@@ -49,6 +63,13 @@ def rpc_timeout(header: RequestHeader) -> float:
         return NON_BLOCKING_RPC_TIMEOUT + RPC_HOLD_TIMEOUT
     wait = DEFAULT_QUERY_TIME if header.max_query_time <= 0 else min(header.max_query_time, MAX_QUERY_TIME)
     return wait * (1 + 1 / 16) + RPC_HOLD_TIMEOUT
+
+
+def leader_moved(sent_to: str, current_leader: str | None, is_leader: bool) -> bool:
+    """Should a call forwarded to `sent_to` be abandoned? Yes once this server's Raft view names
+    another leader, no leader at all (Raft drops a leader it has not heard from for an election
+    timeout), or this server itself."""
+    return is_leader or current_leader != sent_to
 
 
 class Router:
@@ -69,6 +90,10 @@ class Router:
         self._pool = pool
         self.remote: RemoteCaller | None = None
         self._on_forward = on_forward  # label: "leader" or the target datacenter
+        # Forwarded calls in flight, by the leader RPC address they went to: a future resolved when
+        # the leader moves away from that address, and how many calls wait on it.
+        self._moved: dict[str, tuple[asyncio.Future[None], int]] = {}
+        self._watcher: asyncio.Task[None] | None = None
 
     def leader_rpc_address(self) -> str | None:
         leader = self._raft.leader()
@@ -108,14 +133,7 @@ class Router:
                 if leader_address is not None:
                     if self._on_forward:
                         self._on_forward("leader")
-                    return await self._pool.call(
-                        leader_address,
-                        method,
-                        header.forwarded(),
-                        body,
-                        timeout=rpc_timeout(header),
-                        server_name=self._server_name,
-                    )
+                    return await self._call_leader(leader_address, method, header, body)
                 failure: Exception = unavailable(ERR_NO_LEADER)
             except RaftError as exc:
                 failure = unavailable(f"{ERR_NO_LEADER}: {exc}" if not exc.maybe_applied else str(exc))
@@ -132,6 +150,59 @@ class Router:
             if attempt == 1:
                 log.debug("rpc %s: no usable leader yet, holding (%s)", method, failure)
             await asyncio.sleep(random.uniform(0, RPC_HOLD_TIMEOUT / 16))
+
+    async def _call_leader(self, leader_address: str, method: str, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """Forward to the leader, abandoning the call if the leader moves while we wait.
+
+        Raises:
+            RPCError: UNAVAILABLE with ERR_LEADER_MOVED when abandoned (the caller holds and
+                re-routes), or whatever the leader answered.
+        """
+        call = asyncio.ensure_future(
+            self._pool.call(
+                leader_address, method, header.forwarded(), body, timeout=rpc_timeout(header), server_name=self._server_name
+            )
+        )
+        moved = self._watch_from(leader_address)
+        try:
+            await asyncio.wait({call, moved}, return_when=asyncio.FIRST_COMPLETED)
+            if call.done():
+                return call.result()
+            log.info("rpc %s: leader moved away from %s while forwarded; re-routing", method, leader_address)
+            raise unavailable(f"{ERR_LEADER_MOVED} (was {leader_address})")
+        finally:
+            self._unwatch(leader_address, moved)
+            if not call.done():
+                call.cancel()
+
+    def _watch_from(self, leader_address: str) -> asyncio.Future[None]:
+        """The shared future that resolves when the leader is no longer `leader_address`."""
+        moved, waiting = self._moved.get(leader_address) or (asyncio.get_running_loop().create_future(), 0)
+        self._moved[leader_address] = (moved, waiting + 1)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.ensure_future(self._watch_leader())
+        return moved
+
+    def _unwatch(self, leader_address: str, moved: asyncio.Future[None]) -> None:
+        entry = self._moved.get(leader_address)
+        if entry is None or entry[0] is not moved:
+            return  # the watcher already resolved and dropped our wait; a newer one is not ours
+        waiting = entry[1]
+        if waiting <= 1:
+            del self._moved[leader_address]
+        else:
+            self._moved[leader_address] = (moved, waiting - 1)
+
+    async def _watch_leader(self) -> None:
+        """Runs while any forwarded call is in flight; resolves the futures of moved leaders."""
+        while self._moved:
+            await asyncio.sleep(LEADER_RECHECK_INTERVAL)
+            current, leading = self.leader_rpc_address(), self._raft.is_leader()
+            for sent_to, (moved, _) in list(self._moved.items()):
+                if leader_moved(sent_to, current, leading):
+                    del self._moved[sent_to]  # later calls to the same address start a fresh wait
+                    if not moved.done():
+                        moved.set_result(None)
 
     def _serve_here(self, header: RequestHeader, write: bool) -> bool:
         if self._raft.is_leader():

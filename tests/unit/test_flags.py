@@ -137,3 +137,49 @@ def test_flags_can_be_added_to_a_subcommand() -> None:
     ns = parser.parse_args(["agent", "-server", "-node", "s9"])
     assert ns.command == "agent"
     assert agent_overrides(ns) == ([], {"server": True, "node_name": "s9"}, False)
+
+
+def test_encrypt_file_reads_a_private_key_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")  # as `meshfed keygen > key` leaves it
+    key_file.chmod(0o600)
+    _, overrides, _ = overrides_for(["-encrypt-file", str(key_file)])
+    assert overrides == {"encrypt": KEY}
+
+
+@pytest.mark.parametrize(
+    "content, mode, reason",
+    [
+        (KEY, 0o644, "open to group or others (mode 0644); accepted: chmod 600"),
+        (KEY, 0o640, "mode 0640"),
+        ("\n", 0o600, "the key file is empty"),
+        ("clé", 0o600, "not ASCII text"),
+        (None, 0o600, "cannot read the key file"),
+    ],
+)
+def test_unusable_encrypt_file_names_the_file(tmp_path: Path, content: str | None, mode: int, reason: str) -> None:
+    key_file = tmp_path / "key"
+    if content is not None:
+        key_file.write_text(content)
+        key_file.chmod(mode)
+    with pytest.raises(ConfigError) as caught:
+        overrides_for(["-encrypt-file", str(key_file)])
+    assert (caught.value.source, caught.value.key) == (str(key_file), "encrypt")
+    assert reason in caught.value.reason
+
+
+def test_a_bad_key_from_a_file_is_refused_at_load(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("abc")
+    key_file.chmod(0o600)
+    files, overrides, dev = overrides_for(["-encrypt-file", str(key_file), "-data-dir", str(tmp_path)])
+    with pytest.raises(ConfigError, match="not valid base64"):
+        load(files, overrides, dev=dev)
+
+
+def test_encrypt_and_encrypt_file_together_are_refused(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY)
+    key_file.chmod(0o600)
+    with pytest.raises(ConfigError, match="both given"):
+        overrides_for(["-encrypt", KEY, "-encrypt-file", str(key_file)])

@@ -24,11 +24,14 @@ from meshfed.server.requests.router import (
     NON_BLOCKING_RPC_TIMEOUT,
     RPC_HOLD_TIMEOUT,
     Router,
+    leader_moved,
     rpc_timeout,
 )
 
 LEADER_RAFT = "10.0.0.2:8300"
 LEADER_RPC = "10.0.0.2:8502"
+NEW_LEADER_RAFT = "10.0.0.1:8300"
+NEW_LEADER_RPC = "10.0.0.1:8502"
 LOCAL_ANSWER = (QueryMeta(index=3), "local")
 REMOTE_ANSWER = (QueryMeta(index=9), "remote")
 
@@ -374,3 +377,105 @@ def test_leader_rpc_address_lookup() -> None:
     assert router.leader_rpc_address() is None
     raft.leader_address = "10.0.0.1:8300"
     assert router.leader_rpc_address() == "10.0.0.1:8502"
+
+
+def test_leader_moved_decision() -> None:
+    assert not leader_moved(LEADER_RPC, LEADER_RPC, is_leader=False)
+    assert leader_moved(LEADER_RPC, NEW_LEADER_RPC, is_leader=False)  # a new leader was elected
+    assert leader_moved(LEADER_RPC, None, is_leader=False)  # Raft dropped the silent leader
+    assert leader_moved(LEADER_RPC, LEADER_RPC, is_leader=True)  # we won the election ourselves
+
+
+class SilentLeaderPool(FakePool):
+    """Calls to `silent` never answer (a cut-off leader keeps its sockets open); others answer."""
+
+    def __init__(self, silent: str) -> None:
+        super().__init__()
+        self.silent = silent
+        self.cancelled = 0
+
+    async def call(
+        self, address: str, method: str, header: RequestHeader, body: Any, *, timeout: float, server_name: str = ""
+    ) -> tuple[QueryMeta, Any]:
+        if address != self.silent:
+            return await super().call(address, method, header, body, timeout=timeout, server_name=server_name)
+        self.calls.append((address, method, header, body, timeout))
+        try:
+            await asyncio.sleep(timeout)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        raise AssertionError("the silent leader was waited on for the whole forwarding deadline")
+
+
+def test_write_forwarded_to_a_cut_off_leader_is_resent_to_the_new_leader_with_its_request_id() -> None:
+    """Issue #8 item 4: the follower notices the election and re-routes within the hold window."""
+
+    async def scenario() -> None:
+        pool = SilentLeaderPool(silent=LEADER_RPC)
+        router, raft, _, forwards = make(pool=pool)
+
+        def elect() -> None:
+            raft.leader_address = NEW_LEADER_RAFT
+
+        asyncio.get_running_loop().call_later(0.3, elect)
+        started = time.monotonic()
+        header = RequestHeader(request_id="write-7")
+        answer = await router.serve("Catalog/Register", header, {"Node": "n"}, Local(), write=True)
+        elapsed = time.monotonic() - started
+        assert answer == REMOTE_ANSWER
+        assert [call[0] for call in pool.calls] == [LEADER_RPC, NEW_LEADER_RPC]
+        assert {call[2].request_id for call in pool.calls} == {"write-7"}
+        assert pool.cancelled == 1 and pool.discarded == []  # the channel is not broken, only its peer
+        assert elapsed < 0.3 + router_module.LEADER_RECHECK_INTERVAL + RPC_HOLD_TIMEOUT / 16 + 0.3
+        assert forwards == ["leader", "leader"]
+
+    asyncio.run(scenario())
+
+
+def test_forwarded_call_to_a_leader_raft_dropped_ends_as_no_cluster_leader_in_the_hold(short_hold: float) -> None:
+    async def scenario() -> None:
+        pool = SilentLeaderPool(silent=LEADER_RPC)
+        router, raft, _, _ = make(pool=pool)
+        asyncio.get_running_loop().call_later(0.1, lambda: setattr(raft, "leader_address", None))
+        started = time.monotonic()
+        with pytest.raises(RPCError) as caught:
+            await router.serve("Catalog/Register", RequestHeader(request_id="w"), {}, Local(), write=True)
+        assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+        assert caught.value.message.startswith(ERR_NO_LEADER)
+        assert time.monotonic() - started < short_hold + 1.0
+        assert pool.cancelled == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_answer_from_a_steady_leader_is_waited_for() -> None:
+    async def scenario() -> None:
+        class SlowPool(FakePool):
+            async def call(self, *args: Any, **kwargs: Any) -> tuple[QueryMeta, Any]:
+                await asyncio.sleep(router_module.LEADER_RECHECK_INTERVAL * 3)
+                return await super().call(*args, **kwargs)
+
+        router, _, pool, _ = make(pool=SlowPool())
+        assert await router.serve("Catalog/Nodes", RequestHeader(), None, Local(), write=False) == REMOTE_ANSWER
+        assert len(pool.calls) == 1
+
+    asyncio.run(scenario())
+
+
+def test_many_calls_in_flight_share_one_watcher_and_all_move_to_the_new_leader() -> None:
+    async def scenario() -> None:
+        pool = SilentLeaderPool(silent=LEADER_RPC)
+        router, raft, _, _ = make(pool=pool)
+        asyncio.get_running_loop().call_later(0.3, lambda: setattr(raft, "leader_address", NEW_LEADER_RAFT))
+        headers = [RequestHeader(request_id=f"w{n}") for n in range(50)]
+        answers = await asyncio.gather(
+            *(router.serve("Catalog/Register", header, {}, Local(), write=True) for header in headers)
+        )
+        assert answers == [REMOTE_ANSWER] * 50 and pool.cancelled == 50
+        resent = [call[2].request_id for call in pool.calls if call[0] == NEW_LEADER_RPC]
+        assert sorted(resent) == sorted(header.request_id for header in headers)
+        await asyncio.sleep(router_module.LEADER_RECHECK_INTERVAL * 2)
+        assert router._moved == {} and router._watcher is not None and router._watcher.done()
+
+    asyncio.run(scenario())

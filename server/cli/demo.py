@@ -1,0 +1,113 @@
+"""`meshfed demo`: two federated datacenters of real processes on 127.0.x.y, run until stopped.
+
+States: checking (every address the demo will bind must be free, or it refuses and names the busy
+one: a second demo would otherwise report "federation is up" by talking to the first) -> starting
+-> up -> stopping. SIGINT, SIGTERM and SIGHUP all lead to stopping, which stops every child: the
+children run in their own sessions, so a signal to the demo never reaches them by itself. A signal
+that arrives while stopping is ignored; stopping ends with SIGKILL after one grace period.
+
+The demo's files (certificates, keys, data, logs) live in a fresh temporary directory that is
+removed on exit unless `-keep-data` is given. A directory the operator names with `-data-dir` is
+never removed: the demo did not create it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from meshfed.server.cli.launcher import (
+    ChildProcess,
+    busy_addresses,
+    federated_datacenters,
+    processes_of,
+    stop_all,
+    wait_for_federation,
+    wait_for_leader,
+)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class DemoStopped(BaseException):
+    """Raised by the signal handler. A BaseException, like KeyboardInterrupt, so that no
+    `except Exception` on the way can swallow a request to stop."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise DemoStopped(signal.Signals(signum).name)
+
+
+def _failure(message: str, processes: Sequence[ChildProcess] = ()) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    for process in processes:
+        name = getattr(process, "node", "") or getattr(process, "datacenter", "")
+        print(f"--- {name} log ---\n{process.log_tail()}", file=sys.stderr)
+    return 1
+
+
+def run_demo(base: str = "127.0.1", data_dir: str = "", keep_data: bool = False) -> int:
+    """A primary dc1 and a secondary dc2 (3 servers each) federated through one mesh gateway per
+    DC, with generated TLS certificates; runs until SIGINT, SIGTERM or SIGHUP."""
+    root = data_dir or tempfile.mkdtemp(prefix="meshfed-demo-")  # mkdtemp makes it 0700
+    remove_root = not data_dir and not keep_data
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in STOP_SIGNALS}
+    everything: list[ChildProcess] = []
+    try:
+        prefix, _, third = base.rpartition(".")
+        dcs = federated_datacenters(root, [base, f"{prefix}.{int(third) + 1}"])
+        everything = list(processes_of(dcs))
+        busy = busy_addresses([address for process in everything for address in process.listen_addresses()])
+        if busy:
+            return _failure(f"address in use: {', '.join(busy)}; is another demo or server running? "
+                            "Stop it or choose another -base")
+        where = "removed on exit; -keep-data keeps them" if remove_root else "kept on exit"
+        print(f"meshfed demo: data, certificates, keys and logs in {root} ({where})")
+        print("  made a CA and server certificates (server.<dc>.consul, <node>.server.<dc>.consul)")
+        for dc in dcs:
+            for server in dc.servers:
+                print(f"  starting {dc.name} server {server.node} on {server.address}")
+                server.start()
+            print(f"  starting {dc.name} mesh gateway on {dc.gateway.bind}")
+            dc.gateway.start()
+        for dc in dcs:
+            try:
+                leader = wait_for_leader(dc.servers, timeout=30)
+            except TimeoutError as exc:
+                return _failure(str(exc), everything)
+            print(f"  {dc.name} has a leader: {leader}")
+        print("  waiting for both datacenters to see each other's gateways ...")
+        try:
+            wait_for_federation(dcs, timeout=60)
+        except TimeoutError as exc:
+            return _failure(str(exc), everything)
+        print("federation is up.")
+        for dc in dcs:
+            print(f"  {dc.name}:")
+            for server in dc.servers:
+                print(f"    {server.node}: HTTP API {server.http}   metrics {server.http}/v1/agent/metrics?format=prometheus")
+            print(f"    mesh gateway {dc.gateway.bind}: metrics {dc.gateway.admin}/metrics   "
+                  f"routes {dc.gateway.admin}/v1/gateway/routes")
+        print(f"try: curl {dcs[1].servers[0].http}/v1/internal/federation-states?dc=dc1   (Ctrl-C stops the demo)",
+              flush=True)
+        while all(p.alive() for p in everything):
+            time.sleep(0.5)
+        return _failure("a process exited; stopping the demo", [p for p in everything if not p.alive()])
+    except (DemoStopped, KeyboardInterrupt) as stop:
+        print(f"stopping ({stop or 'SIGINT'})", flush=True)
+        return 0
+    finally:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        stop_all(everything)
+        if remove_root:
+            shutil.rmtree(root, ignore_errors=True)
+        elif everything:
+            print(f"demo files kept in {root}")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,140 @@
+"""`meshfed demo` as an operator runs it (issue #8 item 9): every stop signal stops every child,
+a second demo on busy addresses refuses, the cluster key is on no command line, and the demo's
+files are removed on exit unless kept. Processes are observed through /proc, as `ps` would."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .conftest import next_block
+
+
+class Demo:
+    """A `meshfed demo` subprocess whose output is collected line by line."""
+
+    def __init__(self, base: str, tmp: Path, *args: str) -> None:
+        env = {**os.environ, "TMPDIR": str(tmp)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "meshfed.server.cli", "demo", "-base", base, *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            assert self.process.poll() is None or text in self.output(), f"demo exited:\n{self.output()}"
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout}s:\n{self.output()}"
+            time.sleep(0.1)
+
+    def root(self) -> str:
+        match = re.search(r"keys and logs in (\S+) \(", self.output())
+        assert match, self.output()
+        return match.group(1)
+
+    def children(self) -> list[int]:
+        return [pid for pid in _pids() if _field(pid, "PPid") == str(self.process.pid)]
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _field(pid: int, name: str) -> str:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return line.split()[1]
+    except OSError:
+        pass
+    return ""
+
+
+def _alive(pid: int) -> bool:
+    return _field(pid, "State") not in ("", "Z")
+
+
+def _cmdlines() -> dict[int, bytes]:
+    result = {}
+    for pid in _pids():
+        try:
+            result[pid] = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            pass
+    return result
+
+
+def _assert_everything_stopped(demo: Demo, children: list[int], root: str) -> None:
+    assert demo.process.wait(30) == 0, demo.output()
+    survivors = [pid for pid in children if _alive(pid)]
+    survivors += [pid for pid, cmdline in _cmdlines().items() if root.encode() in cmdline and _alive(pid)]
+    assert survivors == [], f"processes outlived the demo: {survivors}"
+
+
+def test_sigterm_stops_every_child_busy_addresses_refuse_a_second_demo_and_keys_stay_private(tmp_path: Path) -> None:
+    base = f"127.0.{next_block()}"
+    next_block()  # the demo's second datacenter uses the next block
+    demo = Demo(base, tmp_path)
+    try:
+        demo.wait_for("federation is up.")
+        root = demo.root()
+        children = demo.children()
+        assert len(children) == 8, demo.output()
+
+        key_files = glob.glob(os.path.join(root, "*", "*-encrypt.json"))
+        assert len(key_files) == 6
+        assert {stat.S_IMODE(os.stat(path).st_mode) for path in key_files} == {0o600}
+        keys = {Path(path).read_text().split('"')[3] for path in key_files}
+        assert len(keys) == 2  # one per datacenter
+        leaked = [pid for pid, cmdline in _cmdlines().items() for key in keys if key.encode() in cmdline]
+        assert leaked == [], "the cluster key is on a command line"
+
+        second = Demo(base, tmp_path)
+        assert second.process.wait(60) == 1, second.output()
+        time.sleep(0.2)  # let the reader thread take the last lines
+        assert f"address in use: {base}.1:8500" in second.output()
+        assert "federation is up" not in second.output()
+        assert os.listdir(tmp_path) == [os.path.basename(root)], "the refused demo left its files"
+
+        demo.process.send_signal(signal.SIGTERM)
+        _assert_everything_stopped(demo, children, root)
+        assert not os.path.exists(root), "the demo's files (with keys) outlived it"
+    finally:
+        if demo.process.poll() is None:
+            demo.process.kill()
+
+
+def test_sighup_while_starting_stops_every_child_and_keep_data_keeps_the_files(tmp_path: Path) -> None:
+    base = f"127.0.{next_block()}"
+    next_block()
+    demo = Demo(base, tmp_path, "-keep-data")
+    try:
+        demo.wait_for("dc1 has a leader")  # every process is started, federation not yet up
+        root = demo.root()
+        children = demo.children()
+        assert len(children) == 8, demo.output()
+        demo.process.send_signal(signal.SIGHUP)
+        _assert_everything_stopped(demo, children, root)
+        assert "stopping (SIGHUP)" in demo.output()
+        assert glob.glob(os.path.join(root, "dc1", "dc1-s1.log")), "-keep-data did not keep the files"
+    finally:
+        if demo.process.poll() is None:
+            demo.process.kill()
