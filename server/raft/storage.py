@@ -29,9 +29,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pysyncobj.config import SERIALIZER_STATE
-from pysyncobj.journal import FileJournal
+from pysyncobj.journal import FIRST_RECORD_OFFSET, FileJournal
 
 from meshfed.fsm.snapshot import SnapshotError, decode_frame, encode_frame
+from meshfed.server.raft.durability import RECORD_OVERHEAD, preallocate
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,9 @@ class SnapshotWriter:
         except Exception:
             log.exception("writing raft snapshot %s failed", tmp_path)
             self._failed = True
+            # A half-written temporary file would only keep a full disk full.
+            if os.path.exists(tmp_path):
+                os.remove(tmp_path)
             raise
         self._pending_tmp = tmp_path
         self._pending_index = int(last[1])
@@ -154,8 +158,19 @@ def rewrite_journal(journal: FileJournal, path: str, entries: Sequence[Entry]) -
         if os.path.exists(stale):
             os.remove(stale)
     fresh = FileJournal(tmp)
-    for entry in entries:
-        fresh.add(*entry)
+    try:
+        # Allocate the whole file first: the library writes through an mmap, and a page without a
+        # block behind it on a full disk is a SIGBUS, not an error (server/raft/durability.py).
+        preallocate(fresh, 0, FIRST_RECORD_OFFSET + sum(len(e[0]) + RECORD_OVERHEAD for e in entries))
+        for entry in entries:
+            fresh.add(*entry)
+    except OSError:
+        fresh._destroy()
+        for leftover in (tmp, tmp + ".meta"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+        log.error("raft: journal compaction failed; the journal stays as it was", exc_info=True)
+        raise
     fresh._destroy()  # flushes the mmap (msync) and closes it
     fd = os.open(tmp, os.O_RDONLY)
     try:
