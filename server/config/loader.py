@@ -131,6 +131,9 @@ class Config:
     replication_apply_limit: int = 100
     raft_snapshot_threshold: int = 8192
     raft_snapshot_interval: float = 300.0
+    # "always": an ack means synced to disk on a majority; "interval": in their page cache, synced
+    # every second (faster; a power loss of a majority can lose that second). server/raft/durability.py
+    raft_journal_sync: str = "always"
 
     @property
     def primary(self) -> str:
@@ -423,6 +426,7 @@ _SCHEMA: dict[str, Callable[[Any], Any]] = {
     "replication_apply_limit": _COUNT,
     "raft_snapshot_threshold": _integer(1, 2**31 - 1),
     "raft_snapshot_interval": _INTERVAL,
+    "raft_journal_sync": _choice(("always", "interval")),
 }
 _CONCATENATED = frozenset({"retry_join", "primary_gateways"})
 _SECTIONS = ("ports", "connect", "tls", "telemetry")

@@ -88,9 +88,10 @@ class RaftTimings:
 class RaftError(Exception):
     """A proposal failed. `maybe_applied` means the outcome is unknown: retry with the same request id."""
 
-    def __init__(self, message: str, maybe_applied: bool) -> None:
+    def __init__(self, message: str, maybe_applied: bool, disk_full: bool = False) -> None:
         super().__init__(message)
         self.maybe_applied = maybe_applied
+        self.disk_full = disk_full  # refused before proposing: the journal could not grow
 
 
 @dataclass
@@ -282,7 +283,9 @@ class RaftNode:
             try:
                 self._guard.reserve(len(payload))
             except DiskFullError as exc:
-                refused = RaftError(f"write refused: {exc.strerror}; free space in the data directory", False)
+                refused = RaftError(
+                    f"write refused: {exc.strerror}; free space in the data directory", False, disk_full=True
+                )
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(refused)
@@ -292,6 +295,8 @@ class RaftNode:
             self._inflight[batch_id] = (started, [f for _, _, f in batch])
 
             def done(results: Any, error: int, batch_id: int = batch_id) -> None:
+                if error == FAIL_REASON.SUCCESS:
+                    self._guard.trace("ack", self._sync.raftCommitIndex)
                 loop.call_soon_threadsafe(self._complete, batch_id, results, error)
 
             self._consumer.apply_batch(payload, callback=done)
@@ -399,6 +404,10 @@ class RaftNode:
     @property
     def disk_full_refusals(self) -> int:
         return self._guard.disk_full_refusals
+
+    @property
+    def journal_syncs(self) -> int:
+        return self._guard.syncs
 
     def force_snapshot(self) -> None:
         self._sync.forceLogCompaction()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 Entry = tuple[bytes, int, int]
 
 SNAPSHOT_FORMAT = "meshfed-raft-snapshot"
+# After a failed snapshot (typically a full disk) the library retries on every tick, re-encoding the
+# whole state each time; wait this long instead, and log the failure once per streak.
+SNAPSHOT_RETRY_AFTER_FAILURE = 5.0
 
 
 def fsync_directory(path: str) -> None:
@@ -107,19 +111,31 @@ class SnapshotWriter:
         self._pending_index = 0
         self._pending_size = 0
         self._failed = False
+        self._failures_in_a_row = 0
+        self._last_failure = 0.0
 
     def serialize(self, tmp_path: str, raft_data: Sequence[Any]) -> None:
         last, prev, cluster = raft_data
         cluster_ids = [getattr(node, "id", str(node)) for node in cluster]
+        if self._failures_in_a_row and time.monotonic() - self._last_failure < SNAPSHOT_RETRY_AFTER_FAILURE:
+            self._failed = True
+            raise OSError("raft snapshot: waiting after the last failure before retrying")
         try:
             size = write_snapshot(tmp_path, self._snapshot_fsm(), as_entry(last), as_entry(prev), cluster_ids)
         except Exception:
-            log.exception("writing raft snapshot %s failed", tmp_path)
+            self._failures_in_a_row += 1
+            self._last_failure = time.monotonic()
+            if self._failures_in_a_row == 1:
+                log.exception("writing raft snapshot %s failed; retrying every %.0fs", tmp_path,
+                              SNAPSHOT_RETRY_AFTER_FAILURE)
             self._failed = True
             # A half-written temporary file would only keep a full disk full.
             if os.path.exists(tmp_path):
                 os.remove(tmp_path)
             raise
+        if self._failures_in_a_row:
+            log.warning("raft snapshot written again after %d failed attempts", self._failures_in_a_row)
+            self._failures_in_a_row = 0
         self._pending_tmp = tmp_path
         self._pending_index = int(last[1])
         self._pending_size = size
