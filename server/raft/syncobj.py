@@ -26,6 +26,21 @@ from meshfed.server.raft.durability import SYNC_ALWAYS, JournalGuard, is_append_
 
 log = logging.getLogger("meshfed.server.raft.node")
 
+def bounded_batch(entries: list[Any], max_bytes: int) -> list[Any]:
+    """The entries one AppendEntries message carries: as many as fit in `max_bytes`, at least one.
+
+    The library stops *after* the entry that crosses the budget, so one message could carry a
+    batch plus an entry of any size in a single frame. We stop before it: a big entry then goes
+    out alone, which the library sends in chunks of `max_bytes` (a bounded frame size).
+    """
+    total = 0
+    for position, entry in enumerate(entries):
+        total += len(entry[0])
+        if total >= max_bytes:
+            return entries[: max(1, position)]
+    return entries
+
+
 class FalseDivergenceFilter(logging.Filter):
     """PySyncObj logs CRITICAL "truncating already-applied log entries ... may have diverged"
     whenever a leader re-sends entries a follower already has: a false alarm under normal load
@@ -98,17 +113,7 @@ class MeshfedSyncObj(SyncObj):
         self, fromIDx: int | None, count: int | None = None, maxSizeBytes: int | None = None
     ) -> list[Any]:
         entries = SyncObj._SyncObj__getEntries(self, fromIDx, count)
-        if not maxSizeBytes:
-            return entries
-        # The library stops *after* the entry that crosses the budget, so one message could carry
-        # a batch plus an entry of any size in a single frame. Stop before it instead: a big entry
-        # then goes out alone, which the library sends in chunks (a bounded frame size).
-        total = 0
-        for position, entry in enumerate(entries):
-            total += len(entry[0])
-            if total >= maxSizeBytes:
-                return entries[: max(1, position)]
-        return entries
+        return bounded_batch(entries, maxSizeBytes) if maxSizeBytes else entries
 
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802 (library name)
         try:
