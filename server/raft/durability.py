@@ -50,6 +50,7 @@ TRACE_ENV = "MESHFED_RAFT_DURABILITY_TRACE"
 FALLOC_FL_KEEP_SIZE = 0x01  # linux/falloc.h; os.posix_fallocate cannot pass it
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+_fallocate_unsupported_logged = False
 
 
 class DiskFullError(OSError):
@@ -109,6 +110,10 @@ class JournalGuard:
         except DiskFullError:
             self.disk_full_refusals += 1
             raise
+        except (OSError, ValueError):
+            # The tick thread is re-opening the journal (compaction): skip the early check; the
+            # allocation in `add` still stands between the library and a SIGBUS.
+            log.debug("raft: journal reservation skipped", exc_info=True)
 
     def _set_full(self, full: bool, exc: OSError | None) -> None:
         if full == self.disk_full:
@@ -159,6 +164,14 @@ def preallocate(journal: FileJournal, offset: int, size: int) -> None:
     code = ctypes.get_errno()
     if code in (errno.ENOSPC, errno.EDQUOT):
         raise DiskFullError(code, f"raft journal: disk full ({os.strerror(code)})")
+    if code in (errno.EOPNOTSUPP, errno.ENOSYS):
+        # A filesystem without fallocate: writing on beats refusing every write, but a full disk
+        # there is a SIGBUS again, so say so once.
+        global _fallocate_unsupported_logged
+        if not _fallocate_unsupported_logged:
+            _fallocate_unsupported_logged = True
+            log.warning("raft: the data directory's filesystem has no fallocate: a full disk will crash the server")
+        return
     raise OSError(code, f"fallocate on the raft journal failed: {os.strerror(code)}")
 
 
