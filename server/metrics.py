@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 FEDERATION_STATE_OPS = ("apply", "get", "list", "list_mesh_gateways")
@@ -118,19 +118,16 @@ def gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = Non
     return family
 
 
-def raft_fault_metrics(raft: Any) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-    """Resource-fault signals of the Raft node (issue #8): each one means an operator should look."""
-    yield CounterMetricFamily(
-        "meshfed_raft_oversized_frames", "Raft-port connections dropped for declaring an oversized frame",
-        value=raft.oversized_frames(),
-    )
+def raft_fault_metrics(raft: Any) -> Iterator[GaugeMetricFamily]:
+    """Resource-fault signals of the Raft node (issue #8). Counts since start, exported as gauges
+    like the other live Raft counts (`meshfed_raft_tick_errors`)."""
+    yield gauge("meshfed_raft_oversized_frames", "Raft-port connections dropped for declaring an oversized frame",
+                raft.oversized_frames())
     yield gauge("meshfed_raft_disk_full", "1 while the data directory is full and writes are refused",
                 1.0 if raft.disk_full else 0.0)
-    yield CounterMetricFamily(
-        "meshfed_raft_disk_full_refusals", "Proposals refused because the journal could not grow",
-        value=raft.disk_full_refusals,
-    )
-    yield CounterMetricFamily("meshfed_raft_journal_syncs", "Journal syncs (msync) done", value=raft.journal_syncs)
+    yield gauge("meshfed_raft_disk_full_refusals", "Proposals refused because the journal could not grow",
+                raft.disk_full_refusals)
+    yield gauge("meshfed_raft_journal_syncs", "Journal syncs (msync) since start", raft.journal_syncs)
 
 
 def json_snapshot(registry: CollectorRegistry) -> dict[str, Any]:

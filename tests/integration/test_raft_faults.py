@@ -72,7 +72,7 @@ def test_oversized_raft_frame_drops_the_connection_and_memory_stays_flat(make_dc
     r = put_key(dc, server, "after-attack")
     assert acked(r), (r.status_code, r.text)
     metrics = dc.get(server, "/v1/agent/metrics?format=prometheus").text
-    assert "meshfed_raft_oversized_frames_total 3.0" in metrics
+    assert "meshfed_raft_oversized_frames 3.0" in metrics
     assert server.log_tail(200).count("declared a 2147483647-byte frame") == 1  # logged once, counted always
 
 
