@@ -81,7 +81,8 @@ class FsmConsumer(SyncObjConsumer):
 
 
 class MeshfedSyncObj(SyncObj):
-    """PySyncObj with our dump-loading step and leader-contact tracking (private hooks, pinned)."""
+    """PySyncObj with our dump-loading step, leader-contact tracking, journal syncs before a
+    commit counts this node, and bounded AppendEntries batches (private hooks, pinned)."""
 
     def __init__(self, *args: Any, journal_path: str | None, sync_mode: str = SYNC_ALWAYS, **kwargs: Any) -> None:
         self.meshfed_journal_path = journal_path
