@@ -191,6 +191,7 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "replication_apply_limit": _COUNT,
     "raft_snapshot_threshold": _integer(1, 2**31 - 1),
     "raft_snapshot_interval": _INTERVAL,
+    "raft_journal_sync": _choice(("always", "interval")),
 }
 # Keys whose values add up across sources (as Consul does for list-valued keys) instead of the
 # later source winning.
