@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from meshfed.fsm.acl.errors import RulesError
@@ -57,7 +57,8 @@ class UnnamedRule:
 
     resource: str
     access: Access
-    line: int | None = None
+    # Where the rule was written; not part of equality: the same rule from two documents is equal.
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class NamedRule:
     prefix: bool
     access: Access
     intentions: Access | None = None
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
     @property
     def intention_access(self) -> Access | None:
@@ -207,13 +208,16 @@ def _rule_body(entry: Entry, resource: str, prefix: bool, name: str, body: Value
         if not isinstance(one, Block):
             raise RulesError(f'Invalid {resource} policy: {shown} needs a block, like {shown} {{ policy = "read" }}',
                              line)
-        for field in one.entries:
+        for body_entry in one.entries:
             allowed = ("policy", "intentions") if resource in INTENTION_RESOURCES else ("policy",)
-            if field.key not in allowed or field.labels:
+            if body_entry.key not in allowed or body_entry.labels:
                 raise RulesError(
-                    f"Invalid {resource} policy: {shown} has unknown key {field.key!r}; "
-                    f"accepted: {', '.join(allowed)}", _line(field) or line)
-            fields[field.key] = field
+                    f"Invalid {resource} policy: {shown} has unknown key {body_entry.key!r}; "
+                    f"accepted: {', '.join(allowed)}", _line(body_entry) or line)
+            if body_entry.key in fields:
+                raise RulesError(f"Invalid {resource} policy: {shown} sets {body_entry.key} twice; keep one",
+                                 _line(body_entry) or line)
+            fields[body_entry.key] = body_entry
     policy = fields.get("policy")
     if policy is None:
         raise RulesError(f'Invalid {resource} policy: {shown} has no policy; add policy = "read", "write" or "deny"',
@@ -221,8 +225,8 @@ def _rule_body(entry: Entry, resource: str, prefix: bool, name: str, body: Value
     access = _level(policy.value, resource, "policy", shown, _line(policy) or line)
     intentions = None
     if "intentions" in fields:
-        field = fields["intentions"]
-        intentions = _level(field.value, resource, "intentions", shown, _line(field) or line, intentions=True)
+        given = fields["intentions"]
+        intentions = _level(given.value, resource, "intentions", shown, _line(given) or line, intentions=True)
     return NamedRule(resource, name, prefix, access, intentions, line)
 
 
