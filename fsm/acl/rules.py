@@ -109,9 +109,13 @@ def parse_rules(document: str) -> PolicyRules:
     return rules_from_entries(parse_hcl(document))
 
 
+class _JsonObject(list):  # type: ignore[type-arg]
+    """A JSON object as its (key, value) pairs: repeated keys stay, as repeated HCL blocks do."""
+
+
 def _json_entries(document: str) -> tuple[Entry, ...]:
     try:
-        decoded = json.loads(document)
+        decoded = json.loads(document, object_pairs_hook=_JsonObject)
     except json.JSONDecodeError as error:
         raise RulesError(f"invalid JSON: {error.msg} (column {error.colno})", error.lineno) from None
     return _entries_from_json(decoded, "the document")
@@ -119,13 +123,13 @@ def _json_entries(document: str) -> tuple[Entry, ...]:
 
 def _entries_from_json(value: Any, where: str) -> tuple[Entry, ...]:
     """Map decoded JSON onto the HCL entry shape; JSON carries no lines, so line is 0 (unknown)."""
-    if not isinstance(value, dict):
+    if not isinstance(value, _JsonObject):
         raise RulesError(f"{where} must be a JSON object, got {_json_type(value)}")
-    return tuple(Entry(key, (), _json_value(item, f'"{key}"'), 0) for key, item in value.items())
+    return tuple(Entry(key, (), _json_value(item, f'"{key}"'), 0) for key, item in value)
 
 
 def _json_value(value: Any, where: str) -> Value:
-    if isinstance(value, dict):
+    if isinstance(value, _JsonObject):
         return Block(_entries_from_json(value, where))
     if isinstance(value, list):
         return [_json_value(item, where) for item in value]

@@ -128,6 +128,11 @@ def test_repeated_rules_are_kept_for_the_merge() -> None:
     assert [rule.access for rule in rules.named] == [Access.READ, Access.DENY]
 
 
+def test_repeated_json_keys_are_kept_like_hcl_repeats() -> None:
+    rules = parse_rules('{"service": {"web": {"policy": "read"}}, "service": {"web": {"policy": "deny"}}}')
+    assert [rule.access for rule in rules.named] == [Access.READ, Access.DENY]
+
+
 def test_implied_intentions() -> None:
     """§4.2: unset intentions follow policy: read|write ⇒ read, deny ⇒ deny."""
     rules = parse_rules(
@@ -201,6 +206,7 @@ def test_bad_hcl_names_line_and_problem(document: str, line: int, words: list[st
         ('{"service": ', 1, ["invalid JSON"]),
         ('{\n"acl": "write",\n}', 3, ["invalid JSON"]),
         ('{"acl": {"policy": "write"}}', None, ["Invalid acl policy"]),
+        ('{"service": {"x": {"policy": "read", "policy": "write"}}}', None, ["sets policy twice"]),
     ],
 )
 def test_bad_json_names_problem(document: str, line: int | None, words: list[str]) -> None:
