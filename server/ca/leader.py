@@ -5,8 +5,8 @@ record; the leader makes a cluster id and a root and stores both with one compar
 (cas=0), so two leaders racing cannot both create one. Every later leader finds the record and
 does nothing: the trust domain is stable across restarts and leader changes. A failure is retried
 in this task with backoff (the shared `RoundLoop`), never holding up leadership or the other
-routines. Once bootstrapped
-the task stays on to prune, hourly, roots rotated out longer than 2 x LeafCertTTL ago.
+routines. Once bootstrapped the task stays on to prune, hourly, roots rotated out longer than
+2 x LeafCertTTL ago.
 
 Secondary leader, `SecondaryCA.run`: watches the primary's roots with blocking queries, one
 `SecondaryCA.round` at a time driven by the shared `RoundLoop` (rate 0.2/s, burst 5; backoff on
