@@ -9,7 +9,9 @@ write (2 s doubling to 256 s). Besides changes, the state is re-asserted at leas
 `refresh_interval`, because the primary prunes records that stop being refreshed (DESIGN §8).
 
 The decisions (`desired_state`, `needs_sync`, `debounce_delay`, `failure_backoff`) are pure
-functions; the loop talks to the server only through the two protocols below.
+functions; one round talks to the server only through the two protocols below, and the shared
+`RoundLoop` (replication/loop.py) runs the rounds, backs off and logs failures. It has no token
+bucket: the debounce and the blocking wait pace it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from meshfed.fsm.records import CheckServiceNode, FederationState
+from meshfed.replication.loop import Backoff, ReplicationStatus, RoundLoop
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ DEFAULT_SYNC_INTERVAL = 5.0
 DEFAULT_REFRESH_INTERVAL = 600.0
 BACKOFF_START = 2.0
 BACKOFF_MAX = 256.0
+ANTI_ENTROPY_BACKOFF = Backoff(BACKOFF_START, BACKOFF_MAX)
 
 
 def desired_state(datacenter: str, gateways: Sequence[CheckServiceNode]) -> FederationState:
@@ -49,12 +53,7 @@ def debounce_delay(last_sync: float | None, now: float, interval: float) -> floa
 
 def failure_backoff(consecutive_failures: int) -> float:
     """2, 4, 8 ... 256 s after the 1st, 2nd, 3rd ... failure in a row (Consul's retryLoopBackoff)."""
-    if consecutive_failures <= 0:
-        return 0.0
-    # Cap the exponent before computing: 2.0 * 2**n overflows a float after ~1000 failures (days
-    # of an unreachable primary), which would crash the loop exactly when it must keep retrying.
-    doublings = min(consecutive_failures - 1, 16)
-    return min(BACKOFF_MAX, BACKOFF_START * 2**doublings)
+    return ANTI_ENTROPY_BACKOFF.delay(consecutive_failures)
 
 
 class GatewaySource(Protocol):
@@ -96,15 +95,36 @@ class FederationStateAntiEntropy:
         self.last_sync: float | None = None
         # A new leader that finds the row already right still owes a refresh within the interval.
         self._refresh_base = clock()
-        self.failures = 0
-        self.last_error = ""
+        self._loop = RoundLoop(
+            "federation_state_anti_entropy", self._round, label="federation state anti-entropy",
+            backoff=ANTI_ENTROPY_BACKOFF, on_round=self._report_failure, clock=clock, sleep=sleep,
+        )
+
+    @property
+    def failures(self) -> int:
+        return self._loop.status.consecutive_failures
+
+    @property
+    def last_error(self) -> str:
+        """The last write error while failing; "" once a write succeeded again."""
+        status = self._loop.status
+        return status.last_error_message if status.consecutive_failures else ""
 
     async def run(self) -> None:
         """Run until cancelled (the leader routine is cancelled on step-down)."""
-        while True:
-            await self.step()
+        await self._loop.run()
 
     async def step(self) -> None:
+        """One round; after a failed write, also the backoff sleep."""
+        await self._loop.step()
+
+    def _report_failure(self, status: ReplicationStatus) -> None:
+        if not status.in_sync:
+            self._on_outcome("error")
+
+    async def _round(self, status: ReplicationStatus) -> int:
+        """Wait out the debounce, then write our row if it differs or is due a refresh, else block
+        until the catalog changes. A failed write raises to the loop, which backs off."""
         delay = debounce_delay(self.last_sync, self._clock(), self._sync_interval)
         if delay > 0:
             await self._sleep(delay)
@@ -114,33 +134,15 @@ class FederationStateAntiEntropy:
         since = self.last_sync if self.last_sync is not None else self._refresh_base
         refresh_due = self._clock() - since >= self._refresh_interval
         if needs_sync(current, desired) or refresh_due:
-            try:
-                await self._sink.upsert(desired)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.failures += 1
-                wait = failure_backoff(self.failures)
-                if str(exc) != self.last_error or self.failures == 1:
-                    log.warning(
-                        "error performing anti-entropy sync of federation state (%d in a row, retry in %.0fs): %s",
-                        self.failures, wait, exc,
-                    )
-                self.last_error = str(exc)
-                self._on_outcome("error")
-                await self._sleep(wait)
-                return
-            if self.failures:
-                log.info("federation state anti-entropy recovered after %d failures", self.failures)
-            self.failures = 0
-            self.last_error = ""
+            await self._sink.upsert(desired)
             self.last_sync = self._clock()
             self._on_outcome("synced")
             log.info(
                 "federation state anti-entropy synced: %s has %d mesh gateway(s)",
                 self._datacenter, len(desired.mesh_gateways),
             )
-            return
+            return index
         self._on_outcome("unchanged")
         until_refresh = max(0.1, since + self._refresh_interval - self._clock())
         await self._source.wait_change(index, until_refresh)
+        return index

@@ -27,7 +27,7 @@ from meshfed.fsm.records import ServerInfo
 from meshfed.replication.anti_entropy import FederationStateAntiEntropy
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.service import RPCService
-from meshfed.server.ca.leader import CA_ROOTS, SecondaryCA, bootstrap_primary_ca
+from meshfed.server.ca.leader import SecondaryCA, bootstrap_primary_ca
 from meshfed.server.config import Config, config_warnings
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
@@ -277,9 +277,9 @@ class Agent:
             self.secondary_ca = SecondaryCA(
                 datacenter=cfg.datacenter, primary_datacenter=cfg.primary, state=state, raft=self.raft,
                 call=lambda method, header, body: handlers[method](header, body),
-                on_round=self.federation_wan.replication_round,
+                on_round=self.federation_wan.replication.replication_round,
             )
-            self.federation_wan.replication[CA_ROOTS] = self.secondary_ca.status
+            self.federation_wan.replication.track(self.secondary_ca.status)
             self.routines.add("connect-ca-secondary", self.secondary_ca.run)
         self.routines.add(
             "ttl-checks", lambda: reap_ttl_checks(state, self.raft, on_expired=self.metrics.ttl_expired.inc)

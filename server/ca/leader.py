@@ -4,11 +4,13 @@ Primary leader, `bootstrap_primary_ca`: on the first election of the cluster the
 record; the leader makes a cluster id and a root and stores both with one compare-and-set write
 (cas=0), so two leaders racing cannot both create one. Every later leader finds the record and
 does nothing: the trust domain is stable across restarts and leader changes. A failure is retried
-in this task with backoff, never holding up leadership or the other routines. Once bootstrapped
-the task stays on to prune, hourly, roots rotated out longer than 2 x LeafCertTTL ago.
+in this task with backoff (the shared `RoundLoop`), never holding up leadership or the other
+routines. Once bootstrapped the task stays on to prune, hourly, roots rotated out longer than
+2 x LeafCertTTL ago.
 
-Secondary leader, `SecondaryCA.run`: watches the primary's roots with blocking queries (rate
-0.2/s, burst 5; backoff on failure up to 256 s). A round:
+Secondary leader, `SecondaryCA.run`: watches the primary's roots with blocking queries, one
+`SecondaryCA.round` at a time driven by the shared `RoundLoop` (rate 0.2/s, burst 5; backoff on
+failure up to 256 s). A round:
     fetch roots + configuration from the primary
     -> decide (pure, `intermediate_reason`): none stored / primary's active root changed /
        our intermediate does not match our SigningKeyID / past its half-life
@@ -36,7 +38,7 @@ from cryptography import x509
 from meshfed.fsm import CAStateSet, Command, Result
 from meshfed.fsm.consul_formats.timestamps import parse_rfc3339
 from meshfed.fsm.records import CAState
-from meshfed.replication.replicator import ReplicationStatus, TokenBucket
+from meshfed.replication.loop import Backoff, ReplicationStatus, RoundLoop
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.server import ca
 from meshfed.server.ca import (
@@ -80,17 +82,14 @@ class Proposer(Protocol):
     async def apply(self, commands: Sequence[tuple[str, Command]], timeout: float = ...) -> list[Result]: ...
 
 
+def ca_backoff(cap: float) -> Backoff:
+    """1 s doubling to `cap`, plus up to 10 % jitter: the bootstrap's and the watch's schedule."""
+    return Backoff(BACKOFF_BASE, cap, BACKOFF_JITTER)
+
+
 def backoff(consecutive_failures: int, cap: float, rng: random.Random | None = None) -> float:
-    """1 s doubling to `cap`, plus up to 10 % jitter; 0 before the first failure."""
-    if consecutive_failures <= 0:
-        return 0.0
-    wait = min(cap, BACKOFF_BASE * 2 ** min(consecutive_failures - 1, 30))
-    return wait * (1 + (rng or random).random() * BACKOFF_JITTER)
-
-
-def _should_log_failure(consecutive_failures: int) -> bool:
-    """The 1st, 3rd and every 10th failure: a long outage does not flood the log."""
-    return consecutive_failures in (1, 3) or consecutive_failures % 10 == 0
+    """Seconds to wait after `consecutive_failures` in a row; 0 before the first failure."""
+    return ca_backoff(cap).delay(consecutive_failures, rng)
 
 
 async def _store(raft: Proposer, state: CAState, cas: int) -> bool:
@@ -158,20 +157,15 @@ async def bootstrap_primary_ca(
     prune_interval: float = PRUNE_INTERVAL,
 ) -> None:
     """Leader routine of the primary: bootstrap (retrying with backoff), then prune hourly."""
-    failures = 0
-    while True:
-        try:
-            await ensure_primary_ca(state, raft, config, clock)
-            break
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            failures += 1
-            if _should_log_failure(failures):
-                log.warning("Connect CA bootstrap failed (%d in a row), retrying: %s", failures, exc)
-            await sleep(backoff(failures, BOOTSTRAP_BACKOFF_MAX, rng))
-    if failures:
-        log.info("Connect CA bootstrap succeeded after %d failed attempts", failures)
+
+    async def bootstrap_round(status: ReplicationStatus) -> int:
+        await ensure_primary_ca(state, raft, config, clock)
+        return 0  # nothing to block on: done once it succeeds
+
+    await RoundLoop(
+        "connect_ca_bootstrap", bootstrap_round, label="Connect CA bootstrap",
+        backoff=ca_backoff(BOOTSTRAP_BACKOFF_MAX), sleep=sleep, rng=rng,
+    ).run_until_success()
     while True:
         await sleep(prune_interval)
         try:
@@ -283,45 +277,29 @@ class SecondaryCA:
     ) -> None:
         self.datacenter = datacenter
         self.primary_datacenter = primary_datacenter
-        self.status = ReplicationStatus(CA_ROOTS)
         self._state = state
         self._raft = raft
         self._call = call
         self._clock = clock
-        self._wall_clock = wall_clock
-        self._sleep = sleep
-        self._rng = rng
-        self._rate = rate
-        self._burst = burst
-        self._on_round = on_round or (lambda status: None)
+        self._loop = RoundLoop(
+            CA_ROOTS, self._round, label="secondary CA root watch (keeping the current roots)",
+            backoff=ca_backoff(WATCH_BACKOFF_MAX), rate=rate, burst=burst, on_round=on_round,
+            wall_clock=wall_clock, sleep=sleep, rng=rng,
+        )
+        self.status = self._loop.status
 
     async def run(self) -> None:
         """Rounds until cancelled (step-down). A failed round changes nothing locally."""
-        status = self.status
-        status.running = True
-        status.last_remote_index = 0
-        bucket = TokenBucket(self._rate, self._burst)
-        try:
-            while True:
-                delay = bucket.delay()
-                if delay:
-                    await self._sleep(delay)
-                try:
-                    await self.round()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self._failed(exc)
-                    await self._sleep(backoff(status.consecutive_failures, WATCH_BACKOFF_MAX, self._rng))
-        finally:
-            status.running = False
-            status.in_sync = False
+        await self._loop.run()
+
+    async def round(self) -> None:
+        """One round with its status bookkeeping, outside the loop's pacing."""
+        await self._loop.attempt()
 
     def _primary_header(self, min_index: int = 0) -> RequestHeader:
         return RequestHeader(datacenter=self.primary_datacenter, allow_stale=True, min_query_index=min_index)
 
-    async def round(self) -> None:
-        status = self.status
+    async def _round(self, status: ReplicationStatus) -> int:
         meta, body = await self._call("ConnectCA/Roots", self._primary_header(status.last_remote_index), {})
         primary_roots = body["roots"]
         remote_index = meta.index
@@ -348,18 +326,11 @@ class SecondaryCA:
                 # Our own record moved under us (another write); decide again at once.
                 remote_index = 0
 
-        if status.consecutive_failures:
-            log.info("secondary CA root watch recovered after %d failed rounds", status.consecutive_failures)
         if 0 < remote_index < status.last_remote_index:
             log.warning("secondary CA root watch: primary index went backwards (%d -> %d)",
                         status.last_remote_index, remote_index)
             remote_index = 0
-        status.last_remote_index = remote_index
-        status.last_success = self._wall_clock()
-        status.consecutive_failures = 0
-        status.rounds += 1
-        status.in_sync = True
-        self._on_round(status)
+        return remote_index
 
     async def _new_root(self, primary_roots: Mapping[str, Any], config: ca.CAConfig) -> dict[str, Any]:
         """A CSR signed by the primary, turned into our copy of its active root (§C.3)."""
@@ -368,15 +339,3 @@ class SecondaryCA:
         header = RequestHeader(datacenter=self.primary_datacenter, request_id=uuid.uuid4().hex)
         _, body = await self._call("ConnectCA/SignIntermediate", header, {"csr": csr_pem})
         return ca.secondary_root(primary_active, body["cert"], key_pem)
-
-    def _failed(self, exc: Exception) -> None:
-        status = self.status
-        status.consecutive_failures += 1
-        status.last_error = self._wall_clock()
-        status.last_error_message = str(exc)
-        status.last_remote_index = 0
-        status.in_sync = False
-        if _should_log_failure(status.consecutive_failures):
-            log.warning("secondary CA root watch failed (%d in a row), keeping the current roots: %s",
-                        status.consecutive_failures, exc)
-        self._on_round(status)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from meshfed.fsm.state import StateStore
-from meshfed.replication.replicator import ReplicationStatus
+from meshfed.replication.loop import ReplicationStatus
 from meshfed.server.config.loader import Config
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
@@ -42,7 +42,7 @@ class WanView(Protocol):
     def locator(self) -> GatewayLocator: ...
 
     @property
-    def replication(self) -> Mapping[str, ReplicationStatus]: ...
+    def replication_statuses(self) -> Mapping[str, ReplicationStatus]: ...
 
 
 @dataclass

@@ -111,7 +111,7 @@ async def replication(request: web.Request) -> web.Response:
     config = wan.config
     now = time.time()
     rows: list[dict[str, Any]] = []
-    for status in wan.replication.values():
+    for status in wan.replication_statuses.values():
         data = dataclasses.asdict(status)
         rows.append({
             "Type": status.name,

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from meshfed.replication.replicator import ReplicationStatus
+from meshfed.replication.loop import ReplicationStatus
 from meshfed.server.config.loader import Config
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
@@ -31,7 +31,7 @@ class WanTwin:
     config: Config
     locator: GatewayLocator
     enabled: bool = True
-    replication: dict[str, ReplicationStatus] = field(default_factory=dict)
+    replication_statuses: dict[str, ReplicationStatus] = field(default_factory=dict)
 
 
 def make_api(datacenter: str = "dc2") -> Api:
@@ -41,7 +41,7 @@ def make_api(datacenter: str = "dc2") -> Api:
         config=Config(node_name="s1", datacenter=datacenter, primary_datacenter="dc1"),
         locator=GatewayLocator(datacenter=datacenter, primary_datacenter="dc1", state=twin.state, watches=twin.watches,
                                configured_fallbacks=("10.0.0.1:8443",)),
-        replication={"federation_state": ReplicationStatus("federation_state")},
+        replication_statuses={"federation_state": ReplicationStatus("federation_state")},
     )
     return Api(
         datacenter=datacenter, state=twin.state, queries=twin.queries,

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import random
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshfed.fsm.records import FederationState
 from meshfed.replication.federation_states import FederationStateDelegate, diff_federation_states
-from meshfed.replication.replicator import BACKOFF_MAX, Replicator, TokenBucket, replication_backoff
+from meshfed.replication.loop import TokenBucket
+from meshfed.replication.replicator import BACKOFF_BASE, BACKOFF_MAX, Replicator, replication_backoff
 
 names = st.sampled_from(["dc1", "dc2", "dc3", "dc4", "DC5"])
 
@@ -169,15 +172,53 @@ def test_failed_rounds_back_off_reset_the_index_and_recover() -> None:
             await original_sleep(0)
 
         primary.fail = True
-        asyncio.sleep = fake_sleep  # type: ignore[assignment]
-        try:
-            task = asyncio.create_task(replicator.run())
-            while replicator.status.rounds == 0:
-                await original_sleep(0.001)
-            task.cancel()
-        finally:
-            asyncio.sleep = original_sleep  # type: ignore[assignment]
+        replicator = Replicator(replicator.delegate, rate=1000, burst=1000, apply_limit=0, on_fetch=events.append,
+                                sleep=fake_sleep)
+        task = asyncio.create_task(replicator.run())
+        while replicator.status.rounds == 0:
+            await original_sleep(0.001)
+        task.cancel()
         assert [round(s) for s in sleeps[:3]] == [1, 2, 4]
         assert replicator.status.consecutive_failures == 0 and replicator.status.in_sync
 
     asyncio.run(scenario())
+
+
+def test_ten_thousand_failed_rounds_back_off_capped_and_log_only_at_the_rule(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue #7 item 1: a primary unreachable for weeks must not crash the loop. 2**1024 s of
+    backoff used to overflow a float at the 1025th failure (about 34 h in). Warnings come only at
+    the 1st, 3rd and every 10th failure, and one line reports the recovery."""
+
+    async def scenario() -> None:
+        primary, local = Primary(), Local()
+        primary.fail = True
+        sleeps: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            if seconds >= BACKOFF_BASE:  # not the token bucket's pauses
+                sleeps.append(seconds)
+            if len(sleeps) == 10_000:
+                primary.fail = False
+            await asyncio.sleep(0)
+
+        async def fetch(min_index: int) -> tuple[int, list[FederationState]]:
+            await asyncio.sleep(0)  # as a long poll would, so the test sees the recovery
+            return await primary.fetch(min_index)
+
+        delegate = FederationStateDelegate(fetch, lambda: list(local.rows.values()), local.upsert, local.delete)
+        # A rate no fake-timed run can exhaust: only backoffs sleep a second or more.
+        replicator = Replicator(delegate, rate=1e9, burst=1000, apply_limit=0, sleep=sleep, rng=random.Random(5))
+        task = asyncio.create_task(replicator.run())
+        while replicator.status.rounds == 0:
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert len(sleeps) == 10_000 and max(sleeps) <= BACKOFF_MAX * 1.1
+        assert min(sleeps[10:]) >= BACKOFF_MAX
+
+    with caplog.at_level(logging.INFO, logger="meshfed.replication"):
+        asyncio.run(scenario())
+    failures = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(failures) == 2 + 1000  # 1st, 3rd, 10th, 20th ... 10,000th
+    assert [r for r in caplog.records if "recovered after 10000" in r.getMessage()]

@@ -1,0 +1,160 @@
+"""Replication wiring of one server: what the secondary leader copies from the primary, and how
+it is reported.
+
+The secondary's leader runs one `Replicator` per replicated type (federation states, config
+entries), each a fresh loop per leadership term; the closures here are the server-side halves of
+their delegates (fetch from the primary through the router, apply through local Raft). Only
+federation-state fetches feed the gateway locator's replication signal (reference §7.3). The
+secondary CA's root watch registers its status here too, so /v1/internal/replication and the
+replication gauges list every loop that copies from the primary. On step-down the gauges read
+"not in sync".
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+
+from meshfed.fsm import ConfigEntryDelete, ConfigEntrySet, FederationStateDelete, FederationStateUpsert
+from meshfed.fsm.config_entries import content_hash
+from meshfed.fsm.records import ConfigEntry, FederationState, federation_state_from_wire
+from meshfed.fsm.state import StateStore
+from meshfed.replication.config_entries import ConfigEntryDelegate
+from meshfed.replication.federation_states import FederationStateDelegate
+from meshfed.replication.loop import ReplicationStatus
+from meshfed.replication.replicator import Delegate, Replicator
+from meshfed.rpc.header import RequestHeader
+from meshfed.server.config.loader import Config
+from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint, entry_json
+from meshfed.server.endpoints.federation_state import FederationStateEndpoint
+from meshfed.server.endpoints.writes import propose
+from meshfed.server.leader.routines import LeaderRoutines
+from meshfed.server.metrics import Metrics, gauge
+from meshfed.server.raft import RaftNode
+from meshfed.server.wan.gateway_locator import GatewayLocator
+
+REPLICATED = ("federation_state", "config_entry")
+
+
+class SecondaryReplication:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        state: StateStore,
+        raft: RaftNode,
+        locator: GatewayLocator,
+        endpoint: FederationStateEndpoint,
+        config_entries: ConfigEntryEndpoint,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self._state = state
+        self._raft = raft
+        self._locator = locator
+        self._endpoint = endpoint
+        self._config_entries = config_entries
+        self._metrics = metrics
+        self.statuses: dict[str, ReplicationStatus] = {name: ReplicationStatus(name) for name in REPLICATED}
+
+    def add_leader_routines(self, routines: LeaderRoutines) -> None:
+        """Secondaries only: the primary is the source, it replicates nothing."""
+        if self.config.is_primary:
+            return
+        routines.add("federation-state-replication", self._replicate_federation_states)
+        routines.add("config-entry-replication", self._replicate_config_entries)
+
+    def track(self, status: ReplicationStatus) -> None:
+        """List a loop that runs elsewhere (the secondary CA's root watch) with the replicators."""
+        self.statuses[status.name] = status
+
+    def on_step_down(self) -> None:
+        for status in self.statuses.values():
+            status.running = False
+            status.in_sync = False
+
+    def replication_round(self, status: ReplicationStatus) -> None:
+        """Metric hook of every replicating loop, called after each round."""
+        self._metrics.replication_status[status.name].set(1 if status.in_sync else 0)
+        self._metrics.replication_index[status.name].set(status.last_remote_index)
+
+    # ---- federation states ---------------------------------------------------------------------
+
+    async def _fetch_remote(self, min_index: int) -> tuple[int, list[FederationState]]:
+        header = RequestHeader(datacenter=self.config.primary, allow_stale=True, min_query_index=min_index)
+        meta, states = await self._endpoint.list(header, {})
+        return meta.index, [federation_state_from_wire(s) for s in states]
+
+    async def _upsert_local(self, state: FederationState) -> None:
+        await propose(self._raft, uuid.uuid4().hex, FederationStateUpsert(state))
+
+    async def _delete_local(self, datacenter: str) -> None:
+        await propose(self._raft, uuid.uuid4().hex, FederationStateDelete(datacenter))
+
+    async def _replicate_federation_states(self) -> None:
+        delegate = FederationStateDelegate(
+            fetch=self._fetch_remote,
+            local=lambda: self._state.federation_state_list()[1],
+            upsert=self._upsert_local,
+            delete=self._delete_local,
+        )
+        try:
+            # Only federation-state fetches feed the locator's replication signal (reference §7.3).
+            await self._run_replicator(
+                delegate, lambda error: self._locator.set_replication_result(error, from_replication=True)
+            )
+        finally:
+            self._locator.reset_replication_signal()
+
+    # ---- config entries ------------------------------------------------------------------------
+
+    async def _fetch_config_entries(self, min_index: int) -> tuple[int, list[dict[str, Any]]]:
+        header = RequestHeader(datacenter=self.config.primary, allow_stale=True, min_query_index=min_index)
+        meta, entries = await self._config_entries.list_all(header, {})
+        return meta.index, entries
+
+    async def _upsert_config_entry(self, body: dict[str, Any]) -> None:
+        record = ConfigEntry(kind=body["Kind"], name=body["Name"], body=body, hash=content_hash(body))
+        await propose(self._raft, uuid.uuid4().hex, ConfigEntrySet(record))
+
+    async def _delete_config_entry(self, kind: str, name: str) -> None:
+        await propose(self._raft, uuid.uuid4().hex, ConfigEntryDelete(kind, name))
+
+    async def _replicate_config_entries(self) -> None:
+        delegate = ConfigEntryDelegate(
+            fetch=self._fetch_config_entries,
+            local=lambda: [entry_json(r) for r in self._state.config_entry_list()[1]],
+            upsert=self._upsert_config_entry,
+            delete=self._delete_config_entry,
+            hash_of=content_hash,
+        )
+        await self._run_replicator(delegate, None)
+
+    async def _run_replicator(
+        self, delegate: Delegate[Any], on_fetch: Callable[[Exception | None], None] | None
+    ) -> None:
+        cfg = self.config
+        replicator: Replicator[Any] = Replicator(
+            delegate,
+            rate=cfg.replication_rate,
+            burst=cfg.replication_burst,
+            apply_limit=cfg.replication_apply_limit,
+            on_fetch=on_fetch,
+            on_round=self.replication_round,
+        )
+        self.statuses[delegate.name] = replicator.status
+        await replicator.run()
+
+    # ---- observability -------------------------------------------------------------------------
+
+    def live_metrics(self) -> Iterator[GaugeMetricFamily]:
+        now = time.time()
+        for status in self.statuses.values():
+            yield gauge("meshfed_replication_lag_seconds", "Seconds since replication was last known in sync",
+                        status.lag_seconds(now) if status.running else 0.0, {"type": status.name})
+            yield gauge("meshfed_replication_consecutive_failures", "Failed replication rounds in a row",
+                        status.consecutive_failures, {"type": status.name})
