@@ -177,7 +177,7 @@ def test_no_write_is_acknowledged_before_a_majority_synced_it(make_dc: Any, tmp_
         traces[server.raft_address] = str(tmp_path / f"{server.node}.trace")
         monkeypatch.setenv(TRACE_ENV, traces[server.raft_address])
         server.start()
-    leader = dc.by_raft_address(dc.wait_leader())
+    leader = dc.by_rpc_address(dc.wait_leader())
     for i in range(60):
         assert acked(put_key(dc, leader, f"durable-{i}"))
     time.sleep(0.5)
