@@ -1,6 +1,6 @@
 """Long fault runs, outside the test suite: `python -m tests.faults.run [--rounds N] [SCENARIO ...]`.
 
-Each scenario starts its own 3-server datacenter on 127.0.203.x (a block no test uses), runs its
+Each scenario starts its own 3-server datacenter on 127.0.210.x-127.0.213.x (blocks no test or benchmark uses), runs its
 rounds, prints one JSON line, and stops its servers. The figures in docs/reliability.md come from
 this script; the suite runs two rounds of each (tests/integration/test_faults_short.py).
 """
@@ -21,14 +21,19 @@ DEFAULT_ROUNDS = {"leader-kill": 20, "follower-kill": 20, "whole-cluster-kill": 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], default=list(SCENARIOS))
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                        help=f"any of {', '.join(SCENARIOS)} (default: all)")
     parser.add_argument("--rounds", type=int, default=0, help="rounds per scenario (default: per scenario)")
     parser.add_argument("--keep-data", action="store_true", help="keep data and logs for inspection")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.scenarios if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    args.scenarios = args.scenarios or list(SCENARIOS)
     failed = False
     for number, name in enumerate(args.scenarios):
         root = tempfile.mkdtemp(prefix=f"meshfed-fault-{name}-")
-        dc = Datacenter("dc1", f"127.0.{203 + number}", root, config=SNAPSHOT_OFTEN)
+        dc = Datacenter("dc1", f"127.0.{210 + number}", root, config=SNAPSHOT_OFTEN)
         try:
             result = SCENARIOS[name](dc, args.rounds or DEFAULT_ROUNDS[name])
         finally:

@@ -72,9 +72,15 @@ class Datacenter:
     def by_rpc_address(self, address: str) -> ServerProcess:
         return next(s for s in self.servers if s.rpc_address == address)
 
-    def leader(self) -> ServerProcess:
-        live = next(s for s in self.servers if s.alive())
-        return self.by_rpc_address(self.session.get(live.http + "/v1/status/leader", timeout=5).json())
+    def leader(self, timeout: float = 10.0) -> ServerProcess:
+        """The current leader, waiting out an election in progress (a restarted server can start one)."""
+
+        def current() -> ServerProcess | None:
+            live = next(s for s in self.servers if s.alive())
+            address = self.session.get(live.http + "/v1/status/leader", timeout=5).json()
+            return next((s for s in self.servers if s.rpc_address == address), None)
+
+        return wait_until(current, timeout, what=f"a leader in {self.name}")
 
     def followers(self) -> list[ServerProcess]:
         leader = self.leader()
