@@ -20,7 +20,7 @@ from meshfed.fsm import Command, Result
 from meshfed.rpc.header import QueryMeta, RequestHeader
 
 if TYPE_CHECKING:
-    from meshfed.server.raft.node import PeerHealth
+    from meshfed.server.raft.types import PeerHealth
 
 T = TypeVar("T")
 
