@@ -64,16 +64,22 @@ def _mode_of(block: Any) -> str:
     return mode if isinstance(mode, str) else MODE_DEFAULT
 
 
+def _upstream_config(service_defaults: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The service's `UpstreamConfig` block, or None when there is none (or it is not a map)."""
+    if not service_defaults:
+        return None
+    upstream_config = service_defaults.get("UpstreamConfig")
+    return upstream_config if isinstance(upstream_config, Mapping) else None
+
+
 def _upstream_override(service_defaults: Mapping[str, Any] | None, upstream: str) -> Mapping[str, Any] | None:
     """The service's override for a local upstream named exactly `upstream`.
 
     Overrides that name a peer describe an imported service, not the local one the question is
     about, so they never match here.
     """
-    if not service_defaults:
-        return None
-    upstream_config = service_defaults.get("UpstreamConfig")
-    if not isinstance(upstream_config, Mapping):
+    upstream_config = _upstream_config(service_defaults)
+    if upstream_config is None:
         return None
     for override in upstream_config.get("Overrides") or ():
         if isinstance(override, Mapping) and override.get("Name") == upstream and not override.get("Peer"):
@@ -82,10 +88,8 @@ def _upstream_override(service_defaults: Mapping[str, Any] | None, upstream: str
 
 
 def _upstream_defaults(service_defaults: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    if not service_defaults:
-        return None
-    upstream_config = service_defaults.get("UpstreamConfig")
-    if not isinstance(upstream_config, Mapping):
+    upstream_config = _upstream_config(service_defaults)
+    if upstream_config is None:
         return None
     defaults = upstream_config.get("Defaults")
     return defaults if isinstance(defaults, Mapping) else None

@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshfed.fsm.config_entries import config_entry_key
+from meshfed.fsm.config_entries import config_entry_key, content_hash
 
 # Service.Meta key that makes a mesh gateway usable for server RPC transit.
 META_WAN_FEDERATION = "consul-wan-federation"
@@ -202,6 +202,13 @@ class ConfigEntry:
     hash: int = 0
     create_index: int = 0
     modify_index: int = 0
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> ConfigEntry:
+        """The record of a canonical entry, keyed by its own Kind and Name and stamped with its
+        content hash: the one way writers (endpoints, replication) build it, so the hash a
+        secondary compares with the primary's is always computed the same way."""
+        return cls(kind=body["Kind"], name=body["Name"], body=body, hash=content_hash(body))
 
     @property
     def key(self) -> tuple[str, str]:

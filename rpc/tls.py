@@ -319,6 +319,13 @@ def _load_material(ca_file: str | None, cert_file: str, key_file: str) -> tuple[
     return ca_pem, cert_pem, key_pem
 
 
+def _check_client_auth(ca_file: str | None, require_client_auth: bool) -> None:
+    """Requiring client certificates without a CA to verify them against would accept none (gRPC)
+    or any (ssl); refuse the configuration instead of guessing."""
+    if require_client_auth and ca_file is None:
+        raise TLSConfigError("<ca_file>", "client authentication requires a CA file")
+
+
 def load_server_credentials(
     ca_file: str | None, cert_file: str, key_file: str, require_client_auth: bool
 ) -> grpc.ServerCredentials:
@@ -327,8 +334,7 @@ def load_server_credentials(
     Raises:
         TLSConfigError: a file is missing or unusable, or client auth is required without a CA.
     """
-    if require_client_auth and ca_file is None:
-        raise TLSConfigError("<ca_file>", "client authentication requires a CA file")
+    _check_client_auth(ca_file, require_client_auth)
     ca_pem, cert_pem, key_pem = _load_material(ca_file, cert_file, key_file)
     return grpc.ssl_server_credentials(
         [(key_pem, cert_pem)], root_certificates=ca_pem, require_client_auth=require_client_auth
@@ -373,8 +379,7 @@ def server_ssl_context(
     Raises:
         TLSConfigError: a file is missing or unusable, or client auth is required without a CA.
     """
-    if require_client_auth and ca_file is None:
-        raise TLSConfigError("<ca_file>", "client authentication requires a CA file")
+    _check_client_auth(ca_file, require_client_auth)
     context = _tls12_or_newer(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     _load_into(context, ca_file, cert_file, key_file)
     context.verify_mode = ssl.CERT_REQUIRED if require_client_auth else ssl.CERT_NONE

@@ -27,7 +27,8 @@ from meshfed.fsm.records import ServerInfo
 from meshfed.replication.anti_entropy import FederationStateAntiEntropy
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.service import RPCService
-from meshfed.server.ca.leader import SecondaryCA, bootstrap_primary_ca
+from meshfed.server.ca.primary import bootstrap_primary_ca
+from meshfed.server.ca.secondary import SecondaryCA
 from meshfed.server.config import Config, config_warnings
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint

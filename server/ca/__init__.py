@@ -4,11 +4,13 @@
 - `identity` cluster id, SPIFFE trust domain and signing URI, Consul's key ids.
 - `roots`    the replicated `CAState` record as writers edit it, and Consul's roots JSON.
 - `signing`  the certificates: the primary's root, a secondary's intermediate, rotation, pruning.
-- `leader`   the leader routines: the primary's bootstrap and pruning, the secondary's root watch.
+- `leader`   what the two leader routines share: the CAS write of the record, the retry schedule.
+- `primary`  the primary's leader routine: bootstrap, then hourly pruning.
+- `secondary` the secondary's leader routine: the root watch that keeps its intermediate current.
 
 X.509 pieces shared with the server-RPC TLS generator live in `meshfed.rpc.x509`. This package
-re-exports the pure API so callers write `ca.generate_root(...)`; `leader` is imported on its own,
-since it pulls in the replication machinery.
+re-exports the pure API so callers write `ca.generate_root(...)`; the leader routines are imported
+on their own, since they pull in the replication machinery.
 """
 
 from meshfed.server.ca.config import (

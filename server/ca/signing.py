@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from meshfed.fsm.consul_formats.timestamps import format_rfc3339, parse_rfc3339
+from meshfed.fsm.consul_formats.timestamps import as_utc, format_rfc3339, parse_rfc3339
 from meshfed.rpc.x509 import (
     PrivateKey,
     ca_key_usage,
@@ -81,9 +81,7 @@ def _load_key(what: str, pem: object) -> PrivateKey:
 
 def _utc(moment: datetime.datetime) -> datetime.datetime:
     """Aware UTC, whole seconds: X.509 times carry no fraction, and records must equal the cert."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC).replace(microsecond=0)
+    return as_utc(moment).replace(microsecond=0)
 
 
 def _copy_root(root: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from meshfed.fsm import CatalogDeregister, CatalogRegister, CheckUpdate
+from meshfed.fsm import CatalogDeregister, CatalogRegister, CheckUpdate, Command
 from meshfed.fsm.records import CHECK_STATUSES, check_from_wire, node_from_wire, service_from_wire, to_wire
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid
@@ -59,12 +59,7 @@ class CatalogEndpoint:
         except (TypeError, ValueError, KeyError) as exc:
             raise invalid(f"invalid request: {exc}") from None
         command = CatalogRegister(node=node, service=service, checks=checks)
-
-        async def local() -> tuple[QueryMeta, Any]:
-            await propose(self._raft, header.request_id, command)
-            return self._queries.meta(self._state.index(*HEALTH)), True
-
-        return await self._router.serve("Catalog/Register", header, body, local, write=True)
+        return await self._write_health("Catalog/Register", header, body, command)
 
     async def deregister(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         node = _field(body, "node")
@@ -73,12 +68,19 @@ class CatalogEndpoint:
         command = CatalogDeregister(
             node=node, service_id=_field(body, "service_id") or "", check_id=_field(body, "check_id") or ""
         )
+        return await self._write_health("Catalog/Deregister", header, body, command)
+
+    async def _write_health(
+        self, method: str, header: RequestHeader, body: Any, command: Command
+    ) -> tuple[QueryMeta, Any]:
+        """Commit `command` on the leader (forwarded there if need be) and answer true with the
+        health tables' index, as Consul's catalog writes do."""
 
         async def local() -> tuple[QueryMeta, Any]:
             await propose(self._raft, header.request_id, command)
             return self._queries.meta(self._state.index(*HEALTH)), True
 
-        return await self._router.serve("Catalog/Deregister", header, body, local, write=True)
+        return await self._router.serve(method, header, body, local, write=True)
 
     async def update_ttl(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         """body: {"check_id", "status", "output", "node" (optional when the id is unique)}."""

@@ -18,7 +18,6 @@ from meshfed.fsm import ConfigEntryDelete, ConfigEntrySet
 from meshfed.fsm.config_entries import (
     KINDS,
     ConfigEntryError,
-    content_hash,
     is_same_content,
     normalize,
     validate,
@@ -124,7 +123,7 @@ class ConfigEntryEndpoint:
             _, existing = self._state.config_entry_get(entry["Kind"], entry["Name"])
             if existing is not None and is_same_content(existing.body, entry):
                 return self._queries.meta(self._state.index(*TABLES)), True
-            record = ConfigEntry(kind=entry["Kind"], name=entry["Name"], body=entry, hash=content_hash(entry))
+            record = ConfigEntry.of(entry)
             result = await propose(self._raft, header.request_id, ConfigEntrySet(record, cas=cas))
             return self._queries.meta(self._state.index(*TABLES)), bool(result.value)
 

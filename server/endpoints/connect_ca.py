@@ -3,7 +3,7 @@
 The CA lives in one replicated record (`CAState`: cluster id, configuration, roots). The primary is
 its authority: configuration writes are re-targeted there wherever they arrive, and only the
 primary signs intermediates, with the private key of its active root. Secondaries hold their own
-copy, written by their leader's root watch (`server/ca/leader.py`), and serve it like the primary.
+copy, written by their leader's root watch (`server/ca/secondary.py`), and serve it like the primary.
 
 Errors, as gRPC codes (the HTTP status in brackets):
 - the CA has no cluster id yet -> FAILED_PRECONDITION [409] "CA has not finished initializing".

@@ -18,7 +18,7 @@ import grpc
 
 from meshfed.fsm import ConfigEntryDelete, ConfigEntrySet
 from meshfed.fsm import intentions as views
-from meshfed.fsm.config_entries import ConfigEntryError, content_hash, without_store_fields
+from meshfed.fsm.config_entries import ConfigEntryError, without_store_fields
 from meshfed.fsm.consul_formats.field_lookup import lookup
 from meshfed.fsm.consul_formats.timestamps import format_rfc3339
 from meshfed.fsm.records import ConfigEntry
@@ -205,8 +205,7 @@ class IntentionEndpoint:
                     return
                 result = await propose(self._raft, rid, ConfigEntryDelete(KIND, destination, cas=cas))
             else:
-                body = without_store_fields(new_entry)
-                record = ConfigEntry(kind=KIND, name=body["Name"], body=body, hash=content_hash(body))
+                record = ConfigEntry.of(without_store_fields(new_entry))
                 result = await propose(self._raft, rid, ConfigEntrySet(record, cas=cas))
             if result.value:
                 return

@@ -1,9 +1,10 @@
 """The seam between the transport (Raft, forwarding, blocking queries) and the endpoints.
 
-Endpoints depend on these four protocols and on nothing concrete below them, so an endpoint can
-be driven in a unit test by the in-memory twins under `tests/twins/` (a real state machine behind
-a synchronous "Raft", a router that serves locally), and in production by `RaftNode`, `Router`
-and `QueryRunner`. Each protocol lists only what endpoints call; widening one widens what every
+Endpoints (and the router and query runner) depend on these protocols and on nothing concrete
+below them, so an endpoint can be driven in a unit test by the in-memory twins under
+`tests/twins/` (a real state machine behind a synchronous "Raft", a router that serves locally),
+and in production by `RaftNode`, `Router` and `QueryRunner`. Each protocol lists only what its
+callers use; widening one widens what every
 twin must implement, which is the point: the twins ship with the seam, not beside it.
 
 They are `runtime_checkable` so a test can assert that a twin still fits; `isinstance` checks
@@ -19,7 +20,7 @@ from meshfed.fsm import Command, Result
 from meshfed.rpc.header import QueryMeta, RequestHeader
 
 if TYPE_CHECKING:
-    from meshfed.server.raft.node import PeerHealth
+    from meshfed.server.raft.types import PeerHealth
 
 T = TypeVar("T")
 
@@ -39,7 +40,40 @@ class Proposer(Protocol):
 
 
 @runtime_checkable
-class LeaderView(Protocol):
+class LeaderContact(Protocol):
+    """Whether this server leads and how fresh its contact with the leader is: what every query's
+    meta reports and every routing decision starts from."""
+
+    def is_leader(self) -> bool: ...
+
+    def last_contact(self) -> float:
+        """Seconds since the leader was last heard from: 0 on the leader, inf if never."""
+        ...
+
+
+@runtime_checkable
+class LeaderLookup(LeaderContact, Protocol):
+    """Who leads, by Raft address: what the router needs to forward a call to the leader."""
+
+    def leader(self) -> str | None:
+        """The leader's Raft address, or None while there is no leader known."""
+        ...
+
+
+@runtime_checkable
+class ReadBarrier(LeaderContact, Protocol):
+    """What the query runner needs for Consul's consistency modes: a known leader for the meta,
+    and a barrier so a `consistent` read sees every write committed before it."""
+
+    def known_leader(self) -> bool: ...
+
+    async def barrier(self, timeout: float = ...) -> int:
+        """The commit index once everything committed before the call is applied here."""
+        ...
+
+
+@runtime_checkable
+class LeaderView(LeaderLookup, Protocol):
     """This server's own view of its Raft cluster, as Status.* serves it (never forwarded)."""
 
     @property
@@ -48,16 +82,6 @@ class LeaderView(Protocol):
     @property
     def peers(self) -> Sequence[str]:
         """The other voters' Raft addresses (this server excluded)."""
-        ...
-
-    def is_leader(self) -> bool: ...
-
-    def leader(self) -> str | None:
-        """The leader's Raft address, or None while there is no leader known."""
-        ...
-
-    def last_contact(self) -> float:
-        """Seconds since the leader was last heard from: 0 on the leader, inf if never."""
         ...
 
     def peer_health(self) -> Mapping[str, PeerHealth]:

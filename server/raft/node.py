@@ -28,7 +28,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pysyncobj import SyncObjConf
@@ -39,6 +38,7 @@ from meshfed.server.raft import storage as raft_storage
 from meshfed.server.raft.durability import JOURNAL_SYNC_INTERVAL, SYNC_ALWAYS, SYNC_INTERVAL, DiskFullError
 from meshfed.server.raft.syncobj import FalseDivergenceFilter, FsmConsumer, MeshfedSyncObj
 from meshfed.server.raft.transport import REPLICATION_CHUNK_BYTES, FrameStats, GuardedTransport
+from meshfed.server.raft.types import PeerHealth, RaftError, RaftStatus, RaftTimings
 
 log = logging.getLogger(__name__)
 
@@ -61,66 +61,9 @@ NOT_APPLIED = {
     FAIL_REASON.REQUEST_DENIED: "request denied",
 }
 
-
-@dataclass(frozen=True)
-class RaftTimings:
-    """Raft timeouts in seconds. `scaled(n)` mirrors Consul's performance.raft_multiplier."""
-
-    election_min: float = 0.2
-    election_max: float = 0.5
-    heartbeat: float = 0.05
-    leader_fallback: float = 0.6
-    connection_timeout: float = 1.0
-    connection_retry: float = 0.2
-
-    def scaled(self, multiplier: int) -> RaftTimings:
-        m = max(1, multiplier)
-        return RaftTimings(
-            self.election_min * m,
-            self.election_max * m,
-            self.heartbeat * m,
-            self.leader_fallback * m,
-            max(self.connection_timeout, self.election_max * m),
-            self.connection_retry,
-        )
-
-
-class RaftError(Exception):
-    """A proposal failed. `maybe_applied` means the outcome is unknown: retry with the same request id."""
-
-    def __init__(self, message: str, maybe_applied: bool, disk_full: bool = False) -> None:
-        super().__init__(message)
-        self.maybe_applied = maybe_applied
-        self.disk_full = disk_full  # refused before proposing: the journal could not grow
-
-
+DEFAULT_TIMINGS = RaftTimings()
 FAILED_AFTER_MIN = 1.0  # seconds
 FAILED_AFTER_ELECTIONS = 3  # election timeouts of silence before a member is reported failed
-
-
-@dataclass(frozen=True)
-class PeerHealth:
-    """A Raft member as this node knows it. Only the leader hears from every member (each answers
-    its heartbeats), so only the leader's view says whether a follower is alive."""
-
-    alive: bool
-    last_contact: float | None  # seconds since its last message; None when never heard from
-
-
-@dataclass
-class RaftStatus:
-    state: str  # "leader" | "follower" | "candidate"
-    leader: str | None  # raft address of the known leader
-    term: int
-    commit_index: int
-    last_applied: int
-    has_quorum: bool
-    last_contact: float  # seconds since the last message from the leader (0 on the leader)
-    peers_connected: dict[str, bool]
-    log_entries: int
-    snapshot_index: int
-    snapshot_bytes: int
-    snapshot_age: float
 
 
 class RaftNode:
@@ -137,7 +80,7 @@ class RaftNode:
         machine: StateMachine,
         cluster_key: str,
         data_dir: str | None,
-        timings: RaftTimings = RaftTimings(),
+        timings: RaftTimings = DEFAULT_TIMINGS,
         snapshot_threshold: int = 8192,
         snapshot_interval: float = 300.0,
         on_leadership: Callable[[bool], None] | None = None,

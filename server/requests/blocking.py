@@ -11,21 +11,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from meshfed.rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, QueryMeta, RequestHeader
+from meshfed.server.endpoints.ports import ReadBarrier
 from meshfed.server.requests.watch import WatchHub
 
 T = TypeVar("T")
 
 JITTER_FRACTION = 16
-
-
-class LeaderView(Protocol):
-    def is_leader(self) -> bool: ...
-    def known_leader(self) -> bool: ...
-    def last_contact(self) -> float: ...
-    async def barrier(self, timeout: float = ...) -> int: ...
 
 
 def wait_time(requested: float, rng: random.Random | None = None) -> float:
@@ -37,7 +31,7 @@ def wait_time(requested: float, rng: random.Random | None = None) -> float:
 class QueryRunner:
     def __init__(
         self,
-        raft: LeaderView,
+        raft: ReadBarrier,
         watches: WatchHub,
         on_blocking: Callable[[int], None] | None = None,
     ) -> None:

@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -31,6 +31,7 @@ from meshfed.fsm.state import StateStore
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, unavailable
 from meshfed.rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, QueryMeta, RequestHeader
+from meshfed.server.endpoints.ports import LeaderLookup
 from meshfed.server.raft import RaftError
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,6 @@ ERR_LEADER_MOVED = "Leader changed while the request was forwarded"
 
 # Cross-DC hook: (datacenter, method, header, body, timeout) -> (meta, body)
 RemoteCaller = Callable[[str, str, RequestHeader, Any, float], Awaitable[tuple[QueryMeta, Any]]]
-
-
-class RaftView(Protocol):
-    def is_leader(self) -> bool: ...
-    def leader(self) -> str | None: ...
-    def last_contact(self) -> float: ...
 
 
 def rpc_timeout(header: RequestHeader) -> float:
@@ -77,7 +72,7 @@ class Router:
         self,
         *,
         datacenter: str,
-        raft: RaftView,
+        raft: LeaderLookup,
         state: StateStore,
         pool: ConnectionPool,
         on_forward: Callable[[str], None] | None = None,

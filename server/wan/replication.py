@@ -118,7 +118,7 @@ class SecondaryReplication:
         return meta.index, entries
 
     async def _upsert_config_entry(self, body: dict[str, Any]) -> None:
-        record = ConfigEntry(kind=body["Kind"], name=body["Name"], body=body, hash=content_hash(body))
+        record = ConfigEntry.of(body)
         await propose(self._raft, uuid.uuid4().hex, ConfigEntrySet(record))
 
     async def _delete_config_entry(self, kind: str, name: str) -> None:

@@ -31,6 +31,7 @@ from meshfed.fsm.config_entries import (
     precedence,
     validate,
 )
+from meshfed.fsm.records import ConfigEntry
 from meshfed.server.config.hcl import from_hcl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -946,3 +947,12 @@ def test_any_text_parses_to_a_dict_or_raises_config_entry_error(text: str) -> No
         return
     assert isinstance(parsed, dict)
     assert_refused_cleanly(parsed)
+
+
+def test_the_record_of_an_entry_carries_its_kind_name_and_content_hash() -> None:
+    """Every writer builds the stored record with `ConfigEntry.of`, so the hash replication
+    compares (§B.5) is the content hash of exactly the body stored."""
+    body = {"Kind": "service-defaults", "Name": "web", "Protocol": "http"}
+    record = ConfigEntry.of(body)
+    assert (record.kind, record.name, record.body) == ("service-defaults", "web", body)
+    assert record.hash == content_hash(body) != 0

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from meshfed.server.endpoints.ports import LeaderView, Proposer, Queries, RequestRouter
+from meshfed.server.endpoints.ports import (
+    LeaderContact,
+    LeaderLookup,
+    LeaderView,
+    Proposer,
+    Queries,
+    ReadBarrier,
+    RequestRouter,
+)
 from meshfed.server.raft import RaftNode
 from meshfed.server.requests.blocking import QueryRunner
 from meshfed.server.requests.router import Router
@@ -42,7 +50,12 @@ def _parameters(function: Callable[..., Any]) -> list[tuple[str, Any]]:
     ("protocol", "implementations"),
     [
         (Proposer, (RaftNode, RaftTwin)),
+        # Each protocol row checks the members it declares itself; the leader views build on one
+        # another, so every layer has its row.
+        (LeaderContact, (RaftNode, RaftTwin)),
+        (LeaderLookup, (RaftNode, RaftTwin)),
         (LeaderView, (RaftNode, RaftTwin)),
+        (ReadBarrier, (RaftNode, RaftTwin)),
         (RequestRouter, (Router, RouterTwin)),
         (Queries, (QueryRunner,)),
     ],
