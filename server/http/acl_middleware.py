@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -28,7 +28,7 @@ from meshfed.server.acl.token import effective_token, token_of
 from meshfed.server.http.api import Api, read_json
 from meshfed.server.http.params import EFFECTIVE_TOKEN_KEY
 
-IDENTITY_KEY = "meshfed_acl_identity"
+IDENTITY_KEY: web.RequestKey[Identity] = web.RequestKey("meshfed_acl_identity", Identity)
 FILTERED_HEADER = "X-Consul-Results-Filtered-By-ACLs"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -36,7 +36,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def identity_of(request: web.Request) -> Identity | None:
     """The caller's identity, for handlers that filter or decide more themselves (None: ACLs off)."""
-    return cast(Identity | None, request.get(IDENTITY_KEY))
+    return request.get(IDENTITY_KEY)
 
 
 def _filtered(response: web.StreamResponse, identity: Identity, keep: Any) -> web.StreamResponse:

@@ -12,7 +12,7 @@ from meshfed.server.acl.token import token_of
 
 # Where the ACL middleware leaves the token a request is checked as (the agent default filled in),
 # so that the header forwarded to the leader carries it; without ACLs the sent token travels as is.
-EFFECTIVE_TOKEN_KEY = "meshfed_effective_token"
+EFFECTIVE_TOKEN_KEY: web.RequestKey[str] = web.RequestKey("meshfed_effective_token", str)
 
 
 class BadRequest(Exception):
