@@ -29,12 +29,18 @@ APPLICATION_ERROR_KEY = "meshfed-error"
 Handler = Callable[[RequestHeader, Any], Awaitable[tuple[QueryMeta, Any]]]
 # (method, seconds, error code name or "") for metrics
 CallObserver = Callable[[str, float, str], None]
+# (method, header, body) -> None, or raises RPCError: the server's ACL check, run before the handler
+# so a forwarded write is judged by the token the caller sent.
+Authorize = Callable[[str, RequestHeader, Any], None]
 
 
 class RPCService(grpc.GenericRpcHandler):
-    def __init__(self, handlers: Mapping[str, Handler], observe: CallObserver | None = None) -> None:
+    def __init__(
+        self, handlers: Mapping[str, Handler], observe: CallObserver | None = None, authorize: Authorize | None = None
+    ) -> None:
         self._handlers = {"/" + name.lstrip("/"): (name.lstrip("/"), h) for name, h in handlers.items()}
         self._observe = observe
+        self._authorize = authorize
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         entry = self._handlers.get(handler_call_details.method)
@@ -42,6 +48,7 @@ class RPCService(grpc.GenericRpcHandler):
             return None
         method, handler = entry
         observe = self._observe
+        authorize = self._authorize
 
         async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             started = time.perf_counter()
@@ -49,6 +56,8 @@ class RPCService(grpc.GenericRpcHandler):
             response = b""
             try:
                 header, body = decode_request(request)
+                if authorize is not None:
+                    authorize(method, header, body)
                 meta, result = await handler(header, body)
                 response = encode_response(meta, result)
             except RPCError as exc:

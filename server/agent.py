@@ -27,6 +27,7 @@ from meshfed.fsm.records import ServerInfo
 from meshfed.replication.anti_entropy import FederationStateAntiEntropy
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.service import RPCService
+from meshfed.server.acl.rpc_permissions import rpc_authorizer
 from meshfed.server.ca.primary import bootstrap_primary_ca
 from meshfed.server.ca.secondary import SecondaryCA
 from meshfed.server.config import Config, config_warnings
@@ -184,7 +185,10 @@ class Agent:
         }
 
         self.grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        self.grpc_server.add_generic_rpc_handlers([RPCService(handlers, observe=self.metrics.observe_rpc)])
+        authorize = rpc_authorizer(cfg, state, self.metrics) if cfg.acl.enabled else None
+        self.grpc_server.add_generic_rpc_handlers(
+            [RPCService(handlers, observe=self.metrics.observe_rpc, authorize=authorize)]
+        )
         rpc_bind = f"{cfg.bind_addr}:{cfg.ports.server}"
         credentials = self._server_credentials()
         try:

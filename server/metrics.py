@@ -80,6 +80,22 @@ class Metrics:
         )
         self.ttl_expired = Counter("meshfed_ttl_checks_expired", "TTL checks marked critical for missing updates", registry=r)
         self.leader_changes = Counter("meshfed_raft_leadership_changes", "Times this server gained or lost leadership", registry=r)
+        self.acl_resolve_time = Histogram(
+            "meshfed_acl_resolve_token_seconds", "Time to resolve a token to an authorizer", buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.acl_cache = Counter("meshfed_acl_token_cache", "Token resolutions by cache outcome", ["outcome"], registry=r)
+        self.acl_denials = Counter(
+            "meshfed_acl_denials", "Requests refused by an ACL check (403)", ["endpoint"], registry=r
+        )
+
+    def observe_acl_resolve(self, seconds: float, cache_hit: bool) -> None:
+        self.acl_resolve_time.observe(seconds)
+        self.acl_cache.labels("hit" if cache_hit else "miss").inc()
+
+    def acl_denied(self, endpoint: str) -> None:
+        """`endpoint` is a route pattern or an RPC method, never a concrete path: bounded labels."""
+        self.acl_denials.labels(endpoint).inc()
 
     def observe_rpc(self, method: str, seconds: float, error_code: str) -> None:
         self.rpc_request.labels(method).inc()

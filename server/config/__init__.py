@@ -19,9 +19,19 @@ from meshfed.server.config.cluster_key import (
 from meshfed.server.config.errors import COMMAND_LINE, DEFAULTS, ConfigError
 from meshfed.server.config.loader import CONFIG_EXTENSIONS, load
 from meshfed.server.config.schema import LOG_LEVELS, MAX_RAFT_MULTIPLIER
-from meshfed.server.config.settings import Config, ConnectConfig, Ports, TelemetryConfig, TLSConfig
+from meshfed.server.config.settings import (
+    ACLConfig,
+    ACLTokens,
+    Config,
+    ConnectConfig,
+    Ports,
+    TelemetryConfig,
+    TLSConfig,
+)
 
 __all__ = [
+    "ACLConfig",
+    "ACLTokens",
     "CLUSTER_KEY_SIZES",
     "COMMAND_LINE",
     "CONFIG_EXTENSIONS",

@@ -122,6 +122,25 @@ def config_warnings(config: Config) -> list[str]:
         )
     if config.disable_primary_gateway_fallback and config.is_primary:
         warnings.append("disable_primary_gateway_fallback has no effect in the primary datacenter")
+    warnings.extend(_acl_warnings(config))
     if config.dev:
         warnings.append("dev mode: a single server with a cluster key generated for this run only")
+    return warnings
+
+
+def _acl_warnings(config: Config) -> list[str]:
+    """ACL settings that do nothing where they are. Names keys only: token values are secrets."""
+    acl = config.acl
+    tokens = acl.tokens
+    warnings: list[str] = []
+    if not acl.enabled and any((tokens.initial_management, tokens.replication, tokens.agent, tokens.default)):
+        warnings.append("acl.tokens are set but acl.enabled is false, so no request is checked against them")
+    if acl.enabled and tokens.initial_management and not config.is_primary:
+        warnings.append("acl.tokens.initial_management is only used in the primary datacenter")
+    if acl.enabled and not config.is_primary and not tokens.replication:
+        warnings.append(
+            "acl.tokens.replication is empty: this secondary cannot replicate ACL policies, roles or tokens"
+        )
+    if acl.enable_token_replication and config.is_primary:
+        warnings.append("acl.enable_token_replication has no effect in the primary datacenter")
     return warnings

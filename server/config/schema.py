@@ -17,6 +17,8 @@ from meshfed.server.config.cluster_key import validate_key
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 MAX_RAFT_MULTIPLIER = 10
+ACL_DEFAULT_POLICIES = ("allow", "deny")
+ACL_DOWN_POLICIES = ("extend-cache", "deny", "allow", "async-cache")
 # Consul's rule for datacenter names; they end up in TLS names and federation-state keys.
 _DATACENTER_RE = re.compile(r"^[a-z0-9_-]+$")
 
@@ -89,6 +91,13 @@ def _datacenter(*, allow_empty: bool) -> Callable[[Any], str]:
         return text
 
     return convert
+
+
+def _secret(value: Any) -> str:
+    """A token: never echoed back, so a typo'd secret does not end up in a log line."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got a {type(value).__name__}")
+    return value
 
 
 def _node_name(value: Any) -> str:
@@ -192,17 +201,32 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "raft_snapshot_threshold": _integer(1, 2**31 - 1),
     "raft_snapshot_interval": _INTERVAL,
     "raft_journal_sync": _choice(("always", "interval")),
+    "acl.enabled": _boolean,
+    "acl.default_policy": _choice(ACL_DEFAULT_POLICIES),
+    "acl.down_policy": _choice(ACL_DOWN_POLICIES),
+    "acl.enable_token_persistence": _boolean,
+    "acl.enable_token_replication": _boolean,
+    "acl.token_ttl": _duration(allow_zero=True),
+    "acl.policy_ttl": _duration(allow_zero=True),
+    "acl.role_ttl": _duration(allow_zero=True),
+    "acl.tokens.initial_management": _secret,
+    "acl.tokens.replication": _secret,
+    "acl.tokens.agent": _secret,
+    "acl.tokens.default": _secret,
 }
 # Keys whose values add up across sources (as Consul does for list-valued keys) instead of the
 # later source winning.
 CONCATENATED = frozenset({"retry_join", "primary_gateways"})
 # First parts of dotted keys that name a nested dataclass of ``Config``.
-SECTIONS = ("ports", "connect", "tls", "telemetry")
+SECTIONS = ("ports", "connect", "tls", "telemetry", "acl", "acl.tokens")
 # Names that open a block of keys in a file (``tls`` holds further blocks, not keys).
 BLOCKS = {key.rsplit(".", 1)[0] for key in SCHEMA if "." in key} | {"tls"}
 
 
 def target(key: str) -> tuple[str, str]:
     """(nested dataclass field or "", attribute) that a dotted key sets."""
-    first, _, _ = key.partition(".")
-    return (first if first in SECTIONS else ""), key.rsplit(".", 1)[-1]
+    parent, _, attribute = key.rpartition(".")
+    # The deepest section that holds the key: `acl.tokens.agent` sets `Config.acl.tokens.agent`.
+    while parent and parent not in SECTIONS:
+        parent = parent.rpartition(".")[0]
+    return parent, attribute

@@ -48,6 +48,32 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class ACLTokens:
+    """The agent's configured tokens. They are credentials: `repr=False` keeps them out of any log
+    line or error that prints the config."""
+
+    initial_management: str = field(default="", repr=False)
+    replication: str = field(default="", repr=False)
+    agent: str = field(default="", repr=False)
+    default: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class ACLConfig:
+    """Consul's `acl { ... }` block (reference/acl.md §1); off unless `enabled`."""
+
+    enabled: bool = False
+    default_policy: str = "allow"  # "allow" | "deny"
+    down_policy: str = "extend-cache"  # "extend-cache" | "deny" | "allow" | "async-cache"
+    enable_token_persistence: bool = False
+    enable_token_replication: bool = False
+    token_ttl: float = 30.0
+    policy_ttl: float = 30.0
+    role_ttl: float = 30.0
+    tokens: ACLTokens = field(default_factory=ACLTokens)
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated agent configuration. Build it with ``load``; direct construction skips checks."""
 
@@ -72,6 +98,7 @@ class Config:
     connect: ConnectConfig = field(default_factory=ConnectConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    acl: ACLConfig = field(default_factory=ACLConfig)
     raft_multiplier: int = 1
     federation_state_ttl: float = 72 * 3600.0
     federation_state_refresh_interval: float = 600.0

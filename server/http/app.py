@@ -24,6 +24,7 @@ from meshfed.server.http import (
     routes_intentions,
     routes_internal,
 )
+from meshfed.server.http.acl_middleware import acl_middleware
 from meshfed.server.http.api import API_KEY, Api
 from meshfed.server.http.decode import DecodeError
 from meshfed.server.http.json_guard import printable
@@ -73,7 +74,10 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
 
 
 def build_app(api: Api) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=4 * 1024 * 1024)
+    middlewares = [error_middleware]
+    if api.wan.config.acl.enabled:
+        middlewares.append(acl_middleware(api))  # inside the error middleware: its 403s get index headers
+    app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024)
     app[API_KEY] = api
     routes_internal.add(app)
     routes_catalog.add(app)

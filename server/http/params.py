@@ -8,6 +8,11 @@ from aiohttp import web
 
 from meshfed.fsm.consul_formats.durations import parse_duration
 from meshfed.rpc.header import RequestHeader
+from meshfed.server.acl.token import token_of
+
+# Where the ACL middleware leaves the token a request is checked as (the agent default filled in),
+# so that the header forwarded to the leader carries it; without ACLs the sent token travels as is.
+EFFECTIVE_TOKEN_KEY: web.RequestKey[str] = web.RequestKey("meshfed_effective_token", str)
 
 
 class BadRequest(Exception):
@@ -15,23 +20,6 @@ class BadRequest(Exception):
 
 
 MAX_INDEX = 2**64 - 1  # Consul's indexes are uint64
-
-
-def token_of(request: web.Request) -> str:
-    """Consul's precedence: `?token=` first, then `X-Consul-Token`, then `Authorization: Bearer`.
-
-    A query token must win: tools that add it explicitly expect it to override a header that a
-    proxy or SDK sets by default.
-    """
-    token = request.query.get("token", "") or request.headers.get("X-Consul-Token", "")
-    if token:
-        return token
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        # Bearer tokens cannot contain spaces (RFC 6750 §2.1): only the first word counts.
-        words = value.split()
-        return words[0] if words else ""
-    return ""
 
 
 def _given(request: web.Request, name: str) -> str:
@@ -78,7 +66,7 @@ def parse_header(request: web.Request, *, write: bool = False) -> RequestHeader:
         min_index = int(query["index"])
     return RequestHeader(
         datacenter=query.get("dc", ""),
-        token=token_of(request),
+        token=request.get(EFFECTIVE_TOKEN_KEY) or token_of(request),
         min_query_index=min_index,
         max_query_time=wait,
         allow_stale=stale,

@@ -1,0 +1,98 @@
+"""Silent filtering of list reads (reference/acl.md §5, summary 9): rows the token may not read are
+dropped, and the caller learns only that something was (`X-Consul-Results-Filtered-By-ACLs: true`).
+
+Each filter takes the decoded JSON answer of one route and returns `(kept, removed_any)`. They work
+on the JSON Consul clients see, so they sit after the handler and need no change in the routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from meshfed.fsm.acl import Access
+from meshfed.fsm.consul_formats.field_lookup import lookup
+from meshfed.server.acl.needs import Need, config_entry_read, granted, intention
+from meshfed.server.acl.resolver import Identity
+
+ResultFilter = Callable[[Identity, Any], tuple[Any, bool]]
+
+
+def _can_read(identity: Identity, resource: str, name: Any) -> bool:
+    return isinstance(name, str) and granted(identity, Need(resource, Access.READ, name))
+
+
+def _keep_rows(rows: Any, allowed: Callable[[Mapping[str, Any]], bool]) -> tuple[Any, bool]:
+    if not isinstance(rows, list):
+        return rows, False
+    kept = [row for row in rows if isinstance(row, Mapping) and allowed(row)]
+    return kept, len(kept) != len(rows)
+
+
+def catalog_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """`{service: tags}`: service:read on each name."""
+    if not isinstance(answer, Mapping):
+        return answer, False
+    kept = {name: tags for name, tags in answer.items() if _can_read(identity, "service", name)}
+    return kept, len(kept) != len(answer)
+
+
+def catalog_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    return _keep_rows(answer, lambda row: _can_read(identity, "node", lookup(row, "Node")))
+
+
+def catalog_service_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """Flat rows (`Node`, `ServiceName`): node:read and service:read."""
+    return _keep_rows(answer, lambda row: _can_read(identity, "node", lookup(row, "Node"))
+                      and _can_read(identity, "service", lookup(row, "ServiceName")))
+
+
+def _csn_allowed(identity: Identity, row: Mapping[str, Any]) -> bool:
+    node = lookup(row, "Node")
+    service = lookup(row, "Service")
+    node_name = lookup(node, "Node") if isinstance(node, Mapping) else None
+    service_name = lookup(service, "Service") if isinstance(service, Mapping) else None
+    return _can_read(identity, "node", node_name) and _can_read(identity, "service", service_name)
+
+
+def health_service_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """CheckServiceNode rows (`Node.Node`, `Service.Service`): node:read and service:read."""
+    return _keep_rows(answer, lambda row: _csn_allowed(identity, row))
+
+
+def mesh_gateways_by_datacenter(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """`{dc: [CheckServiceNode]}` from /v1/internal/federation-states/mesh-gateways."""
+    if not isinstance(answer, Mapping):
+        return answer, False
+    kept: dict[str, Any] = {}
+    removed = False
+    for datacenter, rows in answer.items():
+        kept[datacenter], dropped = health_service_nodes(identity, rows)
+        removed = removed or dropped
+    return kept, removed
+
+
+def intentions(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """intention:read on each destination."""
+    def allowed(row: Mapping[str, Any]) -> bool:
+        destination = lookup(row, "DestinationName")
+        return isinstance(destination, str) and all(
+            granted(identity, need) for need in intention(destination, Access.READ))
+
+    return _keep_rows(answer, allowed)
+
+
+def config_entries(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """The per-kind read need of each entry (§5's config entry table)."""
+    def allowed(row: Mapping[str, Any]) -> bool:
+        kind, name = lookup(row, "Kind"), lookup(row, "Name")
+        if not isinstance(kind, str) or not isinstance(name, str):
+            return False
+        return all(granted(identity, need) for need in config_entry_read(kind, name))
+
+    return _keep_rows(answer, allowed)
+
+
+def agent_members(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """/v1/agent/members rows (`Name` is the member's node): node:read on each."""
+    return _keep_rows(answer, lambda row: _can_read(identity, "node", lookup(row, "Name")))

@@ -1,0 +1,179 @@
+"""The one table of what every HTTP route needs (reference/acl.md §5), and the few it exempts.
+
+A route (method, pattern as registered with aiohttp) maps to a `Declaration`:
+- `needs`: what the request must be allowed before the handler runs (a 403 otherwise). It gets the
+  request's facts (match info, query, decoded JSON body, the local state) and returns `Need`s;
+- `filter`: for list reads, which rows the token may see (`filters.py`); dropped rows set
+  `X-Consul-Results-Filtered-By-ACLs: true`.
+A route in neither `ROUTES` nor `EXEMPT` is refused (403) when ACLs are on: a new route that forgot
+its declaration fails closed, and `tests/unit/test_acl_permissions.py` names it.
+
+Bodies are decoded with the handlers' own decoders, so a body the handler would refuse is refused
+here with the same 400 before any permission is asked (Consul decodes before it checks, too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from meshfed.fsm.acl import Access
+from meshfed.fsm.consul_formats.field_lookup import lookup
+from meshfed.fsm.state import StateStore
+from meshfed.server.acl import filters
+from meshfed.server.acl.filters import ResultFilter
+from meshfed.server.acl.needs import (
+    Need,
+    config_entry_read,
+    config_entry_write,
+    deregistration_of,
+    intention,
+    intention_destination,
+    registration_of,
+    ttl_update_of,
+)
+from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register
+
+
+@dataclass(frozen=True)
+class RouteFacts:
+    """What a declaration may look at. `body` is the decoded JSON (None for no body)."""
+
+    request: web.Request
+    body: Any
+    state: StateStore
+    datacenter: str
+    node_name: str
+
+    def match(self, name: str) -> str:
+        return self.request.match_info.get(name, "")
+
+    def query(self, name: str) -> str:
+        return self.request.query.get(name, "")
+
+
+NeedsOf = Callable[[RouteFacts], list[Need]]
+
+
+@dataclass(frozen=True)
+class Declaration:
+    needs: NeedsOf | None = None
+    filter: ResultFilter | None = None
+    reads_body: bool = False
+
+
+def _unnamed(resource: str, access: Access) -> NeedsOf:
+    return lambda facts: [Need(resource, access)]
+
+
+def _register(facts: RouteFacts) -> list[Need]:
+    node, service, checks = decode_catalog_register(facts.body, facts.datacenter)
+    return registration_of(facts.state, node, service, checks)
+
+
+def _deregister(facts: RouteFacts) -> list[Need]:
+    node, service_id, check_id = decode_catalog_deregister(facts.body, facts.datacenter)
+    return deregistration_of(facts.state, node, service_id, check_id)
+
+
+def _check_update(facts: RouteFacts) -> list[Need]:
+    return ttl_update_of(facts.state, facts.match("check_id"), facts.query("node"))
+
+
+def _body_field(facts: RouteFacts, name: str) -> str:
+    value = lookup(facts.body, name) if isinstance(facts.body, Mapping) else None
+    return value if isinstance(value, str) else ""
+
+
+def _config_put(facts: RouteFacts) -> list[Need]:
+    return config_entry_write(_body_field(facts, "Kind"), _body_field(facts, "Name"))
+
+
+def _intention_by_id(access: Access) -> NeedsOf:
+    def needs(facts: RouteFacts) -> list[Need]:
+        destination = intention_destination(facts.state, facts.match("id")) or ""
+        found = intention(destination, access) if destination else []
+        new_destination = _body_field(facts, "DestinationName")
+        return found + (intention(new_destination, access) if new_destination else [])
+
+    return needs
+
+
+def _intentions_named(facts: RouteFacts) -> list[Need]:
+    return [need for name in facts.request.query.getall("name", []) for need in intention(name, Access.READ)]
+
+
+OPERATOR_READ = Declaration(_unnamed("operator", Access.READ))
+OPERATOR_WRITE = Declaration(_unnamed("operator", Access.WRITE))
+
+ROUTES: dict[tuple[str, str], Declaration] = {
+    ("GET", "/v1/operator/raft/configuration"): OPERATOR_READ,
+    ("GET", "/v1/agent/members"): Declaration(filter=filters.agent_members),
+    ("GET", "/v1/agent/metrics"): Declaration(lambda facts: [Need("agent", Access.READ, facts.node_name)]),
+    ("GET", "/metrics"): Declaration(lambda facts: [Need("agent", Access.READ, facts.node_name)]),
+    **{("PUT", f"/v1/agent/check/{verb}/{{check_id}}"): Declaration(_check_update, reads_body=verb == "update")
+       for verb in ("pass", "warn", "fail", "update")},
+    ("PUT", "/v1/catalog/register"): Declaration(_register, reads_body=True),
+    ("PUT", "/v1/catalog/deregister"): Declaration(_deregister, reads_body=True),
+    ("GET", "/v1/catalog/services"): Declaration(filter=filters.catalog_services),
+    ("GET", "/v1/catalog/nodes"): Declaration(filter=filters.catalog_nodes),
+    ("GET", "/v1/catalog/service/{service}"): Declaration(filter=filters.catalog_service_nodes),
+    ("GET", "/v1/health/service/{service}"): Declaration(filter=filters.health_service_nodes),
+    ("PUT", "/v1/config"): Declaration(_config_put, reads_body=True),
+    ("GET", "/v1/config/{kind}"): Declaration(filter=filters.config_entries),
+    ("GET", "/v1/config/{kind}/{name}"): Declaration(
+        lambda facts: config_entry_read(facts.match("kind"), facts.match("name"))),
+    ("DELETE", "/v1/config/{kind}/{name}"): Declaration(
+        lambda facts: config_entry_write(facts.match("kind"), facts.match("name"))),
+    ("GET", "/v1/connect/ca/configuration"): OPERATOR_READ,
+    ("PUT", "/v1/connect/ca/configuration"): OPERATOR_WRITE,
+    ("GET", "/v1/connect/intentions"): Declaration(filter=filters.intentions),
+    ("POST", "/v1/connect/intentions"): Declaration(
+        lambda facts: intention(_body_field(facts, "DestinationName"), Access.WRITE), reads_body=True),
+    ("GET", "/v1/connect/intentions/exact"): Declaration(
+        lambda facts: intention(facts.query("destination"), Access.READ)),
+    ("PUT", "/v1/connect/intentions/exact"): Declaration(
+        lambda facts: intention(facts.query("destination"), Access.WRITE)),
+    ("DELETE", "/v1/connect/intentions/exact"): Declaration(
+        lambda facts: intention(facts.query("destination"), Access.WRITE)),
+    ("GET", "/v1/connect/intentions/match"): Declaration(_intentions_named),
+    ("GET", "/v1/connect/intentions/check"): Declaration(
+        lambda facts: intention(facts.query("destination"), Access.READ)),
+    ("GET", "/v1/connect/intentions/{id}"): Declaration(_intention_by_id(Access.READ)),
+    ("PUT", "/v1/connect/intentions/{id}"): Declaration(_intention_by_id(Access.WRITE), reads_body=True),
+    ("DELETE", "/v1/connect/intentions/{id}"): Declaration(_intention_by_id(Access.WRITE)),
+    ("GET", "/v1/internal/federation-states"): OPERATOR_READ,
+    ("GET", "/v1/internal/federation-states/mesh-gateways"): Declaration(filter=filters.mesh_gateways_by_datacenter),
+    ("GET", "/v1/internal/federation-state/"): OPERATOR_READ,
+    ("GET", "/v1/internal/federation-state/{dc}"): OPERATOR_READ,
+    ("DELETE", "/v1/internal/federation-state/{dc}"): OPERATOR_WRITE,
+    ("GET", "/v1/internal/gateway-locator"): OPERATOR_READ,
+    ("GET", "/v1/internal/replication"): OPERATOR_READ,
+}
+
+# Routes that ask no permission, and why. Keep this short: each entry is a hole by design.
+EXEMPT: dict[tuple[str, str], str] = {
+    ("GET", "/v1/status/leader"): "Consul serves cluster status to anyone (health probes use it)",
+    ("GET", "/v1/status/peers"): "Consul serves cluster status to anyone",
+    ("GET", "/v1/connect/ca/roots"): "trust anchors are public: every proxy fetches them (reference §5)",
+    ("GET", "/v1/internal/mesh-gateway-mode"): "reads proxy-defaults' gateway mode; proxy-defaults reads need "
+                                               "no permission (reference §5)",
+}
+
+
+def declaration_of(method: str, pattern: str) -> Declaration | None:
+    """The declaration for a route; None when the route is unknown here (refused when ACLs are on).
+    HEAD is answered like GET, so it needs what GET needs."""
+    method = "GET" if method == "HEAD" else method
+    if (method, pattern) in EXEMPT:
+        return Declaration()  # neither needs nor filter: the token is not even resolved
+    return ROUTES.get((method, pattern))
+
+
+def route_key(request: web.Request) -> tuple[str, str]:
+    """(method, pattern as registered): the table's key, and a bounded metric label."""
+    resource = request.match_info.route.resource
+    return request.method, resource.canonical if resource is not None else request.path

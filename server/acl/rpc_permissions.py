@@ -1,0 +1,118 @@
+"""What each state-changing RPC method needs, checked on the server that receives the call.
+
+A follower forwarding a write passes the caller's token in `RequestHeader.token`; the leader
+resolves it and checks it here before the endpoint runs, so a write is judged by the caller's
+token and never by the forwarding server's own privileges. The needs come from `needs.py`, the
+same functions the HTTP table uses, applied to the RPC body's wire form.
+
+Reads are not listed: list reads are filtered at the HTTP door (`permissions.py`), and the
+servers' own replication and status reads travel without a caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from meshfed.fsm.acl import Access
+from meshfed.fsm.consul_formats.field_lookup import lookup
+from meshfed.fsm.records import check_from_wire, node_from_wire, service_from_wire
+from meshfed.fsm.state import StateStore
+from meshfed.rpc.errors import invalid
+from meshfed.rpc.header import RequestHeader
+from meshfed.server.acl.needs import (
+    Need,
+    config_entry_write,
+    deregistration_of,
+    enforce,
+    intention,
+    intention_destination,
+    operator,
+    registration_of,
+    ttl_update_of,
+)
+from meshfed.server.acl.resolver import ACLResolver, state_reader
+from meshfed.server.config.settings import Config
+from meshfed.server.metrics import Metrics
+
+RPCNeedsOf = Callable[[StateStore, Mapping[str, Any]], list[Need]]
+
+
+def _text(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _register(state: StateStore, body: Mapping[str, Any]) -> list[Need]:
+    node = node_from_wire(body.get("node") or {})
+    raw_service = body.get("service")
+    service = service_from_wire(raw_service) if isinstance(raw_service, dict) else None
+    checks = [check_from_wire(raw) for raw in body.get("checks") or ()]
+    return registration_of(state, node, service, checks)
+
+
+def _deregister(state: StateStore, body: Mapping[str, Any]) -> list[Need]:
+    return deregistration_of(state, _text(body, "node"), _text(body, "service_id"), _text(body, "check_id"))
+
+
+def _config_entry_apply(state: StateStore, body: Mapping[str, Any]) -> list[Need]:
+    entry = body.get("entry")
+    kind = lookup(entry, "Kind") if isinstance(entry, Mapping) else None
+    name = lookup(entry, "Name") if isinstance(entry, Mapping) else None
+    return config_entry_write(kind if isinstance(kind, str) else "", name if isinstance(name, str) else "")
+
+
+def _intention_apply(state: StateStore, body: Mapping[str, Any]) -> list[Need]:
+    """Every destination the write touches: the named one, the new one, and the one an ID holds."""
+    destinations = [_text(body, "destination")]
+    written = body.get("intention")
+    if isinstance(written, Mapping):
+        new_destination = lookup(written, "DestinationName")
+        destinations.append(new_destination if isinstance(new_destination, str) else "")
+    if _text(body, "id"):
+        destinations.append(intention_destination(state, _text(body, "id")) or "")
+    named = [name for name in destinations if name]
+    # A write that names no destination is refused by the endpoint; demand the most a write can need.
+    return [need for name in named for need in intention(name, Access.WRITE)] or [Need("intention", Access.WRITE, "")]
+
+
+RPC_METHODS: dict[str, RPCNeedsOf] = {
+    "Catalog/Register": _register,
+    "Catalog/Deregister": _deregister,
+    "Health/UpdateTTL": lambda state, body: ttl_update_of(state, _text(body, "check_id"), _text(body, "node")),
+    "ConfigEntry/Apply": _config_entry_apply,
+    "ConfigEntry/Delete": lambda state, body: config_entry_write(_text(body, "kind"), _text(body, "name")),
+    "ConnectCA/SetConfiguration": lambda state, body: operator(Access.WRITE),
+    "ConnectCA/SignIntermediate": lambda state, body: operator(Access.WRITE),
+    "FederationState/Apply": lambda state, body: operator(Access.WRITE),
+    "Intention/Apply": _intention_apply,
+}
+
+
+class RPCAuthorizer:
+    """The hook the gRPC service calls before a handler (`RPCService(authorize=...)`)."""
+
+    def __init__(self, resolver: ACLResolver, state: StateStore,
+                 on_denied: Callable[[str], None] | None = None) -> None:
+        self._resolver = resolver
+        self._state = state
+        self._on_denied = on_denied
+
+    def __call__(self, method: str, header: RequestHeader, body: Any) -> None:
+        """Raises RPCError PERMISSION_DENIED (Consul's text) or `ACL not found`; returns when allowed."""
+        needs_of = RPC_METHODS.get(method)
+        if needs_of is None:
+            return
+        identity = self._resolver.resolve(header.token)
+        try:
+            needs = needs_of(self._state, body if isinstance(body, Mapping) else {})
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise invalid(f"invalid request: {exc}") from None
+        on_denied = self._on_denied
+        enforce(identity, needs, on_denied=(lambda: on_denied(method)) if on_denied is not None else None)
+
+
+def rpc_authorizer(config: Config, state: StateStore, metrics: Metrics) -> RPCAuthorizer:
+    """The check for this server's gRPC service (install it only when `acl.enabled`)."""
+    resolver = ACLResolver(state_reader(state), config.acl, config.datacenter, observer=metrics)
+    return RPCAuthorizer(resolver, state, on_denied=metrics.acl_denied)

@@ -1,0 +1,125 @@
+"""ACL enforcement on a real 3-server datacenter with `default_policy = "deny"` (issue #9).
+
+Pins reference/acl.md summary 8 (Consul's 403 texts) and §5 (operator:write for the CA
+configuration and federation-state delete, node/service write for catalog registration), through
+the leader and through a follower; and that a follower's forwarded write is re-checked by the
+leader with the caller's token (a bare RPC to the leader without a token is refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import grpc
+import pytest
+
+from meshfed.fsm.records import Node, NodeService, to_wire
+from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.errors import RPCError
+from meshfed.rpc.header import RequestHeader
+
+from .harness import Datacenter, ServerProcess, wait_until
+
+MANAGEMENT = "3d6b1c2e-8f41-4c2a-9a6e-5b7d0e1f2a34"
+ANONYMOUS_DENIAL = ("Permission denied: anonymous token lacks permission '{}'{}. The anonymous token is used "
+                    "implicitly when a request does not specify a token.")
+CA_CONFIG = {"Provider": "consul", "Config": {"LeafCertTTL": "72h"}}
+REGISTRATION = {"Node": "web-node", "Address": "127.0.55.1", "Service": {"Service": "web", "Port": 80}}
+
+
+@pytest.fixture(scope="module")
+def acl_dc(tmp_path_factory: pytest.TempPathFactory) -> Datacenter:  # type: ignore[misc]
+    from .conftest import next_block
+
+    dc = Datacenter("dc1", f"127.0.{next_block()}", str(tmp_path_factory.mktemp("acl")), config={
+        "connect": {"enabled": True},
+        "acl": {"enabled": True, "default_policy": "deny", "tokens": {"initial_management": MANAGEMENT}},
+    })
+    # Not dc.start(): its readiness check lists /v1/agent/members without a token, which a deny
+    # default filters to nothing (as Consul's does); wait with the management token instead.
+    for server in dc.servers:
+        server.start()
+    wait_until(lambda: _ready(dc), timeout=30, what="an agreed leader with every server published")
+    try:
+        yield dc
+    finally:
+        dc.stop()
+
+
+def _ready(dc: Datacenter) -> bool:
+    try:
+        leaders = {dc.get(server, "/v1/status/leader", timeout=2).json() for server in dc.servers}
+        members = dc.get(dc.servers[0], "/v1/agent/members", headers={"X-Consul-Token": MANAGEMENT}, timeout=2)
+    except (OSError, ValueError):
+        return False
+    alive = sum(1 for member in members.json() if member["Status"] == 1)
+    return len(leaders) == 1 and "" not in leaders and alive == len(dc.servers)
+
+
+def _doors(dc: Datacenter) -> list[tuple[str, ServerProcess]]:
+    return [("leader", dc.leader()), ("follower", dc.followers()[0])]
+
+
+@pytest.mark.parametrize("door", ["leader", "follower"])
+def test_writes_without_a_token_get_consuls_403(acl_dc: Datacenter, door: str) -> None:
+    server = dict(_doors(acl_dc))[door]
+    ca = acl_dc.put(server, "/v1/connect/ca/configuration", CA_CONFIG)
+    assert (ca.status_code, ca.text) == (403, ANONYMOUS_DENIAL.format("operator:write", ""))
+    assert ca.headers["X-Consul-Index"]
+    delete = acl_dc.session.delete(server.http + "/v1/internal/federation-state/dc1", timeout=10)
+    assert (delete.status_code, delete.text) == (403, ANONYMOUS_DENIAL.format("operator:write", ""))
+    register = acl_dc.put(server, "/v1/catalog/register", REGISTRATION)
+    assert (register.status_code, register.text) == (403, ANONYMOUS_DENIAL.format("node:write", ' on "web-node"'))
+
+
+def test_an_unknown_token_is_acl_not_found(acl_dc: Datacenter) -> None:
+    response = acl_dc.put(acl_dc.followers()[0], "/v1/catalog/register", REGISTRATION,
+                          headers={"X-Consul-Token": str(uuid.uuid4())})
+    assert (response.status_code, response.text) == (403, "ACL not found")
+
+
+@pytest.mark.parametrize("door", ["leader", "follower"])
+def test_the_management_token_may_do_everything(acl_dc: Datacenter, door: str) -> None:
+    server = dict(_doors(acl_dc))[door]
+    headers = {"X-Consul-Token": MANAGEMENT}
+    assert acl_dc.put(server, "/v1/connect/ca/configuration", CA_CONFIG, headers=headers).status_code == 200
+    registration = {**REGISTRATION, "Node": f"web-{door}"}
+    assert acl_dc.put(server, "/v1/catalog/register", registration, headers=headers).json() is True
+    assert acl_dc.put(server, f"/v1/catalog/register?token={MANAGEMENT}", registration).json() is True
+    bearer = {"Authorization": f"Bearer {MANAGEMENT}"}
+    delete = acl_dc.session.delete(server.http + "/v1/internal/federation-state/dc1", headers=bearer, timeout=10)
+    assert delete.status_code == 200
+    nodes = acl_dc.get(server, "/v1/catalog/nodes", headers=headers)
+    assert f"web-{door}" in {row["Node"] for row in nodes.json()}
+    assert "X-Consul-Results-Filtered-By-ACLs" not in nodes.headers
+
+
+def test_list_reads_without_a_token_are_filtered_not_refused(acl_dc: Datacenter) -> None:
+    acl_dc.put(acl_dc.leader(), "/v1/catalog/register", REGISTRATION, headers={"X-Consul-Token": MANAGEMENT})
+    response = acl_dc.get(acl_dc.followers()[0], "/v1/catalog/services")
+    assert response.status_code == 200
+    assert response.json() == {}
+    assert response.headers["X-Consul-Results-Filtered-By-ACLs"] == "true"
+    assert acl_dc.get(acl_dc.followers()[0], "/v1/status/leader").status_code == 200
+
+
+def test_the_leader_checks_a_forwarded_write_with_the_callers_token(acl_dc: Datacenter) -> None:
+    """The leader's RPC door: without the caller's token a write is refused, with it accepted."""
+    leader = acl_dc.leader()
+    body = {"node": to_wire(Node(node="rpc-node", address="127.0.55.2")),
+            "service": to_wire(NodeService(id="api", service="api")), "checks": []}
+
+    async def call(token: str) -> object:
+        pool = ConnectionPool()
+        try:
+            return (await pool.call(leader.rpc_address, "Catalog/Register",
+                                    RequestHeader(token=token, request_id=uuid.uuid4().hex), body, timeout=10))[1]
+        finally:
+            await pool.close()
+
+    with pytest.raises(RPCError) as refused:
+        asyncio.run(call(""))
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert refused.value.message == ANONYMOUS_DENIAL.format("node:write", ' on "rpc-node"')
+    assert asyncio.run(call(MANAGEMENT)) is True
