@@ -31,7 +31,7 @@ from meshfed.server.config.checks import check
 from meshfed.server.config.cluster_key import generate_key
 from meshfed.server.config.errors import COMMAND_LINE, DEFAULTS, ConfigError
 from meshfed.server.config.schema import BLOCKS, CONCATENATED, SCHEMA, SECTIONS, show_value, target
-from meshfed.server.config.settings import Config, ConnectConfig, Ports, TelemetryConfig, TLSConfig
+from meshfed.server.config.settings import ACLConfig, Config, ConnectConfig, Ports, TelemetryConfig, TLSConfig
 
 # Callers written before the package was split import these names from this module; new code
 # imports them from ``meshfed.server.config``.
@@ -125,6 +125,7 @@ def load(files: Sequence[str], overrides: Mapping[str, Any] | None = None, *, de
         connect=ConnectConfig(**sections["connect"]),
         tls=TLSConfig(**sections["tls"]),
         telemetry=TelemetryConfig(**sections["telemetry"]),
+        acl=ACLConfig(**sections["acl"]),
     )
     fallback = ", ".join(files) if files else COMMAND_LINE
 

@@ -192,14 +192,23 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "raft_snapshot_threshold": _integer(1, 2**31 - 1),
     "raft_snapshot_interval": _INTERVAL,
     "raft_journal_sync": _choice(("always", "interval")),
+    "acl.enabled": _boolean,
+    "acl.default_policy": _choice(("allow", "deny")),
+    "acl.down_policy": _choice(("allow", "deny", "extend-cache", "async-cache")),
+    "acl.enable_token_persistence": _boolean,
+    "acl.enable_token_replication": _boolean,
+    "acl.tokens.initial_management": _string,
+    "acl.tokens.replication": _string,
+    "acl.tokens.agent": _string,
+    "acl.tokens.default": _string,
 }
 # Keys whose values add up across sources (as Consul does for list-valued keys) instead of the
 # later source winning.
 CONCATENATED = frozenset({"retry_join", "primary_gateways"})
 # First parts of dotted keys that name a nested dataclass of ``Config``.
-SECTIONS = ("ports", "connect", "tls", "telemetry")
+SECTIONS = ("ports", "connect", "tls", "telemetry", "acl")
 # Names that open a block of keys in a file (``tls`` holds further blocks, not keys).
-BLOCKS = {key.rsplit(".", 1)[0] for key in SCHEMA if "." in key} | {"tls"}
+BLOCKS = {key.rsplit(".", 1)[0] for key in SCHEMA if "." in key} | {"tls", "acl"}
 
 
 def target(key: str) -> tuple[str, str]:

@@ -48,6 +48,21 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class ACLConfig:
+    """The `acl` block (reference/acl.md §1); `acl.tokens.<kind>` keys land in the flat token fields."""
+
+    enabled: bool = False
+    default_policy: str = "allow"
+    down_policy: str = "extend-cache"
+    enable_token_persistence: bool = False
+    enable_token_replication: bool = False
+    initial_management: str = ""  # acl.tokens.initial_management
+    replication: str = ""  # acl.tokens.replication
+    agent: str = ""  # acl.tokens.agent
+    default: str = ""  # acl.tokens.default
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated agent configuration. Build it with ``load``; direct construction skips checks."""
 
@@ -72,6 +87,7 @@ class Config:
     connect: ConnectConfig = field(default_factory=ConnectConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    acl: ACLConfig = field(default_factory=ACLConfig)
     raft_multiplier: int = 1
     federation_state_ttl: float = 72 * 3600.0
     federation_state_refresh_interval: float = 600.0
