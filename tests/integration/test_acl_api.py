@@ -79,3 +79,47 @@ def test_acl_routes_answer_401_while_acls_are_disabled(make_dc) -> None:  # type
     dc.start()
     answer = dc.get(dc.servers[0], "/v1/acl/policies")
     assert answer.status_code == 401 and answer.text == "ACL support disabled"
+
+
+def test_cli_workflow_of_reference_section_8(make_dc, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`meshfed acl ...` as an operator runs it (reference/acl.md §7, §8 steps 1-2, 6)."""
+    from meshfed.server.cli.main import main
+
+    dc = make_dc("dc1", count=1, config=ACL_ON)
+    dc.start()
+    http = ["-http-addr", dc.servers[0].http]
+
+    def run(*argv: str) -> str:
+        capsys.readouterr()
+        assert main([*argv, *http]) == 0
+        return capsys.readouterr().out
+
+    def field(output: str, label: str) -> str:
+        return next(line.split(":", 1)[1].strip() for line in output.splitlines() if line.startswith(label + ":"))
+
+    booted = run("acl", "bootstrap")
+    assert "Description:      Bootstrap Token (Global Management)" in booted
+    assert "   00000000-0000-0000-0000-000000000001 - global-management" in booted
+    secret_file = tmp_path / "management"
+    secret_file.write_text(field(booted, "SecretID") + "\n")
+
+    rules = tmp_path / "replication.hcl"
+    rules.write_text('acl = "write"\noperator = "write"\nservice_prefix "" { policy = "read" intentions = "read" }\n')
+    created = run("acl", "policy", "create", "-token-file", str(secret_file), "-name", "replication", "-rules", f"@{rules}")
+    assert field(created, "Name") == "replication" and 'operator = "write"' in created
+    assert "replication:" in run("acl", "policy", "list", "-token-file", str(secret_file))
+    assert field(run("acl", "policy", "read", "-name", "replication"), "ID") == field(created, "ID")
+
+    token = run("acl", "token", "create", "-token-file", str(secret_file), "-description", "replication token",
+                "-policy-name", "replication", "-service-identity", "web:dc1")
+    accessor = field(token, "AccessorID")
+    assert f"   {field(created, 'ID')} - replication" in token and "web (Datacenters: dc1)" in token
+    assert field(run("acl", "token", "read", "-id", accessor), "Description") == "replication token"
+    updated = run("acl", "token", "update", "-id", accessor, "-description", "renamed")
+    assert field(updated, "Description") == "renamed" and "- replication" in updated
+    assert accessor in run("acl", "token", "list")
+    assert run("acl", "token", "delete", "-id", accessor).strip() == f'Token "{accessor}" deleted successfully'
+
+    role = run("acl", "role", "create", "-name", "ops", "-policy-name", "replication")
+    assert field(role, "Name") == "ops" and "ops" in run("acl", "role", "list")
+    assert "deleted successfully" in run("acl", "policy", "delete", "-name", "replication")
