@@ -51,6 +51,8 @@ def object_body(body: Any) -> dict[str, Any]:
 
 
 class ACLBase:
+    """The dependencies and helpers of the ACL handlers; `now` is injectable so tests can expire tokens."""
+
     def __init__(
         self,
         *,
