@@ -4,6 +4,18 @@ Nothing here does I/O, reads a clock or starts a thread (DESIGN.md §2); `server
 `StateMachine` and the event loop reads `StateMachine.state`.
 """
 
+from meshfed.fsm.acl.commands import (
+    ACLBootstrap,
+    ACLPolicyBatchSet,
+    ACLPolicyDelete,
+    ACLPolicySet,
+    ACLRoleBatchSet,
+    ACLRoleDelete,
+    ACLRoleSet,
+    ACLTokenBatchSet,
+    ACLTokenDelete,
+    ACLTokenSet,
+)
 from meshfed.fsm.commands import (
     CAStateSet,
     CatalogDeregister,
@@ -34,6 +46,16 @@ from meshfed.fsm.snapshot import SNAPSHOT_VERSION, SnapshotError, decode_frame, 
 from meshfed.fsm.state import TABLES, StateStore
 
 __all__ = [
+    "ACLBootstrap",
+    "ACLPolicyBatchSet",
+    "ACLPolicyDelete",
+    "ACLPolicySet",
+    "ACLRoleBatchSet",
+    "ACLRoleDelete",
+    "ACLRoleSet",
+    "ACLTokenBatchSet",
+    "ACLTokenDelete",
+    "ACLTokenSet",
     "CAStateSet",
     "ConfigEntryDelete",
     "ConfigEntrySet",

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgpack
 
+from meshfed.fsm.acl.commands import ACL_COMMANDS, ACL_DECODERS, ACL_TAGS, ACLCommand, acl_shape_problem
 from meshfed.fsm.records import (
     CHECK_STATUSES,
     CAState,
@@ -130,6 +131,7 @@ Command = (
     | ConfigEntryDelete
     | CAStateSet
     | Noop
+    | ACLCommand
 )
 
 
@@ -368,6 +370,10 @@ def validate(command: Command) -> None:
             raise CommandError("Roots", "there must be exactly one active CA")
     elif isinstance(command, Noop):
         return
+    elif isinstance(command, ACL_COMMANDS):
+        _check_type(command, type(command), "")
+        if (problem := acl_shape_problem(command)) is not None:
+            raise CommandError(*problem)
     else:
         raise CommandError("", f"unknown command type {type(command).__name__}")
 
@@ -396,6 +402,7 @@ _TAG_OF: dict[type, str] = {
     ConfigEntryDelete: TAG_CONFIG_ENTRY_DELETE,
     CAStateSet: TAG_CA_STATE_SET,
     Noop: TAG_NOOP,
+    **ACL_TAGS,
 }
 
 
@@ -461,6 +468,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Command]] = {
     TAG_CONFIG_ENTRY_DELETE: lambda body: ConfigEntryDelete(kind=body["kind"], name=body["name"], cas=body.get("cas")),
     TAG_CA_STATE_SET: lambda body: CAStateSet(state=ca_state_from_wire(body["state"]), cas=body.get("cas")),
     TAG_NOOP: lambda body: Noop(),
+    **ACL_DECODERS,
 }
 
 

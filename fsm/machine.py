@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from meshfed.fsm.acl.apply import ACL_HANDLERS, ACLRejected
 from meshfed.fsm.commands import (
     CAStateSet,
     CatalogDeregister,
@@ -153,7 +154,7 @@ class StateMachine:
             return success(handler(writer, index, command))
         except CommandError as exc:
             return failure(CODE_INVALID, str(exc))
-        except _Rejected as exc:
+        except (_Rejected, ACLRejected) as exc:
             return failure(exc.code, str(exc))
         except Exception as exc:  # handlers mutate last, so a bug here has changed nothing
             return failure(CODE_INTERNAL, f"{type(command).__name__} failed: {type(exc).__name__}: {exc}")
@@ -388,4 +389,5 @@ _HANDLERS: dict[type, Callable[[StoreWriter, int, Any], Any]] = {
     FederationStateDelete: _apply_federation_state_delete,
     ServerRegister: _apply_server_register,
     Noop: _apply_noop,
+    **ACL_HANDLERS,
 }

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from meshfed.fsm.acl.store import ACL_TABLES, ACLReads, ACLTables, ACLWrites, acl_export, acl_load
 from meshfed.fsm.commands import check_record_types
 from meshfed.fsm.config_entries import config_entry_key
 from meshfed.fsm.records import (
@@ -48,7 +49,7 @@ from meshfed.fsm.records import (
     to_wire,
 )
 
-TABLES = ("nodes", "services", "checks", "federation_states", "servers", "config_entries", "connect_ca")
+TABLES = ("nodes", "services", "checks", "federation_states", "servers", "config_entries", "connect_ca", *ACL_TABLES)
 
 
 class _Tables:
@@ -62,6 +63,7 @@ class _Tables:
         self.servers: dict[str, ServerInfo] = {}  # lower(node) -> server
         self.config_entries: dict[tuple[str, str], ConfigEntry] = {}  # (lower kind, lower name) -> entry
         self.ca: CAState | None = None
+        self.acl = ACLTables()
         self.table_index: dict[str, int] = dict.fromkeys(TABLES, 0)
 
     def max_index(self, tables: tuple[str, ...]) -> int:
@@ -88,8 +90,9 @@ def _has_tag(service: NodeService, tag: str | None) -> bool:
     return tag is None or tag.lower() in (t.lower() for t in service.tags)
 
 
-class StateStore:
-    """Catalog, federation states and server membership, with per-table change indexes."""
+class StateStore(ACLReads):
+    """Catalog, federation states, server membership, config, CA and ACLs, with per-table change
+    indexes (the ACL reads come from fsm/acl/store.py)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -254,6 +257,7 @@ class StateStore:
             servers = [t.servers[key] for key in sorted(t.servers)]
             entries = [t.config_entries[key] for key in sorted(t.config_entries)]
             ca = t.ca
+            acl = acl_export(t.acl, to_wire)  # small tables; converted under the lock for brevity
         # Records are immutable, so converting them after releasing the lock is safe.
         return {
             "table_index": table_index,
@@ -264,6 +268,7 @@ class StateStore:
             "servers": [to_wire(server) for server in servers],
             "config_entries": [to_wire(entry) for entry in entries],
             "connect_ca": [to_wire(ca)] if ca is not None else [],
+            **acl,
         }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -273,7 +278,7 @@ class StateStore:
             self._tables = tables
 
 
-class StoreWriter:
+class StoreWriter(ACLWrites):
     """Lookups and mutations for one log entry, used under the store's lock.
 
     `put_*` store a record exactly as given (the caller has set its indexes) and raise its table's
@@ -439,6 +444,7 @@ def _tables_from_export(data: dict[str, Any]) -> _Tables:
             tables.config_entries[entry.key] = entry
         for wire in _list_of(data, "connect_ca")[:1]:
             tables.ca = _typed(ca_state_from_wire(wire), CAState)
+        tables.acl = acl_load(data, _typed)
         saved_index = data.get("table_index", {})
         for table in TABLES:
             value = saved_index.get(table, 0)
@@ -464,6 +470,7 @@ def _raise_indexes_to_rows(tables: _Tables) -> None:
         "servers": list(tables.servers.values()),
         "config_entries": list(tables.config_entries.values()),
         "connect_ca": [tables.ca] if tables.ca is not None else [],
+        **tables.acl.rows(),
     }
     for table, records in rows.items():
         for record in records:

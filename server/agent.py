@@ -31,6 +31,7 @@ from meshfed.server.acl.rpc_permissions import rpc_authorizer
 from meshfed.server.ca.primary import bootstrap_primary_ca
 from meshfed.server.ca.secondary import SecondaryCA
 from meshfed.server.config import Config, config_warnings
+from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
@@ -178,10 +179,13 @@ class Agent:
             endpoint=federation, config_entries=config_entries, metrics=self.metrics,
         )
         catalog = CatalogEndpoint(state=state, raft=raft, router=router, queries=queries)
+        acl = ACLEndpoint(datacenter=cfg.datacenter, primary_datacenter=cfg.primary, state=state, raft=raft,
+                          router=router, queries=queries, data_dir=cfg.data_dir or None)
         status = StatusEndpoint(datacenter=cfg.datacenter, state=state, raft=raft, queries=queries, router=router)
         handlers = {
             **federation.handlers(), **catalog.handlers(), **status.handlers(), **config_entries.handlers(),
             **intentions.handlers(), **self.connect_ca.handlers(),
+            **acl.handlers(),
         }
 
         self.grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -217,6 +221,7 @@ class Agent:
             metrics=self.metrics,
             wan=self.federation_wan,
             prometheus_enabled=cfg.telemetry.prometheus_retention_time > 0,
+            acl=acl if cfg.acl.enabled else None,
         )
         # Open blocking queries are cut at shutdown after HTTP_SHUTDOWN_TIMEOUT (clients retry), not
         # aiohttp's default 60 s.

@@ -108,6 +108,8 @@ def _intentions_named(facts: RouteFacts) -> list[Need]:
 
 OPERATOR_READ = Declaration(_unnamed("operator", Access.READ))
 OPERATOR_WRITE = Declaration(_unnamed("operator", Access.WRITE))
+ACL_READ = Declaration(_unnamed("acl", Access.READ))
+ACL_WRITE = Declaration(_unnamed("acl", Access.WRITE))
 
 ROUTES: dict[tuple[str, str], Declaration] = {
     ("GET", "/v1/operator/raft/configuration"): OPERATOR_READ,
@@ -152,6 +154,18 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     ("DELETE", "/v1/internal/federation-state/{dc}"): OPERATOR_WRITE,
     ("GET", "/v1/internal/gateway-locator"): OPERATOR_READ,
     ("GET", "/v1/internal/replication"): OPERATOR_READ,
+    # Any valid token may read itself: the token is resolved (an unknown secret is 'ACL not found'),
+    # nothing more is asked.
+    ("GET", "/v1/acl/token/self"): Declaration(lambda facts: []),
+    # ACL objects: reading needs acl:read, changing them acl:write (reference §5).
+    **{("GET", path): ACL_READ for path in (
+        "/v1/acl/policies", "/v1/acl/policy/{id}", "/v1/acl/policy/name/{name}", "/v1/acl/roles",
+        "/v1/acl/role/{id}", "/v1/acl/role/name/{name}", "/v1/acl/tokens", "/v1/acl/token/{accessor}")},
+    **{(method, path): ACL_WRITE for method, path in (
+        ("PUT", "/v1/acl/policy"), ("PUT", "/v1/acl/policy/{id}"), ("DELETE", "/v1/acl/policy/{id}"),
+        ("PUT", "/v1/acl/role"), ("PUT", "/v1/acl/role/{id}"), ("DELETE", "/v1/acl/role/{id}"),
+        ("PUT", "/v1/acl/token"), ("PUT", "/v1/acl/token/{accessor}"), ("DELETE", "/v1/acl/token/{accessor}"),
+        ("PUT", "/v1/acl/token/{accessor}/clone"))},
 }
 
 # Routes that ask no permission, and why. Keep this short: each entry is a hole by design.
@@ -159,6 +173,7 @@ EXEMPT: dict[tuple[str, str], str] = {
     ("GET", "/v1/status/leader"): "Consul serves cluster status to anyone (health probes use it)",
     ("GET", "/v1/status/peers"): "Consul serves cluster status to anyone",
     ("GET", "/v1/connect/ca/roots"): "trust anchors are public: every proxy fetches them (reference §5)",
+    ("PUT", "/v1/acl/bootstrap"): "allowed once with no token at all; afterwards refused with the reset index",
     ("GET", "/v1/internal/mesh-gateway-mode"): "reads proxy-defaults' gateway mode; proxy-defaults reads need "
                                                "no permission (reference §5)",
 }

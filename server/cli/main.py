@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from meshfed.fsm.consul_formats.durations import parse_duration
+from meshfed.server.cli.acl import ACLCommandError
+from meshfed.server.cli.acl import add_commands as add_acl_commands
 from meshfed.server.cli.flags import add_agent_arguments, agent_overrides
 from meshfed.server.config.loader import ConfigError, generate_key, load
 
@@ -287,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     members = sub.add_parser("members", help="list the servers of a datacenter")
     _add_http_flags(members)
     members.set_defaults(func=cmd_members)
+    add_acl_commands(sub, _add_http_flags, http_request)
 
     operator = sub.add_parser("operator", help="operator commands").add_subparsers(dest="area", metavar="AREA")
     operator.required = True
@@ -401,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(ns.func(ns) or 0)
-    except (CLIError, ConfigError) as exc:
+    except (CLIError, ConfigError, ACLCommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from aiohttp import web
 from meshfed.fsm.state import StateStore
 from meshfed.replication.loop import ReplicationStatus
 from meshfed.server.config.loader import Config
+from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
@@ -61,6 +62,7 @@ class Api:
     metrics: Metrics
     wan: WanView
     prometheus_enabled: bool = True
+    acl: ACLEndpoint | None = None  # None while ACLs are disabled: /v1/acl/* answers 401
 
 
 API_KEY: web.AppKey[Api] = web.AppKey("meshfed_api", Api)

@@ -17,6 +17,7 @@ from aiohttp import web
 from meshfed.fsm.state import TABLES
 from meshfed.rpc.errors import RPCError
 from meshfed.server.http import (
+    routes_acl,
     routes_agent,
     routes_catalog,
     routes_config,
@@ -85,4 +86,5 @@ def build_app(api: Api) -> web.Application:
     routes_config.add(app)
     routes_intentions.add(app)
     routes_connect_ca.add(app)
+    routes_acl.add(app)
     return app

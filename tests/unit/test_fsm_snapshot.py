@@ -16,6 +16,12 @@ from hypothesis import strategies as st
 from meshfed.fsm import (
     SNAPSHOT_VERSION,
     TABLES,
+    ACLBootstrap,
+    ACLPolicyDelete,
+    ACLPolicySet,
+    ACLRoleSet,
+    ACLTokenDelete,
+    ACLTokenSet,
     CatalogDeregister,
     CatalogRegister,
     CheckUpdate,
@@ -30,6 +36,7 @@ from meshfed.fsm import (
     encode_batch,
     encode_frame,
 )
+from meshfed.fsm.acl.records import ACLLink, ACLPolicy, ACLRole, ACLToken, ServiceIdentity
 from meshfed.fsm.records import (
     KIND_MESH_GATEWAY,
     CheckServiceNode,
@@ -90,6 +97,37 @@ def registers(draw) -> CatalogRegister:
 
 
 gateways = st.builds(CheckServiceNode, node=nodes, service=services)
+
+# ACL rows: few ids and names so sets collide (duplicate names, secret reuse, dangling links).
+POLICY_IDS = ["p1", "p2", "00000000-0000-0000-0000-000000000001"]
+acl_links = st.lists(st.sampled_from(POLICY_IDS).map(ACLLink), max_size=2).map(tuple)
+acl_tokens = st.builds(
+    ACLToken,
+    accessor_id=st.sampled_from(["a1", "a2", "00000000-0000-0000-0000-000000000002"]),
+    secret_id=st.sampled_from(["s1", "s2", "a1", ""]),  # "" is invalid, "a1" collides with an accessor
+    policies=acl_links,
+    roles=st.lists(st.sampled_from(["r1", "r2"]).map(ACLLink), max_size=1).map(tuple),
+    service_identities=st.sampled_from([(), (ServiceIdentity("web", ("dc1",)),)]),
+    local=st.booleans(),
+    create_time=st.sampled_from(["2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"]),
+)
+acl_commands = st.one_of(
+    st.builds(
+        ACLPolicySet,
+        st.builds(
+            ACLPolicy,
+            id=st.sampled_from(POLICY_IDS),
+            name=st.sampled_from(["ops", "read", "global-management", "bad name"]),
+            rules=st.sampled_from(["", 'node_prefix "" { policy = "read" }', 'acl = "sudo"']),
+        ),
+    ),
+    st.builds(ACLPolicyDelete, st.sampled_from(POLICY_IDS)),
+    st.builds(ACLRoleSet, st.builds(ACLRole, id=st.sampled_from(["r1", "r2"]), name=st.sampled_from(["x", "y"]),
+                                    policies=acl_links)),
+    st.builds(ACLTokenSet, acl_tokens),
+    st.builds(ACLTokenDelete, st.sampled_from(["a1", "a2", "00000000-0000-0000-0000-000000000002"])),
+    st.builds(ACLBootstrap, acl_tokens, reset_index=st.sampled_from([0, 0, 1, 2, 3])),
+)
 commands = st.one_of(
     registers(),
     registers(),
@@ -131,6 +169,7 @@ commands = st.one_of(
         ),
     ),
     st.just(Noop()),
+    acl_commands,
 )
 request_ids = st.sampled_from(["", "", "", "a", "b", "c"])
 batches = st.lists(st.tuples(request_ids, commands), min_size=1, max_size=4)
@@ -169,6 +208,8 @@ def every_read(machine: StateMachine) -> list:
         reads.append(state.health_service_nodes(name))
         reads.append(state.health_service_nodes(name, passing_only=True, tag="a"))
     reads.extend(state.federation_state_get(dc) for dc in DATACENTERS)
+    reads += [state.acl_tokens(), state.acl_policies(), state.acl_roles(), state.acl_bootstrap_state(),
+              state.acl_token_by_secret("s1"), state.acl_policy_by_name("ops"), state.acl_role_by_name("x")]
     return reads
 
 
@@ -181,6 +222,10 @@ def assert_index_invariants(machine: StateMachine) -> None:
         "checks": state.checks_of_type("") + state.checks_of_type("ttl"),
         "federation_states": state.federation_state_list()[1],
         "servers": state.servers()[1],
+        # the built-ins exist from the start, at index 0
+        "acl_tokens": [t for t in state.acl_tokens()[1] if t.create_index],
+        "acl_policies": [p for p in state.acl_policies()[1] if p.create_index],
+        "acl_roles": state.acl_roles()[1],
     }
     for table, records in rows.items():
         table_index = state.index(table)

@@ -1,0 +1,218 @@
+"""/v1/acl/*: bootstrap, policies, roles and tokens as Consul serves them (reference/acl.md §3).
+
+These routes translate HTTP to `ACL.*` endpoint calls and produce Consul's fixed texts for what
+only the HTTP shape can get wrong (a missing ID, URL and payload disagreeing, a read that found
+nothing). With ACLs disabled the agent passes no ACL endpoint and every route answers 401
+`ACL support disabled`. Permissions are not checked here (the enforcement layer does that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from meshfed.fsm.consul_formats.field_lookup import lookup
+from meshfed.server.endpoints.acl import ACLEndpoint
+from meshfed.server.http.api import api_of, read_json
+from meshfed.server.http.params import BadRequest, parse_header
+from meshfed.server.http.respond import json_body, meta_headers, with_meta
+
+Route = Callable[[web.Request, ACLEndpoint], Awaitable[web.StreamResponse]]
+
+
+def _acl(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        api = api_of(request)
+        if api.acl is None:
+            headers = meta_headers(api.queries.meta(api.state.index()))
+            return web.Response(status=401, text="ACL support disabled", headers=headers)
+        endpoint = api.acl
+        return await route(request, endpoint)
+
+    handler.__name__ = route.__name__
+    return handler
+
+
+async def _body(request: web.Request, what: str) -> dict[str, Any]:
+    try:
+        raw = await read_json(request)
+    except BadRequest as exc:
+        raise BadRequest(f"{what} decoding failed: {exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadRequest(f"{what} decoding failed: the body must be a JSON object")
+    return raw
+
+
+def _not_found(text: str, meta: Any) -> web.Response:
+    return web.Response(status=404, text=text, headers=meta_headers(meta))
+
+
+# ---- bootstrap --------------------------------------------------------------------------------
+
+
+async def bootstrap(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    _, token = await acl.bootstrap(parse_header(request, write=True), await _body(request, "Bootstrap"))
+    return json_body(token)
+
+
+# ---- policies ---------------------------------------------------------------------------------
+
+
+async def policy_create(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    raw = await _body(request, "Policy")
+    if lookup(raw, "ID"):
+        raise BadRequest("Cannot specify the ID when creating a new policy")
+    _, policy = await acl.policy_set(parse_header(request, write=True), {"policy": raw})
+    return json_body(policy)
+
+
+async def policy_update(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    policy_id = request.match_info["id"]
+    raw = await _body(request, "Policy")
+    if lookup(raw, "ID") and lookup(raw, "ID") != policy_id:
+        raise BadRequest("Policy ID in URL and payload do not match")
+    _, policy = await acl.policy_set(parse_header(request, write=True), {"policy": raw, "id": policy_id})
+    return json_body(policy)
+
+
+async def policy_read(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    meta, body = await acl.policy_read(parse_header(request), {"id": request.match_info["id"]})
+    if body["policy"] is None:
+        return _not_found("Requested policy does not exist: ACL not found", meta)
+    return with_meta(body["policy"], meta)
+
+
+async def policy_read_by_name(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    meta, body = await acl.policy_read(parse_header(request), {"name": request.match_info["name"]})
+    if body["policy"] is None:
+        return _not_found("Requested policy does not exist: ACL not found", meta)
+    return with_meta(body["policy"], meta)
+
+
+async def policy_list(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    meta, policies = await acl.policy_list(parse_header(request), {})
+    return with_meta(policies, meta)
+
+
+async def policy_delete(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    await acl.policy_delete(parse_header(request, write=True), {"id": request.match_info["id"]})
+    return json_body(True)
+
+
+# ---- roles ------------------------------------------------------------------------------------
+
+
+async def role_create(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    raw = await _body(request, "Role")
+    if lookup(raw, "ID"):
+        raise BadRequest("Cannot specify the ID when creating a new role")
+    _, role = await acl.role_set(parse_header(request, write=True), {"role": raw})
+    return json_body(role)
+
+
+async def role_update(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    role_id = request.match_info["id"]
+    raw = await _body(request, "Role")
+    if lookup(raw, "ID") and lookup(raw, "ID") != role_id:
+        raise BadRequest("Role ID in URL and payload do not match")
+    _, role = await acl.role_set(parse_header(request, write=True), {"role": raw, "id": role_id})
+    return json_body(role)
+
+
+async def role_read(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    meta, body = await acl.role_read(parse_header(request), {"id": request.match_info["id"]})
+    if body["role"] is None:
+        return _not_found("Requested role does not exist: ACL not found", meta)
+    return with_meta(body["role"], meta)
+
+
+async def role_read_by_name(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    meta, body = await acl.role_read(parse_header(request), {"name": request.match_info["name"]})
+    if body["role"] is None:
+        return _not_found("Requested role does not exist: ACL not found", meta)
+    return with_meta(body["role"], meta)
+
+
+async def role_list(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    meta, roles = await acl.role_list(parse_header(request), {})
+    return with_meta(roles, meta)
+
+
+async def role_delete(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    await acl.role_delete(parse_header(request, write=True), {"id": request.match_info["id"]})
+    return json_body(True)
+
+
+# ---- tokens -----------------------------------------------------------------------------------
+
+
+async def token_create(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    _, token = await acl.token_set(parse_header(request, write=True), {"token": await _body(request, "Token")})
+    return json_body(token)
+
+
+async def token_update(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    accessor = request.match_info["accessor"]
+    raw = await _body(request, "Token")
+    if lookup(raw, "AccessorID") and lookup(raw, "AccessorID") != accessor:
+        raise BadRequest("Token Accessor ID in URL and payload do not match")
+    _, token = await acl.token_set(parse_header(request, write=True), {"token": raw, "accessor": accessor})
+    return json_body(token)
+
+
+async def token_clone(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    raw = await _body(request, "Token")
+    body = {"accessor": request.match_info["accessor"], "description": lookup(raw, "Description")}
+    _, token = await acl.token_clone(parse_header(request, write=True), body)
+    return json_body(token)
+
+
+async def token_read(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    meta, body = await acl.token_read(parse_header(request), {"accessor": request.match_info["accessor"]})
+    if body["token"] is None:
+        return _not_found("Requested token does not exist: ACL not found", meta)
+    return with_meta(body["token"], meta)
+
+
+async def token_self(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    meta, token = await acl.token_self(parse_header(request), {})
+    return with_meta(token, meta)
+
+
+async def token_list(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    filters = {"policy": request.query.get("policy", ""), "role": request.query.get("role", "")}
+    meta, tokens = await acl.token_list(parse_header(request), filters)
+    return with_meta(tokens, meta)
+
+
+async def token_delete(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    await acl.token_delete(parse_header(request, write=True), {"accessor": request.match_info["accessor"]})
+    return json_body(True)
+
+
+def add(app: web.Application) -> None:
+    router = app.router
+    router.add_put("/v1/acl/bootstrap", _acl(bootstrap))
+    router.add_put("/v1/acl/policy", _acl(policy_create))
+    router.add_get("/v1/acl/policy/name/{name}", _acl(policy_read_by_name))
+    router.add_get("/v1/acl/policy/{id}", _acl(policy_read))
+    router.add_put("/v1/acl/policy/{id}", _acl(policy_update))
+    router.add_delete("/v1/acl/policy/{id}", _acl(policy_delete))
+    router.add_get("/v1/acl/policies", _acl(policy_list))
+    router.add_put("/v1/acl/role", _acl(role_create))
+    router.add_get("/v1/acl/role/name/{name}", _acl(role_read_by_name))
+    router.add_get("/v1/acl/role/{id}", _acl(role_read))
+    router.add_put("/v1/acl/role/{id}", _acl(role_update))
+    router.add_delete("/v1/acl/role/{id}", _acl(role_delete))
+    router.add_get("/v1/acl/roles", _acl(role_list))
+    router.add_put("/v1/acl/token", _acl(token_create))
+    router.add_get("/v1/acl/token/self", _acl(token_self))
+    router.add_put("/v1/acl/token/{accessor}/clone", _acl(token_clone))
+    router.add_get("/v1/acl/token/{accessor}", _acl(token_read))
+    router.add_put("/v1/acl/token/{accessor}", _acl(token_update))
+    router.add_delete("/v1/acl/token/{accessor}", _acl(token_delete))
+    router.add_get("/v1/acl/tokens", _acl(token_list))
