@@ -8,10 +8,10 @@ What this adapter adds to the library (reference/pysyncobj.md §6):
 - safety: the cluster key is mandatory (the port speaks pickle); apply never raises (the state
   machine returns error values, and a last-resort guard here turns anything else into one);
 - durability: no forked dump writer, fsynced snapshots, a dump-loading step that keeps the journal
-  tail, crash-safe journal compaction (server/raft/storage.py); by default an acknowledgement
-  means applied on the leader and synced to the disk of a majority (server/raft/durability.py,
-  `raft_journal_sync`); a full disk refuses writes instead of killing the process;
-- a bounded frame size on the Raft port, checked before decryption (server/raft/transport.py);
+  tail, crash-safe journal compaction (server/raft/storage.py); the journal is msynced every
+  `JOURNAL_SYNC_INTERVAL`. An acknowledgement therefore means: applied on the leader and in the
+  page cache of a majority, which survives kill -9 of every process; it is on disk within
+  `JOURNAL_SYNC_INTERVAL` (a power loss of a majority can lose that last window);
 - latency and throughput: `appendEntriesUseBatch=False` (sub-millisecond commits) plus group
   commit: proposals arriving while `MAX_INFLIGHT_BATCHES` entries are in flight are packed into the
   next log entry, each command keeping its own result;
@@ -30,25 +30,25 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pysyncobj import SyncObjConf
+from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.config import FAIL_REASON
+from pysyncobj.journal import FileJournal
 
 from meshfed.fsm import Command, Noop, Result, StateMachine, encode_batch
 from meshfed.server.raft import storage as raft_storage
-from meshfed.server.raft.durability import JOURNAL_SYNC_INTERVAL, SYNC_ALWAYS, SYNC_INTERVAL, DiskFullError
-from meshfed.server.raft.syncobj import FalseDivergenceFilter, FsmConsumer, MeshfedSyncObj
-from meshfed.server.raft.transport import REPLICATION_CHUNK_BYTES, FrameStats, GuardedTransport
 from meshfed.server.raft.types import PeerHealth, RaftError, RaftStatus, RaftTimings
 
 log = logging.getLogger(__name__)
 
 TICK_PERIOD = 0.05  # poll timeout of the tick loop; commits wake it earlier through a pipe
+JOURNAL_SYNC_INTERVAL = 1.0
 MAX_INFLIGHT_BATCHES = 2
 MAX_BATCH_COMMANDS = 256
 MAX_BATCH_BYTES = 48 * 1024
 # A batch whose commit callback never came back (PySyncObj gives async calls no timeout, issue
 # #75) stops holding a group-commit slot after this long; its callers have long timed out.
 LOST_BATCH_TIMEOUT = 60.0
+DEFAULT_TIMINGS = RaftTimings()
 DNS_CACHE_TIME = 5.0
 DNS_FAIL_CACHE_TIME = 1.0  # stay clear of PySyncObj's 64 KiB chunking edge (reference §3)
 
@@ -61,9 +61,95 @@ NOT_APPLIED = {
     FAIL_REASON.REQUEST_DENIED: "request denied",
 }
 
-DEFAULT_TIMINGS = RaftTimings()
+
 FAILED_AFTER_MIN = 1.0  # seconds
 FAILED_AFTER_ELECTIONS = 3  # election timeouts of silence before a member is reported failed
+
+
+class _FalseDivergenceFilter(logging.Filter):
+    """PySyncObj logs CRITICAL "truncating already-applied log entries ... may have diverged"
+    whenever a leader re-sends entries a follower already has: a false alarm under normal load
+    (reference/pysyncobj.md §2.5) that would page someone. Count it and keep it at debug level."""
+
+    MARKER = "truncating already-applied"
+    suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.MARKER in record.getMessage():
+            type(self).suppressed += 1
+            log.debug("pysyncobj (false alarm, reference §2.5): %s", record.getMessage())
+            return False
+        return True
+
+
+logging.getLogger("pysyncobj.syncobj").addFilter(_FalseDivergenceFilter())
+
+
+class _FsmConsumer(SyncObjConsumer):
+    """Carries the one replicated method. Built before the SyncObj (reference §1.1)."""
+
+    def __init__(self, machine: StateMachine, on_applied: Callable[[int, int], None]) -> None:
+        self._machine = machine
+        self._on_applied = on_applied
+        super().__init__()
+
+    @replicated
+    def apply_batch(self, payload: bytes) -> list[Result]:
+        index = self._syncObj.raftLastApplied + 1
+        try:
+            results = self._machine.apply(index, payload)
+        except BaseException as exc:  # the machine promises not to raise; a raise here wedges Raft
+            log.exception("state machine raised while applying index %d", index)
+            return [Result(ok=False, error=f"internal error: {exc}", code="internal")]
+        self._on_applied(index, len(results))
+        return results
+
+
+class _SyncObj(SyncObj):
+    """PySyncObj with our dump-loading step and leader-contact tracking (private hooks, pinned)."""
+
+    def __init__(self, *args: Any, journal_path: str | None, **kwargs: Any) -> None:
+        self.meshfed_journal_path = journal_path
+        self.meshfed_last_leader_contact = 0.0
+        self.meshfed_peer_contact: dict[str, float] = {}  # peer id -> monotonic time of its last message
+        self.meshfed_fatal = ""  # set when this node must not go on (e.g. an unreadable snapshot)
+        super().__init__(*args, **kwargs)
+
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802 (library name)
+        try:
+            _, last, prev, _cluster = self._SyncObj__serializer.deserialize()
+            last, prev = raft_storage.as_entry(last), raft_storage.as_entry(prev)
+            journal = self._SyncObj__raftLog
+            current = [raft_storage.as_entry(journal[i]) for i in range(len(journal))]
+            wanted = raft_storage.reconcile_journal(current, last, prev, clearJournal)
+            if current != wanted:
+                kept = len(wanted) - 2
+                log.info("raft: snapshot at index %d loaded; keeping %d journal entries after it", last[1], kept)
+                if isinstance(journal, FileJournal) and self.meshfed_journal_path:
+                    raft_storage.rewrite_journal(journal, self.meshfed_journal_path, wanted)
+                else:
+                    journal.clear()
+                    for entry in wanted:
+                        journal.add(*entry)
+            self._SyncObj__raftLastApplied = last[1]
+            last_index = journal[len(journal) - 1][1]
+            if self._SyncObj__raftCommitIndex > last_index:
+                self._SyncObj__raftCommitIndex = last_index
+                journal.setRaftCommitIndex(last_index)
+            self._SyncObj__onSetCodeVersion(0)
+        except Exception as exc:
+            # Starting from the journal alone would serve a state missing everything before the
+            # snapshot, silently. Refuse instead; the operator can move the file away and let the
+            # node resync from the leader.
+            self.meshfed_fatal = f"cannot load the Raft snapshot: {exc}"
+            raise
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
+        now = time.monotonic()
+        if message.get("type") == "append_entries":
+            self.meshfed_last_leader_contact = now
+        self.meshfed_peer_contact[str(getattr(node, "id", node))] = now
+        SyncObj._SyncObj__onMessageReceived(self, node, message)
 
 
 class RaftNode:
@@ -88,7 +174,6 @@ class RaftNode:
         on_batch: Callable[[int, float], None] | None = None,
         on_fatal: Callable[[str], None] | None = None,
         bind_address: str | None = None,
-        sync_mode: str = SYNC_ALWAYS,
     ) -> None:
         if not cluster_key:
             raise ValueError("a cluster key is required: the Raft port speaks pickle")
@@ -125,15 +210,12 @@ class RaftNode:
             machine.restore_data,
             on_written=self._snapshot_written,
         )
-        self._consumer = FsmConsumer(machine, on_applied or (lambda index, count: None))
+        self._consumer = _FsmConsumer(machine, on_applied or (lambda index, count: None))
         conf = SyncObjConf(
             password=cluster_key,
             autoTick=False,
             appendEntriesUseBatch=False,
             appendEntriesPeriod=timings.heartbeat,
-            # Both bound the largest frame a peer sends (server/raft/transport.py MAX_FRAME_BYTES).
-            appendEntriesBatchSizeBytes=REPLICATION_CHUNK_BYTES,
-            logCompactionBatchSize=REPLICATION_CHUNK_BYTES,
             raftMinTimeout=timings.election_min,
             raftMaxTimeout=timings.election_max,
             leaderFallbackTimeout=timings.leader_fallback,
@@ -156,11 +238,9 @@ class RaftNode:
             maxBindRetries=3,
             bindRetryTime=0.5,
         )
-        self._sync = MeshfedSyncObj(
-            self_address, self.peers, conf, consumers=[self._consumer], journal_path=journal_path,
-            sync_mode=sync_mode, transportClass=GuardedTransport,
+        self._sync = _SyncObj(
+            self_address, self.peers, conf, consumers=[self._consumer], journal_path=journal_path
         )
-        self._guard = self._sync.meshfed_guard
         if journal_path:
             raft_storage.make_compaction_safe(self._sync._SyncObj__raftLog, journal_path)
 
@@ -187,18 +267,19 @@ class RaftNode:
                     log.exception("raft tick failed (%d times so far)", self._tick_errors)
                 time.sleep(TICK_PERIOD)
             now = time.monotonic()
-            if now >= next_sync and self._guard.mode == SYNC_INTERVAL:
+            if now >= next_sync:
                 next_sync = now + JOURNAL_SYNC_INTERVAL
                 self._sync_journal()
         self._sync_journal()
         self._sync.destroy()
-        self._guard.close()
 
     def _sync_journal(self) -> None:
-        try:
-            self._sync.meshfed_sync()
-        except (OSError, ValueError):
-            pass  # logged by the guard; the next sync retries
+        journal = self._sync._SyncObj__raftLog
+        if isinstance(journal, FileJournal):
+            try:
+                journal.flush()
+            except (OSError, ValueError):
+                log.warning("raft journal sync failed", exc_info=True)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
@@ -239,23 +320,11 @@ class RaftNode:
         while self._pending and len(self._inflight) < MAX_INFLIGHT_BATCHES:
             batch = self._take_batch()
             payload = encode_batch([(rid, cmd) for rid, cmd, _ in batch])
-            try:
-                self._guard.reserve(len(payload))
-            except DiskFullError as exc:
-                refused = RaftError(
-                    f"write refused: {exc.strerror}; free space in the data directory", False, disk_full=True
-                )
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(refused)
-                continue
             batch_id = next(self._batch_ids)
             started = time.perf_counter()
             self._inflight[batch_id] = (started, [f for _, _, f in batch])
 
             def done(results: Any, error: int, batch_id: int = batch_id) -> None:
-                if error == FAIL_REASON.SUCCESS:
-                    self._guard.trace("ack", self._sync.raftCommitIndex)
                 loop.call_soon_threadsafe(self._complete, batch_id, results, error)
 
             self._consumer.apply_batch(payload, callback=done)
@@ -362,24 +431,7 @@ class RaftNode:
 
     @staticmethod
     def false_divergence_alarms() -> int:
-        return FalseDivergenceFilter.suppressed
-
-    @staticmethod
-    def oversized_frames() -> int:
-        """Raft-port connections dropped because they declared a frame larger than any peer sends."""
-        return FrameStats.oversized
-
-    @property
-    def disk_full(self) -> bool:
-        return self._guard.disk_full
-
-    @property
-    def disk_full_refusals(self) -> int:
-        return self._guard.disk_full_refusals
-
-    @property
-    def journal_syncs(self) -> int:
-        return self._guard.syncs
+        return _FalseDivergenceFilter.suppressed
 
     def force_snapshot(self) -> None:
         self._sync.forceLogCompaction()

@@ -131,8 +131,6 @@ class Router:
                     return await self._call_leader(leader_address, method, header, body)
                 failure: Exception = unavailable(ERR_NO_LEADER)
             except RaftError as exc:
-                if exc.disk_full:  # holding cannot help until an operator frees space: say so now
-                    raise RPCError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
                 failure = unavailable(f"{ERR_NO_LEADER}: {exc}" if not exc.maybe_applied else str(exc))
             except RPCError as exc:
                 if exc.code != grpc.StatusCode.UNAVAILABLE:

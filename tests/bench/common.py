@@ -32,7 +32,6 @@ from meshfed.server.config.loader import generate_key
 WRITES_MESHFED_BASE = "127.0.200"
 WRITES_RAW_BASE = "127.0.201"
 FANOUT_MESHFED_BASE = "127.0.202"
-SYNC_MODES_BASES = {"interval": "127.0.203", "always": "127.0.204"}
 BENCH_DATACENTER = "bench"
 
 
@@ -182,21 +181,14 @@ class Datacenter:
 
 
 @contextmanager
-def meshfed_datacenter(base: str, keep_data: bool = False, config: dict[str, Any] | None = None) -> Iterator[Datacenter]:
+def meshfed_datacenter(base: str, keep_data: bool = False) -> Iterator[Datacenter]:
     """A fresh 3-server datacenter on `base`.1-3, stopped (SIGTERM, then SIGKILL) whatever happens.
 
     Data and logs live in a temporary directory removed afterwards unless `keep_data`, which is
-    what you want when a run misbehaves and the server logs are the evidence. `config` is extra
-    configuration given to every server as a config file.
+    what you want when a run misbehaves and the server logs are the evidence.
     """
     root = tempfile.mkdtemp(prefix="meshfed-bench-")
     servers = datacenter_servers(BENCH_DATACENTER, base, root, generate_key())
-    if config:
-        path = os.path.join(root, "extra.json")
-        with open(path, "w") as f:
-            json.dump(config, f)
-        for server in servers:
-            server.config_files.append(path)
     datacenter = Datacenter(servers, root)
     try:
         for server in servers:

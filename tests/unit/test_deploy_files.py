@@ -240,16 +240,9 @@ class _IdleRaft:
     """Just enough of RaftNode for Agent._live_metrics, with one peer so per-peer gauges appear."""
 
     tick_errors = 0
-    disk_full = False
-    disk_full_refusals = 0
-    journal_syncs = 0
 
     @staticmethod
     def false_divergence_alarms() -> int:
-        return 0
-
-    @staticmethod
-    def oversized_frames() -> int:
         return 0
 
     def status(self) -> RaftStatus:
