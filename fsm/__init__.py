@@ -29,11 +29,10 @@ from meshfed.fsm.commands import (
     FederationStateUpsert,
     Noop,
     ServerRegister,
-    decode_batch,
-    encode_batch,
     validate,
     with_defaults,
 )
+from meshfed.fsm.log_entries import decode_batch, encode_batch
 from meshfed.fsm.machine import DEDUPE_WINDOW, StateMachine
 from meshfed.fsm.results import (
     CODE_CONFLICT,

@@ -18,14 +18,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import NoneType, UnionType
 from typing import Any
 
-import msgpack
-
-from meshfed.fsm.acl.commands import ACL_COMMANDS, ACL_DECODERS, ACL_TAGS, ACLCommand, acl_shape_problem
+from meshfed.fsm.acl.commands import ACL_COMMANDS, ACLCommand, acl_shape_problem
 from meshfed.fsm.records import (
     CHECK_STATUSES,
     CAState,
@@ -35,14 +33,6 @@ from meshfed.fsm.records import (
     Node,
     NodeService,
     ServerInfo,
-    ca_state_from_wire,
-    check_from_wire,
-    config_entry_from_wire,
-    federation_state_from_wire,
-    node_from_wire,
-    server_info_from_wire,
-    service_from_wire,
-    to_wire,
 )
 
 MAX_PORT = 65535
@@ -199,11 +189,11 @@ def _fields_of(cls: type, renames: tuple[tuple[str, str], ...]) -> list[tuple[st
     return fields
 
 
-def _type_error(path: str, expected: str, value: Any) -> CommandError:
+def type_error(path: str, expected: str, value: Any) -> CommandError:
     return CommandError(path, f"{path}: expected {expected}, got {type(value).__name__} {value!r:.60}")
 
 
-def _check_type(value: Any, hint: Any, path: str, renames: tuple[tuple[str, str], ...] = ()) -> None:
+def check_type(value: Any, hint: Any, path: str, renames: tuple[tuple[str, str], ...] = ()) -> None:
     """Check `value` against a record's type hint, recursively.
 
     Decoded log entries can hold anything msgpack can express; the store relies on names being
@@ -213,21 +203,21 @@ def _check_type(value: Any, hint: Any, path: str, renames: tuple[tuple[str, str]
         return
     if hint is str:
         if not isinstance(value, str):
-            raise _type_error(path, "a string", value)
+            raise type_error(path, "a string", value)
         return
     if hint is bool:
         if not isinstance(value, bool):
-            raise _type_error(path, "a boolean", value)
+            raise type_error(path, "a boolean", value)
         return
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _type_error(path, "an integer", value)
+            raise type_error(path, "an integer", value)
         if not _MIN_WIRE_INT <= value <= _MAX_WIRE_INT:
             raise CommandError(path, f"{path}: integer {value} does not fit in 64 bits")
         return
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _type_error(path, "a number", value)
+            raise type_error(path, "a number", value)
         if not math.isfinite(value):
             raise CommandError(path, f"{path}: must be a finite number, got {value!r}")
         return
@@ -238,28 +228,28 @@ def _check_type(value: Any, hint: Any, path: str, renames: tuple[tuple[str, str]
             return
         concrete = [arg for arg in args if arg is not NoneType]
         if len(concrete) == 1:
-            _check_type(value, concrete[0], path, renames)
+            check_type(value, concrete[0], path, renames)
             return
         raise CommandError(path, f"{path}: unsupported union type {hint}")
     if origin is tuple:
         if not isinstance(value, tuple):
-            raise _type_error(path, "a list", value)
+            raise type_error(path, "a list", value)
         for position, item in enumerate(value):
-            _check_type(item, args[0], f"{path}[{position}]")
+            check_type(item, args[0], f"{path}[{position}]")
         return
     if origin is dict:
         if not isinstance(value, dict):
-            raise _type_error(path, "an object", value)
+            raise type_error(path, "an object", value)
         for key, item in value.items():
             if not isinstance(key, str):
-                raise _type_error(f"{path} key", "a string", key)
-            _check_type(item, args[1], f"{path}[{key}]")
+                raise type_error(f"{path} key", "a string", key)
+            check_type(item, args[1], f"{path}[{key}]")
         return
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, hint):
-            raise _type_error(path, hint.__name__, value)
+            raise type_error(path, hint.__name__, value)
         for name, field_hint, label in _fields_of(hint, renames):
-            _check_type(getattr(value, name), field_hint, f"{path}.{label}" if path else label)
+            check_type(getattr(value, name), field_hint, f"{path}.{label}" if path else label)
         return
     raise CommandError(path, f"{path}: unsupported type {hint}")  # a records.py change not handled here
 
@@ -267,7 +257,7 @@ def _check_type(value: Any, hint: Any, path: str, renames: tuple[tuple[str, str]
 def check_record_types(record: Any, cls: type, path: str = "") -> None:
     """Raise CommandError unless `record` is a `cls` whose fields (recursively) have their
     declared types; the snapshot loader uses it too, so a bad row never reaches a reader."""
-    _check_type(record, cls, path)
+    check_type(record, cls, path)
 
 
 def _require(value: str, field: str, what: str) -> None:
@@ -305,13 +295,13 @@ def _validate_check(check: HealthCheck, node_name: str) -> None:
 
 
 def _validate_register(command: CatalogRegister) -> None:
-    _check_type(command.node, Node, "", renames=(("meta", "NodeMeta"),))
+    check_type(command.node, Node, "", renames=(("meta", "NodeMeta"),))
     if command.service is not None:
-        _check_type(command.service, NodeService, "Service")
+        check_type(command.service, NodeService, "Service")
     if not isinstance(command.checks, tuple):
-        raise _type_error("Checks", "a list", command.checks)
+        raise type_error("Checks", "a list", command.checks)
     for check in command.checks:
-        _check_type(check, HealthCheck, "Check")
+        check_type(check, HealthCheck, "Check")
     _require(command.node.node, "Node", "node name")
     _require(command.node.address, "Address", "node address")
     if command.service is not None:
@@ -321,7 +311,7 @@ def _validate_register(command: CatalogRegister) -> None:
 
 
 def _validate_federation_state(state: FederationState) -> None:
-    _check_type(state, FederationState, "")
+    check_type(state, FederationState, "")
     if not state.datacenter:
         raise CommandError("Datacenter", "missing datacenter on federation state")
     if state.primary_modify_index < 0:
@@ -333,7 +323,7 @@ def _validate_federation_state(state: FederationState) -> None:
 
 
 def _validate_flat(value: Any, cls: type, required: Sequence[str]) -> None:
-    _check_type(value, cls, "")
+    check_type(value, cls, "")
     for name in required:
         _require(getattr(value, name), _consul_name(name), name.replace("_", " "))
 
@@ -359,152 +349,20 @@ def validate(command: Command) -> None:
     elif isinstance(command, ServerRegister):
         _validate_flat(command.server, ServerInfo, ("node", "datacenter"))
     elif isinstance(command, ConfigEntrySet):
-        _check_type(command, ConfigEntrySet, "")
+        check_type(command, ConfigEntrySet, "")
         _require(command.entry.kind, "Kind", "kind")
         _require(command.entry.name, "Name", "name")
     elif isinstance(command, ConfigEntryDelete):
         _validate_flat(command, ConfigEntryDelete, ("kind", "name"))
     elif isinstance(command, CAStateSet):
-        _check_type(command, CAStateSet, "")
+        check_type(command, CAStateSet, "")
         if sum(1 for root in command.state.roots if root.get("Active")) != 1 and command.state.roots:
             raise CommandError("Roots", "there must be exactly one active CA")
     elif isinstance(command, Noop):
         return
     elif isinstance(command, ACL_COMMANDS):
-        _check_type(command, type(command), "")
+        check_type(command, type(command), "")
         if (problem := acl_shape_problem(command)) is not None:
             raise CommandError(*problem)
     else:
         raise CommandError("", f"unknown command type {type(command).__name__}")
-
-
-# ---- log encoding -------------------------------------------------------------------------------
-
-TAG_CATALOG_REGISTER = "cat.reg/1"
-TAG_CATALOG_DEREGISTER = "cat.dereg/1"
-TAG_CHECK_UPDATE = "chk.upd/1"
-TAG_FEDERATION_STATE_UPSERT = "fed.set/1"
-TAG_FEDERATION_STATE_DELETE = "fed.del/1"
-TAG_SERVER_REGISTER = "srv.reg/1"
-TAG_CONFIG_ENTRY_SET = "cfg.set/1"
-TAG_CONFIG_ENTRY_DELETE = "cfg.del/1"
-TAG_CA_STATE_SET = "ca.set/1"
-TAG_NOOP = "noop/1"
-
-_TAG_OF: dict[type, str] = {
-    CatalogRegister: TAG_CATALOG_REGISTER,
-    CatalogDeregister: TAG_CATALOG_DEREGISTER,
-    CheckUpdate: TAG_CHECK_UPDATE,
-    FederationStateUpsert: TAG_FEDERATION_STATE_UPSERT,
-    FederationStateDelete: TAG_FEDERATION_STATE_DELETE,
-    ServerRegister: TAG_SERVER_REGISTER,
-    ConfigEntrySet: TAG_CONFIG_ENTRY_SET,
-    ConfigEntryDelete: TAG_CONFIG_ENTRY_DELETE,
-    CAStateSet: TAG_CA_STATE_SET,
-    Noop: TAG_NOOP,
-    **ACL_TAGS,
-}
-
-
-def encode_batch(entries: Sequence[tuple[str, Command]]) -> bytes:
-    """(request_id, command) pairs -> one log payload. Raises CommandError for non-commands."""
-    items = []
-    for request_id, command in entries:
-        tag = _TAG_OF.get(type(command))
-        if tag is None:
-            raise CommandError("", f"cannot encode {type(command).__name__}: not a command")
-        if not isinstance(request_id, str):
-            raise _type_error("request_id", "a string", request_id)
-        items.append([tag, request_id, to_wire(command)])
-    try:
-        return msgpack.packb(items, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise CommandError("", f"command is not encodable: {exc}") from exc
-
-
-def _body_get(body: dict[str, Any], key: str, default: Any) -> Any:
-    value = body.get(key, default)
-    return default if value is None else value
-
-
-def _register_from_wire(body: dict[str, Any]) -> CatalogRegister:
-    service = body.get("service")
-    return CatalogRegister(
-        node=node_from_wire(body["node"]),
-        service=service_from_wire(service) if service is not None else None,
-        checks=tuple(check_from_wire(check) for check in _body_get(body, "checks", ())),
-    )
-
-
-def _check_update_from_wire(body: dict[str, Any]) -> CheckUpdate:
-    at = body.get("at", 0.0)
-    if isinstance(at, int) and not isinstance(at, bool):
-        at = float(at)  # one canonical type, so replicas and snapshots compare equal
-    return CheckUpdate(
-        node=body["node"],
-        check_id=body["check_id"],
-        status=body["status"],
-        output=_body_get(body, "output", ""),
-        at=at,
-    )
-
-
-_DECODERS: dict[str, Callable[[dict[str, Any]], Command]] = {
-    TAG_CATALOG_REGISTER: _register_from_wire,
-    TAG_CATALOG_DEREGISTER: lambda body: CatalogDeregister(
-        node=body["node"],
-        service_id=_body_get(body, "service_id", ""),
-        check_id=_body_get(body, "check_id", ""),
-    ),
-    TAG_CHECK_UPDATE: _check_update_from_wire,
-    TAG_FEDERATION_STATE_UPSERT: lambda body: FederationStateUpsert(
-        state=federation_state_from_wire(body["state"])
-    ),
-    TAG_FEDERATION_STATE_DELETE: lambda body: FederationStateDelete(datacenter=body["datacenter"]),
-    TAG_SERVER_REGISTER: lambda body: ServerRegister(server=server_info_from_wire(body["server"])),
-    TAG_CONFIG_ENTRY_SET: lambda body: ConfigEntrySet(
-        entry=config_entry_from_wire(body["entry"]), cas=body.get("cas")
-    ),
-    TAG_CONFIG_ENTRY_DELETE: lambda body: ConfigEntryDelete(kind=body["kind"], name=body["name"], cas=body.get("cas")),
-    TAG_CA_STATE_SET: lambda body: CAStateSet(state=ca_state_from_wire(body["state"]), cas=body.get("cas")),
-    TAG_NOOP: lambda body: Noop(),
-    **ACL_DECODERS,
-}
-
-
-def _decode_entry(position: int, item: Any) -> tuple[str, Command]:
-    where = f"entry {position}"
-    if not isinstance(item, list) or len(item) != 3:
-        raise CommandError(where, f"{where}: expected [type_tag, request_id, body], got {item!r:.80}")
-    tag, request_id, body = item
-    decoder = _DECODERS.get(tag) if isinstance(tag, str) else None
-    if decoder is None:
-        raise CommandError(where, f"{where}: unknown command type tag {tag!r:.40}")
-    if not isinstance(request_id, str):
-        raise _type_error(f"{where} request_id", "a string", request_id)
-    if not isinstance(body, dict):
-        raise _type_error(f"{where} body", "an object", body)
-    try:
-        command = decoder(body)
-    except CommandError:
-        raise
-    except Exception as exc:  # KeyError, TypeError, AttributeError, ... from arbitrary bodies
-        raise CommandError(where, f"{where} ({tag}): malformed body: {type(exc).__name__}: {exc}") from exc
-    # Types only: the semantic rules of `validate` are per-command results in apply, not a
-    # reason to reject the whole batch.
-    _check_type(command, type(command), f"{where} ({tag})")
-    return request_id, command
-
-
-def decode_batch(payload: bytes) -> list[tuple[str, Command]]:
-    """Log payload -> (request_id, command) pairs. Raises CommandError and nothing else."""
-    try:
-        items = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=True)
-    except Exception as exc:  # msgpack raises several unrelated types on junk
-        raise CommandError("", f"payload is not msgpack: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(items, list):
-        raise _type_error("payload", "a list of commands", items)
-    if not items:
-        # Proposers never send an empty batch; one in the log is corruption, reported as such.
-        raise CommandError("payload", "empty batch")
-    return [_decode_entry(position, item) for position, item in enumerate(items)]

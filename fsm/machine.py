@@ -42,9 +42,9 @@ from meshfed.fsm.commands import (
     FederationStateUpsert,
     Noop,
     ServerRegister,
-    decode_batch,
     validate,
 )
+from meshfed.fsm.log_entries import decode_batch
 from meshfed.fsm.records import STATUS_CRITICAL, HealthCheck, NodeService
 from meshfed.fsm.results import (
     CODE_INTERNAL,

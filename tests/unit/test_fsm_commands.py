@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshfed.fsm.commands import (
-    TAG_CATALOG_REGISTER,
     CatalogDeregister,
     CatalogRegister,
     CheckUpdate,
@@ -19,11 +18,10 @@ from meshfed.fsm.commands import (
     FederationStateUpsert,
     Noop,
     ServerRegister,
-    decode_batch,
-    encode_batch,
     validate,
     with_defaults,
 )
+from meshfed.fsm.log_entries import TAG_CATALOG_REGISTER, decode_batch, encode_batch
 from meshfed.fsm.records import (
     CheckServiceNode,
     FederationState,
