@@ -40,7 +40,8 @@ def test_bootstrap_policy_token_lifecycle_and_restart(make_dc) -> None:  # type:
     c = client(leader, management)
     policy = c.acl.policy.create("node-read", rules={"node_prefix": {"": {"policy": "read"}}}, token=management)
     assert policy["Name"] == "node-read" and policy["CreateIndex"] == policy["ModifyIndex"]
-    bad = dc.put(leader, "/v1/acl/policy", {"Name": "bad", "Rules": 'service "x" { policy = "sudo" }'})
+    bad = dc.put(leader, "/v1/acl/policy", {"Name": "bad", "Rules": 'service "x" { policy = "sudo" }'},
+                 headers={"X-Consul-Token": management})
     assert bad.status_code == 400 and bad.text.startswith("Failed to parse policy: line 1: Invalid service policy")
 
     token = c.acl.token.create(description="ops", policies_name=["node-read"], token=management)
@@ -56,7 +57,8 @@ def test_bootstrap_policy_token_lifecycle_and_restart(make_dc) -> None:  # type:
     clone = through_follower.acl.token.clone(token["AccessorID"], description="copy", token=management)
     assert clone["AccessorID"] != token["AccessorID"] and clone["Policies"] == token["Policies"]
     assert through_follower.acl.token.delete(clone["AccessorID"], token=management) is True
-    missing = dc.get(follower, f"/v1/acl/token/{clone['AccessorID']}", params={"consistent": ""})
+    missing = dc.get(follower, f"/v1/acl/token/{clone['AccessorID']}", params={"consistent": ""},
+                     headers={"X-Consul-Token": management})
     assert missing.status_code == 404 and missing.text == "Requested token does not exist: ACL not found"
 
     dc.stop()
@@ -81,7 +83,7 @@ def test_acl_routes_answer_401_while_acls_are_disabled(make_dc) -> None:  # type
     assert answer.status_code == 401 and answer.text == "ACL support disabled"
 
 
-def test_cli_workflow_of_reference_section_8(make_dc, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_workflow_of_reference_section_8(make_dc, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """`meshfed acl ...` as an operator runs it (reference/acl.md §7, §8 steps 1-2, 6)."""
     from meshfed.server.cli.main import main
 
@@ -102,6 +104,8 @@ def test_cli_workflow_of_reference_section_8(make_dc, tmp_path, capsys) -> None:
     assert "   00000000-0000-0000-0000-000000000001 - global-management" in booted
     secret_file = tmp_path / "management"
     secret_file.write_text(field(booted, "SecretID") + "\n")
+    # Calls without -token-file below take the token as operators do: from CONSUL_HTTP_TOKEN.
+    monkeypatch.setenv("CONSUL_HTTP_TOKEN", field(booted, "SecretID"))
 
     rules = tmp_path / "replication.hcl"
     rules.write_text('acl = "write"\noperator = "write"\nservice_prefix "" { policy = "read" intentions = "read" }\n')
