@@ -59,92 +59,50 @@ async def bootstrap(request: web.Request, acl: ACLEndpoint) -> web.StreamRespons
     return json_body(token)
 
 
-# ---- policies ---------------------------------------------------------------------------------
+# ---- policies and roles -----------------------------------------------------------------------
 
 
-async def policy_create(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
-    raw = await _body(request, "Policy")
-    if lookup(raw, "ID"):
-        raise BadRequest("Cannot specify the ID when creating a new policy")
-    _, policy = await acl.policy_set(parse_header(request, write=True), {"policy": raw})
-    return json_body(policy)
+def _named_object_routes(kind: str, label: str) -> dict[str, Route]:
+    """The six routes policies and roles share, which differ only in the object's name: create,
+    update, read by ID or name, list, delete (Consul answers both with the same rules and texts)."""
+    singular = kind  # "policy" -> ACLEndpoint.policy_set, and the body key "policy"
+    set_, read, list_, delete = (getattr(ACLEndpoint, f"{kind}_{verb}") for verb in ("set", "read", "list", "delete"))
+    missing = f"Requested {kind} does not exist: ACL not found"
 
+    async def create(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+        raw = await _body(request, label)
+        if lookup(raw, "ID"):
+            raise BadRequest(f"Cannot specify the ID when creating a new {kind}")
+        _, created = await set_(acl, parse_header(request, write=True), {singular: raw})
+        return json_body(created)
 
-async def policy_update(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
-    policy_id = request.match_info["id"]
-    raw = await _body(request, "Policy")
-    if lookup(raw, "ID") and lookup(raw, "ID") != policy_id:
-        raise BadRequest("Policy ID in URL and payload do not match")
-    _, policy = await acl.policy_set(parse_header(request, write=True), {"policy": raw, "id": policy_id})
-    return json_body(policy)
+    async def update(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+        object_id = request.match_info["id"]
+        raw = await _body(request, label)
+        if lookup(raw, "ID") and lookup(raw, "ID") != object_id:
+            raise BadRequest(f"{label} ID in URL and payload do not match")
+        _, updated = await set_(acl, parse_header(request, write=True), {singular: raw, "id": object_id})
+        return json_body(updated)
 
+    def reader(key: str) -> Route:
+        async def read_one(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+            meta, body = await read(acl, parse_header(request), {key: request.match_info[key]})
+            if body[singular] is None:
+                return _not_found(missing, meta)
+            return with_meta(body[singular], meta)
 
-async def policy_read(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
-    meta, body = await acl.policy_read(parse_header(request), {"id": request.match_info["id"]})
-    if body["policy"] is None:
-        return _not_found("Requested policy does not exist: ACL not found", meta)
-    return with_meta(body["policy"], meta)
+        return read_one
 
+    async def list_all(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+        meta, found = await list_(acl, parse_header(request), {})
+        return with_meta(found, meta)
 
-async def policy_read_by_name(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
-    meta, body = await acl.policy_read(parse_header(request), {"name": request.match_info["name"]})
-    if body["policy"] is None:
-        return _not_found("Requested policy does not exist: ACL not found", meta)
-    return with_meta(body["policy"], meta)
+    async def remove(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+        await delete(acl, parse_header(request, write=True), {"id": request.match_info["id"]})
+        return json_body(True)
 
-
-async def policy_list(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
-    meta, policies = await acl.policy_list(parse_header(request), {})
-    return with_meta(policies, meta)
-
-
-async def policy_delete(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
-    await acl.policy_delete(parse_header(request, write=True), {"id": request.match_info["id"]})
-    return json_body(True)
-
-
-# ---- roles ------------------------------------------------------------------------------------
-
-
-async def role_create(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
-    raw = await _body(request, "Role")
-    if lookup(raw, "ID"):
-        raise BadRequest("Cannot specify the ID when creating a new role")
-    _, role = await acl.role_set(parse_header(request, write=True), {"role": raw})
-    return json_body(role)
-
-
-async def role_update(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
-    role_id = request.match_info["id"]
-    raw = await _body(request, "Role")
-    if lookup(raw, "ID") and lookup(raw, "ID") != role_id:
-        raise BadRequest("Role ID in URL and payload do not match")
-    _, role = await acl.role_set(parse_header(request, write=True), {"role": raw, "id": role_id})
-    return json_body(role)
-
-
-async def role_read(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
-    meta, body = await acl.role_read(parse_header(request), {"id": request.match_info["id"]})
-    if body["role"] is None:
-        return _not_found("Requested role does not exist: ACL not found", meta)
-    return with_meta(body["role"], meta)
-
-
-async def role_read_by_name(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
-    meta, body = await acl.role_read(parse_header(request), {"name": request.match_info["name"]})
-    if body["role"] is None:
-        return _not_found("Requested role does not exist: ACL not found", meta)
-    return with_meta(body["role"], meta)
-
-
-async def role_list(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
-    meta, roles = await acl.role_list(parse_header(request), {})
-    return with_meta(roles, meta)
-
-
-async def role_delete(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
-    await acl.role_delete(parse_header(request, write=True), {"id": request.match_info["id"]})
-    return json_body(True)
+    return {"create": create, "update": update, "read": reader("id"), "read_by_name": reader("name"),
+            "list": list_all, "delete": remove}
 
 
 # ---- tokens -----------------------------------------------------------------------------------
@@ -197,18 +155,14 @@ async def token_delete(request: web.Request, acl: ACLEndpoint) -> web.StreamResp
 def add(app: web.Application) -> None:
     router = app.router
     router.add_put("/v1/acl/bootstrap", _acl(bootstrap))
-    router.add_put("/v1/acl/policy", _acl(policy_create))
-    router.add_get("/v1/acl/policy/name/{name}", _acl(policy_read_by_name))
-    router.add_get("/v1/acl/policy/{id}", _acl(policy_read))
-    router.add_put("/v1/acl/policy/{id}", _acl(policy_update))
-    router.add_delete("/v1/acl/policy/{id}", _acl(policy_delete))
-    router.add_get("/v1/acl/policies", _acl(policy_list))
-    router.add_put("/v1/acl/role", _acl(role_create))
-    router.add_get("/v1/acl/role/name/{name}", _acl(role_read_by_name))
-    router.add_get("/v1/acl/role/{id}", _acl(role_read))
-    router.add_put("/v1/acl/role/{id}", _acl(role_update))
-    router.add_delete("/v1/acl/role/{id}", _acl(role_delete))
-    router.add_get("/v1/acl/roles", _acl(role_list))
+    for kind, label, plural in (("policy", "Policy", "policies"), ("role", "Role", "roles")):
+        routes = _named_object_routes(kind, label)
+        router.add_put(f"/v1/acl/{kind}", _acl(routes["create"]))
+        router.add_get(f"/v1/acl/{kind}/name/{{name}}", _acl(routes["read_by_name"]))
+        router.add_get(f"/v1/acl/{kind}/{{id}}", _acl(routes["read"]))
+        router.add_put(f"/v1/acl/{kind}/{{id}}", _acl(routes["update"]))
+        router.add_delete(f"/v1/acl/{kind}/{{id}}", _acl(routes["delete"]))
+        router.add_get(f"/v1/acl/{plural}", _acl(routes["list"]))
     router.add_put("/v1/acl/token", _acl(token_create))
     router.add_get("/v1/acl/token/self", _acl(token_self))
     router.add_put("/v1/acl/token/{accessor}/clone", _acl(token_clone))
