@@ -10,60 +10,19 @@ import grpc
 import pytest
 
 from meshfed.fsm.acl import ANONYMOUS_ACCESSOR_ID, GLOBAL_MANAGEMENT_POLICY_ID
+from meshfed.fsm.acl.records import ACLLink as Link
+from meshfed.fsm.acl.records import ACLPolicy as Policy
+from meshfed.fsm.acl.records import ACLRole as Role
+from meshfed.fsm.acl.records import ACLToken as Token
+from meshfed.fsm.acl.records import NodeIdentity, ServiceIdentity
 from meshfed.rpc.errors import RPCError
 from meshfed.server.acl.resolver import ACL_NOT_FOUND, ACLResolver
 from meshfed.server.config.settings import ACLConfig, ACLTokens
 
 
-@dataclass(frozen=True)
-class Link:
-    id: str
-    name: str = ""
-
-
-@dataclass(frozen=True)
-class ServiceIdentity:
-    service_name: str
-    datacenters: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class NodeIdentity:
-    node_name: str
-    datacenter: str
-
-
-@dataclass(frozen=True)
-class Token:
-    accessor_id: str
-    secret_id: str
-    policies: tuple[Link, ...] = ()
-    roles: tuple[Link, ...] = ()
-    service_identities: tuple[ServiceIdentity, ...] = ()
-    node_identities: tuple[NodeIdentity, ...] = ()
-    expiration_time: str | None = None
-
-
-@dataclass(frozen=True)
-class Policy:
-    id: str
-    name: str
-    rules: str = ""
-    datacenters: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Role:
-    id: str
-    name: str
-    policies: tuple[Link, ...] = ()
-    service_identities: tuple[ServiceIdentity, ...] = ()
-    node_identities: tuple[NodeIdentity, ...] = ()
-
-
 @dataclass
 class FakeACLStore:
-    """The contract's reads over dicts; every write bumps the ACL tables' index."""
+    """The contract's reads over dicts of the real ACL records; every write bumps the ACL tables' index."""
 
     tokens: dict[str, Token] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
@@ -105,7 +64,7 @@ class Clock:
 
 
 JAN_1_2030 = 1893456000.0  # 2030-01-01T00:00:00Z
-WEB_READ = Policy("p-web", "web-read", 'service "web" { policy = "read" }')
+WEB_READ = Policy("p-web", "web-read", rules='service "web" { policy = "read" }')
 
 
 def resolver(store: FakeACLStore | None, default_policy: str = "deny", clock: Clock | None = None,
@@ -209,8 +168,8 @@ def test_unchanged_tables_are_served_from_the_cache() -> None:
 
 def test_roles_and_identities_expand_and_respect_datacenters() -> None:
     store = FakeACLStore()
-    store.put(Policy("p-db", "db-write", 'service "db" { policy = "write" }'))
-    store.put(Policy("p-elsewhere", "dc2-only", 'service "cache" { policy = "write" }', datacenters=("dc2",)))
+    store.put(Policy("p-db", "db-write", rules='service "db" { policy = "write" }'))
+    store.put(Policy("p-elsewhere", "dc2-only", rules='service "cache" { policy = "write" }', datacenters=("dc2",)))
     store.put(Role("r-1", "ops", policies=(Link("p-db"),), node_identities=(NodeIdentity("n1", "dc1"),)))
     store.put(Token("a-1", "s-1", roles=(Link("r-1"),), policies=(Link("p-elsewhere"),),
                     service_identities=(ServiceIdentity("web"), ServiceIdentity("api", ("dc2",))),
