@@ -12,6 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from meshfed.fsm.acl import Access
+from meshfed.fsm.acl.records import ACLLink as Link
+from meshfed.fsm.acl.records import ACLPolicy as Policy
+from meshfed.fsm.acl.records import ACLToken as Token
+from meshfed.fsm.acl.records import ServiceIdentity
 from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import RequestHeader
 from meshfed.server.acl.needs import Need, config_entry_read, config_entry_write, registration
@@ -23,7 +27,7 @@ from meshfed.server.config.settings import ACLConfig, ACLTokens
 from meshfed.server.http.acl_middleware import FILTERED_HEADER, acl_middleware
 from meshfed.server.http.api import Api
 from meshfed.server.http.app import build_app
-from tests.unit.test_acl_resolver import FakeACLStore, Link, Policy, ServiceIdentity, Token
+from tests.unit.test_acl_resolver import FakeACLStore
 from tests.unit.test_http_routes_internal import make_api
 
 MANAGEMENT = "mgmt-secret"
@@ -124,7 +128,7 @@ def test_management_token_passes_and_the_default_token_is_used_when_none_is_sent
 
 def test_catalog_lists_are_filtered_with_the_header() -> None:
     store = FakeACLStore()
-    store.put(Policy("p-1", "web-read", 'service "web" { policy = "read" } node_prefix "" { policy = "read" }'))
+    store.put(Policy("p-1", "web-read", rules='service "web" { policy = "read" } node_prefix "" { policy = "read" }'))
     store.put(Token("a-1", "s-web", policies=(Link("p-1"),)))
     store.put(Token("a-2", "s-sid", service_identities=(ServiceIdentity("web"),)))
 
@@ -157,7 +161,7 @@ def test_catalog_lists_are_filtered_with_the_header() -> None:
 def test_rpc_writes_are_checked_with_the_header_token() -> None:
     api = acl_api()
     store = FakeACLStore()
-    store.put(Policy("p-op", "operator", 'operator = "write"'))
+    store.put(Policy("p-op", "operator", rules='operator = "write"'))
     store.put(Token("a-op", "s-op", policies=(Link("p-op"),)))
     check = RPCAuthorizer(ACLResolver(store, api.wan.config.acl, "dc1"), api.state)
     with pytest.raises(RPCError) as caught:
