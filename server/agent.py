@@ -27,6 +27,7 @@ from meshfed.fsm.records import ServerInfo
 from meshfed.replication.anti_entropy import FederationStateAntiEntropy
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.service import RPCService
+from meshfed.server.acl.resolver import ACLResolver, state_reader
 from meshfed.server.acl.rpc_permissions import rpc_authorizer
 from meshfed.server.ca.primary import bootstrap_primary_ca
 from meshfed.server.ca.secondary import SecondaryCA
@@ -188,7 +189,9 @@ class Agent:
         }
 
         self.grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        authorize = rpc_authorizer(cfg, state, self.metrics) if cfg.acl.enabled else None
+        acl_resolver = (ACLResolver(state_reader(state), cfg.acl, cfg.datacenter, observer=self.metrics)
+                        if cfg.acl.enabled else None)
+        authorize = rpc_authorizer(cfg, state, self.metrics, acl_resolver) if cfg.acl.enabled else None
         self.grpc_server.add_generic_rpc_handlers(
             [RPCService(handlers, observe=self.metrics.observe_rpc, authorize=authorize)]
         )
@@ -221,6 +224,7 @@ class Agent:
             wan=self.federation_wan,
             prometheus_enabled=cfg.telemetry.prometheus_retention_time > 0,
             acl=acl if cfg.acl.enabled else None,
+            acl_resolver=acl_resolver,
         )
         # Open blocking queries are cut at shutdown after HTTP_SHUTDOWN_TIMEOUT (clients retry), not
         # aiohttp's default 60 s.

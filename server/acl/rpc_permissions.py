@@ -112,7 +112,9 @@ class RPCAuthorizer:
         enforce(identity, needs, on_denied=(lambda: on_denied(method)) if on_denied is not None else None)
 
 
-def rpc_authorizer(config: Config, state: StateStore, metrics: Metrics) -> RPCAuthorizer:
-    """The check for this server's gRPC service (install it only when `acl.enabled`)."""
-    resolver = ACLResolver(state_reader(state), config.acl, config.datacenter, observer=metrics)
+def rpc_authorizer(config: Config, state: StateStore, metrics: Metrics,
+                   resolver: ACLResolver | None = None) -> RPCAuthorizer:
+    """The check for this server's gRPC service (install it only when `acl.enabled`). Pass the
+    resolver the HTTP side uses, so a server keeps one token cache, not one per door."""
+    resolver = resolver or ACLResolver(state_reader(state), config.acl, config.datacenter, observer=metrics)
     return RPCAuthorizer(resolver, state, on_denied=metrics.acl_denied)

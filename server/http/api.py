@@ -15,6 +15,7 @@ from aiohttp import web
 
 from meshfed.fsm.state import StateStore
 from meshfed.replication.loop import ReplicationStatus
+from meshfed.server.acl.resolver import ACLResolver
 from meshfed.server.config.loader import Config
 from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.catalog import CatalogEndpoint
@@ -63,6 +64,7 @@ class Api:
     wan: WanView
     prometheus_enabled: bool = True
     acl: ACLEndpoint | None = None  # None while ACLs are disabled: /v1/acl/* answers 401
+    acl_resolver: ACLResolver | None = None  # shared with the RPC check: one token cache per server
 
 
 API_KEY: web.AppKey[Api] = web.AppKey("meshfed_api", Api)

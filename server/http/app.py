@@ -77,7 +77,7 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
 def build_app(api: Api) -> web.Application:
     middlewares = [error_middleware]
     if api.wan.config.acl.enabled:
-        middlewares.append(acl_middleware(api))  # inside the error middleware: its 403s get index headers
+        middlewares.append(acl_middleware(api, api.acl_resolver))  # inside the error middleware: its 403s get index headers
     app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024)
     app[API_KEY] = api
     routes_internal.add(app)
