@@ -320,8 +320,8 @@ class Agent:
         yield gauge("meshfed_raft_snapshot_age_seconds", "Seconds since the last snapshot", status.snapshot_age)
         yield gauge("meshfed_raft_snapshot_bytes", "Size of the last snapshot", status.snapshot_bytes)
         yield gauge("meshfed_raft_tick_errors", "Raft tick failures (a wedged state machine shows here)", self.raft.tick_errors)
-        yield gauge("meshfed_raft_false_divergence_alarms", "PySyncObj 'may have diverged' false alarms suppressed",
-                    self.raft.false_divergence_alarms())
+        yield gauge("meshfed_raft_resends_kept", "Re-sent AppendEntries whose held entries were kept, not truncated",
+                    self.raft.resends_kept)
         for peer, connected in status.peers_connected.items():
             yield gauge("meshfed_raft_peer_connected", "1 if the Raft link to a peer is up", 1.0 if connected else 0.0, {"peer": peer})
         state = self.machine.state

@@ -36,6 +36,7 @@ from pysyncobj.journal import FileJournal
 
 from meshfed.fsm import Command, Noop, Result, StateMachine, encode_batch
 from meshfed.server.raft import storage as raft_storage
+from meshfed.server.raft.log_matching import plan_append
 from meshfed.server.raft.types import PeerHealth, RaftError, RaftStatus, RaftTimings
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,9 @@ MAX_INFLIGHT_BATCHES = 2
 MAX_BATCH_COMMANDS = 256
 MAX_BATCH_BYTES = 48 * 1024
 # A batch whose commit callback never came back (PySyncObj gives async calls no timeout, issue
-# #75) stops holding a group-commit slot after this long; its callers have long timed out.
-LOST_BATCH_TIMEOUT = 60.0
+# #75) stops holding a group-commit slot after this long. Callers wait 5 s by default, so by then
+# nobody waits for it; a slot held longer would only stall every later proposal on this node.
+LOST_BATCH_TIMEOUT = 10.0
 DEFAULT_TIMINGS = RaftTimings()
 DNS_CACHE_TIME = 5.0
 DNS_FAIL_CACHE_TIME = 1.0  # stay clear of PySyncObj's 64 KiB chunking edge (reference §3)
@@ -60,29 +62,13 @@ NOT_APPLIED = {
     FAIL_REASON.NOT_LEADER: "not the leader",
     FAIL_REASON.REQUEST_DENIED: "request denied",
 }
+MAYBE_APPLIED = {
+    FAIL_REASON.UNKNOWN_OUTCOME: "outcome unknown: this server installed a snapshot from the new leader",
+}
 
 
 FAILED_AFTER_MIN = 1.0  # seconds
 FAILED_AFTER_ELECTIONS = 3  # election timeouts of silence before a member is reported failed
-
-
-class _FalseDivergenceFilter(logging.Filter):
-    """PySyncObj logs CRITICAL "truncating already-applied log entries ... may have diverged"
-    whenever a leader re-sends entries a follower already has: a false alarm under normal load
-    (reference/pysyncobj.md §2.5) that would page someone. Count it and keep it at debug level."""
-
-    MARKER = "truncating already-applied"
-    suppressed = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.MARKER in record.getMessage():
-            type(self).suppressed += 1
-            log.debug("pysyncobj (false alarm, reference §2.5): %s", record.getMessage())
-            return False
-        return True
-
-
-logging.getLogger("pysyncobj.syncobj").addFilter(_FalseDivergenceFilter())
 
 
 class _FsmConsumer(SyncObjConsumer):
@@ -113,6 +99,8 @@ class _SyncObj(SyncObj):
         self.meshfed_last_leader_contact = 0.0
         self.meshfed_peer_contact: dict[str, float] = {}  # peer id -> monotonic time of its last message
         self.meshfed_fatal = ""  # set when this node must not go on (e.g. an unreadable snapshot)
+        self.meshfed_ack_cap: int | None = None  # set while one AppendEntries is handled
+        self.meshfed_rewritten_appends = 0
         super().__init__(*args, **kwargs)
 
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802 (library name)
@@ -132,6 +120,7 @@ class _SyncObj(SyncObj):
                     for entry in wanted:
                         journal.add(*entry)
             self._SyncObj__raftLastApplied = last[1]
+            self._fail_callbacks_covered_by_snapshot(last[1])
             last_index = journal[len(journal) - 1][1]
             if self._SyncObj__raftCommitIndex > last_index:
                 self._SyncObj__raftCommitIndex = last_index
@@ -144,12 +133,45 @@ class _SyncObj(SyncObj):
             self.meshfed_fatal = f"cannot load the Raft snapshot: {exc}"
             raise
 
+    def _fail_callbacks_covered_by_snapshot(self, last_applied: int) -> None:
+        """An installed snapshot jumps over log indexes whose commit callbacks the library then
+        never calls (a proposal made here as leader, overwritten while it was cut off): its callers
+        would wait for ever and its group-commit slot stay taken. Whether the command is in the
+        snapshot is unknown, so callers hear exactly that and retry with the same request id."""
+        waiting = self._SyncObj__commandsWaitingCommit
+        for index in [i for i in waiting if i <= last_applied]:
+            for _term, callback in waiting.pop(index):
+                callback(None, FAIL_REASON.UNKNOWN_OUTCOME)
+
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
         now = time.monotonic()
         if message.get("type") == "append_entries":
             self.meshfed_last_leader_contact = now
+            if "prevLogIdx" in message and message.get("term", -1) >= self.raftCurrentTerm:
+                plan = plan_append(message, self._term_at, self._SyncObj__getCurrentLogIndex())
+                if plan.message is not message:
+                    self.meshfed_rewritten_appends += 1
+                message, self.meshfed_ack_cap = plan.message, plan.ack_cap
         self.meshfed_peer_contact[str(getattr(node, "id", node))] = now
-        SyncObj._SyncObj__onMessageReceived(self, node, message)
+        try:
+            SyncObj._SyncObj__onMessageReceived(self, node, message)
+        finally:
+            self.meshfed_ack_cap = None
+
+    def _SyncObj__sendNextNodeIdx(  # noqa: N802 (library name)
+        self, node: Any, reset: bool = False, nextNodeIdx: int | None = None, success: bool = False  # noqa: N803
+    ) -> None:
+        cap = self.meshfed_ack_cap
+        if cap is not None and success:
+            nextNodeIdx = min(cap, self._SyncObj__getCurrentLogIndex() + 1 if nextNodeIdx is None else nextNodeIdx)
+        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, nextNodeIdx, success)
+
+    def _term_at(self, index: int) -> int | None:
+        journal = self._SyncObj__raftLog
+        position = index - journal[0][1]
+        if 0 <= position < len(journal):
+            return int(journal[position][2])
+        return None
 
 
 class RaftNode:
@@ -363,6 +385,8 @@ class RaftNode:
                 exc = RaftError("state machine returned a malformed batch result", maybe_applied=True)
             elif error in NOT_APPLIED:
                 exc = RaftError(NOT_APPLIED[error], maybe_applied=False)
+            elif error in MAYBE_APPLIED:
+                exc = RaftError(MAYBE_APPLIED[error], maybe_applied=True)
             else:
                 exc = RaftError(f"leadership changed during commit (reason {error})", maybe_applied=True)
             for future in futures:
@@ -429,9 +453,11 @@ class RaftNode:
     def tick_errors(self) -> int:
         return self._tick_errors
 
-    @staticmethod
-    def false_divergence_alarms() -> int:
-        return _FalseDivergenceFilter.suppressed
+    @property
+    def resends_kept(self) -> int:
+        """AppendEntries re-sends whose already-held entries the log-matching guard kept
+        (server/raft/log_matching.py); each one is a write PySyncObj alone would have put at risk."""
+        return int(self._sync.meshfed_rewritten_appends)
 
     def force_snapshot(self) -> None:
         self._sync.forceLogCompaction()

@@ -240,10 +240,7 @@ class _IdleRaft:
     """Just enough of RaftNode for Agent._live_metrics, with one peer so per-peer gauges appear."""
 
     tick_errors = 0
-
-    @staticmethod
-    def false_divergence_alarms() -> int:
-        return 0
+    resends_kept = 0
 
     def status(self) -> RaftStatus:
         return RaftStatus(
