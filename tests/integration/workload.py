@@ -86,17 +86,17 @@ def assert_all_present_and_identical(dc: Datacenter, acked: set[str], timeout: f
         raise
 
 
-def durability_verdict(dc: Datacenter, acked: set[str], timeout: float = 30.0) -> dict[str, int]:
+def durability_verdict(dc: Datacenter, acked: set[str], timeout: float = 30.0) -> dict[str, object]:
     """Wait up to `timeout` for convergence, then count what the invariant would call a failure:
     acknowledged writes missing on some live server, and servers whose view differs from the
-    first one's (records or index)."""
+    first one's (records or index). `lost_names` (a sample) lets a failing run be traced."""
     deadline = time.monotonic() + timeout
     while True:
         views = [node_names(dc, s) for s in dc.servers if s.alive()]
-        lost = len(set().union(*(acked - names for _, names in views))) if views else len(acked)
+        missing = set().union(*(acked - names for _, names in views)) if views else set(acked)
         diverged = sum(1 for view in views[1:] if (view[0], view[1]) != (views[0][0], views[0][1]))
-        if (lost == 0 and diverged == 0) or time.monotonic() >= deadline:
-            return {"lost": lost, "diverged": diverged}
+        if (not missing and diverged == 0) or time.monotonic() >= deadline:
+            return {"lost": len(missing), "diverged": diverged, "lost_names": sorted(missing)[:20]}
         time.sleep(0.2)
 
 
