@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-import grpc
 from aiohttp import web
 
 from meshfed.fsm.state import TABLES
@@ -31,19 +30,10 @@ from meshfed.server.http.decode import DecodeError
 from meshfed.server.http.json_guard import printable
 from meshfed.server.http.params import BadRequest
 from meshfed.server.http.respond import meta_headers
+from meshfed.server.http.rpc_status import http_status
 
 log = logging.getLogger(__name__)
 
-HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNAUTHENTICATED: 403,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}
 
 def _fallback_headers(api: Api) -> dict[str, str]:
     return meta_headers(api.queries.meta(api.state.index(*TABLES)))
@@ -64,7 +54,11 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
     except DecodeError as exc:
         return _text(400, str(exc), api)
     except RPCError as exc:
-        return _text(HTTP_STATUS.get(exc.code, 500), exc.message, api)
+        status = http_status(exc.code)
+        if status >= 500:
+            log.warning("HTTP %s %s answered %d: RPC %s: %s", request.method, request.path, status,
+                        exc.code.name, printable(exc.message))
+        return _text(status, exc.message, api)
     except web.HTTPException as exc:
         if exc.status >= 400 and "X-Consul-Index" not in exc.headers:
             exc.headers.update(_fallback_headers(api))
