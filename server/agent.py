@@ -185,7 +185,7 @@ class Agent:
         handlers = {
             **federation.handlers(), **catalog.handlers(), **status.handlers(), **config_entries.handlers(),
             **intentions.handlers(), **self.connect_ca.handlers(),
-            **acl.handlers(),
+            **acl.handlers(), **self.federation_wan.check.handlers(),
         }
 
         self.grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])

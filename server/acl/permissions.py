@@ -154,6 +154,7 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     ("DELETE", "/v1/internal/federation-state/{dc}"): OPERATOR_WRITE,
     ("GET", "/v1/internal/gateway-locator"): OPERATOR_READ,
     ("GET", "/v1/internal/replication"): OPERATOR_READ,
+    ("GET", "/v1/internal/federation/check"): OPERATOR_READ,
     # Any valid token may read itself: the token is resolved (an unknown secret is 'ACL not found'),
     # nothing more is asked.
     ("GET", "/v1/acl/token/self"): Declaration(lambda facts: []),

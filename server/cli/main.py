@@ -21,6 +21,7 @@ from typing import Any
 from meshfed.fsm.consul_formats.durations import parse_duration
 from meshfed.server.cli.acl import ACLCommandError
 from meshfed.server.cli.acl import add_commands as add_acl_commands
+from meshfed.server.cli.federation import add_commands as add_federation_commands
 from meshfed.server.cli.flags import add_agent_arguments, agent_overrides
 from meshfed.server.config.loader import ConfigError, generate_key, load
 
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_http_flags(members)
     members.set_defaults(func=cmd_members)
     add_acl_commands(sub, _add_http_flags, http_request)
+    add_federation_commands(sub, _add_http_flags, http_request)
 
     operator = sub.add_parser("operator", help="operator commands").add_subparsers(dest="area", metavar="AREA")
     operator.required = True

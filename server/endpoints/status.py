@@ -9,6 +9,7 @@ by default (forwarded like any read) and this server's own with `?stale`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ class StatusEndpoint:
             "Status/Peers": self.peers,
             "Status/RaftConfiguration": self.raft_configuration,
             "Status/Ping": self.ping,
+            "Status/Time": self.time,
         }
 
     def _meta(self) -> QueryMeta:
@@ -41,6 +43,10 @@ class StatusEndpoint:
 
     async def ping(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         return self._meta(), True
+
+    async def time(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """This server's wall clock, for `federation check`'s skew measurement (never forwarded)."""
+        return self._meta(), time.time()
 
     async def _here_or_in(self, method: str, header: RequestHeader, body: Any,
                           local: Callable[[], Awaitable[tuple[QueryMeta, Any]]]) -> tuple[QueryMeta, Any]:

@@ -28,6 +28,7 @@ from meshfed.server.endpoints.status import StatusEndpoint
 from meshfed.server.http.json_guard import BodyError, parse_json_body
 from meshfed.server.http.params import BadRequest
 from meshfed.server.metrics import Metrics
+from meshfed.server.wan.federation_check import FederationCheck
 from meshfed.server.wan.gateway_locator import GatewayLocator
 
 
@@ -45,6 +46,9 @@ class WanView(Protocol):
 
     @property
     def replication_statuses(self) -> Mapping[str, ReplicationStatus]: ...
+
+    @property
+    def check(self) -> FederationCheck: ...
 
 
 @dataclass

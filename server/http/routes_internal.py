@@ -5,6 +5,8 @@ against rather than Consul's public API.
   operators.md #13324). GET only, except a meshfed DELETE of a decommissioned DC's record.
 - mesh-gateway-mode: which mode applies to one upstream and which level set it (connect-data §B.6).
 - gateway-locator, replication: this server's WAN federation state, read from `Api.wan`.
+- federation/check: the hop-by-hop walk of `meshfed federation check` (server/wan/self_check.py),
+  run by the leader unless `?stale`, in another DC with `?dc=`; 200 whatever the verdict.
 
 Other methods on these paths are 405.
 """
@@ -130,6 +132,11 @@ async def replication(request: web.Request) -> web.Response:
     return json_body({"Datacenter": config.datacenter, "Primary": config.is_primary, "Types": rows})
 
 
+async def federation_check(request: web.Request) -> web.Response:
+    meta, report = await api_of(request).wan.check.check(parse_header(request), {})
+    return with_meta(report, meta)
+
+
 def add(app: web.Application) -> None:
     app.router.add_get("/v1/internal/federation-states", list_states)
     app.router.add_get("/v1/internal/federation-states/mesh-gateways", list_mesh_gateways)
@@ -139,3 +146,4 @@ def add(app: web.Application) -> None:
     app.router.add_get("/v1/internal/mesh-gateway-mode", mesh_gateway_mode)
     app.router.add_get("/v1/internal/gateway-locator", gateway_locator)
     app.router.add_get("/v1/internal/replication", replication)
+    app.router.add_get("/v1/internal/federation/check", federation_check)

@@ -31,6 +31,7 @@ from meshfed.server.raft import RaftNode
 from meshfed.server.requests.router import Router
 from meshfed.server.requests.watch import WatchHub
 from meshfed.server.wan.dialer import WanDialer
+from meshfed.server.wan.federation_check import FederationCheck
 from meshfed.server.wan.gateway_locator import GatewayLocator
 from meshfed.server.wan.replication import SecondaryReplication
 
@@ -72,6 +73,8 @@ class Federation:
             config, state=state, raft=raft, locator=self.locator, endpoint=endpoint,
             config_entries=config_entries, metrics=metrics,
         )
+        self.check = FederationCheck(config, state=state, locator=self.locator, router=router,
+                                     is_leader=raft.is_leader, replication=self.replication)
         self._tasks: list[asyncio.Task[None]] = []
 
     # ---- lifecycle ---------------------------------------------------------------------------------

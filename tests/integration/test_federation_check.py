@@ -1,0 +1,105 @@
+"""`meshfed federation check` against a real two-DC federation (issue #12 item 3).
+
+Green on a healthy federation from both DCs; then, with dc2's gateway killed, red from dc2 naming
+its local gateway and from dc1 naming dc2's route, with exit status 2. The CLI runs as operators
+run it: a subprocess pointed at one server's HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from meshfed.server.cli.launcher import (
+    FederatedDatacenter,
+    federated_datacenters,
+    processes_of,
+    start_federation,
+)
+
+from .conftest import next_block
+from .harness import wait_until
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[FederatedDatacenter]]:
+    root = str(tmp_path_factory.mktemp("federation-check"))
+    dcs = federated_datacenters(root, [f"127.0.{next_block()}", f"127.0.{next_block()}"])
+    processes: list[Any] = processes_of(dcs)
+    try:
+        start_federation(dcs, timeout=60)
+        yield dcs
+    finally:
+        for process in processes:
+            if os.environ.get("MESHFED_KEEP_LOGS"):
+                print(f"--- {getattr(process, 'node', '') or process.datacenter} ---\n{process.log_tail(60)}")
+            process.stop()
+
+
+def check(dc: FederatedDatacenter, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meshfed.server.cli", "federation", "check", "-http-addr", dc.servers[0].http, *flags],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def hops(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
+    return {hop["Name"]: hop for hop in json.loads(result.stdout)["Hops"]}
+
+
+def test_healthy_federation_is_green_from_both_sides(fed: list[FederatedDatacenter]) -> None:
+    dc1, dc2 = fed
+
+    def green(dc: FederatedDatacenter) -> bool:
+        return check(dc, "-json").returncode == 0
+
+    wait_until(lambda: green(dc2) and green(dc1), 30, interval=1, what="a green check in both DCs")
+    secondary = check(dc2, "-json")
+    by_name = hops(secondary)
+    assert by_name["primary dc1"]["Status"] == "ok" and "path local" in by_name["primary dc1"]["Detail"]
+    assert by_name["server.dc1 SNI route"]["Status"] == "ok"
+    assert by_name["server certificate names"]["Detail"] == "includes server.dc2.consul"
+    assert any(name.startswith("replication of ") and hop["Status"] == "ok" for name, hop in by_name.items())
+    assert by_name["clock skew to dc1"]["Status"] == "ok"
+    assert any(name.startswith("local gateway ") for name in by_name)
+
+    text = check(dc2)
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert text.stdout.splitlines()[-1] == "healthy"
+    assert "[ OK ] primary dc1: reached in" in text.stdout
+
+
+def test_a_dead_gateway_is_named_with_its_fix_and_exits_2(fed: list[FederatedDatacenter]) -> None:
+    dc1, dc2 = fed
+    dc2.gateway.kill()
+    try:
+        def dc2_names_its_gateway() -> bool:
+            result = check(dc2)
+            return result.returncode == 2 and any(
+                line.startswith("[FAIL] local gateway ") for line in result.stdout.splitlines())
+
+        wait_until(dc2_names_its_gateway, 30, interval=1, what="dc2's check failing on its own gateway")
+        result = check(dc2)
+        assert "fix: " in result.stdout and result.stdout.splitlines()[-1].startswith("BROKEN")
+
+        def dc1_names_the_route() -> bool:
+            result = check(dc1, "-json")
+            failed = {name for name, hop in hops(result).items() if hop["Status"] == "fail"}
+            return result.returncode == 2 and bool(failed & {"server.dc2 SNI route", "gateways of dc2"})
+
+        wait_until(dc1_names_the_route, 30, interval=1, what="dc1's check failing on the route to dc2")
+    finally:
+        dc2.gateway.start()
+    wait_until(lambda: check(dc2).returncode == 0, 60, interval=1, what="dc2 green again after the gateway restart")
+
+
+def test_unreachable_server_is_exit_1_not_a_verdict() -> None:
+    result = subprocess.run([sys.executable, "-m", "meshfed.server.cli", "federation", "check",
+                             "-http-addr", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "cannot reach" in result.stderr
