@@ -29,6 +29,7 @@ from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.service import RPCService
 from meshfed.server.acl.resolver import ACLResolver, state_reader
 from meshfed.server.acl.rpc_permissions import rpc_authorizer
+from meshfed.server.ca.leaf_cache import LeafCache
 from meshfed.server.ca.primary import bootstrap_primary_ca
 from meshfed.server.ca.secondary import SecondaryCA
 from meshfed.server.config import Config, config_warnings
@@ -225,6 +226,7 @@ class Agent:
             prometheus_enabled=cfg.telemetry.prometheus_retention_time > 0,
             acl=acl if cfg.acl.enabled else None,
             acl_resolver=acl_resolver,
+            leaves=LeafCache(datacenter=cfg.datacenter, state=state, watches=self.watches, sign=self.connect_ca.sign),
         )
         # Open blocking queries are cut at shutdown after HTTP_SHUTDOWN_TIMEOUT (clients retry), not
         # aiohttp's default 60 s.

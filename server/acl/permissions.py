@@ -120,6 +120,9 @@ ROUTES: dict[tuple[str, str], Declaration] = {
        for verb in ("pass", "warn", "fail", "update")},
     ("PUT", "/v1/catalog/register"): Declaration(_register, reads_body=True),
     ("PUT", "/v1/catalog/deregister"): Declaration(_deregister, reads_body=True),
+    # A leaf is the service's identity: only who may write the service may hold it (Consul).
+    ("GET", "/v1/agent/connect/ca/leaf/{service}"): Declaration(
+        lambda facts: [Need("service", Access.WRITE, facts.match("service"))]),
     ("GET", "/v1/catalog/services"): Declaration(filter=filters.catalog_services),
     ("GET", "/v1/catalog/nodes"): Declaration(filter=filters.catalog_nodes),
     ("GET", "/v1/catalog/service/{service}"): Declaration(filter=filters.catalog_service_nodes),
@@ -174,6 +177,7 @@ EXEMPT: dict[tuple[str, str], str] = {
     ("GET", "/v1/status/leader"): "Consul serves cluster status to anyone (health probes use it)",
     ("GET", "/v1/status/peers"): "Consul serves cluster status to anyone",
     ("GET", "/v1/connect/ca/roots"): "trust anchors are public: every proxy fetches them (reference §5)",
+    ("GET", "/v1/agent/connect/ca/roots"): "the same public trust anchors, at the agent path proxies use",
     ("PUT", "/v1/acl/bootstrap"): "allowed once with no token at all; afterwards refused with the reset index",
     ("GET", "/v1/internal/mesh-gateway-mode"): "reads proxy-defaults' gateway mode; proxy-defaults reads need "
                                                "no permission (reference §5)",

@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cryptography import x509
+
 from meshfed.fsm.acl import Access
 from meshfed.fsm.consul_formats.field_lookup import lookup
 from meshfed.fsm.records import check_from_wire, node_from_wire, service_from_wire
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import invalid
 from meshfed.rpc.header import RequestHeader
+from meshfed.rpc.spiffe import SpiffeError, parse_service_uri
 from meshfed.server.acl.needs import (
     Need,
     config_entry_write,
@@ -76,6 +79,19 @@ def _intention_apply(state: StateStore, body: Mapping[str, Any]) -> list[Need]:
     return [need for name in named for need in intention(name, Access.WRITE)] or [Need("intention", Access.WRITE, "")]
 
 
+def _leaf_sign(state: StateStore, body: Mapping[str, Any]) -> list[Need]:
+    """service:write on the service the CSR names; an unreadable CSR demands the most (the
+    endpoint then refuses it with the precise reason)."""
+    try:
+        csr = x509.load_pem_x509_csr(_text(body, "csr").encode())
+        uris = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.UniformResourceIdentifier)
+        service = parse_service_uri(uris[0]).service if len(uris) == 1 else ""
+    except (ValueError, x509.ExtensionNotFound, SpiffeError):
+        service = ""
+    return [Need("service", Access.WRITE, service)] if service else operator(Access.WRITE)
+
+
 RPC_METHODS: dict[str, RPCNeedsOf] = {
     "Catalog/Register": _register,
     "Catalog/Deregister": _deregister,
@@ -84,6 +100,7 @@ RPC_METHODS: dict[str, RPCNeedsOf] = {
     "ConfigEntry/Delete": lambda state, body: config_entry_write(_text(body, "kind"), _text(body, "name")),
     "ConnectCA/SetConfiguration": lambda state, body: operator(Access.WRITE),
     "ConnectCA/SignIntermediate": lambda state, body: operator(Access.WRITE),
+    "ConnectCA/Sign": _leaf_sign,
     "FederationState/Apply": lambda state, body: operator(Access.WRITE),
     "Intention/Apply": _intention_apply,
 }

@@ -47,6 +47,9 @@ class CAConfig:
     private_key_type: str = "ec"
     private_key_bits: int = 256
     rotation_period: str = "2160h"
+    # Leaf signing limits (the leader's CSR gate): a rate, or with a concurrency cap set, that cap.
+    csr_max_per_second: float = 50.0
+    csr_max_concurrent: int = 0
 
     @property
     def leaf_cert_ttl_seconds(self) -> float:
@@ -68,9 +71,10 @@ _CONFIG_KEYS = {  # normalised key (lower case, no '_') -> (Consul's key, CAConf
     "privatekeytype": ("PrivateKeyType", "private_key_type"),
     "privatekeybits": ("PrivateKeyBits", "private_key_bits"),
     "rotationperiod": ("RotationPeriod", "rotation_period"),
+    "csrmaxpersecond": ("CSRMaxPerSecond", "csr_max_per_second"),
+    "csrmaxconcurrent": ("CSRMaxConcurrent", "csr_max_concurrent"),
 }
-# Consul rate limits for leaf signing, which meshfed does not do; accepted so Consul configs load.
-_IGNORED_CONFIG_KEYS = {"csrmaxpersecond", "csrmaxconcurrent"}
+_IGNORED_CONFIG_KEYS: set[str] = set()
 
 
 def config_view(config: CAConfig) -> dict[str, Any]:
@@ -85,6 +89,8 @@ def config_view(config: CAConfig) -> dict[str, Any]:
             "PrivateKeyType": config.private_key_type,
             "PrivateKeyBits": config.private_key_bits,
             "RotationPeriod": config.rotation_period,
+            "CSRMaxPerSecond": config.csr_max_per_second,
+            "CSRMaxConcurrent": config.csr_max_concurrent,
         },
         "State": None,
         "ForceWithoutCrossSigning": False,
@@ -130,6 +136,15 @@ def config_from_request(body: Mapping[str, Any], current: CAConfig) -> CAConfig:
 
 
 def _config_value(consul_key: str, value: Any) -> Any:
+    if consul_key in ("CSRMaxPerSecond", "CSRMaxConcurrent"):
+        number = float(value) if isinstance(value, str) and _is_number(value) else value
+        if isinstance(number, bool) or not isinstance(number, int | float) or number < 0:
+            raise CAConfigError(consul_key, f"{value!r} must be a number >= 0 (0 = no limit)")
+        if consul_key == "CSRMaxConcurrent":
+            if not float(number).is_integer():
+                raise CAConfigError(consul_key, f"{value!r} must be a whole number")
+            return int(number)
+        return float(number)
     if consul_key == "PrivateKeyBits":
         if isinstance(value, str) and value.strip().isdigit():
             return int(value)
@@ -143,6 +158,14 @@ def _config_value(consul_key: str, value: Any) -> Any:
     if consul_key != "PrivateKeyType":
         duration_ns(consul_key, value)
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def duration_ns(field: str, text: str) -> int:

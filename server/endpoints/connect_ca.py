@@ -1,4 +1,5 @@
-"""ConnectCA.* (reference connect-data.md §C): Roots, GetConfiguration, SetConfiguration, SignIntermediate.
+"""ConnectCA.* (reference connect-data.md §C): Roots, GetConfiguration, SetConfiguration, SignIntermediate,
+and Sign (a service's leaf certificate, reference/mesh-dataplane.md §2.4).
 
 The CA lives in one replicated record (`CAState`: cluster id, configuration, roots). The primary is
 its authority: configuration writes are re-targeted there wherever they arrive, and only the
@@ -13,6 +14,8 @@ Errors, as gRPC codes (the HTTP status in brackets):
   fail: it waits for the CA to appear, as Consul's "nothing yet" reads do.
 - SignIntermediate outside the primary -> FAILED_PRECONDITION "not the primary datacenter".
 - a refused configuration or CSR -> INVALID_ARGUMENT naming the field.
+- Sign over the CSR rate or concurrency limit -> RESOURCE_EXHAUSTED [429] "Rate limit reached, try
+  again later".
 
 The record, its per-root indexes and Consul's JSON are `server/ca/roots.py`'s; this module routes,
 blocks, validates and proposes.
@@ -24,6 +27,8 @@ import dataclasses
 import uuid
 from collections.abc import Mapping
 from typing import Any
+
+import grpc
 
 from meshfed.fsm import CAStateSet
 from meshfed.fsm.records import CAState
@@ -44,6 +49,8 @@ from meshfed.server.ca import (
     stored_config,
     utc_now,
 )
+from meshfed.server.ca.csr_gate import RATE_LIMITED, CSRGate
+from meshfed.server.ca.leaf import check_leaf_csr, sign_leaf
 from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
 
@@ -86,6 +93,7 @@ class ConnectCAEndpoint:
         self._router = router
         self._queries = queries
         self._clock = clock
+        self._csr_gate = CSRGate()
 
     @property
     def is_primary(self) -> bool:
@@ -97,6 +105,7 @@ class ConnectCAEndpoint:
             "ConnectCA/GetConfiguration": self.get_configuration,
             "ConnectCA/SetConfiguration": self.set_configuration,
             "ConnectCA/SignIntermediate": self.sign_intermediate,
+            "ConnectCA/Sign": self.sign,
         }
 
     def _initialized_state(self) -> tuple[int, CAState | None]:
@@ -203,3 +212,43 @@ class ConnectCAEndpoint:
             return self._queries.meta(index), {"cert": cert}
 
         return await self._router.serve("ConnectCA/SignIntermediate", header, body, local, write=True)
+
+    async def sign(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"csr": PEM of a service CSR} -> the signed leaf (chain, serial, validity, identity).
+
+        Served by this DC's leader (write routing): it holds the CSR gate, and, as for intermediates,
+        a follower might still sign with a root the leader has rotated out. The caller's token
+        travels with the call; `server/acl/rpc_permissions.py` requires service:write on the
+        CSR's service before this runs.
+        """
+        csr_pem = body.get("csr") if isinstance(body, Mapping) else None
+        if not isinstance(csr_pem, str) or not csr_pem.strip():
+            raise invalid("csr: missing PEM certificate request")
+
+        async def local() -> tuple[QueryMeta, Any]:
+            index, state = self._state.ca_state()
+            if state is None or not is_initialized(state):
+                raise not_initialized()
+            signer = active_root(state.roots)
+            if signer is None or not signer.get("SigningKey"):
+                raise not_initialized()
+            config = stored_config(state)
+            try:
+                csr, identity = check_leaf_csr(csr_pem, ca.trust_domain(state.cluster_id), self._datacenter)
+            except ValueError as exc:
+                raise invalid(str(exc)) from None
+            if not self._csr_gate.try_acquire(config.csr_max_per_second, config.csr_max_concurrent):
+                raise RPCError(grpc.StatusCode.RESOURCE_EXHAUSTED, RATE_LIMITED)
+            try:
+                leaf = sign_leaf(signer, csr, identity, self._clock(), config.leaf_cert_ttl_seconds)
+            except ValueError as exc:
+                raise internal(str(exc)) from None  # this DC's own CA is in trouble, not the caller
+            finally:
+                self._csr_gate.release()
+            return self._queries.meta(index), {
+                "cert": leaf.cert_pem, "serial": leaf.serial, "service": identity.service,
+                "service_uri": identity.uri, "valid_after": leaf.valid_after.timestamp(),
+                "valid_before": leaf.valid_before.timestamp(), "root_id": signer.get("ID", ""),
+            }
+
+        return await self._router.serve("ConnectCA/Sign", header, body, local, write=True)

@@ -16,6 +16,7 @@ from aiohttp import web
 from meshfed.fsm.state import StateStore
 from meshfed.replication.loop import ReplicationStatus
 from meshfed.server.acl.resolver import ACLResolver
+from meshfed.server.ca.leaf_cache import LeafCache
 from meshfed.server.config.loader import Config
 from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.catalog import CatalogEndpoint
@@ -69,6 +70,7 @@ class Api:
     prometheus_enabled: bool = True
     acl: ACLEndpoint | None = None  # None while ACLs are disabled: /v1/acl/* answers 401
     acl_resolver: ACLResolver | None = None  # shared with the RPC check: one token cache per server
+    leaves: LeafCache | None = None  # leaf certificates this server hands out (keys stay in its memory)
 
 
 API_KEY: web.AppKey[Api] = web.AppKey("meshfed_api", Api)

@@ -1,4 +1,6 @@
-"""GET /v1/connect/ca/roots and GET|PUT /v1/connect/ca/configuration (reference connect-data.md §C.1).
+"""GET /v1/connect/ca/roots and GET|PUT /v1/connect/ca/configuration (reference connect-data.md §C.1),
+and the agent's leaf and roots (`/v1/agent/connect/ca/leaf/<service>`, `/v1/agent/connect/ca/roots`,
+reference/mesh-dataplane.md §2.1).
 
 Thin: query parameters -> the ConnectCA endpoint (which routes, blocks and validates) -> Consul's
 JSON. As in Consul, the roots answer is public fields only, `?pem=true` answers the certificate
@@ -8,8 +10,12 @@ chain instead, and a configuration PUT answers 200 with an empty body (py-consul
 
 from __future__ import annotations
 
+import datetime
+
 from aiohttp import web
 
+from meshfed.fsm.consul_formats.timestamps import format_rfc3339
+from meshfed.rpc.header import QueryMeta
 from meshfed.server import ca
 from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.params import BadRequest, parse_header
@@ -58,7 +64,36 @@ async def set_configuration(request: web.Request) -> web.Response:
     return web.Response(status=200, headers=meta_headers(meta))
 
 
+async def leaf(request: web.Request) -> web.Response:
+    """Consul's IssuedCert; `X-Cache` says whether this server had it, the index is the leaf's."""
+    api = api_of(request)
+    if api.leaves is None:
+        raise BadRequest("leaf certificates are not served by this server")
+    entry, hit = await api.leaves.get(request.match_info["service"], parse_header(request))
+    issued = entry.issued
+    body = {
+        "SerialNumber": issued["serial"],
+        "CertPEM": issued["cert"],
+        "PrivateKeyPEM": issued["private_key"],
+        "Service": issued["service"],
+        "ServiceURI": issued["service_uri"],
+        "ValidAfter": _rfc3339(issued["valid_after"]),
+        "ValidBefore": _rfc3339(issued["valid_before"]),
+        "CreateIndex": entry.index,
+        "ModifyIndex": entry.index,
+    }
+    response = with_meta(body, QueryMeta(index=entry.index, known_leader=True))
+    response.headers["X-Cache"] = "HIT" if hit else "MISS"
+    return response
+
+
+def _rfc3339(seconds: float) -> str:
+    return format_rfc3339(datetime.datetime.fromtimestamp(seconds, datetime.UTC))
+
+
 def add(app: web.Application) -> None:
+    app.router.add_get("/v1/agent/connect/ca/roots", roots)
+    app.router.add_get("/v1/agent/connect/ca/leaf/{service}", leaf)
     app.router.add_get("/v1/connect/ca/roots", roots)
     app.router.add_get("/v1/connect/ca/configuration", get_configuration)
     app.router.add_put("/v1/connect/ca/configuration", set_configuration)

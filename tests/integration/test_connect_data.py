@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,7 @@ import consul
 import pytest
 import requests
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from meshfed.server.cli.launcher import (
     FederatedDatacenter,
@@ -168,6 +171,85 @@ def test_ca_roots_bootstrapped_in_the_primary_with_an_intermediate_per_secondary
     assert [r["Active"] for r in rotated["Roots"] if r["ID"] == roots1["ActiveRootID"]] == [False]
     wait_until(lambda: dc2_roots()["ActiveRootID"] == rotated["ActiveRootID"], 30, interval=0.3,
                what="dc2 follows the rotation with a new intermediate")
+
+
+def _certs(pem: str) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(pem.encode())
+
+
+def _uri(cert: x509.Certificate) -> str:
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    (uri,) = san.get_values_for_type(x509.UniformResourceIdentifier)
+    return uri
+
+
+def test_leaf_certificates_chain_to_the_shared_root_in_both_dcs_and_renew_on_rotation(
+        fed: list[FederatedDatacenter]) -> None:
+    """mesh-dataplane §2: the answering server makes the key, its leader signs the CSR; a secondary
+    appends its intermediate; a blocking caller wakes with a new leaf when the root rotates."""
+    dc1, dc2 = fed
+    roots = http(dc1.servers[0], "GET", "/v1/agent/connect/ca/roots").json()
+    trust_domain = roots["TrustDomain"]
+    root = next(r for r in roots["Roots"] if r["Active"])
+    root_cert = x509.load_pem_x509_certificate(root["RootCert"].encode())
+    follower = next(s for s in dc1.servers if s is not leader_of(dc1))
+
+    first = http(follower, "GET", "/v1/agent/connect/ca/leaf/web")
+    assert first.status_code == 200, first.text
+    assert first.headers["X-Cache"] == "MISS"
+    leaf = first.json()
+    (cert,) = _certs(leaf["CertPEM"])
+    cert.verify_directly_issued_by(root_cert)
+    assert _uri(cert) == leaf["ServiceURI"] == f"spiffe://{trust_domain}/ns/default/dc/dc1/svc/web"
+    key = serialization.load_pem_private_key(leaf["PrivateKeyPEM"].encode(), password=None)
+    assert key.public_key() == cert.public_key() and key.key_size == root["PrivateKeyBits"]  # follows the CA
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert 72 * 3600 <= lifetime.total_seconds() <= 72 * 3600 + 120  # 72 h, plus the one-minute backdate
+    assert leaf["SerialNumber"].count(":") >= 1 and leaf["Service"] == "web"
+    again = http(follower, "GET", "/v1/agent/connect/ca/leaf/web")
+    assert again.headers["X-Cache"] == "HIT" and again.json()["SerialNumber"] == leaf["SerialNumber"]
+
+    secondary = http(dc2.servers[1], "GET", "/v1/agent/connect/ca/leaf/api")
+    assert secondary.status_code == 200, secondary.text
+    leaf2, intermediate = _certs(secondary.json()["CertPEM"])
+    leaf2.verify_directly_issued_by(intermediate)
+    intermediate.verify_directly_issued_by(root_cert)
+    assert _uri(leaf2) == f"spiffe://{trust_domain}/ns/default/dc/dc2/svc/api"
+
+    assert http(follower, "GET", "/v1/agent/connect/ca/leaf/no%20spaces").status_code == 400
+
+    # A caller blocking on the leaf it holds wakes when the root rotates, with a leaf of the new root.
+    index = int(first.headers["X-Consul-Index"])
+    answer: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: answer.update(
+        response=S.get(f"{follower.http}/v1/agent/connect/ca/leaf/web?index={index}&wait=30s", timeout=40)))
+    waiter.start()
+    time.sleep(0.5)
+    c1 = consul.Consul(host=dc1.servers[0].address, port=8500)
+    configuration = c1.connect.ca.configuration()["Config"]
+    new_bits = 256 if configuration["PrivateKeyBits"] != 256 else 384
+    c1.connect.ca.update_configuration("consul", {**configuration, "PrivateKeyBits": new_bits})
+    started = time.monotonic()
+    waiter.join(40)
+    assert time.monotonic() - started < 20, "the blocking leaf query did not wake on the rotation"
+    renewed = answer["response"]
+    assert renewed.status_code == 200 and int(renewed.headers["X-Consul-Index"]) > index
+    new_root = next(r for r in c1.connect.ca.roots()["Roots"] if r["Active"])
+    (renewed_cert,) = _certs(renewed.json()["CertPEM"])
+    renewed_cert.verify_directly_issued_by(x509.load_pem_x509_certificate(new_root["RootCert"].encode()))
+
+
+def test_leaf_signing_is_rate_limited_with_consuls_429(fed: list[FederatedDatacenter]) -> None:
+    dc1, _ = fed
+    c1 = consul.Consul(host=dc1.servers[0].address, port=8500)
+    configuration = c1.connect.ca.configuration()["Config"]
+    c1.connect.ca.update_configuration("consul", {**configuration, "CSRMaxPerSecond": 0.01})
+    try:
+        statuses = [http(dc1.servers[0], "GET", f"/v1/agent/connect/ca/leaf/burst{n}") for n in range(3)]
+        assert [r.status_code for r in statuses] == [200, 429, 429]
+        assert statuses[1].text == "Rate limit reached, try again later"
+    finally:
+        c1.connect.ca.update_configuration("consul", {**configuration, "CSRMaxPerSecond": 50})
 
 
 def test_replication_status_lists_every_type_and_an_election_rewrites_nothing(fed: list[FederatedDatacenter]) -> None:

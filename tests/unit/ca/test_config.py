@@ -28,6 +28,8 @@ def test_config_view_matches_consuls_shape() -> None:
             "PrivateKeyType": "ec",
             "PrivateKeyBits": 256,
             "RotationPeriod": "2160h",
+            "CSRMaxPerSecond": 50.0,
+            "CSRMaxConcurrent": 0,
         },
         "State": None,
         "ForceWithoutCrossSigning": False,
@@ -68,6 +70,14 @@ def test_config_request_keys_are_case_insensitive_and_may_be_snake_case() -> Non
         384,
     )
     assert config.cluster_id == CLUSTER_ID
+    assert config.csr_max_per_second == 5.0
+
+
+@pytest.mark.parametrize("key,value", [("CSRMaxPerSecond", -1), ("CSRMaxConcurrent", 1.5), ("CSRMaxPerSecond", "x"),
+                                       ("CSRMaxConcurrent", True)])
+def test_csr_limits_refuse_what_is_not_a_count_naming_the_key(key: str, value: Any) -> None:
+    with pytest.raises(CAConfigError, match=key):
+        config_from_request({"Provider": "consul", "Config": {key: value}}, CAConfig(cluster_id=CLUSTER_ID))
 
 
 def test_config_request_omitted_keys_take_defaults_not_current_values() -> None:
