@@ -26,6 +26,7 @@ from meshfed.fsm.intentions.reads import (
     DEFAULT_PARTITION,
     PEER_PREFIX,
     check,
+    decide,
     find_by_id,
     find_exact,
     intention_hash,
@@ -45,6 +46,6 @@ from meshfed.fsm.intentions.writes import (
 
 __all__ = [
     "BY_DESTINATION", "BY_SOURCE", "DEFAULT_NAMESPACE", "DEFAULT_PARTITION", "PEER_PREFIX", "IntentionErrors",
-    "check", "delete_exact", "find_by_id", "find_exact", "intention_hash", "intention_views", "legacy_create",
+    "check", "decide", "delete_exact", "find_by_id", "find_exact", "intention_hash", "intention_views", "legacy_create",
     "legacy_delete", "legacy_update", "match", "parse_service_ref", "sort_key", "upsert_exact",
 ]

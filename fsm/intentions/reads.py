@@ -261,12 +261,34 @@ def check(
     *,
     source_type: str = DEFAULT_SOURCE_TYPE,
 ) -> bool:
-    """Whether `source` may connect to `destination`.
+    """Whether `source` may connect to `destination` (see `decide`, which also says why)."""
+    return decide(entries, source, destination, default_allow, source_type=source_type)[0]
+
+
+DEFAULT_REASON = "Default behavior configured by ACLs"
+
+
+def describe(view: Mapping[str, Any]) -> str:
+    """An intention as Consul's `Intention.String()` prints it in authorization reasons."""
+    return (f"{view.get('SourceNS') or 'default'}/{view.get('SourceName')} => "
+            f"{view.get('DestinationNS') or 'default'}/{view.get('DestinationName')} "
+            f"(ID: {view.get('ID', '')}, Precedence: {view.get('Precedence', 0)})")
+
+
+def decide(
+    entries: Iterable[Mapping[str, Any]],
+    source: str,
+    destination: str,
+    default_allow: bool = True,
+    *,
+    source_type: str = DEFAULT_SOURCE_TYPE,
+) -> tuple[bool, str]:
+    """(allowed, reason) for a connection from `source` to `destination`.
 
     The first intention (in precedence order) whose source covers `source` and whose destination
     covers `destination` decides. An L7 intention denies: a connection-level check cannot evaluate
     per-request rules, so allowing would be wrong for some requests. No intention → `default_allow`
-    (the caller's `default_intention_policy`, or the ACL default).
+    (the caller's `default_intention_policy`, or the ACL default). Reasons are Consul's.
     """
     _, source_name = parse_service_ref(source, allow_peer=False, field=BY_SOURCE)
     _, destination_name = parse_service_ref(destination, allow_peer=False, field=BY_DESTINATION)
@@ -277,9 +299,9 @@ def check(
         target = view["DestinationName"]
         if target == WILDCARD or _names_equal(target, destination_name):
             if view.get("Permissions"):
-                return False
-            return view.get("Action") == "allow"
-    return default_allow
+                return False, f"Matched L7 intention: {describe(view)}"
+            return view.get("Action") == "allow", f"Matched L4 intention: {describe(view)}"
+    return default_allow, DEFAULT_REASON
 
 
 def find_exact(entries: Iterable[Mapping[str, Any]], source: str, destination: str) -> dict[str, Any] | None:

@@ -123,6 +123,9 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     # A leaf is the service's identity: only who may write the service may hold it (Consul).
     ("GET", "/v1/agent/connect/ca/leaf/{service}"): Declaration(
         lambda facts: [Need("service", Access.WRITE, facts.match("service"))]),
+    # The destination's proxy asks: it must be allowed to write (be) the target service.
+    ("POST", "/v1/agent/connect/authorize"): Declaration(
+        lambda facts: [Need("service", Access.WRITE, _body_field(facts, "Target"))], reads_body=True),
     ("GET", "/v1/catalog/services"): Declaration(filter=filters.catalog_services),
     ("GET", "/v1/catalog/nodes"): Declaration(filter=filters.catalog_nodes),
     ("GET", "/v1/catalog/service/{service}"): Declaration(filter=filters.catalog_service_nodes),

@@ -26,6 +26,7 @@ from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
+from meshfed.rpc.spiffe import SpiffeError, parse_service_uri
 from meshfed.server.endpoints.config_entry import entry_json
 from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
@@ -88,6 +89,7 @@ class IntentionEndpoint:
             "Intention/Get": self.get,
             "Intention/Match": self.match,
             "Intention/Check": self.check,
+            "Intention/Authorize": self.authorize,
         }
 
     def _entries(self) -> tuple[int, list[dict[str, Any]]]:
@@ -138,6 +140,30 @@ class IntentionEndpoint:
             "Intention/Check", header, body,
             lambda e: {"Allowed": views.check(e, source, destination, self._default_allow, source_type=source_type)},
         )
+
+    async def authorize(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """POST /v1/agent/connect/authorize (reference/mesh-dataplane.md §3): may the client whose
+        certificate carries `client_uri` open a connection to `target`? Answered from this
+        server's replica (a proxy asks on every inbound connection; a Consul agent answers from
+        its cache), so new intentions apply once they have replicated here.
+        The URI's trust domain and datacenter are not compared: the TLS layer already verified
+        the chain, and intentions match by service name."""
+        target = body.get("target") if isinstance(body, dict) else None
+        client_uri = body.get("client_uri") if isinstance(body, dict) else None
+        if not isinstance(target, str) or not target:
+            raise invalid("Target service must be specified")
+        try:
+            client = parse_service_uri(client_uri if isinstance(client_uri, str) else "")
+        except SpiffeError as exc:
+            kind = "Service" if "Service" in str(exc) else "Connect"
+            raise invalid(f"ClientCertURI not a valid {kind} identifier") from None
+        local = dataclasses.replace(header, allow_stale=True)
+
+        def decision(entries: list[dict[str, Any]]) -> dict[str, Any]:
+            allowed, reason = views.decide(entries, client.service, target, self._default_allow)
+            return {"Authorized": allowed, "Reason": reason}
+
+        return await self._read("Intention/Authorize", local, body, decision)
 
     # ---- writes ------------------------------------------------------------------------------------
 

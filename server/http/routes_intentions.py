@@ -95,7 +95,19 @@ async def delete_by_id(request: web.Request) -> web.Response:
     return json_body(reply)
 
 
+async def authorize(request: web.Request) -> web.Response:
+    """POST /v1/agent/connect/authorize: {"Target", "ClientCertURI", "ClientCertSerial"}."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise BadRequest("Request decode failed: the body must be a JSON object with Target and ClientCertURI")
+    fields = {str(k).lower(): v for k, v in body.items()}
+    meta, answer = await api_of(request).intentions.authorize(
+        parse_header(request), {"target": fields.get("target"), "client_uri": fields.get("clientcerturi")})
+    return with_meta(answer, meta)
+
+
 def add(app: web.Application) -> None:
+    app.router.add_post("/v1/agent/connect/authorize", authorize)
     app.router.add_get("/v1/connect/intentions", list_intentions)
     app.router.add_post("/v1/connect/intentions", create_legacy)
     app.router.add_get("/v1/connect/intentions/exact", get_exact)

@@ -252,6 +252,36 @@ def test_leaf_signing_is_rate_limited_with_consuls_429(fed: list[FederatedDatace
         c1.connect.ca.update_configuration("consul", {**configuration, "CSRMaxPerSecond": 50})
 
 
+def test_connect_authorize_decides_by_intentions_with_consuls_reasons(fed: list[FederatedDatacenter]) -> None:
+    """mesh-dataplane §3, asked in the secondary as a dc2 proxy would; the intention is written in dc1."""
+    dc1, dc2 = fed
+    trust_domain = http(dc1.servers[0], "GET", "/v1/agent/connect/ca/roots").json()["TrustDomain"]
+    web = f"spiffe://{trust_domain}/ns/default/dc/dc2/svc/web"
+    assert http(dc1.servers[0], "PUT", "/v1/connect/intentions/exact?source=web&destination=billing",
+                {"Action": "deny"}).status_code == 200
+
+    def ask(body: dict[str, Any]) -> requests.Response:
+        return http(dc2.servers[2], "POST", "/v1/agent/connect/authorize", body)
+
+    def denied() -> bool:
+        return ask({"Target": "billing", "ClientCertURI": web}).json()["Authorized"] is False
+
+    wait_until(denied, 30, interval=0.3, what="dc2 applies dc1's deny intention")
+    reason = ask({"Target": "billing", "ClientCertURI": web}).json()["Reason"]
+    assert reason.startswith("Matched L4 intention: default/web => default/billing (ID: ")
+    assert ask({"Target": "ledger", "ClientCertURI": web}).json() == {
+        "Authorized": True, "Reason": "Default behavior configured by ACLs"}
+    bad = {
+        "Target service must be specified": {"ClientCertURI": web},
+        "ClientCertURI not a valid Connect identifier": {"Target": "billing", "ClientCertURI": "https://x"},
+        "ClientCertURI not a valid Service identifier": {
+            "Target": "billing", "ClientCertURI": f"spiffe://{trust_domain}/agent/client/dc/dc2/id/n1"},
+    }
+    for message, body in bad.items():
+        response = ask(body)
+        assert (response.status_code, response.text) == (400, message)
+
+
 def test_replication_status_lists_every_type_and_an_election_rewrites_nothing(fed: list[FederatedDatacenter]) -> None:
     dc1, dc2 = fed
     http(dc2.servers[0], "PUT", "/v1/config", {"Kind": "service-defaults", "Name": "api", "Protocol": "grpc"})

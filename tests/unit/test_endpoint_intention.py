@@ -164,6 +164,27 @@ def test_check_and_match_read_the_same_views() -> None:
     asyncio.run(scenario())
 
 
+def test_authorize_follows_precedence_and_the_default_with_consuls_reasons() -> None:
+    dc1 = DC("dc1", default_allow=False)
+    uri = "spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc2/svc/{}"
+
+    async def scenario() -> None:
+        await dc1.upsert("web", "db")
+        await dc1.upsert("*", "db", "deny")
+
+        async def decide(client: str, target: str) -> dict[str, object]:
+            _, body = await dc1.endpoint.authorize(RequestHeader(), {"target": target, "client_uri": uri.format(client)})
+            return body
+
+        exact = await decide("web", "db")
+        assert exact["Authorized"] is True and str(exact["Reason"]).startswith("Matched L4 intention: default/web =>")
+        wildcard = await decide("api", "db")
+        assert wildcard["Authorized"] is False and "default/* => default/db" in str(wildcard["Reason"])
+        assert await decide("web", "cache") == {"Authorized": False, "Reason": "Default behavior configured by ACLs"}
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize(
     ("method", "body", "code", "message"),
     [
