@@ -29,6 +29,7 @@ from typing import Any
 from meshfed.fsm.acl.store import ACL_TABLES, ACLReads, ACLTables, ACLWrites, acl_export, acl_load
 from meshfed.fsm.commands import check_record_types
 from meshfed.fsm.config_entries import config_entry_key
+from meshfed.fsm.consul_formats.field_lookup import lookup
 from meshfed.fsm.records import (
     STATUS_PASSING,
     CAState,
@@ -83,6 +84,20 @@ class _Tables:
             services = self.services[node_key]
             for service_id in sorted(services):
                 yield node_key, services[service_id]
+
+
+CONNECT_PROXY_KIND = "connect-proxy"
+
+
+def _is_service(instance: NodeService, service: str) -> bool:
+    return instance.service == service
+
+
+def _serves_connect(instance: NodeService, service: str) -> bool:
+    """A sidecar whose destination is `service`, or `service` itself when it speaks Connect natively."""
+    if instance.kind == CONNECT_PROXY_KIND:
+        return lookup(instance.proxy, "DestinationServiceName") == service
+    return instance.service == service and bool(lookup(instance.connect, "Native"))
 
 
 def _has_tag(service: NodeService, tag: str | None) -> bool:
@@ -157,28 +172,32 @@ class StateStore(ACLReads):
         return index, {name: sorted(tags[name]) for name in sorted(tags)}
 
     def catalog_service_nodes(
-        self, service: str, tag: str | None = None
+        self, service: str, tag: str | None = None, connect: bool = False
     ) -> tuple[int, list[tuple[Node, NodeService]]]:
+        matches = _serves_connect if connect else _is_service
         with self._lock:
             t = self._tables
             found = [
                 (t.nodes[node_key], instance)
                 for node_key, instance in t.instances()
-                if instance.service == service and _has_tag(instance, tag)
+                if matches(instance, service) and _has_tag(instance, tag)
             ]
             return t.max_index(("nodes", "services")), found
 
     def health_service_nodes(
-        self, service: str, passing_only: bool = False, tag: str | None = None
+        self, service: str, passing_only: bool = False, tag: str | None = None, connect: bool = False
     ) -> tuple[int, list[CheckServiceNode]]:
         """Instances of `service` with node and service checks; `passing_only` drops any instance
-        with a check that is not passing (so warning is dropped too, as in Consul)."""
+        with a check that is not passing (so warning is dropped too, as in Consul). With `connect`,
+        the instances that accept Connect traffic for it instead: its sidecar proxies and
+        Connect-native instances (`/v1/health/connect/<service>`)."""
+        matches = _serves_connect if connect else _is_service
         with self._lock:
             t = self._tables
             found = [
                 t.check_service_node(node_key, instance)
                 for node_key, instance in t.instances()
-                if instance.service == service and _has_tag(instance, tag)
+                if matches(instance, service) and _has_tag(instance, tag)
             ]
             index = t.max_index(("nodes", "services", "checks"))
         if passing_only:

@@ -155,7 +155,7 @@ class SpliceServer:
                 def count(direction: str, n: int) -> None:
                     observe(route_label, direction, n)
 
-            sent, received = await _splice(client_reader, client_writer, upstream_reader, upstream_writer, count)
+            sent, received = await splice(client_reader, client_writer, upstream_reader, upstream_writer, count)
             self._report(
                 peer, route_label, OUTCOME_SPLICED, f"upstream={address} sent={sent} received={received}"
             )
@@ -168,7 +168,7 @@ class SpliceServer:
         finally:
             for writer in (client_writer, upstream_writer):
                 if writer is not None:
-                    await _close_writer(writer)
+                    await close_writer(writer)
             self._handlers.discard(task)
 
     async def _route(
@@ -249,7 +249,7 @@ async def _pump(
     return copied
 
 
-async def _splice(
+async def splice(
     client_reader: asyncio.StreamReader,
     client_writer: asyncio.StreamWriter,
     upstream_reader: asyncio.StreamReader,
@@ -277,7 +277,7 @@ async def _splice(
     return sent, received
 
 
-async def _close_writer(writer: asyncio.StreamWriter) -> None:
+async def close_writer(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(OSError, asyncio.CancelledError):
         await writer.wait_closed()

@@ -130,6 +130,8 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     ("GET", "/v1/catalog/nodes"): Declaration(filter=filters.catalog_nodes),
     ("GET", "/v1/catalog/service/{service}"): Declaration(filter=filters.catalog_service_nodes),
     ("GET", "/v1/health/service/{service}"): Declaration(filter=filters.health_service_nodes),
+    ("GET", "/v1/catalog/connect/{service}"): Declaration(filter=filters.catalog_service_nodes),
+    ("GET", "/v1/health/connect/{service}"): Declaration(filter=filters.health_service_nodes),
     ("PUT", "/v1/config"): Declaration(_config_put, reads_body=True),
     ("GET", "/v1/config/{kind}"): Declaration(filter=filters.config_entries),
     ("GET", "/v1/config/{kind}/{name}"): Declaration(

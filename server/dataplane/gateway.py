@@ -26,14 +26,12 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
-from meshfed.fsm.consul_formats.durations import parse_duration
 from meshfed.rpc.gateway_routes import Address, RoutingTable
 from meshfed.rpc.splice import SpliceServer
+from meshfed.server.dataplane.server_api import RETRY_DELAY, ServerAPI, follow
 
 log = logging.getLogger("meshfed.gateway")
 
-BLOCKING_WAIT = "60s"
-RETRY_DELAY = 1.0
 WANFED_META = {"consul-wan-federation": "1"}
 
 
@@ -132,27 +130,6 @@ class GatewayMetrics:
                              ["route", "direction"], registry=r)
 
 
-class ServerAPI:
-    """HTTP calls to the local servers, rotating to the next one on failure."""
-
-    def __init__(self, session: aiohttp.ClientSession, addrs: Sequence[str], token: str) -> None:
-        self._session = session
-        self._addrs = [a if "://" in a else f"http://{a}" for a in addrs]
-        self._next = 0
-        self._headers = {"X-Consul-Token": token} if token else {}
-
-    async def request(self, method: str, path: str, *, json: Any = None, timeout: float = 10.0) -> tuple[int, dict[str, str], Any]:
-        base = self._addrs[self._next % len(self._addrs)]
-        try:
-            async with self._session.request(method, base + path, json=json, headers=self._headers,
-                                             timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-                body = await response.json(content_type=None) if response.content_length != 0 else None
-                return response.status, dict(response.headers), body
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            self._next += 1  # try the next server next time
-            raise
-
-
 class Gateway:
     def __init__(self, cfg: GatewayConfig) -> None:
         self.cfg = cfg
@@ -200,21 +177,8 @@ class Gateway:
             await asyncio.sleep(self.cfg.ttl / 3)
 
     async def _follow(self, api: ServerAPI, path: str, source: str, apply: Callable[[Any], None]) -> None:
-        index = 0
-        while True:
-            try:
-                status, headers, body = await api.request(
-                    "GET", f"{path}?stale&index={index}&wait={BLOCKING_WAIT}", timeout=parse_duration(BLOCKING_WAIT) + 15)
-                if status != 200:
-                    raise RuntimeError(f"HTTP {status}")
-                new_index = int(headers.get("X-Consul-Index", "0"))
-                index = 0 if new_index < index else new_index  # reset when the index goes backwards
-                apply(body)
-            except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError) as exc:
-                self.metrics.route_refresh_failures.labels(source).inc()
-                log.warning("refreshing %s from the local servers failed (keeping the last table): %s", source, exc)
-                index = 0
-                await asyncio.sleep(RETRY_DELAY)
+        await follow(api, f"{path}?stale", source, apply,
+                     on_failure=lambda: self.metrics.route_refresh_failures.labels(source).inc())
 
     def _set_servers(self, rows: Any) -> None:
         servers = local_servers(rows or [])

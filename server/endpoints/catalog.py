@@ -133,10 +133,11 @@ class CatalogEndpoint:
         if not service:
             raise invalid("Missing service name")
         tag = _field(body, "tag")
+        connect = bool(body.get("connect"))  # /v1/catalog/connect/<service>: its sidecars instead
 
         async def local() -> tuple[QueryMeta, Any]:
             meta, pairs = await self._queries.run(
-                header, ("nodes", "services"), lambda: self._state.catalog_service_nodes(service, tag)
+                header, ("nodes", "services"), lambda: self._state.catalog_service_nodes(service, tag, connect)
             )
             return meta, [[to_wire(n), to_wire(s)] for n, s in pairs]
 
@@ -148,10 +149,12 @@ class CatalogEndpoint:
             raise invalid("Missing service name")
         tag = _field(body, "tag")
         passing = bool(body.get("passing"))
+        connect = bool(body.get("connect"))  # /v1/health/connect/<service>: its sidecars instead
 
         async def local() -> tuple[QueryMeta, Any]:
             meta, csns = await self._queries.run(
-                header, HEALTH, lambda: self._state.health_service_nodes(service, passing_only=passing, tag=tag)
+                header, HEALTH,
+                lambda: self._state.health_service_nodes(service, passing_only=passing, tag=tag, connect=connect),
             )
             return meta, [to_wire(c) for c in csns]
 

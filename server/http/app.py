@@ -20,6 +20,7 @@ from meshfed.server.http import (
     routes_agent,
     routes_catalog,
     routes_config,
+    routes_connect,
     routes_connect_ca,
     routes_intentions,
     routes_internal,
@@ -76,6 +77,7 @@ def build_app(api: Api) -> web.Application:
     app[API_KEY] = api
     routes_internal.add(app)
     routes_catalog.add(app)
+    routes_connect.add(app)
     routes_agent.add(app)
     routes_config.add(app)
     routes_intentions.add(app)

@@ -1,0 +1,32 @@
+"""`/v1/catalog/connect/<service>` and `/v1/health/connect/<service>`: the instances that accept
+Connect traffic for a service (its sidecar proxies, or itself when Connect-native), in the same
+shapes, parameters (`passing`, `tag`, `dc`, blocking) and ACL filtering as the plain routes.
+A proxy resolves its upstreams with the health one (reference/mesh-dataplane.md §4.3)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from meshfed.fsm.records import csn_from_wire, node_from_wire, service_from_wire
+from meshfed.server.http.api import api_of
+from meshfed.server.http.params import flag, parse_header
+from meshfed.server.http.respond import with_meta
+from meshfed.server.http.shapes import catalog_service_json, csn_json
+
+
+async def catalog_connect(request: web.Request) -> web.Response:
+    body = {"service": request.match_info["service"], "tag": request.query.get("tag"), "connect": True}
+    meta, pairs = await api_of(request).catalog.service_nodes(parse_header(request), body)
+    return with_meta([catalog_service_json(node_from_wire(n), service_from_wire(s)) for n, s in pairs], meta)
+
+
+async def health_connect(request: web.Request) -> web.Response:
+    body = {"service": request.match_info["service"], "tag": request.query.get("tag"),
+            "passing": flag(request, "passing"), "connect": True}
+    meta, rows = await api_of(request).catalog.health_service_nodes(parse_header(request), body)
+    return with_meta([csn_json(csn_from_wire(c), tags_as_lists=True) for c in rows], meta)
+
+
+def add(app: web.Application) -> None:
+    app.router.add_get("/v1/catalog/connect/{service}", catalog_connect)
+    app.router.add_get("/v1/health/connect/{service}", health_connect)
