@@ -2,7 +2,10 @@
 
 `<node>.server.<own dc>.<domain>` -> that server's RPC address;
 `server.<own dc>.<domain>` -> any local server;
-`[<node>.]server.<other dc>.<domain>` -> a mesh gateway of that DC (which routes again).
+`[<node>.]server.<other dc>.<domain>` -> a mesh gateway of that DC (which routes again);
+`<svc>.<ns>.<other dc>.internal.<trust domain>` -> a mesh gateway of that DC (WAN), which routes
+it to a sidecar there (reference/mesh-dataplane.md §7); for our own DC, `local_service` names the
+service and the gateway resolves its healthy sidecars from the catalog.
 Anything else is unknown: the gateway closes the connection and counts it.
 """
 
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from meshfed.rpc.spiffe import parse_service_sni
 
 Address = tuple[str, int]
 
@@ -42,12 +47,24 @@ class RoutingTable:
     domain: str = "consul"
     local_servers: Mapping[str, Address] = field(default_factory=dict)  # lower-cased node -> RPC address
     remote_gateways: Mapping[str, Sequence[Address]] = field(default_factory=dict)  # lower-cased dc -> WAN addresses
+    trust_domain: str = ""  # Connect's, from the CA roots; "" until known (service names are then unknown)
+
+    def local_service(self, sni: str | None) -> str | None:
+        """The service a service SNI of our own DC names, for the gateway to resolve; else None."""
+        service = parse_service_sni(sni, self.trust_domain) if sni and self.trust_domain else None
+        if service is None or service.datacenter != self.datacenter.lower():
+            return None
+        return service.service
 
     def resolve(self, sni: str | None) -> tuple[str, list[Address]] | None:
-        """(route label, candidate upstreams) or None for an unknown name."""
+        """(route label, candidate upstreams) or None for an unknown name (or a local service)."""
         parsed = parse_server_name(sni, self.domain)
         if parsed is None:
-            return None
+            service = parse_service_sni(sni, self.trust_domain) if sni and self.trust_domain else None
+            if service is None or service.datacenter == self.datacenter.lower():
+                return None
+            gateways = list(self.remote_gateways.get(service.datacenter, ()))
+            return (f"service-remote:{service.datacenter}", gateways) if gateways else None
         if parsed.datacenter == self.datacenter.lower():
             if parsed.node:
                 address = self.local_servers.get(parsed.node)

@@ -273,6 +273,24 @@ class GatewayProcess(ChildProcess):
 
 
 
+@dataclass
+class MeshProcess(ChildProcess):
+    """A `meshfed connect ...` process (a Connect proxy or the echo service): its arguments say
+    everything, so the demo and the tests start exactly what an operator would type."""
+
+    name: str
+    args: list[str]
+    log_path: str
+    listens: list[tuple[str, int]] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "meshfed.server.cli", "connect", *self.args]
+
+    def listen_addresses(self) -> list[tuple[str, int]]:
+        return list(self.listens)
+
+
 def federation_files(root: str, datacenter: str, primary: str, nodes: Sequence[str], primary_gateways: Sequence[str],
                      extra: dict[str, Any] | None = None) -> list[str]:
     """TLS material and one config file per server of `datacenter`; returns the config paths."""

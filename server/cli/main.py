@@ -21,6 +21,8 @@ from typing import Any
 from meshfed.fsm.consul_formats.durations import parse_duration
 from meshfed.server.cli.acl import ACLCommandError
 from meshfed.server.cli.acl import add_commands as add_acl_commands
+from meshfed.server.cli.connect import ProxyCommandError
+from meshfed.server.cli.connect import add_commands as add_connect_commands
 from meshfed.server.cli.federation import add_commands as add_federation_commands
 from meshfed.server.cli.flags import add_agent_arguments, agent_overrides
 from meshfed.server.config.loader import ConfigError, generate_key, load
@@ -292,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     members.set_defaults(func=cmd_members)
     add_acl_commands(sub, _add_http_flags, http_request)
     add_federation_commands(sub, _add_http_flags, http_request)
+    add_connect_commands(sub, http_request)
 
     operator = sub.add_parser("operator", help="operator commands").add_subparsers(dest="area", metavar="AREA")
     operator.required = True
@@ -406,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(ns.func(ns) or 0)
-    except (CLIError, ConfigError, ACLCommandError) as exc:
+    except (CLIError, ConfigError, ACLCommandError, ProxyCommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

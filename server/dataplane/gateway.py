@@ -3,11 +3,15 @@
 Lifecycle, like the server's: register in the local catalog (kind `mesh-gateway`, meta
 `consul-wan-federation = "1"` with `-expose-servers`, LAN and WAN tagged addresses, a TTL check),
 start the splice listener and a small admin HTTP endpoint (/metrics, /v1/gateway/routes), then
-run three loops until SIGTERM:
+run four loops until SIGTERM:
 - heartbeat: pass the TTL check every TTL/3; re-register when the servers forgot us;
 - local servers: blocking query on `/v1/catalog/service/consul` (servers publish themselves there);
-- remote gateways: blocking query on `/v1/internal/federation-states/mesh-gateways`.
-Both route loops rotate over the `-http-addr` servers when one fails, and keep the last known
+- remote gateways: blocking query on `/v1/internal/federation-states/mesh-gateways`;
+- trust domain: blocking query on `/v1/connect/ca/roots`, so service SNIs can be recognised.
+Service traffic (reference/mesh-dataplane.md §7): a service SNI of another DC goes to that DC's
+gateways; one of our own DC goes to a healthy sidecar of the service, looked up per connection
+(cached a second). The gateway never decrypts it: intentions are enforced by the sidecar.
+The route loops rotate over the `-http-addr` servers when one fails, and keep the last known
 table meanwhile (a gateway keeps routing while its servers restart). SIGTERM: deregister, stop
 accepting, drain open connections; a second SIGTERM exits at once.
 """
@@ -18,9 +22,11 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -28,11 +34,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from meshfed.rpc.gateway_routes import Address, RoutingTable
 from meshfed.rpc.splice import SpliceServer
+from meshfed.server.dataplane.proxy_config import instance_address
 from meshfed.server.dataplane.server_api import RETRY_DELAY, ServerAPI, follow
 
 log = logging.getLogger("meshfed.gateway")
 
 WANFED_META = {"consul-wan-federation": "1"}
+LOCAL_SERVICE_CACHE = 1.0
 
 
 @dataclass(frozen=True)
@@ -140,9 +148,37 @@ class Gateway:
             on_bytes=lambda route, direction, n: self.metrics.bytes.labels(route, direction).inc(n),
         )
         self._stop = asyncio.Event()
+        self._lookups: ServerAPI | None = None
+        self._services: dict[str, tuple[float, list[Address]]] = {}
 
     async def _resolve(self, sni: str | None) -> tuple[str, list[Address]] | None:
-        return self.table.resolve(sni)
+        route = self.table.resolve(sni)
+        if route is not None:
+            return route
+        service = self.table.local_service(sni)
+        return await self._local_service(service) if service else None
+
+    async def _local_service(self, service: str) -> tuple[str, list[Address]] | None:
+        """Healthy sidecars of one of our services (LAN), looked up per connection and cached for
+        LOCAL_SERVICE_CACHE seconds: a sidecar that turns critical stops receiving new connections
+        within that, without the gateway watching every service of the DC."""
+        now = time.monotonic()
+        cached = self._services.get(service)
+        if cached is None or now - cached[0] > LOCAL_SERVICE_CACHE:
+            if self._lookups is None:
+                return None
+            status, _, rows = await self._lookups.request("GET", f"/v1/health/connect/{quote(service)}?passing&stale")
+            if status != 200 or not isinstance(rows, list):
+                raise RuntimeError(f"looking up {service}: HTTP {status}")
+            addresses = [a for a in (instance_address(row, wan=False) for row in rows) if a is not None]
+            cached = self._services[service] = (now, addresses)
+        return (f"service:{service}", list(cached[1])) if cached[1] else None
+
+    def _set_trust_domain(self, roots: Any) -> None:
+        domain = str((roots or {}).get("TrustDomain") or "").lower()
+        if domain and domain != self.table.trust_domain:
+            log.info("Connect trust domain %s: routing service names", domain)
+            self.table = replace(self.table, trust_domain=domain)
 
     def _on_connection(self, route: str, outcome: str) -> None:
         self.metrics.connections.labels(route, outcome).inc()
@@ -205,6 +241,7 @@ class Gateway:
             "Datacenter": self.cfg.datacenter,
             "LocalServers": {n: f"{h}:{p}" for n, (h, p) in sorted(self.table.local_servers.items())},
             "RemoteGateways": {dc: [f"{h}:{p}" for h, p in a] for dc, a in sorted(self.table.remote_gateways.items())},
+            "TrustDomain": self.table.trust_domain,
             "ActiveConnections": self.splice.active_connections,
         })
 
@@ -240,7 +277,10 @@ class Gateway:
             await web.TCPSite(runner, *cfg.admin_bind, reuse_address=True).start()
         log.info("mesh gateway %s for %s listening on %s:%d (wan %s:%d)", cfg.node, cfg.datacenter, *cfg.bind, *cfg.wan_address)
         async with aiohttp.ClientSession() as session:
+            self._lookups = ServerAPI(session, cfg.http_addrs, cfg.token)
             loops: list[Awaitable[None]] = [
+                self._follow(ServerAPI(session, cfg.http_addrs, cfg.token), "/v1/connect/ca/roots",
+                             "trust_domain", self._set_trust_domain),
                 self.heartbeat(ServerAPI(session, cfg.http_addrs, cfg.token)),
                 self._follow(ServerAPI(session, cfg.http_addrs, cfg.token), "/v1/catalog/service/consul",
                              "local_servers", self._set_servers),

@@ -1,0 +1,181 @@
+"""Service traffic across datacenters (issue #10): web in dc2 calls socat in dc1 through meshfed's
+own Connect proxies and both mesh gateways, with mutual TLS end to end (reference/mesh-dataplane.md
+§8, the operators' walkthrough).
+
+Real processes only: two 3-server DCs, one gateway each, an echo service and its sidecar in dc1,
+web's proxy in dc2. The mesh-gateway mode (proxy-defaults) decides the first hop, checked by
+looking at the sockets web's proxy really holds; intentions decide at socat's sidecar.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from meshfed.server.cli.launcher import (
+    FederatedDatacenter,
+    MeshProcess,
+    ServerProcess,
+    federated_datacenters,
+    processes_of,
+    start_federation,
+)
+
+from .conftest import next_block
+from .harness import wait_until
+from .test_federation import tcp_peers
+
+S = requests.Session()
+ECHO_PORT, SIDECAR_PORT = 9090, 21000
+UPSTREAM_PORT = 30000 + os.getpid() % 20000  # web's local socat listener on 127.0.0.1
+
+
+def http(server: ServerProcess, method: str, path: str, body: Any = None) -> requests.Response:
+    return S.request(method, server.http + path, json=body, timeout=15)
+
+
+def echo_through(port: int, payload: bytes = b"hello mesh", timeout: float = 5.0) -> bytes:
+    """Send `payload`, read as many bytes back (TLS has no half-close to signal the end with)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(payload)
+        received = b""
+        while len(received) < len(payload) and (chunk := conn.recv(65536)):
+            received += chunk
+        return received
+
+
+def echoes(port: int) -> bool:
+    try:
+        return echo_through(port) == b"hello mesh"
+    except OSError:
+        return False
+
+
+def metric(admin: str, sample: str) -> float:
+    for line in S.get(f"http://{admin}/metrics", timeout=5).text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def set_mode(dc1: FederatedDatacenter, mode: str) -> None:
+    body = {"Kind": "proxy-defaults", "Name": "global", "MeshGateway": {"Mode": mode}}
+    assert http(dc1.servers[0], "PUT", "/v1/config", body).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = str(tmp_path_factory.mktemp("dataplane"))
+    dcs = federated_datacenters(root, [f"127.0.{next_block()}", f"127.0.{next_block()}"])
+    dc1, dc2 = dcs
+    app_host = dc1.servers[0].address.rsplit(".", 1)[0] + ".30"
+    processes: list[Any] = processes_of(dcs)
+    mesh_processes: dict[str, MeshProcess] = {
+        "echo": MeshProcess("echo", ["echo", "-listen", f"{app_host}:{ECHO_PORT}"], f"{root}/echo.log"),
+        "socat-proxy": MeshProcess("socat-proxy", [
+            "proxy", "-service", "socat", "-listen", f"{app_host}:{SIDECAR_PORT}", "-service-addr",
+            f"{app_host}:{ECHO_PORT}", "-http-addr", f"{dc1.servers[0].address}:8500",
+            "-http-addr", f"{dc1.servers[1].address}:8500", "-admin-bind", f"{app_host}:19100"], f"{root}/socat-proxy.log"),
+        "web-proxy": MeshProcess("web-proxy", [
+            "proxy", "-service", "web", "-upstream", f"socat:{UPSTREAM_PORT}:dc1", "-http-addr",
+            f"{dc2.servers[0].address}:8500", "-admin-bind", "127.0.0.1:" + str(UPSTREAM_PORT + 1)], f"{root}/web-proxy.log"),
+    }
+    try:
+        start_federation(dcs, timeout=60)
+        for registration in (
+            {"Node": "app-dc1", "Address": app_host, "Service": {"Service": "socat", "Port": ECHO_PORT}},
+            {"Node": "app-dc1", "Address": app_host, "Service": {
+                "ID": "socat-sidecar-proxy", "Service": "socat-sidecar-proxy", "Kind": "connect-proxy",
+                "Port": SIDECAR_PORT, "Proxy": {"DestinationServiceName": "socat", "DestinationServiceID": "socat",
+                                                "LocalServicePort": ECHO_PORT}}},
+        ):
+            assert http(dc1.servers[0], "PUT", "/v1/catalog/register", registration).status_code == 200
+        set_mode(dc1, "local")
+        for process in mesh_processes.values():
+            process.start()
+        yield {"dc1": dc1, "dc2": dc2, "app_host": app_host, **mesh_processes}
+    finally:
+        for process in [*mesh_processes.values(), *processes]:
+            if os.environ.get("MESHFED_KEEP_LOGS") or not process.alive():
+                print(f"--- {getattr(process, 'name', '') or getattr(process, 'node', '')} ---\n{process.log_tail(40)}")
+            process.stop()
+
+
+def web_proxy_peers(mesh: dict[str, Any]) -> set[tuple[str, int]]:
+    return tcp_peers(mesh["web-proxy"].process.pid)
+
+
+def test_web_in_dc2_reaches_socat_in_dc1_through_both_gateways(mesh: dict[str, Any]) -> None:
+    dc1, dc2 = mesh["dc1"], mesh["dc2"]
+    wait_until(lambda: echoes(UPSTREAM_PORT), 60, interval=0.5, what="bytes echoed from dc1 through the mesh")
+    assert echo_through(UPSTREAM_PORT, b"x" * 200_000) == b"x" * 200_000
+
+    # Mode local: web's proxy holds a connection to its own gateway and to no dc1 address.
+    with socket.create_connection(("127.0.0.1", UPSTREAM_PORT), timeout=5) as held:
+        held.sendall(b"ping")
+        assert held.recv(4) == b"ping"
+        peers = web_proxy_peers(mesh)
+        assert (dc2.gateway.address, dc2.gateway.port) in peers
+        assert not any(host.startswith(dc1.servers[0].address.rsplit(".", 1)[0] + ".") for host, _ in peers)
+    routes = S.get(dc1.gateway.admin + "/metrics", timeout=5).text
+    assert 'route="service:socat"' in routes
+    assert 'route="service-remote:dc1"' in S.get(dc2.gateway.admin + "/metrics", timeout=5).text
+
+
+def test_mode_remote_dials_dc1s_gateway_and_none_dials_the_sidecar(mesh: dict[str, Any]) -> None:
+    dc1 = mesh["dc1"]
+    try:
+        for mode, expected in (("remote", (dc1.gateway.address, dc1.gateway.port)),
+                               ("none", (mesh["app_host"], SIDECAR_PORT))):
+            set_mode(dc1, mode)
+
+            def first_hop_is(expected: tuple[str, int] = expected) -> bool:
+                try:
+                    with socket.create_connection(("127.0.0.1", UPSTREAM_PORT), timeout=5) as held:
+                        held.sendall(b"ping")
+                        return held.recv(4) == b"ping" and expected in web_proxy_peers(mesh)
+                except OSError:
+                    return False
+
+            wait_until(first_hop_is, 20, interval=0.3, what=f"mode {mode}: first hop {expected}")
+    finally:
+        set_mode(dc1, "local")
+
+
+def test_a_deny_intention_closes_new_connections_and_is_counted(mesh: dict[str, Any]) -> None:
+    dc1 = mesh["dc1"]
+    admin = f"{mesh['app_host']}:19100"
+    denied_before = metric(admin, 'meshfed_proxy_connections_total{direction="inbound",outcome="denied",upstream="socat"}')
+    path = "/v1/connect/intentions/exact?source=web&destination=socat"
+    assert http(dc1.servers[0], "PUT", path, {"Action": "deny"}).status_code == 200
+    try:
+        wait_until(lambda: not echoes(UPSTREAM_PORT), 10, interval=0.3, what="the deny takes effect")
+        denied = metric(admin, 'meshfed_proxy_connections_total{direction="inbound",outcome="denied",upstream="socat"}')
+        assert denied > denied_before
+    finally:
+        assert http(dc1.servers[0], "PUT", path, {"Action": "allow"}).status_code == 200
+    wait_until(lambda: echoes(UPSTREAM_PORT), 10, interval=0.3, what="allowed again")
+
+
+def test_losing_the_only_sidecar_fails_fast_and_a_new_one_is_used_without_restarts(mesh: dict[str, Any]) -> None:
+    sidecar = mesh["socat-proxy"]
+    sidecar.kill()
+    started = time.monotonic()
+    assert not echoes(UPSTREAM_PORT)
+    assert time.monotonic() - started < 5, "a dead sidecar must fail the connection fast"
+    sidecar.start()
+    wait_until(lambda: echoes(UPSTREAM_PORT), 30, interval=0.3, what="the restarted sidecar serves again")
+
+
+def test_a_killed_gateway_comes_back_and_new_connections_work(mesh: dict[str, Any]) -> None:
+    gateway = mesh["dc2"].gateway
+    gateway.kill()
+    assert not echoes(UPSTREAM_PORT)
+    gateway.start()
+    wait_until(lambda: echoes(UPSTREAM_PORT), 30, interval=0.3, what="traffic through the restarted gateway")
