@@ -53,3 +53,16 @@ def test_learning_from_the_servers_json() -> None:
     learned = remote_gateways({"dc1": [csn("1.1.1.1", wanfed)], "dc2": [csn("2.2.2.2", wanfed), csn("2.2.2.3", {}),
                                csn("2.2.2.4", wanfed, "critical")], "DC3": [csn("3.3.3.3", {})]}, "dc1")
     assert learned == {"dc2": [("2.2.2.2", 443)]}
+
+
+def test_service_names_route_by_datacenter_once_the_trust_domain_is_known() -> None:
+    td = "7f42f496-fbc7-8692-05ed-334aa5340c1e.consul"
+    table = RoutingTable(datacenter="dc1", remote_gateways={"dc2": [("198.51.100.7", 443)]}, trust_domain=td)
+    assert table.resolve(f"web.default.dc2.internal.{td}") == ("service-remote:dc2", [("198.51.100.7", 443)])
+    assert table.resolve(f"web.default.dc1.internal.{td}") is None  # our own: the gateway asks the catalog
+    assert table.local_service(f"web.default.dc1.internal.{td}") == "web"
+    assert table.local_service(f"web.default.dc2.internal.{td}") is None
+    assert table.resolve(f"web.default.dc3.internal.{td}") is None  # no gateway known there
+    assert table.resolve("web.default.dc2.internal.other.consul") is None  # another cluster's name
+    untrusting = RoutingTable(datacenter="dc1", remote_gateways={"dc2": [("198.51.100.7", 443)]})
+    assert untrusting.resolve(f"web.default.dc2.internal.{td}") is None
