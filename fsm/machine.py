@@ -54,6 +54,7 @@ from meshfed.fsm.commands import (
     validate,
 )
 from meshfed.fsm.log_entries import decode_batch
+from meshfed.fsm.machine_data import parse_machine_data
 from meshfed.fsm.records import STATUS_CRITICAL, HealthCheck, NodeService
 from meshfed.fsm.restore import (
     RestoreRejected,
@@ -67,7 +68,6 @@ from meshfed.fsm.results import (
     CODE_NOT_FOUND,
     Result,
     failure,
-    result_from_wire,
     success,
 )
 from meshfed.fsm.snapshot import SnapshotError
@@ -194,7 +194,7 @@ class StateMachine:
         blob = self._staging.take(command)
         try:
             machine = decode_backup(blob).machine
-            _, dedupe, _, _ = _parse_machine_data(machine)
+            _, dedupe, _, _ = parse_machine_data(machine)
         except (SnapshotError, ValueError) as exc:
             raise RestoreRejected(str(exc)) from exc
         restored_at = max(raft_index + self._index_offset, state_index(machine) + 1)
@@ -234,7 +234,7 @@ class StateMachine:
         and keeps the current state; on success notifies subscribers with every table."""
         with self._apply_lock:
             try:
-                last_index, dedupe, offset, staging = _parse_machine_data(data)
+                last_index, dedupe, offset, staging = parse_machine_data(data)
                 self.state.load(data["tables"])
             except Exception as exc:
                 raise SnapshotError(f"cannot restore snapshot data: {exc}") from exc
@@ -243,23 +243,6 @@ class StateMachine:
             self._index_offset = offset
             self._staging = staging
         self._notify(frozenset(TABLES), last_index + offset)
-
-
-def _parse_machine_data(data: Any) -> tuple[int, OrderedDict[str, Result], int, RestoreStaging]:
-    if not isinstance(data, dict) or "tables" not in data:
-        raise ValueError("snapshot data must be a map with 'tables', 'last_index' and 'dedupe'")
-    last_index = data.get("last_index")
-    if isinstance(last_index, bool) or not isinstance(last_index, int) or last_index < 0:
-        raise ValueError(f"last_index is {last_index!r}, want an integer >= 0")
-    offset = data.get("index_offset", 0)  # absent in snapshots written before restores existed
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"index_offset is {offset!r}, want an integer >= 0")
-    dedupe: OrderedDict[str, Result] = OrderedDict()
-    for item in data.get("dedupe") or []:
-        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str):
-            raise ValueError(f"dedupe entry {item!r:.80} is not [request_id, result]")
-        dedupe[item[0]] = result_from_wire(item[1])
-    return last_index, dedupe, offset, RestoreStaging.from_export(data.get(STAGING_KEY))
 
 
 # ---- handlers: decide first, mutate last --------------------------------------------------------

@@ -28,7 +28,7 @@ from .harness import Datacenter, wait_until
 from .workload import Writers
 
 SNAPSHOT_OFTEN = {"raft_snapshot_threshold": 200, "raft_snapshot_interval": "3s"}
-FAT_NODES = 300  # x 64 meta values of ~150 bytes: a backup of several MB, hundreds of chunks
+FAT_NODES = 450  # x 64 meta values of ~150 bytes: a backup over 4 MiB (the JSON body limit), ~290 chunks
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -91,7 +91,7 @@ def test_disaster_recovery_drill(make_dc, tmp_path) -> None:  # type: ignore[no-
     # A non-stale save is a consistent read: everything acknowledged before it is in the file.
     assert len(acked_before_save) > 20 and acked_before_save <= backed_up_nodes
     assert {f"fat-{i}" for i in range(FAT_NODES)} <= backed_up_nodes
-    assert len(blob) > 2_000_000, f"backup of {len(blob)} bytes: the drill should move several MB"
+    assert len(blob) > 4 * 1024 * 1024, f"backup of {len(blob)} bytes: the drill should move several MB"
 
     # 2. Inspect the file.
     inspected = cli("snapshot", "inspect", backup_path)
@@ -200,7 +200,7 @@ ACL_ON = {"primary_datacenter": "dc1",
                   "tokens": {"initial_management": "5f1d0c9e-1111-4222-8333-944445555666"}}}
 
 
-def test_snapshot_needs_acl_write(make_dc) -> None:  # type: ignore[no-untyped-def]
+def test_snapshot_needs_acl_write(make_dc, tmp_path) -> None:  # type: ignore[no-untyped-def]
     management = ACL_ON["acl"]["tokens"]["initial_management"]  # type: ignore[index]
     dc = make_dc("dc1", config=ACL_ON)
     dc.start()
@@ -219,3 +219,14 @@ def test_snapshot_needs_acl_write(make_dc) -> None:  # type: ignore[no-untyped-d
     assert refused.status_code == 403
     allowed = dc.get(leader, "/v1/snapshot", headers=headers)
     assert allowed.status_code == 200 and decode_backup(allowed.content).machine["tables"]["acl_tokens"]
+
+    # The CLI takes the token from -token, else CONSUL_HTTP_TOKEN.
+    path = str(tmp_path / "acl.snap")
+    no_token = cli("snapshot", "save", "-http-addr", leader.http, path)
+    assert no_token.returncode == 1 and "HTTP 403" in no_token.stderr and not os.path.exists(path)
+    with_flag = cli("snapshot", "save", "-http-addr", leader.http, "-token", management, path)
+    assert with_flag.returncode == 0, with_flag.stderr
+    env = {**os.environ, "CONSUL_HTTP_TOKEN": management}
+    from_env = subprocess.run([sys.executable, "-m", "meshfed.server.cli", "snapshot", "restore", "-http-addr",
+                               leader.http, path], capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert from_env.returncode == 0 and from_env.stdout.strip() == "Restored snapshot", from_env.stderr
