@@ -176,6 +176,8 @@ class StateMachine:
             if isinstance(command, SnapshotRestoreChunk):
                 return success(self._staging.stage(command))
             if isinstance(command, SnapshotRestoreCommit):
+                if command.abort:
+                    return success(self._staging.abort(command.restore_id))
                 return success(self._apply_restore(writer, raft_index, command))
             handler = _HANDLERS[type(command)]
             return success(handler(writer, index, command))

@@ -48,11 +48,13 @@ class SnapshotRestoreChunk:
 @dataclass(frozen=True)
 class SnapshotRestoreCommit:
     """Assemble the staged chunks of `restore_id`, check `sha256` (hex, of the whole backup file)
-    and replace the state with the backup's."""
+    and replace the state with the backup's. With `abort`, drop the staged chunks instead (an
+    upload that failed half-way must not leave megabytes in memory and in every Raft snapshot)."""
 
     restore_id: str
     total: int
     sha256: str
+    abort: bool = False
 
 
 RESTORE_COMMANDS: tuple[type, ...] = (SnapshotRestoreChunk, SnapshotRestoreCommit)
@@ -67,7 +69,7 @@ RESTORE_DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
         restore_id=body["restore_id"], seq=body["seq"], total=body["total"], data=body["data"]
     ),
     TAG_RESTORE_COMMIT: lambda body: SnapshotRestoreCommit(
-        restore_id=body["restore_id"], total=body["total"], sha256=body["sha256"]
+        restore_id=body["restore_id"], total=body["total"], sha256=body["sha256"], abort=body.get("abort", False)
     ),
 }
 
@@ -83,7 +85,7 @@ def restore_shape_problem(command: Any) -> Problem | None:
             return "Seq", f"Seq: chunk {command.seq} of {command.total}"
         if len(command.data) > CHUNK_BYTES:
             return "Data", f"Data: {len(command.data)} bytes, a chunk holds at most {CHUNK_BYTES}"
-    elif len(command.sha256) != 64:
+    elif len(command.sha256) != 64 and not command.abort:
         return "SHA256", "SHA256: want 64 hex digits"
     return None
 
@@ -131,6 +133,13 @@ class RestoreStaging:
         if hashlib.sha256(blob).hexdigest() != commit.sha256.lower():
             raise RestoreRejected("checksum mismatch: the assembled snapshot differs from the one uploaded")
         return blob
+
+    def abort(self, restore_id: str) -> bool:
+        """Drop the staging if it is `restore_id`'s; another restore's upload is left alone."""
+        if restore_id != self.restore_id:
+            return False
+        self.clear()
+        return True
 
     def clear(self) -> None:
         self.restore_id, self.total, self.chunks = "", 0, {}

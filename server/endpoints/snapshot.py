@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import grpc
 
 from meshfed.fsm import Command, Result
-from meshfed.fsm.restore import chunk_commands
+from meshfed.fsm.restore import SnapshotRestoreChunk, SnapshotRestoreCommit, chunk_commands
 from meshfed.fsm.snapshot_format import BackupError, decode_backup, encode_backup, state_index
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid
@@ -123,8 +123,19 @@ class SnapshotEndpoint:
         await asyncio.to_thread(check_backup, blob)
         restore_id = uuid.uuid4().hex
         chunks, commit = chunk_commands(restore_id, blob)
-        # Chunk 0 opens the staging on every replica; the rest may then arrive in any order.
-        await self._propose(f"{restore_id}/0", chunks[0])
+        try:
+            # Chunk 0 opens the staging on every replica; the rest may then arrive in any order.
+            await self._propose(f"{restore_id}/0", chunks[0])
+            await self._send_rest(restore_id, chunks)
+            result = await self._propose(f"{restore_id}/commit", commit)
+        except BaseException:
+            # Safe whatever happened: an abort matches only this upload's staging, and a commit
+            # that did land has cleared it already.
+            await self._abandon(restore_id, commit.total)
+            raise
+        return int(result.value)
+
+    async def _send_rest(self, restore_id: str, chunks: Sequence[SnapshotRestoreChunk]) -> None:
         window = asyncio.Semaphore(CHUNK_WINDOW)
 
         async def send(seq: int) -> None:
@@ -137,8 +148,15 @@ class SnapshotEndpoint:
         finally:
             for task in tasks:
                 task.cancel()
-        result = await self._propose(f"{restore_id}/commit", commit)
-        return int(result.value)
+
+    async def _abandon(self, restore_id: str, total: int) -> None:
+        """Best effort: drop the staged chunks of a failed upload on every replica. If this fails
+        too, they stay staged until the next restore replaces them."""
+        abort = SnapshotRestoreCommit(restore_id, total, "", abort=True)
+        try:
+            await self._raft.apply([(f"{restore_id}/abort", abort)], timeout=5.0)
+        except RaftError:
+            pass
 
     async def _propose(self, rid: str, command: Command) -> Result:
         """Propose with retries under the same request id (the state machine applies it once)."""

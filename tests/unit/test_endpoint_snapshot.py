@@ -12,9 +12,9 @@ import pytest
 from meshfed.fsm import CatalogRegister
 from meshfed.fsm.records import Node
 from meshfed.fsm.restore import SnapshotRestoreChunk, SnapshotRestoreCommit
-from meshfed.fsm.snapshot_format import decode_backup, state_index
+from meshfed.fsm.snapshot_format import STAGING_KEY, decode_backup, state_index
 from meshfed.rpc.errors import RPCError
-from meshfed.server.endpoints.snapshot import SnapshotEndpoint
+from meshfed.server.endpoints.snapshot import CHUNK_WINDOW, SnapshotEndpoint
 from tests.twins.raft import RaftTwin
 
 
@@ -88,4 +88,19 @@ def test_without_raft_the_restore_fails_unavailable_and_changes_nothing() -> Non
     with pytest.raises(RPCError) as caught:
         asyncio.run(endpoint(target).restore(blob))
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert target.state.export() == before
+
+
+def test_an_upload_that_fails_half_way_drops_its_staged_chunks() -> None:
+    _, blob = asyncio.run(endpoint(populated(40)).save(stale=True))
+    target = populated(1)
+    before = target.state.export()
+    target.before_apply = lambda: setattr(target, "failures", 4 * CHUNK_WINDOW)  # after chunk 0 lands
+    with pytest.raises(RPCError) as caught:
+        asyncio.run(endpoint(target).restore(blob))
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert any(isinstance(c, SnapshotRestoreChunk) for c in target.commands)
+    assert target.commands[-1] == SnapshotRestoreCommit(target.commands[-1].restore_id, target.commands[-1].total,
+                                                        "", abort=True)
+    assert STAGING_KEY not in target.machine.snapshot_data()
     assert target.state.export() == before

@@ -206,6 +206,17 @@ def test_a_bad_restore_commit_changes_nothing(corrupt: str) -> None:
     assert STAGING_KEY not in after  # the failed upload is dropped, not left to mix with the next
 
 
+def test_an_abort_drops_only_its_own_upload() -> None:
+    target = StateMachine()
+    log = Log(target)
+    chunks, commit = chunk_commands("mine", os.urandom(CHUNK_BYTES + 1))
+    log.append(chunks[0])
+    (other,) = log.append(type(commit)("someone-else", commit.total, "", abort=True))
+    assert other.ok and other.value is False and STAGING_KEY in target.snapshot_data()
+    (mine,) = log.append(type(commit)("mine", commit.total, "", abort=True))
+    assert mine.ok and mine.value is True and STAGING_KEY not in target.snapshot_data()
+
+
 def test_staging_refuses_chunks_of_a_restore_that_is_not_staged() -> None:
     staging = RestoreStaging()
     with pytest.raises(Exception, match="not being staged"):
