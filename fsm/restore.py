@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-# 16 KiB: two chunks and their framing fit one 48 KiB group-commit batch even after pickle's
-# inflation of binary data, so no restore entry reaches PySyncObj's 64 KiB chunking edge.
+# 16 KiB: the group commit packs two chunks (32 KiB) into one 48 KiB batch, and even pickle's
+# ~1.5x inflation of binary data keeps such an entry under PySyncObj's 64 KiB chunking edge.
 CHUNK_BYTES = 16 * 1024
 MAX_BACKUP_BYTES = 1024 * 1024 * 1024  # the state must fit in RAM on every server anyway
 MAX_CHUNKS = MAX_BACKUP_BYTES // CHUNK_BYTES

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import grpc
 
 from meshfed.fsm import Command, Result
+from meshfed.fsm.machine_data import parse_machine_data
 from meshfed.fsm.restore import SnapshotRestoreChunk, SnapshotRestoreCommit, chunk_commands
 from meshfed.fsm.snapshot_format import BackupError, decode_backup, encode_backup, state_index
 from meshfed.fsm.state import StateStore
@@ -70,6 +71,7 @@ def check_backup(blob: bytes) -> dict[str, Any]:
     """
     try:
         backup = decode_backup(blob)
+        parse_machine_data(backup.machine)
         StateStore().load(backup.machine["tables"])  # every record, as the state machine will
     except (BackupError, ValueError) as exc:
         raise invalid(f"snapshot restore refused: {exc}") from None
