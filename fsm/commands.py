@@ -34,6 +34,12 @@ from meshfed.fsm.records import (
     NodeService,
     ServerInfo,
 )
+from meshfed.fsm.restore import (
+    RESTORE_COMMANDS,
+    SnapshotRestoreChunk,
+    SnapshotRestoreCommit,
+    restore_shape_problem,
+)
 
 MAX_PORT = 65535
 # msgpack can carry integers in [-2**63, 2**64 - 1]; anything else cannot reach the log.
@@ -121,6 +127,8 @@ Command = (
     | ConfigEntryDelete
     | CAStateSet
     | Noop
+    | SnapshotRestoreChunk
+    | SnapshotRestoreCommit
     | ACLCommand
 )
 
@@ -204,6 +212,10 @@ def check_type(value: Any, hint: Any, path: str, renames: tuple[tuple[str, str],
     if hint is str:
         if not isinstance(value, str):
             raise type_error(path, "a string", value)
+        return
+    if hint is bytes:
+        if not isinstance(value, bytes):
+            raise type_error(path, "bytes", value)
         return
     if hint is bool:
         if not isinstance(value, bool):
@@ -360,6 +372,10 @@ def validate(command: Command) -> None:
             raise CommandError("Roots", "there must be exactly one active CA")
     elif isinstance(command, Noop):
         return
+    elif isinstance(command, RESTORE_COMMANDS):
+        check_type(command, type(command), "")
+        if (problem := restore_shape_problem(command)) is not None:
+            raise CommandError(*problem)
     elif isinstance(command, ACL_COMMANDS):
         check_type(command, type(command), "")
         if (problem := acl_shape_problem(command)) is not None:

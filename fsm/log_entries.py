@@ -39,6 +39,7 @@ from meshfed.fsm.records import (
     service_from_wire,
     to_wire,
 )
+from meshfed.fsm.restore import RESTORE_DECODERS, RESTORE_TAGS
 
 # ---- log encoding -------------------------------------------------------------------------------
 
@@ -64,6 +65,7 @@ _TAG_OF: dict[type, str] = {
     ConfigEntryDelete: TAG_CONFIG_ENTRY_DELETE,
     CAStateSet: TAG_CA_STATE_SET,
     Noop: TAG_NOOP,
+    **RESTORE_TAGS,
     **ACL_TAGS,
 }
 
@@ -130,6 +132,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Command]] = {
     TAG_CONFIG_ENTRY_DELETE: lambda body: ConfigEntryDelete(kind=body["kind"], name=body["name"], cas=body.get("cas")),
     TAG_CA_STATE_SET: lambda body: CAStateSet(state=ca_state_from_wire(body["state"]), cas=body.get("cas")),
     TAG_NOOP: lambda body: Noop(),
+    **RESTORE_DECODERS,
     **ACL_DECODERS,
 }
 

@@ -5,7 +5,8 @@ Contract with the Raft adapter (server/raft.py), which calls in on PySyncObj's t
    commands (group commit); every command in it gets `index` as its create/modify index, and its
    own `Result`. Apply never raises (reference/pysyncobj.md §1.3: a raising apply wedges the node).
 2. `snapshot_data()` / `restore_data()` for log compaction; the data includes the table indexes,
-   the dedupe window and `last_index`, so a restored replica continues exactly like the original.
+   the dedupe window, `last_index`, the index offset and a half-uploaded backup restore, so a
+   restored replica continues exactly like the original.
 Readers on the event loop call `state`'s read methods at any time; they see whole entries only.
 
 Per entry:
@@ -18,6 +19,14 @@ Per entry:
   applied atomically: handlers decide everything first and mutate only once nothing can fail,
   so a rejected command changes nothing.
 After the entry, subscribers get `(changed tables, index)` once, outside every lock.
+
+Indexes: `last_index` is the Raft index (what replay detection compares); records and tables get
+the *store index* `raft index + index_offset`. The offset is 0 until a backup is restored
+(fsm/restore.py): the backup's records keep their indexes, which may be far above this cluster's
+Raft index (a fresh DC restoring a busy one's backup), so the restore raises the offset until the
+restore's own store index is above both the backup's and everything served before; writes then
+continue above it, X-Consul-Index never goes backwards, and every blocking query wakes. Raft's own
+index cannot jump as Consul's does on restore (PySyncObj has no such operation), hence the offset.
 """
 
 from __future__ import annotations
@@ -45,17 +54,24 @@ from meshfed.fsm.commands import (
     validate,
 )
 from meshfed.fsm.log_entries import decode_batch
+from meshfed.fsm.machine_data import parse_machine_data
 from meshfed.fsm.records import STATUS_CRITICAL, HealthCheck, NodeService
+from meshfed.fsm.restore import (
+    RestoreRejected,
+    RestoreStaging,
+    SnapshotRestoreChunk,
+    SnapshotRestoreCommit,
+)
 from meshfed.fsm.results import (
     CODE_INTERNAL,
     CODE_INVALID,
     CODE_NOT_FOUND,
     Result,
     failure,
-    result_from_wire,
     success,
 )
 from meshfed.fsm.snapshot import SnapshotError
+from meshfed.fsm.snapshot_format import STAGING_KEY, decode_backup, state_index
 from meshfed.fsm.state import TABLES, StateStore, StoreWriter
 
 # How many request ids apply remembers. A client retries within seconds; at thousands of writes
@@ -89,6 +105,8 @@ class StateMachine:
     def __init__(self, state: StateStore | None = None) -> None:
         self.state = state if state is not None else StateStore()
         self._last_index = 0
+        self._index_offset = 0
+        self._staging = RestoreStaging()
         self._dedupe: OrderedDict[str, Result] = OrderedDict()
         self._subscribers: list[Subscriber] = []
         # Serialises apply, snapshot and restore, should the adapter ever call them from two threads.
@@ -98,6 +116,10 @@ class StateMachine:
     @property
     def last_index(self) -> int:
         return self._last_index
+
+    @property
+    def index_offset(self) -> int:
+        return self._index_offset
 
     def subscribe(self, callback: Subscriber) -> None:
         """Call `callback(changed_tables, index)` after each entry that changed something.
@@ -115,7 +137,7 @@ class StateMachine:
         except Exception as exc:  # a bug; never let it reach the tick thread
             return [failure(CODE_INTERNAL, f"apply of entry {index} failed: {type(exc).__name__}: {exc}")]
         if changed:
-            self._notify(frozenset(changed), index)
+            self._notify(frozenset(changed), index + self._index_offset)
         return results
 
     def _apply_entry(self, index: int, payload: bytes) -> tuple[list[Result], set[str]]:
@@ -147,17 +169,44 @@ class StateMachine:
         while len(self._dedupe) > DEDUPE_WINDOW:
             self._dedupe.popitem(last=False)
 
-    def _apply_command(self, writer: StoreWriter, index: int, command: Command) -> Result:
+    def _apply_command(self, writer: StoreWriter, raft_index: int, command: Command) -> Result:
+        index = raft_index + self._index_offset  # per command: a restore earlier in the entry moves it
         try:
             validate(command)
+            if isinstance(command, SnapshotRestoreChunk):
+                return success(self._staging.stage(command))
+            if isinstance(command, SnapshotRestoreCommit):
+                if command.abort:
+                    return success(self._staging.abort(command.restore_id))
+                return success(self._apply_restore(writer, raft_index, command))
             handler = _HANDLERS[type(command)]
             return success(handler(writer, index, command))
         except CommandError as exc:
             return failure(CODE_INVALID, str(exc))
         except (_Rejected, ACLRejected) as exc:
             return failure(exc.code, str(exc))
+        except RestoreRejected as exc:
+            return failure(CODE_INVALID, f"snapshot restore refused: {exc}")
         except Exception as exc:  # handlers mutate last, so a bug here has changed nothing
             return failure(CODE_INTERNAL, f"{type(command).__name__} failed: {type(exc).__name__}: {exc}")
+
+    def _apply_restore(self, writer: StoreWriter, raft_index: int, command: SnapshotRestoreCommit) -> int:
+        """Replace the whole state with the assembled backup; returns the restore's store index.
+        Decides everything first: a bad backup raises and leaves the state untouched."""
+        blob = self._staging.take(command)
+        try:
+            machine = decode_backup(blob).machine
+            _, dedupe, _, _ = parse_machine_data(machine)
+        except (SnapshotError, ValueError) as exc:
+            raise RestoreRejected(str(exc)) from exc
+        restored_at = max(raft_index + self._index_offset, state_index(machine) + 1)
+        try:
+            writer.replace_all(machine["tables"], restored_at)
+        except ValueError as exc:
+            raise RestoreRejected(str(exc)) from exc
+        self._index_offset = restored_at - raft_index
+        self._dedupe = dedupe
+        return restored_at
 
     def _notify(self, changed: frozenset[str], index: int) -> None:
         for callback in list(self._subscribers):
@@ -171,38 +220,31 @@ class StateMachine:
     def snapshot_data(self) -> dict[str, Any]:
         """Everything needed to continue exactly from here, as plain msgpack-able data."""
         with self._apply_lock:
-            return {
+            data = {
                 "last_index": self._last_index,
+                "index_offset": self._index_offset,
                 "tables": self.state.export(),
                 "dedupe": [[rid, result.to_wire()] for rid, result in self._dedupe.items()],
             }
+            staged = self._staging.export()
+            if staged is not None:
+                data[STAGING_KEY] = staged
+            return data
 
     def restore_data(self, data: dict[str, Any]) -> None:
         """Replace all state with `snapshot_data()` output. On malformed data raises SnapshotError
         and keeps the current state; on success notifies subscribers with every table."""
         with self._apply_lock:
             try:
-                last_index, dedupe = _parse_machine_data(data)
+                last_index, dedupe, offset, staging = parse_machine_data(data)
                 self.state.load(data["tables"])
             except Exception as exc:
                 raise SnapshotError(f"cannot restore snapshot data: {exc}") from exc
             self._last_index = last_index
             self._dedupe = dedupe
-        self._notify(frozenset(TABLES), last_index)
-
-
-def _parse_machine_data(data: Any) -> tuple[int, OrderedDict[str, Result]]:
-    if not isinstance(data, dict) or "tables" not in data:
-        raise ValueError("snapshot data must be a map with 'tables', 'last_index' and 'dedupe'")
-    last_index = data.get("last_index")
-    if isinstance(last_index, bool) or not isinstance(last_index, int) or last_index < 0:
-        raise ValueError(f"last_index is {last_index!r}, want an integer >= 0")
-    dedupe: OrderedDict[str, Result] = OrderedDict()
-    for item in data.get("dedupe") or []:
-        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str):
-            raise ValueError(f"dedupe entry {item!r:.80} is not [request_id, result]")
-        dedupe[item[0]] = result_from_wire(item[1])
-    return last_index, dedupe
+            self._index_offset = offset
+            self._staging = staging
+        self._notify(frozenset(TABLES), last_index + offset)
 
 
 # ---- handlers: decide first, mutate last --------------------------------------------------------

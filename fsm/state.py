@@ -312,6 +312,16 @@ class StoreWriter(ACLWrites):
         self._t.table_index[table] = max(self._t.table_index[table], index)
         self.changed.add(table)
 
+    def replace_all(self, data: dict[str, Any], index: int) -> None:
+        """A backup restore inside a log entry: every table becomes `data`'s (records keep their own
+        indexes) and every table index becomes `index`, which the caller puts above every index
+        either state ever served, so blocking queries all wake and X-Consul-Index never goes back.
+        Raises ValueError and then changes nothing."""
+        tables = _tables_from_export(data)
+        tables.table_index = dict.fromkeys(TABLES, index)
+        vars(self._t).update(vars(tables))  # in place: the store and this writer share `_t`
+        self.changed.update(TABLES)
+
     # lookups
     def node(self, name: str) -> Node | None:
         return self._t.nodes.get(name.lower())

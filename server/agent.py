@@ -39,6 +39,7 @@ from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
 from meshfed.server.endpoints.federation_state import FederationStateEndpoint
 from meshfed.server.endpoints.intention import IntentionEndpoint
+from meshfed.server.endpoints.snapshot import SnapshotEndpoint
 from meshfed.server.endpoints.status import StatusEndpoint
 from meshfed.server.http.api import Api
 from meshfed.server.http.app import build_app
@@ -227,6 +228,8 @@ class Agent:
             acl=acl if cfg.acl.enabled else None,
             acl_resolver=acl_resolver,
             leaves=LeafCache(datacenter=cfg.datacenter, state=state, watches=self.watches, sign=self.connect_ca.sign),
+            snapshots=SnapshotEndpoint(datacenter=cfg.datacenter, machine=self.machine, raft=raft,
+                                       term=lambda: raft.status().term),
         )
         # Open blocking queries are cut at shutdown after HTTP_SHUTDOWN_TIMEOUT (clients retry), not
         # aiohttp's default 60 s.

@@ -163,6 +163,10 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     ("GET", "/v1/internal/gateway-locator"): OPERATOR_READ,
     ("GET", "/v1/internal/replication"): OPERATOR_READ,
     ("GET", "/v1/internal/federation/check"): OPERATOR_READ,
+    # Consul's SnapshotAllowed is acl:write for both: a backup holds every token secret and the CA's
+    # keys, so saving one is as strong as management (server/endpoints/snapshot.py).
+    ("GET", "/v1/snapshot"): ACL_WRITE,
+    ("PUT", "/v1/snapshot"): ACL_WRITE,
     # Any valid token may read itself: the token is resolved (an unknown secret is 'ACL not found'),
     # nothing more is asked.
     ("GET", "/v1/acl/token/self"): Declaration(lambda facts: []),

@@ -25,6 +25,8 @@ from meshfed.server.cli.connect import ProxyCommandError
 from meshfed.server.cli.connect import add_commands as add_connect_commands
 from meshfed.server.cli.federation import add_commands as add_federation_commands
 from meshfed.server.cli.flags import add_agent_arguments, agent_overrides
+from meshfed.server.cli.snapshot import SnapshotCommandError
+from meshfed.server.cli.snapshot import add_commands as add_snapshot_commands
 from meshfed.server.config.loader import ConfigError, generate_key, load
 
 DEFAULT_HTTP_ADDR = "http://127.0.0.1:8500"
@@ -295,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_acl_commands(sub, _add_http_flags, http_request)
     add_federation_commands(sub, _add_http_flags, http_request)
     add_connect_commands(sub, http_request)
+    add_snapshot_commands(sub, _add_http_flags, http_addr)
 
     operator = sub.add_parser("operator", help="operator commands").add_subparsers(dest="area", metavar="AREA")
     operator.required = True
@@ -409,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(ns.func(ns) or 0)
-    except (CLIError, ConfigError, ACLCommandError, ProxyCommandError) as exc:
+    except (CLIError, ConfigError, ACLCommandError, ProxyCommandError, SnapshotCommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

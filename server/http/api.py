@@ -25,6 +25,7 @@ from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
 from meshfed.server.endpoints.federation_state import FederationStateEndpoint
 from meshfed.server.endpoints.intention import IntentionEndpoint
 from meshfed.server.endpoints.ports import Queries
+from meshfed.server.endpoints.snapshot import SnapshotEndpoint
 from meshfed.server.endpoints.status import StatusEndpoint
 from meshfed.server.http.json_guard import BodyError, parse_json_body
 from meshfed.server.http.params import BadRequest
@@ -71,6 +72,7 @@ class Api:
     acl: ACLEndpoint | None = None  # None while ACLs are disabled: /v1/acl/* answers 401
     acl_resolver: ACLResolver | None = None  # shared with the RPC check: one token cache per server
     leaves: LeafCache | None = None  # leaf certificates this server hands out (keys stay in its memory)
+    snapshots: SnapshotEndpoint | None = None  # None only in HTTP tests that build an Api by hand
 
 
 API_KEY: web.AppKey[Api] = web.AppKey("meshfed_api", Api)

@@ -24,6 +24,7 @@ from meshfed.server.http import (
     routes_connect_ca,
     routes_intentions,
     routes_internal,
+    routes_snapshot,
 )
 from meshfed.server.http.acl_middleware import acl_middleware
 from meshfed.server.http.api import API_KEY, Api
@@ -83,4 +84,5 @@ def build_app(api: Api) -> web.Application:
     routes_intentions.add(app)
     routes_connect_ca.add(app)
     routes_acl.add(app)
+    routes_snapshot.add(app)
     return app
