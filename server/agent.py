@@ -34,6 +34,7 @@ from meshfed.server.ca.primary import bootstrap_primary_ca
 from meshfed.server.ca.secondary import SecondaryCA
 from meshfed.server.config import Config, config_warnings
 from meshfed.server.endpoints.acl import ACLEndpoint
+from meshfed.server.endpoints.agent_services import AgentServices
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
@@ -184,10 +185,12 @@ class Agent:
         acl = ACLEndpoint(datacenter=cfg.datacenter, primary_datacenter=cfg.primary, state=state, raft=raft,
                           router=router, queries=queries, data_dir=cfg.data_dir or None)
         status = StatusEndpoint(datacenter=cfg.datacenter, state=state, raft=raft, queries=queries, router=router)
+        agent_services = AgentServices(node=cfg.node_name, address=cfg.advertise, datacenter=cfg.datacenter,
+                                       state=state, raft=raft, router=router, queries=queries)
         handlers = {
             **federation.handlers(), **catalog.handlers(), **status.handlers(), **config_entries.handlers(),
             **intentions.handlers(), **self.connect_ca.handlers(),
-            **acl.handlers(), **self.federation_wan.check.handlers(),
+            **acl.handlers(), **self.federation_wan.check.handlers(), **agent_services.handlers(),
         }
 
         self.grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -227,6 +230,7 @@ class Agent:
             prometheus_enabled=cfg.telemetry.prometheus_retention_time > 0,
             acl=acl if cfg.acl.enabled else None,
             acl_resolver=acl_resolver,
+            agent_services=agent_services,
             leaves=LeafCache(datacenter=cfg.datacenter, state=state, watches=self.watches, sign=self.connect_ca.sign),
             snapshots=SnapshotEndpoint(datacenter=cfg.datacenter, machine=self.machine, raft=raft,
                                        term=lambda: raft.status().term),

@@ -37,6 +37,15 @@ def catalog_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return kept, len(kept) != len(answer)
 
 
+def agent_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """`{id: AgentService}`: service:read on each service's name."""
+    if not isinstance(answer, Mapping):
+        return answer, False
+    kept = {sid: s for sid, s in answer.items()
+            if isinstance(s, Mapping) and _can_read(identity, "service", lookup(s, "Service"))}
+    return kept, len(kept) != len(answer)
+
+
 def catalog_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return _keep_rows(answer, lambda row: _can_read(identity, "node", lookup(row, "Node")))
 

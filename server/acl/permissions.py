@@ -106,6 +106,27 @@ def _intentions_named(facts: RouteFacts) -> list[Need]:
     return [need for name in facts.request.query.getall("name", []) for need in intention(name, Access.READ)]
 
 
+def _agent_register(facts: RouteFacts) -> list[Need]:
+    """service:write on the service and on its sidecar (named after it unless given)."""
+    name = _body_field(facts, "Name") or _body_field(facts, "Service")
+    connect = lookup(facts.body, "Connect") if isinstance(facts.body, Mapping) else None
+    spec = lookup(connect, "SidecarService") if isinstance(connect, Mapping) else None
+    names = [name]
+    if isinstance(spec, Mapping):
+        sidecar_name = lookup(spec, "Name", "Service")
+        names.append(sidecar_name if isinstance(sidecar_name, str) and sidecar_name else f"{name}-sidecar-proxy")
+    return [Need("service", Access.WRITE, n) for n in names]
+
+
+def _agent_service_by_id(access: Access) -> NeedsOf:
+    def needs(facts: RouteFacts) -> list[Need]:
+        _, _, services = facts.state.catalog_node(facts.node_name)
+        found = next((s.service for s in services if s.id == facts.match("id")), facts.match("id"))
+        return [Need("service", access, found)]
+
+    return needs
+
+
 OPERATOR_READ = Declaration(_unnamed("operator", Access.READ))
 OPERATOR_WRITE = Declaration(_unnamed("operator", Access.WRITE))
 ACL_READ = Declaration(_unnamed("acl", Access.READ))
@@ -126,6 +147,10 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     # The destination's proxy asks: it must be allowed to write (be) the target service.
     ("POST", "/v1/agent/connect/authorize"): Declaration(
         lambda facts: [Need("service", Access.WRITE, _body_field(facts, "Target"))], reads_body=True),
+    ("PUT", "/v1/agent/service/register"): Declaration(_agent_register, reads_body=True),
+    ("PUT", "/v1/agent/service/deregister/{id}"): Declaration(_agent_service_by_id(Access.WRITE)),
+    ("GET", "/v1/agent/service/{id}"): Declaration(_agent_service_by_id(Access.READ)),
+    ("GET", "/v1/agent/services"): Declaration(filter=filters.agent_services),
     ("GET", "/v1/catalog/services"): Declaration(filter=filters.catalog_services),
     ("GET", "/v1/catalog/nodes"): Declaration(filter=filters.catalog_nodes),
     ("GET", "/v1/catalog/service/{service}"): Declaration(filter=filters.catalog_service_nodes),

@@ -92,9 +92,23 @@ def _leaf_sign(state: StateStore, body: Mapping[str, Any]) -> list[Need]:
     return [Need("service", Access.WRITE, service)] if service else operator(Access.WRITE)
 
 
+def _register_many(state: StateStore, body: Mapping[str, Any]) -> list[Need]:
+    rows = body.get("registrations")
+    return [need for row in (rows if isinstance(rows, list) else []) if isinstance(row, Mapping)
+            for need in _register(state, row)]
+
+
+def _deregister_many(state: StateStore, body: Mapping[str, Any]) -> list[Need]:
+    ids = body.get("service_ids")
+    return [need for service_id in (ids if isinstance(ids, list) else [])
+            for need in deregistration_of(state, _text(body, "node"), str(service_id), "")]
+
+
 RPC_METHODS: dict[str, RPCNeedsOf] = {
     "Catalog/Register": _register,
     "Catalog/Deregister": _deregister,
+    "Catalog/RegisterMany": _register_many,
+    "Catalog/DeregisterMany": _deregister_many,
     "Health/UpdateTTL": lambda state, body: ttl_update_of(state, _text(body, "check_id"), _text(body, "node")),
     "ConfigEntry/Apply": _config_entry_apply,
     "ConfigEntry/Delete": lambda state, body: config_entry_write(_text(body, "kind"), _text(body, "name")),

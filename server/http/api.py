@@ -19,6 +19,7 @@ from meshfed.server.acl.resolver import ACLResolver
 from meshfed.server.ca.leaf_cache import LeafCache
 from meshfed.server.config.loader import Config
 from meshfed.server.endpoints.acl import ACLEndpoint
+from meshfed.server.endpoints.agent_services import AgentServices
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
@@ -71,6 +72,7 @@ class Api:
     prometheus_enabled: bool = True
     acl: ACLEndpoint | None = None  # None while ACLs are disabled: /v1/acl/* answers 401
     acl_resolver: ACLResolver | None = None  # shared with the RPC check: one token cache per server
+    agent_services: AgentServices | None = None  # this server's own node, as its agent
     leaves: LeafCache | None = None  # leaf certificates this server hands out (keys stay in its memory)
     snapshots: SnapshotEndpoint | None = None  # None only in HTTP tests that build an Api by hand
 

@@ -18,6 +18,7 @@ from meshfed.rpc.errors import RPCError
 from meshfed.server.http import (
     routes_acl,
     routes_agent,
+    routes_agent_services,
     routes_catalog,
     routes_config,
     routes_connect,
@@ -80,6 +81,7 @@ def build_app(api: Api) -> web.Application:
     routes_catalog.add(app)
     routes_connect.add(app)
     routes_agent.add(app)
+    routes_agent_services.add(app)
     routes_config.add(app)
     routes_intentions.add(app)
     routes_connect_ca.add(app)

@@ -32,7 +32,7 @@ from .harness import wait_until
 from .test_federation import tcp_peers
 
 S = requests.Session()
-ECHO_PORT, SIDECAR_PORT = 9090, 21000
+ECHO_PORT, SIDECAR_PORT = 9090, 21000  # the sidecar gets the first port of Consul's range
 UPSTREAM_PORT = 30000 + os.getpid() % 20000  # web's local socat listener on 127.0.0.1
 
 
@@ -76,30 +76,31 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     dc1, dc2 = dcs
     app_host = dc1.servers[0].address.rsplit(".", 1)[0] + ".30"
     processes: list[Any] = processes_of(dcs)
+    web_host = dc2.servers[0].address.rsplit(".", 1)[0] + ".30"
     mesh_processes: dict[str, MeshProcess] = {
         "echo": MeshProcess("echo", ["echo", "-listen", f"{app_host}:{ECHO_PORT}"], f"{root}/echo.log"),
         "socat-proxy": MeshProcess("socat-proxy", [
-            "proxy", "-service", "socat", "-listen", f"{app_host}:{SIDECAR_PORT}", "-service-addr",
-            f"{app_host}:{ECHO_PORT}", "-http-addr", f"{dc1.servers[0].address}:8500",
+            "proxy", "-sidecar-for", "socat", "-http-addr", f"{dc1.servers[0].address}:8500",
             "-http-addr", f"{dc1.servers[1].address}:8500", "-admin-bind", f"{app_host}:19100"], f"{root}/socat-proxy.log"),
         "web-proxy": MeshProcess("web-proxy", [
-            "proxy", "-service", "web", "-upstream", f"socat:{UPSTREAM_PORT}:dc1", "-http-addr",
-            f"{dc2.servers[0].address}:8500", "-admin-bind", "127.0.0.1:" + str(UPSTREAM_PORT + 1)], f"{root}/web-proxy.log"),
+            "proxy", "-sidecar-for", "web", "-http-addr", f"{dc2.servers[0].address}:8500",
+            "-admin-bind", f"{web_host}:19100"], f"{root}/web-proxy.log"),
     }
     try:
         start_federation(dcs, timeout=60)
-        for registration in (
-            {"Node": "app-dc1", "Address": app_host, "Service": {"Service": "socat", "Port": ECHO_PORT}},
-            {"Node": "app-dc1", "Address": app_host, "Service": {
-                "ID": "socat-sidecar-proxy", "Service": "socat-sidecar-proxy", "Kind": "connect-proxy",
-                "Port": SIDECAR_PORT, "Proxy": {"DestinationServiceName": "socat", "DestinationServiceID": "socat",
-                                                "LocalServicePort": ECHO_PORT}}},
-        ):
-            assert http(dc1.servers[0], "PUT", "/v1/catalog/register", registration).status_code == 200
+        # The walkthrough's registrations, through each DC's agent API (Consul's JSON); addresses
+        # are pinned to loopback blocks instead of the sidecar's default 0.0.0.0.
+        socat = {"ID": "socat", "Name": "socat", "Port": ECHO_PORT, "Address": app_host, "Connect": {"SidecarService": {
+            "Proxy": {"LocalServiceAddress": app_host, "Config": {"bind_address": app_host}}}}}
+        web = {"Name": "web", "Port": 8080, "Address": web_host, "Connect": {"SidecarService": {"Proxy": {
+            "Config": {"bind_address": web_host},
+            "Upstreams": [{"DestinationName": "socat", "Datacenter": "dc1", "LocalBindPort": UPSTREAM_PORT}]}}}}
+        assert http(dc1.servers[0], "PUT", "/v1/agent/service/register", socat).status_code == 200
+        assert http(dc2.servers[0], "PUT", "/v1/agent/service/register", web).status_code == 200
         set_mode(dc1, "local")
         for process in mesh_processes.values():
             process.start()
-        yield {"dc1": dc1, "dc2": dc2, "app_host": app_host, **mesh_processes}
+        yield {"dc1": dc1, "dc2": dc2, "app_host": app_host, "web_host": web_host, **mesh_processes}
     finally:
         for process in [*mesh_processes.values(), *processes]:
             if os.environ.get("MESHFED_KEEP_LOGS") or not process.alive():
@@ -179,3 +180,22 @@ def test_a_killed_gateway_comes_back_and_new_connections_work(mesh: dict[str, An
     assert not echoes(UPSTREAM_PORT)
     gateway.start()
     wait_until(lambda: echoes(UPSTREAM_PORT), 30, interval=0.3, what="traffic through the restarted gateway")
+
+
+def test_agent_services_show_sidecar_defaults_and_deregistration_takes_the_sidecar_along(mesh: dict[str, Any]) -> None:
+    dc1 = mesh["dc1"]
+    services = http(dc1.servers[0], "GET", "/v1/agent/services").json()
+    sidecar = services["socat-sidecar-proxy"]
+    assert (sidecar["Kind"], sidecar["Service"], sidecar["Port"]) == ("connect-proxy", "socat-sidecar-proxy", SIDECAR_PORT)
+    assert sidecar["Proxy"]["DestinationServiceName"] == "socat" and sidecar["Proxy"]["LocalServicePort"] == ECHO_PORT
+    assert "SidecarService" not in services["socat"]["Connect"]
+    extra = {"Name": "extra", "Port": 7000, "Address": mesh["app_host"], "Connect": {"SidecarService": {}}}
+    assert http(dc1.servers[0], "PUT", "/v1/agent/service/register", extra).status_code == 200
+    assert http(dc1.servers[0], "GET", "/v1/agent/service/extra-sidecar-proxy").json()["Port"] == SIDECAR_PORT + 1
+    assert http(dc1.servers[0], "PUT", "/v1/agent/service/deregister/extra").status_code == 200
+    remaining = http(dc1.servers[0], "GET", "/v1/agent/services").json()
+    assert "extra" not in remaining and "extra-sidecar-proxy" not in remaining
+    missing = http(dc1.servers[0], "PUT", "/v1/agent/service/deregister/extra")
+    assert (missing.status_code, missing.text) == (404, 'Unknown service ID "extra"')
+    bad = http(dc1.servers[0], "PUT", "/v1/agent/service/register", {"Name": "p", "Kind": "connect-proxy", "Port": 1})
+    assert (bad.status_code, bad.text) == (400, "Proxy.DestinationServiceName must be set")
