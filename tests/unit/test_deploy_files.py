@@ -10,20 +10,14 @@ the YAML files are read with the few regular expressions their layout allows (al
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import subprocess
-import sys
-import textwrap
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from meshfed.server.agent import Agent
-from meshfed.server.cli.flags import agent_overrides
 from meshfed.server.cli.main import build_parser
 from meshfed.server.config.loader import ConfigError, generate_key, load
 from meshfed.server.metrics import Metrics
@@ -35,8 +29,6 @@ LOCAL_CONFIGS = sorted((DEPLOY / "local").glob("*.hcl"))
 KEY_PLACEHOLDER = "REPLACE_WITH_OUTPUT_OF_meshfed_keygen"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "meshfed.json"
-STATEFULSET = DEPLOY / "kubernetes" / "statefulset.yaml"
-CONFIGMAP = DEPLOY / "kubernetes" / "configmap.yaml"
 SYSTEMD_UNIT = DEPLOY / "systemd" / "meshfed.service"
 METRIC_NAME = re.compile(r"(?<![A-Za-z0-9_:])(?:consul|meshfed)_[A-Za-z0-9_]+")
 # Sample names prometheus-client derives from one family, by family type.
@@ -98,117 +90,7 @@ def test_local_configs_describe_one_cluster(tmp_path: Path) -> None:
         assert set(config.retry_join) == raft_addresses - {config.raft_address}
 
 
-# --- deploy/kubernetes -------------------------------------------------------------------------
-
-
-def _quoted_list_after(text: str, key: str) -> list[str]:
-    """The items of a block list of double-quoted strings that follows ``key:``."""
-    match = re.search(rf"^([ \t]*){key}:[ \t]*\n((?:\1[ \t]*- \"[^\"\n]*\"[ \t]*\n)+)", text, re.MULTILINE)
-    assert match, f"no block list of quoted strings under {key}:"
-    return re.findall(r'- "([^"\n]*)"', match.group(2))
-
-
-def _block_scalar(text: str, key: str) -> str:
-    """The content of ``key: |`` (a literal block), dedented."""
-    match = re.search(rf"^([ \t]*){re.escape(key)}: \|[ \t]*\n((?:(?:\1[ \t]+\S.*)?\n)+)", text, re.MULTILINE)
-    assert match, f"no literal block under {key}:"
-    return textwrap.dedent(match.group(2))
-
-
-def _statefulset_shape() -> tuple[str, str, int]:
-    text = STATEFULSET.read_text()
-    name = re.search(r"^kind: StatefulSet\s*\nmetadata:\s*\n\s+name:\s*(\S+)", text, re.MULTILINE)
-    service = re.search(r"^\s+serviceName:\s*(\S+)", text, re.MULTILINE)
-    replicas = re.search(r"^\s+replicas:\s*(\d+)", text, re.MULTILINE)
-    assert name and service and replicas
-    return name.group(1), service.group(1), int(replicas.group(1))
-
-
-def test_kubernetes_pods_find_each_other_by_stable_names() -> None:
-    name, service, replicas = _statefulset_shape()
-    args = _quoted_list_after(STATEFULSET.read_text(), "args")
-    joins = [args[i + 1] for i, arg in enumerate(args) if arg == "-retry-join"]
-    advertise = args[args.index("-advertise") + 1]
-
-    assert advertise.startswith(f"$(POD_NAME).{service}.$(POD_NAMESPACE).")
-    assert joins == [advertise.replace("$(POD_NAME)", f"{name}-{i}") for i in range(replicas)]
-
-
-@pytest.mark.parametrize("ordinal", [0, 1, 2])
-def test_kubernetes_arguments_make_a_valid_config(ordinal: int, tmp_path: Path) -> None:
-    """What one pod runs: the ConfigMap and the Secret in one directory, plus its arguments."""
-    name, _, replicas = _statefulset_shape()
-    text = STATEFULSET.read_text()
-    (tmp_path / "server.hcl").write_text(_block_scalar(CONFIGMAP.read_text(), "server.hcl"))
-    (tmp_path / "encrypt.hcl").write_text(f'encrypt = "{generate_key()}"\n')
-    pod = f"{name}-{ordinal}"
-    args = [
-        arg.replace("$(POD_NAME)", pod).replace("$(POD_NAMESPACE)", "prod").replace("/etc/meshfed.d", str(tmp_path))
-        for arg in _quoted_list_after(text, "args")
-    ]
-    assert re.search(r'command: \["meshfed"\]', text)
-
-    files, overrides, dev = agent_overrides(build_parser().parse_args(args))
-    config = load(files, overrides, dev=dev)
-
-    assert config.node_name == pod
-    assert config.bootstrap_expect == replicas
-    assert len(config.retry_join) == replicas - 1
-    assert config.raft_address not in config.retry_join
-    assert config.data_dir == "/var/lib/meshfed"
-
-
-def test_kubernetes_settings_a_first_start_depends_on() -> None:
-    """Without these, three pods that wait for a leader before being ready wait for each other."""
-    statefulset = STATEFULSET.read_text()
-    services = (DEPLOY / "kubernetes" / "service.yaml").read_text()
-    assert re.search(r"^\s+podManagementPolicy: Parallel$", statefulset, re.MULTILINE)
-    assert re.search(r"^\s+clusterIP: None\s*\n\s+publishNotReadyAddresses: true$", services, re.MULTILINE)
-    assert "secretName" not in statefulset and "name: meshfed-encrypt" in statefulset
-    for port in (8500, 8300, 8301):
-        assert f"containerPort: {port}" in statefulset
-    assert 'prometheus.io/scrape: "true"' in statefulset
-
-
-class _LeaderHandler(http.server.BaseHTTPRequestHandler):
-    leader = ""
-
-    def do_GET(self) -> None:
-        body = json.dumps(self.leader).encode()
-        self.send_response(200 if self.path == "/v1/status/leader" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-
-@pytest.fixture
-def status_server() -> Iterator[http.server.HTTPServer]:
-    server = http.server.HTTPServer(("127.0.240.250", 0), _LeaderHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.mark.parametrize(("leader", "ready"), [("", False), ("10.1.2.3:8301", True)])
-def test_readiness_probe_needs_a_known_leader(
-    leader: str, ready: bool, status_server: http.server.HTTPServer
-) -> None:
-    """The API answers 200 with "" while there is no leader, so only the body tells the two apart."""
-    _LeaderHandler.leader = leader
-    command = _quoted_list_after(STATEFULSET.read_text(), "command")
-    assert command[:2] == ["python3", "-c"]
-    host, port = status_server.server_address[:2]
-    script = command[2].replace("http://127.0.0.1:8500", f"http://{host}:{port}")
-    assert script != command[2]
-
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=10)
-
-    assert (result.returncode == 0) == ready
+# deploy/kubernetes: tests/unit/test_deploy_kubernetes.py
 
 
 # --- deploy/systemd ----------------------------------------------------------------------------
