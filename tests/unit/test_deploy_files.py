@@ -30,6 +30,8 @@ KEY_PLACEHOLDER = "REPLACE_WITH_OUTPUT_OF_meshfed_keygen"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "meshfed.json"
 SYSTEMD_UNIT = DEPLOY / "systemd" / "meshfed.service"
+GATEWAY_UNIT = DEPLOY / "systemd" / "meshfed-gateway.service"
+GATEWAY_ENV_EXAMPLE = DEPLOY / "systemd" / "gateway.env.example"
 METRIC_NAME = re.compile(r"(?<![A-Za-z0-9_:])(?:consul|meshfed)_[A-Za-z0-9_]+")
 # Sample names prometheus-client derives from one family, by family type.
 SAMPLE_SUFFIXES = {
@@ -96,12 +98,17 @@ def test_local_configs_describe_one_cluster(tmp_path: Path) -> None:
 # --- deploy/systemd ----------------------------------------------------------------------------
 
 
-def test_systemd_unit_runs_the_agent_the_way_raft_needs() -> None:
+def unit_settings(path: Path) -> dict[str, str]:
     settings: dict[str, str] = {}
-    for line in SYSTEMD_UNIT.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             key, _, value = line.partition("=")
             settings[key.strip()] = value.strip()
+    return settings
+
+
+def test_systemd_unit_runs_the_agent_the_way_raft_needs() -> None:
+    settings = unit_settings(SYSTEMD_UNIT)
 
     assert settings["KillMode"] == "control-group"
     assert settings["KillSignal"] == "SIGTERM"
@@ -113,6 +120,41 @@ def test_systemd_unit_runs_the_agent_the_way_raft_needs() -> None:
     assert program.endswith("/meshfed")
     namespace = build_parser().parse_args(args)
     assert namespace.config_sources == [("dir", "/etc/meshfed.d")]
+
+
+# Hardening options of the server unit that every meshfed unit keeps, with the same values.
+HARDENING = ("NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices",
+             "ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups",
+             "RestrictAddressFamilies", "RestrictNamespaces", "LockPersonality", "UMask")
+
+
+def test_gateway_unit_is_hardened_like_the_server_unit() -> None:
+    server, gateway = unit_settings(SYSTEMD_UNIT), unit_settings(GATEWAY_UNIT)
+    assert {key: gateway.get(key) for key in HARDENING} == {key: server[key] for key in HARDENING}
+    assert gateway["User"] == "meshfed" and gateway["KillSignal"] == "SIGTERM"
+    assert gateway["KillMode"] == "control-group" and gateway["Restart"] == "on-failure"
+    assert int(gateway["TimeoutStopSec"]) >= 10 and int(gateway["LimitNOFILE"]) >= 65536
+
+
+def test_gateway_unit_command_line_parses_with_the_example_environment() -> None:
+    """systemd splits an unbraced $VAR into words; the result must be a gateway command line that
+    the real parser takes, each flag spelt out in full, with no token on it."""
+    settings = unit_settings(GATEWAY_UNIT)
+    assert settings["EnvironmentFile"] == "/etc/meshfed-gateway/gateway.env"
+    environment = unit_settings(GATEWAY_ENV_EXAMPLE)
+    assert set(environment) == {"MESHFED_GATEWAY_ARGS", "CONSUL_HTTP_TOKEN"}
+    program, *words = settings["ExecStart"].split()
+    assert program.endswith("/meshfed")
+    args = [part for word in words for part in (environment[word[1:]].split() if word.startswith("$") else [word])]
+
+    namespace = build_parser().parse_args(args)
+
+    flags = set(namespace.command_parser._option_string_actions)
+    assert [arg for arg in args if arg.startswith("-") and arg not in flags] == []
+    assert namespace.command == "gateway" and namespace.expose_servers
+    assert not namespace.token and "-token" not in args
+    assert not namespace.bind.startswith("0.0.0.0"), "the local servers dial the LAN address"
+    assert len(namespace.http_addr) == 3 and namespace.admin_bind
 
 
 # --- metrics used by alerts and the dashboard --------------------------------------------------
