@@ -14,14 +14,18 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from meshfed.replication.loop import ReplicationStatus
 from meshfed.server.agent import Agent
 from meshfed.server.cli.main import build_parser
 from meshfed.server.config.loader import ConfigError, generate_key, load
-from meshfed.server.metrics import Metrics
+from meshfed.server.dataplane.gateway import GatewayMetrics
+from meshfed.server.metrics import REPLICATED_TYPES, Metrics
 from meshfed.server.raft.node import RaftStatus
+from meshfed.server.wan.replication import SecondaryReplication
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -175,13 +179,17 @@ class _IdleRaft:
 
 
 def exported_names() -> set[str]:
-    """Every sample name a server can expose: the registered metrics and the live gauges."""
+    """Every sample name a server or a gateway can expose: the registered metrics and the live
+    gauges of the agent and of a secondary's replication (with one running loop per type)."""
     names: set[str] = set()
-    for family in Metrics().registry.collect():
-        names.update(family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type])
+    for registry in (Metrics().registry, GatewayMetrics().registry):
+        for family in registry.collect():
+            names.update(family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type])
     agent = Agent(load([], {"node_name": "s1", "encrypt": generate_key()}, dev=True))
     agent.raft = _IdleRaft()  # type: ignore[assignment]
     names.update(family.name for family in agent._live_metrics())
+    replication = SimpleNamespace(statuses={name: ReplicationStatus(name, running=True) for name in REPLICATED_TYPES})
+    names.update(family.name for family in SecondaryReplication.live_metrics(replication))  # type: ignore[arg-type]
     return names
 
 
@@ -225,6 +233,7 @@ def test_the_exported_names_include_both_sources() -> None:
     assert {"meshfed_raft_known_leader", "meshfed_raft_peer_connected", "meshfed_catalog_nodes"} <= names
     assert {"meshfed_raft_leadership_changes_total", "meshfed_raft_commit_seconds_bucket"} <= names
     assert "meshfed_raft_leadership_changes" not in names  # counters are only exposed with _total
+    assert {"meshfed_replication_lag_seconds", "meshfed_gateway_connections_total"} <= names
 
 
 def test_every_alert_is_complete_and_actionable() -> None:
