@@ -80,3 +80,10 @@ def test_replication_token_has_what_a_secondary_asks_the_primary_for() -> None:
     policy = authorizer("replication")
     assert policy.allowed("acl", Access.WRITE) and policy.allowed("operator", Access.WRITE)
     assert policy.allowed("service", Access.READ, "web")
+
+
+def test_the_systemd_example_gateway_node_may_be_written_by_the_gateway_token() -> None:
+    example = (ACL.parent / "systemd" / "gateway.env.example").read_text()
+    args = next(line for line in example.splitlines() if line.startswith("MESHFED_GATEWAY_ARGS=")).split()
+    node = args[args.index("-node") + 1]
+    assert authorizer("mesh-gateway").allowed("node", Access.WRITE, node)
