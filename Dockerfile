@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The meshfed image: one image for servers (`meshfed agent`) and mesh gateways (`meshfed gateway`).
 #
 #   docker build -t meshfed:0.1.0 .
@@ -25,7 +24,8 @@ RUN groupadd --system --gid 10001 meshfed \
  && useradd --system --uid 10001 --gid meshfed --no-create-home --home-dir /var/lib/meshfed \
       --shell /usr/sbin/nologin meshfed \
  && install -d -o meshfed -g meshfed -m 0750 /var/lib/meshfed
-# The wheels are mounted for this one step rather than copied, so they take no layer.
+# The wheels are mounted for this one step rather than copied, so they take no layer
+# (RUN --mount needs BuildKit, the default builder since Docker 23).
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links /wheels meshfed
 USER 10001:10001
