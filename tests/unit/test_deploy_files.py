@@ -260,8 +260,34 @@ def test_the_alerts_the_operators_asked_for_exist() -> None:
         "consul_leader_replication_federation_state_status",
         "meshfed_anti_entropy_syncs_total",
         "consul_rpc_queries_blocking",
+        # issue #12: gateway down, replication lag and failing, Raft without leader, autopilot
+        # health (from the Raft gauges: there is no autopilot gauge), certificate expiry
+        'up{job=~"meshfed-gateways-.*"}',
+        "meshfed_gateway_routes",
+        "meshfed_replication_lag_seconds",
+        "meshfed_replication_consecutive_failures",
+        "consul_raft_state_leader",
+        "meshfed_raft_last_contact_seconds",
+        "probe_ssl_earliest_cert_expiry",
     ):
         assert metric in exprs
+
+
+# Series that come from Prometheus itself or from exporters deploy/ names, not from meshfed.
+EXTERNAL_SERIES = {"up", "node_filesystem_avail_bytes", "node_filesystem_size_bytes", "probe_success",
+                   "probe_ssl_earliest_cert_expiry"}
+PROMQL_WORDS = {"sum", "max", "min", "count", "by", "on", "and", "or", "unless", "group_right", "group_left",
+                "rate", "increase", "delta", "time", "vector", "histogram_quantile", "le", "without", "ignoring"}
+
+
+def test_every_other_series_is_one_an_exporter_of_deploy_provides() -> None:
+    """A series that is neither meshfed's nor in EXTERNAL_SERIES would be a typo that never fires."""
+    for rule in alert_rules():
+        expr = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^\]]*\]', " ", unquote(rule["expr"]))
+        expr = re.sub(r"\b(?:by|on|without|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+        names = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", expr)) - PROMQL_WORDS
+        others = {name for name in names if not METRIC_NAME.fullmatch(name)}
+        assert others <= EXTERNAL_SERIES, f"{rule['alert']}: {others - EXTERNAL_SERIES}"
 
 
 def test_every_metric_in_the_alerts_is_exported() -> None:
