@@ -288,6 +288,7 @@ def test_server_pod_arguments_and_files_make_a_valid_config(dc: str, ordinal: in
     assert config.connect.enable_mesh_gateway_wan_federation and config.tls.verify_server_hostname
     assert config.acl.enabled and config.acl.default_policy == "deny"
     assert bool(config.primary_gateways) == (dc != PRIMARY)
+    assert config.acl.enable_token_replication == (dc != PRIMARY), "the gateway's token must reach dc2"
 
 
 def _hcl_keys(raw: dict[str, Any], prefix: str = "") -> Iterator[str]:
