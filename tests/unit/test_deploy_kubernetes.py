@@ -16,14 +16,12 @@ secondary). Nothing here needs a cluster or the network:
 from __future__ import annotations
 
 import copy
-import http.server
 import json
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,9 +31,7 @@ import hcl
 import kubernetes_validate
 import pytest
 import yaml
-from cryptography import x509
 
-from meshfed.rpc.tls import load_server_credentials
 from meshfed.server.cli.flags import agent_overrides
 from meshfed.server.cli.main import build_parser
 from meshfed.server.config.loader import generate_key, load
@@ -106,7 +102,7 @@ def render(directory: Path) -> list[dict[str, Any]]:
     return docs
 
 
-def _one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(found) == 1, f"{kind}/{name}: {len(found)} objects"
     return found[0]
@@ -116,7 +112,7 @@ def _key(doc: dict[str, Any]) -> tuple[str, str]:
     return doc["kind"], doc["metadata"]["name"]
 
 
-def _pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     for doc in docs:
         if doc["kind"] in ("StatefulSet", "Deployment"):
             yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
@@ -165,7 +161,7 @@ def test_rendered_overlay_passes_strict_validation(dc: str, version: str) -> Non
 
 def test_the_validator_rejects_an_unknown_field() -> None:
     """Guards the two tests above: strict mode must really refuse a field Kubernetes lacks."""
-    statefulset = copy.deepcopy(_one(RENDERED["dc1"], "StatefulSet", "meshfed"))
+    statefulset = copy.deepcopy(one(RENDERED["dc1"], "StatefulSet", "meshfed"))
     statefulset["spec"]["template"]["spec"]["containers"][0]["argz"] = ["agent"]
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(statefulset, KUBERNETES_VERSIONS[0], strict=True)
@@ -188,9 +184,9 @@ def test_each_datacenter_has_its_servers_and_gateways() -> None:
         assert {("Namespace", f"meshfed-{dc}"), ("StatefulSet", "meshfed"), ("Service", "meshfed"),
                 ("ConfigMap", "meshfed-config"), ("PodDisruptionBudget", "meshfed"),
                 ("Deployment", "mesh-gateway"), ("Service", "mesh-gateway")} <= kinds
-        assert _one(docs, "StatefulSet", "meshfed")["spec"]["replicas"] == 3
+        assert one(docs, "StatefulSet", "meshfed")["spec"]["replicas"] == 3
         assert all(doc["metadata"].get("namespace") == f"meshfed-{dc}" for doc in docs if doc["kind"] != "Namespace")
-        gateway_service = _one(docs, "Service", "mesh-gateway")["spec"]
+        gateway_service = one(docs, "Service", "mesh-gateway")["spec"]
         assert gateway_service["type"] in ("NodePort", "LoadBalancer")
         assert [port["port"] for port in gateway_service["ports"]] == [8443]
         for name in ("meshfed", "mesh-gateway"):
@@ -201,13 +197,13 @@ def test_each_datacenter_has_its_servers_and_gateways() -> None:
 
 def _pod_labels(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
     kind = "StatefulSet" if name == "meshfed" else "Deployment"
-    return _one(docs, kind, name)["spec"]["template"]["metadata"]["labels"]
+    return one(docs, kind, name)["spec"]["template"]["metadata"]["labels"]
 
 
 # --- the server command line and config --------------------------------------------------------
 
 
-def _container(pod_spec: dict[str, Any]) -> dict[str, Any]:
+def container_of(pod_spec: dict[str, Any]) -> dict[str, Any]:
     (container,) = pod_spec["containers"]
     return container
 
@@ -233,7 +229,7 @@ def _env(container: dict[str, Any], docs: list[dict[str, Any]], fields: dict[str
             env[var["name"]] = fields[source["fieldRef"]["fieldPath"]]
         elif "configMapKeyRef" in source:
             ref = source["configMapKeyRef"]
-            env[var["name"]] = _one(docs, "ConfigMap", ref["name"])["data"][ref["key"]]
+            env[var["name"]] = one(docs, "ConfigMap", ref["name"])["data"][ref["key"]]
         else:
             raise AssertionError(f"{var['name']}: only values, fields and ConfigMap keys are allowed in env")
     return env
@@ -241,7 +237,7 @@ def _env(container: dict[str, Any], docs: list[dict[str, Any]], fields: dict[str
 
 def _write_config_dir(directory: Path, docs: list[dict[str, Any]], dc: str) -> None:
     """What -config-dir sees in a pod: the ConfigMap's files and the Secrets' files."""
-    for name, text in _one(docs, "ConfigMap", "meshfed-config")["data"].items():
+    for name, text in one(docs, "ConfigMap", "meshfed-config")["data"].items():
         (directory / name).write_text(text)
     (directory / "encrypt.hcl").write_text(f'encrypt = "{generate_key()}"\n')
     token_key = "initial_management" if dc == PRIMARY else "replication"
@@ -261,8 +257,8 @@ def _parse(args: list[str]) -> Any:
 
 def _server_config(dc: str, ordinal: int, tmp_path: Path) -> Any:
     docs = RENDERED[dc]
-    statefulset = _one(docs, "StatefulSet", "meshfed")
-    container = _container(statefulset["spec"]["template"]["spec"])
+    statefulset = one(docs, "StatefulSet", "meshfed")
+    container = container_of(statefulset["spec"]["template"]["spec"])
     assert container["command"] == ["meshfed"]
     _write_config_dir(tmp_path, docs, dc)
     pod = f"{statefulset['metadata']['name']}-{ordinal}"
@@ -304,7 +300,7 @@ def _hcl_keys(raw: dict[str, Any], prefix: str = "") -> Iterator[str]:
 @pytest.mark.parametrize("dc", OVERLAYS)
 def test_every_config_key_is_in_the_schema(dc: str) -> None:
     """load() refuses unknown keys today; this stays true if it ever only warns about them."""
-    keys = [key for text in _one(RENDERED[dc], "ConfigMap", "meshfed-config")["data"].values()
+    keys = [key for text in one(RENDERED[dc], "ConfigMap", "meshfed-config")["data"].values()
             for key in _hcl_keys(hcl.loads(text))]
     assert "datacenter" in keys and "tls.defaults.cert_file" in keys
     assert [key for key in keys if key not in SCHEMA] == []
@@ -312,8 +308,8 @@ def test_every_config_key_is_in_the_schema(dc: str) -> None:
 
 def test_the_tls_files_named_in_the_config_are_the_mounted_ones(tmp_path: Path) -> None:
     config = _server_config("dc1", 0, tmp_path)
-    spec = _one(RENDERED["dc1"], "StatefulSet", "meshfed")["spec"]["template"]["spec"]
-    mount = next(m["mountPath"] for m in _container(spec)["volumeMounts"] if m["name"] == "tls")
+    spec = one(RENDERED["dc1"], "StatefulSet", "meshfed")["spec"]["template"]["spec"]
+    mount = next(m["mountPath"] for m in container_of(spec)["volumeMounts"] if m["name"] == "tls")
     volume = next(v for v in spec["volumes"] if v["name"] == "tls")
     mounted = {f"{mount}/{item['path']}" for item in volume["secret"]["items"]}
     assert {config.tls.ca_file, config.tls.cert_file, config.tls.key_file} == mounted
@@ -322,17 +318,17 @@ def test_the_tls_files_named_in_the_config_are_the_mounted_ones(tmp_path: Path) 
 def test_the_secondary_still_has_the_primary_gateway_placeholder() -> None:
     """dc2 must be told where dc1's gateways are; the shipped value cannot resolve, so a forgotten
     edit fails loudly (deploy/README.md says to replace it)."""
-    text = _one(RENDERED["dc2"], "ConfigMap", "meshfed-config")["data"]["datacenter.hcl"]
+    text = one(RENDERED["dc2"], "ConfigMap", "meshfed-config")["data"]["datacenter.hcl"]
     assert hcl.loads(text)["primary_gateways"] == ["dc1-mesh-gateway.invalid:30443"]
 
 
 # --- the gateway command line ------------------------------------------------------------------
 
 
-def _gateway(dc: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def gateway(dc: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     docs = RENDERED[dc]
-    spec = _one(docs, "Deployment", "mesh-gateway")["spec"]["template"]["spec"]
-    container = _container(spec)
+    spec = one(docs, "Deployment", "mesh-gateway")["spec"]["template"]["spec"]
+    container = container_of(spec)
     env = _env(container, docs, {"metadata.name": "mesh-gateway-5d8f-abcde", "status.podIP": "10.1.2.3",
                                  "status.hostIP": "192.0.2.7"})
     args = [_expand(arg, env) for arg in container["args"]]
@@ -341,7 +337,7 @@ def _gateway(dc: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
 
 @pytest.mark.parametrize("dc", OVERLAYS)
 def test_gateway_arguments_parse_and_match_the_datacenter(dc: str) -> None:
-    ns, container, _ = _gateway(dc)
+    ns, container, _ = gateway(dc)
     docs = RENDERED[dc]
 
     assert ns.command == "gateway" and ns.dc == dc
@@ -351,18 +347,18 @@ def test_gateway_arguments_parse_and_match_the_datacenter(dc: str) -> None:
     assert parse_address(ns.wan_address, "-wan-address") == ("192.0.2.7", 30443)
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports["wan"] == 8443
-    service_port = _one(docs, "Service", "mesh-gateway")["spec"]["ports"][0]
+    service_port = one(docs, "Service", "mesh-gateway")["spec"]["ports"][0]
     assert (service_port["targetPort"], service_port["nodePort"]) == ("wan", 30443)
     admin = parse_address(ns.admin_bind, "-admin-bind")
-    annotations = _one(docs, "Deployment", "mesh-gateway")["spec"]["template"]["metadata"]["annotations"]
+    annotations = one(docs, "Deployment", "mesh-gateway")["spec"]["template"]["metadata"]["annotations"]
     assert admin[1] == ports["admin"] == int(annotations["prometheus.io/port"])
     for addr in ns.http_addr:
         service, port = addr.rsplit(":", 1)
-        assert int(port) in [p["port"] for p in _one(docs, "Service", service)["spec"]["ports"]]
+        assert int(port) in [p["port"] for p in one(docs, "Service", service)["spec"]["ports"]]
 
 
 def test_gateway_command_reads_its_token_from_the_mounted_file_and_execs_meshfed() -> None:
-    _, container, spec = _gateway("dc1")
+    _, container, spec = gateway("dc1")
     shell, flag, script, argv0 = container["command"]
     assert (shell, flag, argv0) == ("/bin/sh", "-c", "meshfed")
     assert shlex.split(script)[-3:] == ["exec", "meshfed", "$@"]
@@ -374,7 +370,7 @@ def test_gateway_command_reads_its_token_from_the_mounted_file_and_execs_meshfed
 
 def test_gateway_shell_wrapper_passes_arguments_and_token_through(tmp_path: Path) -> None:
     """Runs the manifest's own shell line with `meshfed` replaced by a recorder."""
-    _, container, _ = _gateway("dc1")
+    _, container, _ = gateway("dc1")
     script = container["command"][2]
     token = tmp_path / "token"
     token.write_text("s3cret-token\n")
@@ -409,7 +405,7 @@ def test_secrets_are_files_of_mode_0400_and_never_env_or_arguments(dc: str) -> N
     docs = RENDERED[dc]
     assert not [doc for doc in docs if doc["kind"] == "Secret"], "secrets never live in the repository"
     used: set[str] = set()
-    for name, spec in _pod_specs(docs):
+    for name, spec in pod_specs(docs):
         for volume in spec.get("volumes", []):
             for secret, mode in _secret_sources(volume):
                 used.add(secret)
@@ -423,150 +419,13 @@ def test_secrets_are_files_of_mode_0400_and_never_env_or_arguments(dc: str) -> N
     assert used == SECRETS
 
 
-# --- probes ------------------------------------------------------------------------------------
-
-
-class _StatusHandler(http.server.BaseHTTPRequestHandler):
-    answers: dict[str, Any] = {}
-
-    def do_GET(self) -> None:
-        known = self.path in self.answers
-        body = json.dumps(self.answers.get(self.path)).encode()
-        self.send_response(200 if known else 404)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-
-@pytest.fixture
-def status_server() -> Iterator[http.server.HTTPServer]:
-    server = http.server.HTTPServer(("127.0.240.251", 0), _StatusHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def _run_probe(command: list[str], local: str, server: http.server.HTTPServer) -> bool:
-    assert command[:2] == ["python3", "-c"]
-    host, port = server.server_address[:2]
-    script = command[2].replace(local, f"http://{host}:{port}")
-    assert script != command[2], f"the probe does not call {local}"
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=10).returncode == 0
-
-
-@pytest.mark.parametrize(("leader", "ready"), [("", False), ("10.1.2.3:8301", True)])
-def test_server_readiness_needs_a_known_leader(leader: str, ready: bool, status_server: http.server.HTTPServer) -> None:
-    """The API answers 200 with "" while there is no leader, so only the body tells the two apart."""
-    _StatusHandler.answers = {"/v1/status/leader": leader}
-    spec = _one(RENDERED["dc1"], "StatefulSet", "meshfed")["spec"]["template"]["spec"]
-    command = _container(spec)["readinessProbe"]["exec"]["command"]
-    assert _run_probe(command, "http://127.0.0.1:8500", status_server) == ready
-
-
-@pytest.mark.parametrize(("servers", "ready"), [({}, False), ({"meshfed-0": "10.1.0.5:8300"}, True)])
-def test_gateway_readiness_needs_a_local_server(
-    servers: dict[str, str], ready: bool, status_server: http.server.HTTPServer
-) -> None:
-    _StatusHandler.answers = {"/v1/gateway/routes": {"Datacenter": "dc1", "LocalServers": servers,
-                                                     "RemoteGateways": {}, "ActiveConnections": 0}}
-    _, container, _ = _gateway("dc1")
-    command = container["readinessProbe"]["exec"]["command"]
-    assert _run_probe(command, "http://127.0.0.1:8444", status_server) == ready
-
-
 def test_first_start_settings() -> None:
     """Without these, three pods that wait for a leader before being ready wait for each other."""
     docs = RENDERED["dc1"]
-    statefulset = _one(docs, "StatefulSet", "meshfed")["spec"]
-    headless = _one(docs, "Service", "meshfed")["spec"]
+    statefulset = one(docs, "StatefulSet", "meshfed")["spec"]
+    headless = one(docs, "Service", "meshfed")["spec"]
     assert statefulset["podManagementPolicy"] == "Parallel"
     assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
     assert statefulset["serviceName"] == "meshfed"
-    ports = {p["containerPort"] for p in _container(statefulset["template"]["spec"])["ports"]}
+    ports = {p["containerPort"] for p in container_of(statefulset["template"]["spec"])["ports"]}
     assert ports == {8500, 8300, 8301}
-
-
-# --- deploy/README.md's steps 2 and 3 make what the manifests mount ------------------------------
-
-README = ROOT / "deploy" / "README.md"
-
-
-def _readme_block(heading: str) -> str:
-    """The first ```sh block after the heading that starts with `heading`."""
-    text = README.read_text()
-    start = text.index(f"\n### {heading}")
-    return re.search(r"```sh\n(.*?)```", text[start:], re.DOTALL).group(1)  # type: ignore[union-attr]
-
-
-def _readme_secrets() -> dict[str, dict[str, str]]:
-    """Step 3: Secret name -> {key in the Secret: file it is made from}, with $dc left in."""
-    script = _readme_block("3.").replace("\\\n", " ")
-    secrets: dict[str, dict[str, str]] = {}
-    for name, rest in re.findall(r"create secret generic (\S+)((?: +--from-file=\S+)+)", script):
-        secrets[name] = dict(item.split("=", 1) for item in re.findall(r"--from-file=(\S+)", rest))
-    return secrets
-
-
-def _mounted_keys(dc: str) -> dict[str, set[str]]:
-    """Secret name -> the keys the pods of `dc` read from it."""
-    keys: dict[str, set[str]] = {}
-    for _, spec in _pod_specs(RENDERED[dc]):
-        for volume in spec.get("volumes", []):
-            sources = [volume["secret"] | {"name": volume["secret"]["secretName"]}] if "secret" in volume else [
-                source["secret"] for source in volume.get("projected", {}).get("sources", []) if "secret" in source]
-            for source in sources:
-                keys.setdefault(source["name"], set()).update(item["key"] for item in source["items"])
-    return keys
-
-
-@pytest.mark.parametrize("dc", OVERLAYS)
-def test_the_readme_creates_every_secret_key_the_pods_read(dc: str) -> None:
-    made = {name: set(files) for name, files in _readme_secrets().items()}
-    assert made == _mounted_keys(dc)
-
-
-@pytest.fixture(scope="module")
-def readme_secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Runs step 2 as written, with this checkout's `meshfed` first on the PATH."""
-    root = tmp_path_factory.mktemp("readme")
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": str(root)}
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", _readme_block("2.")], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return root / "meshfed-secrets"
-
-
-@pytest.mark.parametrize("dc", OVERLAYS)
-def test_the_readme_secrets_make_a_server_that_loads(dc: str, readme_secrets: Path, tmp_path: Path) -> None:
-    """Step 3's files, where the pods see them, with the overlay's ConfigMap: config.load accepts
-    the result and the TLS files are a matching certificate, key and CA for server.<dc>.consul."""
-    files = {name: {key: readme_secrets.parent / path.replace("$dc", dc) for key, path in keys.items()}
-             for name, keys in _readme_secrets().items()}
-    for path in (p for keys in files.values() for p in keys.values()):
-        assert path.is_file() and path.stat().st_mode & 0o077 == 0, f"{path} missing or readable by others"
-    config_dir, tls_dir = tmp_path / "meshfed.d", tmp_path / "tls"
-    config_dir.mkdir()
-    tls_dir.mkdir()
-    for name, text in _one(RENDERED[dc], "ConfigMap", "meshfed-config")["data"].items():
-        (config_dir / name).write_text(text.replace("/etc/meshfed/tls", str(tls_dir)))
-    for secret in ("meshfed-encrypt", "meshfed-acl"):
-        for key, path in files[secret].items():
-            shutil.copy(path, config_dir / key)
-    for key, path in files["meshfed-tls"].items():
-        shutil.copy(path, tls_dir / key)
-
-    config = load([str(p) for p in sorted(config_dir.iterdir())], {"node_name": "meshfed-0", "advertise_addr": "10.0.0.1",
-                  "retry_join": ["10.0.0.2", "10.0.0.3"]})
-
-    assert config.datacenter == dc and config.acl.enabled
-    assert (config.acl.tokens.initial_management != "") == (dc == PRIMARY)
-    assert (config.acl.tokens.replication != "") == (dc != PRIMARY)
-    load_server_credentials(config.tls.ca_file, config.tls.cert_file, config.tls.key_file, True)
-    cert = x509.load_pem_x509_certificate((tls_dir / "server.pem").read_bytes())
-    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-    assert f"server.{dc}.consul" in names
