@@ -10,24 +10,22 @@ the YAML files are read with the few regular expressions their layout allows (al
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import subprocess
-import sys
-import textwrap
-import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from meshfed.replication.loop import ReplicationStatus
 from meshfed.server.agent import Agent
-from meshfed.server.cli.flags import agent_overrides
 from meshfed.server.cli.main import build_parser
 from meshfed.server.config.loader import ConfigError, generate_key, load
-from meshfed.server.metrics import Metrics
+from meshfed.server.dataplane.gateway import GatewayMetrics
+from meshfed.server.metrics import REPLICATED_TYPES, Metrics
 from meshfed.server.raft.node import RaftStatus
+from meshfed.server.wan.replication import SecondaryReplication
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -35,9 +33,9 @@ LOCAL_CONFIGS = sorted((DEPLOY / "local").glob("*.hcl"))
 KEY_PLACEHOLDER = "REPLACE_WITH_OUTPUT_OF_meshfed_keygen"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "meshfed.json"
-STATEFULSET = DEPLOY / "kubernetes" / "statefulset.yaml"
-CONFIGMAP = DEPLOY / "kubernetes" / "configmap.yaml"
 SYSTEMD_UNIT = DEPLOY / "systemd" / "meshfed.service"
+GATEWAY_UNIT = DEPLOY / "systemd" / "meshfed-gateway.service"
+GATEWAY_ENV_EXAMPLE = DEPLOY / "systemd" / "gateway.env.example"
 METRIC_NAME = re.compile(r"(?<![A-Za-z0-9_:])(?:consul|meshfed)_[A-Za-z0-9_]+")
 # Sample names prometheus-client derives from one family, by family type.
 SAMPLE_SUFFIXES = {
@@ -98,128 +96,23 @@ def test_local_configs_describe_one_cluster(tmp_path: Path) -> None:
         assert set(config.retry_join) == raft_addresses - {config.raft_address}
 
 
-# --- deploy/kubernetes -------------------------------------------------------------------------
-
-
-def _quoted_list_after(text: str, key: str) -> list[str]:
-    """The items of a block list of double-quoted strings that follows ``key:``."""
-    match = re.search(rf"^([ \t]*){key}:[ \t]*\n((?:\1[ \t]*- \"[^\"\n]*\"[ \t]*\n)+)", text, re.MULTILINE)
-    assert match, f"no block list of quoted strings under {key}:"
-    return re.findall(r'- "([^"\n]*)"', match.group(2))
-
-
-def _block_scalar(text: str, key: str) -> str:
-    """The content of ``key: |`` (a literal block), dedented."""
-    match = re.search(rf"^([ \t]*){re.escape(key)}: \|[ \t]*\n((?:(?:\1[ \t]+\S.*)?\n)+)", text, re.MULTILINE)
-    assert match, f"no literal block under {key}:"
-    return textwrap.dedent(match.group(2))
-
-
-def _statefulset_shape() -> tuple[str, str, int]:
-    text = STATEFULSET.read_text()
-    name = re.search(r"^kind: StatefulSet\s*\nmetadata:\s*\n\s+name:\s*(\S+)", text, re.MULTILINE)
-    service = re.search(r"^\s+serviceName:\s*(\S+)", text, re.MULTILINE)
-    replicas = re.search(r"^\s+replicas:\s*(\d+)", text, re.MULTILINE)
-    assert name and service and replicas
-    return name.group(1), service.group(1), int(replicas.group(1))
-
-
-def test_kubernetes_pods_find_each_other_by_stable_names() -> None:
-    name, service, replicas = _statefulset_shape()
-    args = _quoted_list_after(STATEFULSET.read_text(), "args")
-    joins = [args[i + 1] for i, arg in enumerate(args) if arg == "-retry-join"]
-    advertise = args[args.index("-advertise") + 1]
-
-    assert advertise.startswith(f"$(POD_NAME).{service}.$(POD_NAMESPACE).")
-    assert joins == [advertise.replace("$(POD_NAME)", f"{name}-{i}") for i in range(replicas)]
-
-
-@pytest.mark.parametrize("ordinal", [0, 1, 2])
-def test_kubernetes_arguments_make_a_valid_config(ordinal: int, tmp_path: Path) -> None:
-    """What one pod runs: the ConfigMap and the Secret in one directory, plus its arguments."""
-    name, _, replicas = _statefulset_shape()
-    text = STATEFULSET.read_text()
-    (tmp_path / "server.hcl").write_text(_block_scalar(CONFIGMAP.read_text(), "server.hcl"))
-    (tmp_path / "encrypt.hcl").write_text(f'encrypt = "{generate_key()}"\n')
-    pod = f"{name}-{ordinal}"
-    args = [
-        arg.replace("$(POD_NAME)", pod).replace("$(POD_NAMESPACE)", "prod").replace("/etc/meshfed.d", str(tmp_path))
-        for arg in _quoted_list_after(text, "args")
-    ]
-    assert re.search(r'command: \["meshfed"\]', text)
-
-    files, overrides, dev = agent_overrides(build_parser().parse_args(args))
-    config = load(files, overrides, dev=dev)
-
-    assert config.node_name == pod
-    assert config.bootstrap_expect == replicas
-    assert len(config.retry_join) == replicas - 1
-    assert config.raft_address not in config.retry_join
-    assert config.data_dir == "/var/lib/meshfed"
-
-
-def test_kubernetes_settings_a_first_start_depends_on() -> None:
-    """Without these, three pods that wait for a leader before being ready wait for each other."""
-    statefulset = STATEFULSET.read_text()
-    services = (DEPLOY / "kubernetes" / "service.yaml").read_text()
-    assert re.search(r"^\s+podManagementPolicy: Parallel$", statefulset, re.MULTILINE)
-    assert re.search(r"^\s+clusterIP: None\s*\n\s+publishNotReadyAddresses: true$", services, re.MULTILINE)
-    assert "secretName" not in statefulset and "name: meshfed-encrypt" in statefulset
-    for port in (8500, 8300, 8301):
-        assert f"containerPort: {port}" in statefulset
-    assert 'prometheus.io/scrape: "true"' in statefulset
-
-
-class _LeaderHandler(http.server.BaseHTTPRequestHandler):
-    leader = ""
-
-    def do_GET(self) -> None:
-        body = json.dumps(self.leader).encode()
-        self.send_response(200 if self.path == "/v1/status/leader" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-
-@pytest.fixture
-def status_server() -> Iterator[http.server.HTTPServer]:
-    server = http.server.HTTPServer(("127.0.240.250", 0), _LeaderHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.mark.parametrize(("leader", "ready"), [("", False), ("10.1.2.3:8301", True)])
-def test_readiness_probe_needs_a_known_leader(
-    leader: str, ready: bool, status_server: http.server.HTTPServer
-) -> None:
-    """The API answers 200 with "" while there is no leader, so only the body tells the two apart."""
-    _LeaderHandler.leader = leader
-    command = _quoted_list_after(STATEFULSET.read_text(), "command")
-    assert command[:2] == ["python3", "-c"]
-    host, port = status_server.server_address[:2]
-    script = command[2].replace("http://127.0.0.1:8500", f"http://{host}:{port}")
-    assert script != command[2]
-
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=10)
-
-    assert (result.returncode == 0) == ready
+# deploy/kubernetes: tests/unit/test_deploy_kubernetes.py
 
 
 # --- deploy/systemd ----------------------------------------------------------------------------
 
 
-def test_systemd_unit_runs_the_agent_the_way_raft_needs() -> None:
+def unit_settings(path: Path) -> dict[str, str]:
     settings: dict[str, str] = {}
-    for line in SYSTEMD_UNIT.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             key, _, value = line.partition("=")
             settings[key.strip()] = value.strip()
+    return settings
+
+
+def test_systemd_unit_runs_the_agent_the_way_raft_needs() -> None:
+    settings = unit_settings(SYSTEMD_UNIT)
 
     assert settings["KillMode"] == "control-group"
     assert settings["KillSignal"] == "SIGTERM"
@@ -231,6 +124,41 @@ def test_systemd_unit_runs_the_agent_the_way_raft_needs() -> None:
     assert program.endswith("/meshfed")
     namespace = build_parser().parse_args(args)
     assert namespace.config_sources == [("dir", "/etc/meshfed.d")]
+
+
+# Hardening options of the server unit that every meshfed unit keeps, with the same values.
+HARDENING = ("NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices",
+             "ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups",
+             "RestrictAddressFamilies", "RestrictNamespaces", "LockPersonality", "UMask")
+
+
+def test_gateway_unit_is_hardened_like_the_server_unit() -> None:
+    server, gateway = unit_settings(SYSTEMD_UNIT), unit_settings(GATEWAY_UNIT)
+    assert {key: gateway.get(key) for key in HARDENING} == {key: server[key] for key in HARDENING}
+    assert gateway["User"] == "meshfed" and gateway["KillSignal"] == "SIGTERM"
+    assert gateway["KillMode"] == "control-group" and gateway["Restart"] == "on-failure"
+    assert int(gateway["TimeoutStopSec"]) >= 10 and int(gateway["LimitNOFILE"]) >= 65536
+
+
+def test_gateway_unit_command_line_parses_with_the_example_environment() -> None:
+    """systemd splits an unbraced $VAR into words; the result must be a gateway command line that
+    the real parser takes, each flag spelt out in full, with no token on it."""
+    settings = unit_settings(GATEWAY_UNIT)
+    assert settings["EnvironmentFile"] == "/etc/meshfed-gateway/gateway.env"
+    environment = unit_settings(GATEWAY_ENV_EXAMPLE)
+    assert set(environment) == {"MESHFED_GATEWAY_ARGS", "CONSUL_HTTP_TOKEN"}
+    program, *words = settings["ExecStart"].split()
+    assert program.endswith("/meshfed")
+    args = [part for word in words for part in (environment[word[1:]].split() if word.startswith("$") else [word])]
+
+    namespace = build_parser().parse_args(args)
+
+    flags = set(namespace.command_parser._option_string_actions)
+    assert [arg for arg in args if arg.startswith("-") and arg not in flags] == []
+    assert namespace.command == "gateway" and namespace.expose_servers
+    assert not namespace.token and "-token" not in args
+    assert not namespace.bind.startswith("0.0.0.0"), "the local servers dial the LAN address"
+    assert len(namespace.http_addr) == 3 and namespace.admin_bind
 
 
 # --- metrics used by alerts and the dashboard --------------------------------------------------
@@ -251,13 +179,17 @@ class _IdleRaft:
 
 
 def exported_names() -> set[str]:
-    """Every sample name a server can expose: the registered metrics and the live gauges."""
+    """Every sample name a server or a gateway can expose: the registered metrics and the live
+    gauges of the agent and of a secondary's replication (with one running loop per type)."""
     names: set[str] = set()
-    for family in Metrics().registry.collect():
-        names.update(family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type])
+    for registry in (Metrics().registry, GatewayMetrics().registry):
+        for family in registry.collect():
+            names.update(family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type])
     agent = Agent(load([], {"node_name": "s1", "encrypt": generate_key()}, dev=True))
     agent.raft = _IdleRaft()  # type: ignore[assignment]
     names.update(family.name for family in agent._live_metrics())
+    replication = SimpleNamespace(statuses={name: ReplicationStatus(name, running=True) for name in REPLICATED_TYPES})
+    names.update(family.name for family in SecondaryReplication.live_metrics(replication))  # type: ignore[arg-type]
     return names
 
 
@@ -301,6 +233,7 @@ def test_the_exported_names_include_both_sources() -> None:
     assert {"meshfed_raft_known_leader", "meshfed_raft_peer_connected", "meshfed_catalog_nodes"} <= names
     assert {"meshfed_raft_leadership_changes_total", "meshfed_raft_commit_seconds_bucket"} <= names
     assert "meshfed_raft_leadership_changes" not in names  # counters are only exposed with _total
+    assert {"meshfed_replication_lag_seconds", "meshfed_gateway_connections_total"} <= names
 
 
 def test_every_alert_is_complete_and_actionable() -> None:
@@ -327,8 +260,34 @@ def test_the_alerts_the_operators_asked_for_exist() -> None:
         "consul_leader_replication_federation_state_status",
         "meshfed_anti_entropy_syncs_total",
         "consul_rpc_queries_blocking",
+        # issue #12: gateway down, replication lag and failing, Raft without leader, autopilot
+        # health (from the Raft gauges: there is no autopilot gauge), certificate expiry
+        'up{job=~"meshfed-gateways-.*"}',
+        "meshfed_gateway_routes",
+        "meshfed_replication_lag_seconds",
+        "meshfed_replication_consecutive_failures",
+        "consul_raft_state_leader",
+        "meshfed_raft_last_contact_seconds",
+        "probe_ssl_earliest_cert_expiry",
     ):
         assert metric in exprs
+
+
+# Series that come from Prometheus itself or from exporters deploy/ names, not from meshfed.
+EXTERNAL_SERIES = {"up", "node_filesystem_avail_bytes", "node_filesystem_size_bytes", "probe_success",
+                   "probe_ssl_earliest_cert_expiry"}
+PROMQL_WORDS = {"sum", "max", "min", "count", "by", "on", "and", "or", "unless", "group_right", "group_left",
+                "rate", "increase", "delta", "time", "vector", "histogram_quantile", "le", "without", "ignoring"}
+
+
+def test_every_other_series_is_one_an_exporter_of_deploy_provides() -> None:
+    """A series that is neither meshfed's nor in EXTERNAL_SERIES would be a typo that never fires."""
+    for rule in alert_rules():
+        expr = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^\]]*\]', " ", unquote(rule["expr"]))
+        expr = re.sub(r"\b(?:by|on|without|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+        names = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", expr)) - PROMQL_WORDS
+        others = {name for name in names if not METRIC_NAME.fullmatch(name)}
+        assert others <= EXTERNAL_SERIES, f"{rule['alert']}: {others - EXTERNAL_SERIES}"
 
 
 def test_every_metric_in_the_alerts_is_exported() -> None:
