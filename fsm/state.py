@@ -157,14 +157,15 @@ class StateStore(ACLReads):
         return index, {name: sorted(tags[name]) for name in sorted(tags)}
 
     def catalog_service_nodes(
-        self, service: str, tag: str | None = None
+        self, service: str | None, tag: str | None = None
     ) -> tuple[int, list[tuple[Node, NodeService]]]:
+        """Instances of `service` (of every service when None, for `/v1/catalog/services?filter=`)."""
         with self._lock:
             t = self._tables
             found = [
                 (t.nodes[node_key], instance)
                 for node_key, instance in t.instances()
-                if instance.service == service and _has_tag(instance, tag)
+                if (service is None or instance.service == service) and _has_tag(instance, tag)
             ]
             return t.max_index(("nodes", "services")), found
 
@@ -206,6 +207,22 @@ class StateStore(ACLReads):
                 for check_id in sorted(checks)
                 if checks[check_id].type == check_type
             ]
+
+    def health_checks(
+        self, *, node: str | None = None, service: str | None = None, status: str | None = None
+    ) -> tuple[int, list[HealthCheck]]:
+        """Checks by node name then check id, narrowed to one node (case-insensitive), one
+        service name, or one status (/v1/health/node, /checks, /state); the checks table's index."""
+        with self._lock:
+            t = self._tables
+            keys = [node.lower()] if node is not None else sorted(t.checks)
+            found = [
+                check
+                for key in keys
+                for _, check in sorted(t.checks.get(key, {}).items())
+                if (service is None or check.service_name == service) and (status is None or check.status == status)
+            ]
+            return t.table_index["checks"], found
 
     def get_check(self, node: str, check_id: str) -> HealthCheck | None:
         with self._lock:

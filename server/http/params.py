@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from aiohttp import web
 
 from meshfed.fsm.consul_formats.durations import parse_duration
 from meshfed.rpc.header import RequestHeader
 from meshfed.server.acl.token import token_of
+from meshfed.server.http.filtering import FilterError, Predicate, Schema, compile_filter
 
 # Where the ACL middleware leaves the token a request is checked as (the agent default filled in),
 # so that the header forwarded to the leader carries it; without ACLs the sent token travels as is.
@@ -80,3 +82,19 @@ def flag(request: web.Request, name: str) -> bool:
     if name not in request.query:
         return False
     return request.query[name].lower() not in ("0", "false", "no")
+
+
+def row_filter(request: web.Request, schema: Schema) -> Predicate | None:
+    """`?filter=` compiled against the endpoint's rows (None without one). Compiled before the
+    read, so a bad expression is a 400 at once, not after a blocking query's wait."""
+    expression = request.query.get("filter", "")
+    if not expression:
+        return None
+    try:
+        return compile_filter(expression, schema)
+    except FilterError as exc:
+        raise BadRequest(f"Failed to create boolean expression evaluator: {exc}") from None
+
+
+def keep(rows: list[Any], predicate: Predicate | None) -> list[Any]:
+    return rows if predicate is None else [row for row in rows if predicate(row)]
