@@ -49,3 +49,11 @@ INTENTION: Schema = {
     "DestinationPartition": STRING, "SourcePeer": STRING, "SourceType": STRING, "Action": STRING,
     "Meta": _STRING_MAP, "Precedence": INT,
 }
+
+# /v1/config/service-defaults (the one kind Consul filters): the scalar settings and Meta.
+SERVICE_DEFAULTS: Schema = {
+    "Kind": STRING, "Name": STRING, "Protocol": STRING, "Mode": STRING, "Meta": _STRING_MAP,
+    "MeshGateway": {"Mode": STRING}, "TransparentProxy": {"OutboundListenerPort": INT, "DialedDirectly": BOOL},
+    "MutualTLSMode": STRING, "ExternalSNI": STRING, "MaxInboundConnections": INT,
+    "LocalConnectTimeoutMs": INT, "LocalRequestTimeoutMs": INT, "BalanceInboundConnections": STRING,
+}
