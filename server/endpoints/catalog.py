@@ -1,9 +1,7 @@
 """Catalog.* and Health.*: enough of Consul's catalog to register servers and mesh gateways and to
 answer /v1/catalog/* and /v1/health/* (DESIGN §3).
 
-Reads return wire records; the HTTP layer shapes them and applies `?filter=` to the shaped rows.
-The servers, which meshfed keeps in their own table, are shown as catalog nodes
-(`server_nodes.py`), so node reads also wait on the servers table."""
+Reads return wire records; the HTTP layer shapes them and applies `?filter=` to the shaped rows."""
 
 from __future__ import annotations
 
@@ -28,11 +26,10 @@ from meshfed.rpc.errors import RPCError, invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
 from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
-from meshfed.server.endpoints.server_nodes import find_node, merge_server_nodes
 from meshfed.server.endpoints.writes import propose
 
-NODES = ("nodes", "servers")
-NODE_SERVICES = ("nodes", "services", "servers")
+NODES = ("nodes",)
+NODE_SERVICES = ("nodes", "services")
 CHECKS = ("checks",)
 # /v1/health/state/<state>: Consul's states; "any" is every check.
 HEALTH_STATES = ("any", STATUS_PASSING, STATUS_WARNING, STATUS_CRITICAL)
@@ -138,14 +135,9 @@ class CatalogEndpoint:
 
         return await self._router.serve("Health/UpdateTTL", header, body, local, write=True)
 
-    def _nodes(self) -> tuple[int, list[Any]]:
-        index, nodes = self._state.catalog_nodes()
-        servers_index, servers = self._state.servers()
-        return max(index, servers_index), merge_server_nodes(nodes, servers)
-
     async def list_nodes(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         async def local() -> tuple[QueryMeta, Any]:
-            meta, nodes = await self._queries.run(header, NODES, self._nodes)
+            meta, nodes = await self._queries.run(header, NODES, self._state.catalog_nodes)
             return meta, [to_wire(n) for n in nodes]
 
         return await self._router.serve("Catalog/ListNodes", header, body, local, write=False)
@@ -158,12 +150,7 @@ class CatalogEndpoint:
 
         def read() -> tuple[int, dict[str, Any]]:
             index, node, services = self._state.catalog_node(name)
-            servers_index, servers = self._state.servers()
-            found = find_node(node, servers, name)
-            return max(index, servers_index), {
-                "node": to_wire(found) if found else None,
-                "services": [to_wire(s) for s in services] if found else [],
-            }
+            return index, {"node": to_wire(node) if node else None, "services": [to_wire(s) for s in services]}
 
         async def local() -> tuple[QueryMeta, Any]:
             return await self._queries.run(header, NODE_SERVICES, read)

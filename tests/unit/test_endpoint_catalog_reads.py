@@ -5,6 +5,7 @@ datacenter so `?dc=` forwarding runs the other datacenter's endpoint."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import grpc
@@ -15,7 +16,7 @@ from meshfed.fsm.records import HealthCheck, Node, NodeService, ServerInfo
 from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import RequestHeader
 from meshfed.server.endpoints.catalog import CatalogEndpoint
-from meshfed.server.endpoints.server_nodes import merge_server_nodes, server_tagged_addresses
+from meshfed.server.leader.membership import catalog_entry, is_published, tagged_addresses
 from tests.twins.server import ServerTwin, server_twin
 
 
@@ -96,33 +97,36 @@ def test_a_blocking_state_read_wakes_when_a_check_turns_critical() -> None:
     run(scenario())
 
 
-def test_servers_show_as_catalog_nodes_with_lan_and_wan_addresses() -> None:
+def test_node_services_of_a_published_server_and_of_an_unknown_node() -> None:
     dc1 = DC("dc1")
-    dc1.twin.raft.apply_now(ServerRegister(ServerInfo("s1", "dc1", "127.0.0.5:8301", "127.0.0.5:8300", "127.0.0.5:8500")))
-    dc1.register("gw", "mesh-gateway")
-    _, rows = run(dc1.endpoint.list_nodes(RequestHeader(), {}))
-    assert [row["node"] for row in rows] == ["gw", "s1"]
-    server = rows[1]
-    assert server["address"] == "127.0.0.5"
-    assert server["tagged_addresses"] == {"lan": "127.0.0.5", "wan": "127.0.0.5",
-                                          "lan_ipv4": "127.0.0.5", "wan_ipv4": "127.0.0.5"}
-    _, found = run(dc1.endpoint.node_services(RequestHeader(), {"node": "S1"}))
-    assert found["node"]["node"] == "s1" and found["services"] == []
-    _, found = run(dc1.endpoint.node_services(RequestHeader(), {"node": "gw"}))
-    assert found["node"]["node"] == "gw" and [s["service"] for s in found["services"]] == ["mesh-gateway"]
+    server = ServerInfo("s1", "dc1", "127.0.0.5:8301", "127.0.0.5:8300", "127.0.0.5:8500")
+    node, service = catalog_entry(server)
+    dc1.twin.raft.apply_now(ServerRegister(server))
+    dc1.twin.raft.apply_now(CatalogRegister(node=node, service=service))
+    assert not is_published(dc1.twin.state, dataclasses.replace(server, rpc_address="127.0.0.6:8300"))
+    assert is_published(dc1.twin.state, server)
+    _, found = run(dc1.endpoint.node_services(RequestHeader(), {"node": "S1"}))  # node names ignore case
+    assert found["node"]["tagged_addresses"] == {"lan": "127.0.0.5", "wan": "127.0.0.5",
+                                                 "lan_ipv4": "127.0.0.5", "wan_ipv4": "127.0.0.5"}
+    assert [s["service"] for s in found["services"]] == ["consul"]
     _, found = run(dc1.endpoint.node_services(RequestHeader(), {"node": "missing"}))
     assert found == {"node": None, "services": []}
 
 
-def test_server_addresses_merge_into_a_registered_node_and_follow_the_address_family() -> None:
-    server = ServerInfo("s1", "dc1", "[::1]:8301", "[::1]:8300", "[::1]:8500")
-    assert server_tagged_addresses(server) == {"lan": "::1", "wan": "::1", "lan_ipv6": "::1", "wan_ipv6": "::1"}
-    named = ServerInfo("s2", "dc1", "s2.internal:8301", "s2.internal:8300", "s2.internal:8500")
-    assert server_tagged_addresses(named) == {"lan": "s2.internal", "wan": "s2.internal"}
-    registered = Node(node="S1", address="10.1.1.1", tagged_addresses={"wan": "203.0.113.7"})
-    merged = merge_server_nodes([registered], [server])
-    assert len(merged) == 1 and merged[0].address == "10.1.1.1"
-    assert merged[0].tagged_addresses == {"lan": "::1", "wan": "203.0.113.7", "lan_ipv6": "::1", "wan_ipv6": "::1"}
+def test_a_server_published_without_tagged_addresses_is_published_again() -> None:
+    dc1 = DC("dc1")
+    server = ServerInfo("s1", "dc1", "127.0.0.5:8301", "127.0.0.5:8300", "127.0.0.5:8500")
+    node, service = catalog_entry(server)
+    dc1.twin.raft.apply_now(ServerRegister(server))
+    dc1.twin.raft.apply_now(CatalogRegister(node=dataclasses.replace(node, tagged_addresses={}), service=service))
+    assert not is_published(dc1.twin.state, server)
+
+
+def test_server_tagged_addresses_follow_the_address_family() -> None:
+    assert tagged_addresses("::1") == {"lan": "::1", "wan": "::1", "lan_ipv6": "::1", "wan_ipv6": "::1"}
+    assert tagged_addresses("s2.internal") == {"lan": "s2.internal", "wan": "s2.internal"}
+    node, _ = catalog_entry(ServerInfo("s1", "dc1", "[::1]:8301", "[::1]:8300", "[::1]:8500"))
+    assert node.tagged_addresses["lan_ipv6"] == "::1"
 
 
 def test_reads_naming_another_datacenter_run_there() -> None:
