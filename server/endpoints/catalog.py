@@ -59,6 +59,7 @@ class CatalogEndpoint:
             "Catalog/Deregister": self.deregister,
             "Catalog/ListNodes": self.list_nodes,
             "Catalog/ListServices": self.list_services,
+            "Catalog/ServiceInstances": self.service_instances,
             "Catalog/ServiceNodes": self.service_nodes,
             "Catalog/NodeServices": self.node_services,
             "Catalog/GatewayServices": self.gateway_services,
@@ -200,19 +201,23 @@ class CatalogEndpoint:
         return await self._checks("Health/ChecksInState", header, body, status=None if state == "any" else state)
 
     async def list_services(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
-        """body: {} for Consul's {name: tags}; {"instances": true} for every [node, service] pair,
-        which the HTTP layer filters (`?filter=` selects on service instances) and folds itself."""
-        instances = isinstance(body, dict) and body.get("instances") is True
-
         async def local() -> tuple[QueryMeta, Any]:
-            if instances:
-                meta, pairs = await self._queries.run(
-                    header, ("nodes", "services"), lambda: self._state.catalog_service_nodes(None)
-                )
-                return meta, [[to_wire(n), to_wire(s)] for n, s in pairs]
             return await self._queries.run(header, SERVICES, self._state.catalog_services)
 
         return await self._router.serve("Catalog/ListServices", header, body, local, write=False)
+
+    async def service_instances(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """Every [node, service] pair: `/v1/catalog/services?filter=` selects on instances (Consul's
+        ServiceNode rows) and folds what is left into {name: tags} at the HTTP layer. A method of
+        its own, so a server without it answers "unknown method" rather than another shape."""
+
+        async def local() -> tuple[QueryMeta, Any]:
+            meta, pairs = await self._queries.run(
+                header, ("nodes", "services"), lambda: self._state.catalog_service_nodes(None)
+            )
+            return meta, [[to_wire(n), to_wire(s)] for n, s in pairs]
+
+        return await self._router.serve("Catalog/ServiceInstances", header, body, local, write=False)
 
     async def service_nodes(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         service = _field(body, "service")

@@ -57,7 +57,7 @@ async def services(request: web.Request) -> web.Response:
     if predicate is None:
         meta, by_name = await api_of(request).catalog.list_services(parse_header(request), {})
         return with_meta(by_name, meta)
-    meta, pairs = await api_of(request).catalog.list_services(parse_header(request), {"instances": True})
+    meta, pairs = await api_of(request).catalog.service_instances(parse_header(request), {})
     tags: dict[str, set[str]] = {}
     for n, s in pairs:
         row = catalog_service_json(node_from_wire(n), service_from_wire(s))

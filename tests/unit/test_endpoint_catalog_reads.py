@@ -142,7 +142,7 @@ def test_reads_naming_another_datacenter_run_there() -> None:
     assert found["node"]["datacenter"] == "dc2"
     _, rows = run(dc1.endpoint.gateway_services(header, {"gateway": "ingress"}))
     assert rows == []
-    _, pairs = run(dc1.endpoint.list_services(header, {"instances": True}))
+    _, pairs = run(dc1.endpoint.service_instances(header, {}))
     assert [(n["node"], s["service"]) for n, s in pairs] == [("far", "api")]
     assert ("Health/ChecksInState", "dc2", False) in dc1.twin.router.calls
     _, rows = run(dc1.endpoint.checks_in_state(RequestHeader(), {"state": "warning"}))
