@@ -157,15 +157,14 @@ class StateStore(ACLReads):
         return index, {name: sorted(tags[name]) for name in sorted(tags)}
 
     def catalog_service_nodes(
-        self, service: str | None, tag: str | None = None
+        self, service: str, tag: str | None = None
     ) -> tuple[int, list[tuple[Node, NodeService]]]:
-        """Instances of `service` (of every service when None, for `/v1/catalog/services?filter=`)."""
         with self._lock:
             t = self._tables
             found = [
                 (t.nodes[node_key], instance)
                 for node_key, instance in t.instances()
-                if (service is None or instance.service == service) and _has_tag(instance, tag)
+                if instance.service == service and _has_tag(instance, tag)
             ]
             return t.max_index(("nodes", "services")), found
 
@@ -207,6 +206,13 @@ class StateStore(ACLReads):
                 for check_id in sorted(checks)
                 if checks[check_id].type == check_type
             ]
+
+    def catalog_instances(self) -> tuple[int, list[tuple[Node, NodeService]]]:
+        """Every service instance with its node (`/v1/catalog/services?filter=` selects on these)."""
+        with self._lock:
+            t = self._tables
+            found = [(t.nodes[node_key], instance) for node_key, instance in t.instances()]
+            return t.max_index(("nodes", "services")), found
 
     def health_checks(
         self, *, node: str | None = None, service: str | None = None, status: str | None = None

@@ -125,6 +125,13 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     ("GET", "/v1/catalog/services"): Declaration(filter=filters.catalog_services),
     ("GET", "/v1/catalog/nodes"): Declaration(filter=filters.catalog_nodes),
     ("GET", "/v1/catalog/service/{service}"): Declaration(filter=filters.catalog_service_nodes),
+    ("GET", "/v1/health/service/{service}"): Declaration(filter=filters.health_service_nodes),
+    ("PUT", "/v1/config"): Declaration(_config_put, reads_body=True),
+    ("GET", "/v1/config/{kind}"): Declaration(filter=filters.config_entries),
+    ("GET", "/v1/config/{kind}/{name}"): Declaration(
+        lambda facts: config_entry_read(facts.match("kind"), facts.match("name"))),
+    ("DELETE", "/v1/config/{kind}/{name}"): Declaration(
+        lambda facts: config_entry_write(facts.match("kind"), facts.match("name"))),
     ("GET", "/v1/catalog/node/{node}"): Declaration(
         lambda facts: [Need("node", Access.READ, facts.match("node"))], filter=filters.catalog_node_services),
     ("GET", "/v1/catalog/gateway-services/{gateway}"): Declaration(
@@ -132,18 +139,11 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     # Consul asks nothing for the DC list; the token is still resolved (an unknown one is refused).
     ("GET", "/v1/catalog/datacenters"): Declaration(lambda facts: []),
     ("GET", "/v1/agent/self"): Declaration(lambda facts: [Need("agent", Access.READ, facts.node_name)]),
-    ("GET", "/v1/health/service/{service}"): Declaration(filter=filters.health_service_nodes),
     **{("GET", path): Declaration(filter=filters.health_checks)
        for path in ("/v1/health/node/{node}", "/v1/health/checks/{service}", "/v1/health/state/{state}")},
     # APIs meshfed lacks answer a 404 saying so; nothing there to protect beyond a valid token.
     **{(method, canonical_of(prefix)): Declaration(lambda facts: [])
        for prefix in UNSUPPORTED for method in UNSUPPORTED_METHODS},
-    ("PUT", "/v1/config"): Declaration(_config_put, reads_body=True),
-    ("GET", "/v1/config/{kind}"): Declaration(filter=filters.config_entries),
-    ("GET", "/v1/config/{kind}/{name}"): Declaration(
-        lambda facts: config_entry_read(facts.match("kind"), facts.match("name"))),
-    ("DELETE", "/v1/config/{kind}/{name}"): Declaration(
-        lambda facts: config_entry_write(facts.match("kind"), facts.match("name"))),
     ("GET", "/v1/connect/ca/configuration"): OPERATOR_READ,
     ("PUT", "/v1/connect/ca/configuration"): OPERATOR_WRITE,
     ("GET", "/v1/connect/intentions"): Declaration(filter=filters.intentions),

@@ -212,9 +212,7 @@ class CatalogEndpoint:
         its own, so a server without it answers "unknown method" rather than another shape."""
 
         async def local() -> tuple[QueryMeta, Any]:
-            meta, pairs = await self._queries.run(
-                header, ("nodes", "services"), lambda: self._state.catalog_service_nodes(None)
-            )
+            meta, pairs = await self._queries.run(header, ("nodes", "services"), self._state.catalog_instances)
             return meta, [[to_wire(n), to_wire(s)] for n, s in pairs]
 
         return await self._router.serve("Catalog/ServiceInstances", header, body, local, write=False)

@@ -84,8 +84,8 @@ def build_app(api: Api) -> web.Application:
     app[API_KEY] = api
     routes_internal.add(app)
     routes_catalog.add(app)
-    routes_health.add(app)
     routes_agent.add(app)
+    routes_health.add(app)
     routes_config.add(app)
     routes_intentions.add(app)
     routes_connect_ca.add(app)
