@@ -98,3 +98,30 @@ def row_filter(request: web.Request, schema: Schema) -> Predicate | None:
 
 def keep(rows: list[Any], predicate: Predicate | None) -> list[Any]:
     return rows if predicate is None else [row for row in rows if predicate(row)]
+
+
+def node_meta_filter(request: web.Request, *path: str) -> Predicate | None:
+    """Consul's `?node-meta=key:value` (repeatable; every pair must match) as a test on the node
+    meta map found at `path` in a row (None without the parameter). A pair without `:` asks for
+    an empty value, as Consul's parser reads it."""
+    pairs = [pair.partition(":") for pair in request.query.getall("node-meta", [])]
+    if not pairs:
+        return None
+    wanted = {key: value for key, _, value in pairs}
+
+    def matches(row: Any) -> bool:
+        meta: Any = row
+        for key in path:
+            meta = meta.get(key) if isinstance(meta, dict) else None
+        meta = meta or {}
+        return all(meta.get(key) == value for key, value in wanted.items())
+
+    return matches
+
+
+def both(*predicates: Predicate | None) -> Predicate | None:
+    """The predicates given, all of which must hold (None when none is given)."""
+    given = [p for p in predicates if p is not None]
+    if not given:
+        return None
+    return lambda row: all(p(row) for p in given)

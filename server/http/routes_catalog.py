@@ -1,7 +1,7 @@
 """Catalog endpoints, shaped as Consul's so py-consul and curl users feel at home.
 
-`?filter=` runs on the shaped rows (`filtering.py`, selectors per `filter_schemas.py`); the health
-endpoints are in `routes_health.py`."""
+`?filter=` runs on the shaped rows (`filtering.py`, selectors per `filter_schemas.py`), and so
+does `?node-meta=key:value`; the health endpoints are in `routes_health.py`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from meshfed.rpc.header import RequestHeader
 from meshfed.server.http import filter_schemas
 from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register, lookup
-from meshfed.server.http.params import keep, parse_header, row_filter
+from meshfed.server.http.params import both, keep, node_meta_filter, parse_header, row_filter
 from meshfed.server.http.respond import json_body, with_meta
 from meshfed.server.http.shapes import catalog_service_json, node_json, service_json
 
@@ -53,7 +53,7 @@ async def deregister(request: web.Request) -> web.Response:
 async def services(request: web.Request) -> web.Response:
     """{name: [tags]}. With `?filter=`, Consul filters the service instances (ServiceNode rows)
     and folds what is left, so the instances are fetched and folded here."""
-    predicate = row_filter(request, filter_schemas.SERVICE_NODE)
+    predicate = both(row_filter(request, filter_schemas.SERVICE_NODE), node_meta_filter(request, "NodeMeta"))
     if predicate is None:
         meta, by_name = await api_of(request).catalog.list_services(parse_header(request), {})
         return with_meta(by_name, meta)
@@ -67,7 +67,7 @@ async def services(request: web.Request) -> web.Response:
 
 
 async def nodes(request: web.Request) -> web.Response:
-    predicate = row_filter(request, filter_schemas.NODE)
+    predicate = both(row_filter(request, filter_schemas.NODE), node_meta_filter(request, "Meta"))
     meta, rows = await api_of(request).catalog.list_nodes(parse_header(request), {})
     return with_meta(keep([node_json(node_from_wire(n)) for n in rows], predicate), meta)
 
@@ -85,7 +85,7 @@ async def node(request: web.Request) -> web.Response:
 
 
 async def service_nodes(request: web.Request) -> web.Response:
-    predicate = row_filter(request, filter_schemas.SERVICE_NODE)
+    predicate = both(row_filter(request, filter_schemas.SERVICE_NODE), node_meta_filter(request, "NodeMeta"))
     body = {"service": request.match_info["service"], "tag": request.query.get("tag")}
     meta, pairs = await api_of(request).catalog.service_nodes(parse_header(request), body)
     rows = [catalog_service_json(node_from_wire(n), service_from_wire(s)) for n, s in pairs]

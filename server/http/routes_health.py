@@ -11,13 +11,13 @@ from aiohttp import web
 from meshfed.fsm.records import check_from_wire, csn_from_wire
 from meshfed.server.http import filter_schemas
 from meshfed.server.http.api import api_of
-from meshfed.server.http.params import flag, keep, parse_header, row_filter
+from meshfed.server.http.params import both, flag, keep, node_meta_filter, parse_header, row_filter
 from meshfed.server.http.respond import with_meta
 from meshfed.server.http.shapes import check_json, csn_json
 
 
 async def service(request: web.Request) -> web.Response:
-    predicate = row_filter(request, filter_schemas.CHECK_SERVICE_NODE)
+    predicate = both(row_filter(request, filter_schemas.CHECK_SERVICE_NODE), node_meta_filter(request, "Node", "Meta"))
     body = {
         "service": request.match_info["service"],
         "tag": request.query.get("tag"),

@@ -78,6 +78,8 @@ def test_py_consul_reads_agent_catalog_and_health(dc1: Datacenter) -> None:
     # ?filter= is applied, not ignored.
     _, nodes = c.catalog.nodes(filter_expr='Meta.env == "prod"')
     assert [n["Node"] for n in nodes] == ["web-node"]
+    _, nodes = c.catalog.nodes(node_meta={"env": "prod"})
+    assert [n["Node"] for n in nodes] == ["web-node"]
     _, services = c.catalog.services(filter_expr='"primary" in ServiceTags')
     assert services == {"web": ["primary", "v1"]}
     _, rows = c.health.service("web", filter_expr='Checks.Status == "critical" and Service.Port == 8080')

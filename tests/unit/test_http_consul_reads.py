@@ -83,6 +83,20 @@ def test_shapes_and_filters_of_the_catalog_and_health_reads() -> None:
         assert [c["CheckID"] for c in await names("/v1/health/state/any", "ServiceName == db")] == ["db-tcp"]
         assert list((await names("/v1/catalog/node/n1", "Port == 1"))["Services"]) == []
 
+        # ?node-meta=key:value, alone or with a filter
+        async def with_meta(path: str, *pairs: str, expression: str = "") -> object:
+            params = [("node-meta", pair) for pair in pairs] + ([("filter", expression)] if expression else [])
+            response = await client.get(path, params=params)
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+        assert [n["Node"] for n in await with_meta("/v1/catalog/nodes", "env:prod")] == ["n1"]  # type: ignore[union-attr]
+        assert await with_meta("/v1/catalog/nodes", "env:prod", "rack:r1") == []
+        assert await with_meta("/v1/catalog/nodes", "env:prod", expression="Node == n2") == []
+        assert await with_meta("/v1/catalog/services", "env:prod") == {"web": ["v1"]}
+        assert await with_meta("/v1/catalog/service/db", "env:prod") == []
+        assert len(await with_meta("/v1/health/service/web", "env:prod")) == 1  # type: ignore[arg-type]
+
         bad = await client.get("/v1/catalog/nodes", params={"filter": "Nodes == n1"})
         assert (bad.status, await bad.text()) == (
             400, 'Failed to create boolean expression evaluator: Selector "Nodes" is not valid')
