@@ -118,7 +118,6 @@ class _Path:
 @dataclass(frozen=True)
 class _Literal:
     text: str
-    bare: bool  # an unquoted word or number: may also be read as a selector
 
 
 def _unquote(token: str) -> str:
@@ -139,13 +138,13 @@ class _Tree(Transformer):  # type: ignore[type-arg]
         return _Path(text, segments)
 
     def quoted(self, items: list[Token]) -> _Literal:
-        return _Literal(_unquote(str(items[0])), bare=False)
+        return _Literal(_unquote(str(items[0])))
 
     def raw(self, items: list[Token]) -> _Literal:
-        return _Literal(str(items[0])[1:-1], bare=False)
+        return _Literal(str(items[0])[1:-1])
 
     def number(self, items: list[Token]) -> _Literal:
-        return _Literal(str(items[0]), bare=True)
+        return _Literal(str(items[0]))
 
     def match(self, items: list[Any]) -> tuple[Any, ...]:
         if len(items) == 2:
@@ -291,7 +290,7 @@ def _match(op: str, left: Any, right: Any, schema: Schema) -> Predicate:
     if isinstance(value_side, _Path):
         if len(value_side.segments) > 1:
             raise FilterError(f'operator "{op}" needs a value, got the selector "{value_side.text}"')
-        value_side = _Literal(value_side.text, bare=True)  # an unquoted word is a value
+        value_side = _Literal(value_side.text)  # an unquoted word is a value
     leaf, steps = _resolve(selector_side, schema)
     test = _leaf_test(op, leaf, value_side, selector_side.text)
     negate = op in _NEGATED

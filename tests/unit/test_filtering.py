@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshfed.server.http import filter_schemas
 from meshfed.server.http.filtering import FilterError, compile_filter
@@ -130,3 +132,25 @@ def test_intention_and_service_node_schemas_take_their_documented_selectors() ->
     assert not intention({"Action": "allow", "SourceName": "web", "Precedence": 9})
     row = compile_filter('ServiceMeta.version == "2" and NodeMeta is empty', filter_schemas.SERVICE_NODE)
     assert row({"ServiceMeta": {"version": "2"}, "NodeMeta": None})
+
+
+TOKENS = ["Node", "Meta", ".", "env", "[", "]", '"x"', "`y`", "==", "!=", "in", "not", "contains", "is", "empty",
+          "matches", "and", "or", "(", ")", "5", "-1.5", "true", '"\\\\"', '"(("', " ", "TaggedAddresses", "lan"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.lists(st.sampled_from(TOKENS), max_size=12).map(" ".join)),
+       st.lists(st.fixed_dictionaries({}, optional={
+           "Node": st.one_of(st.none(), st.text(max_size=5), st.integers()),
+           "Meta": st.one_of(st.none(), st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=3),
+                             st.lists(st.integers(), max_size=2)),
+           "TaggedAddresses": st.one_of(st.none(), st.just({"lan": "10.0.0.1"}))}), max_size=3))
+def test_any_text_compiles_or_is_refused_and_any_row_evaluates(expression: str, rows: list[dict[str, Any]]) -> None:
+    """A client's expression can only be a FilterError (a 400), never another exception (a 500);
+    and a compiled filter never raises on a row, whatever the row holds."""
+    try:
+        predicate = compile_filter(expression, filter_schemas.NODE)
+    except FilterError:
+        return
+    for row in rows:
+        assert predicate(row) in (True, False)
