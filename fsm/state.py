@@ -226,6 +226,29 @@ class StateStore(ACLReads):
                 if checks[check_id].type == check_type
             ]
 
+    def catalog_instances(self) -> tuple[int, list[tuple[Node, NodeService]]]:
+        """Every service instance with its node (`/v1/catalog/services?filter=` selects on these)."""
+        with self._lock:
+            t = self._tables
+            found = [(t.nodes[node_key], instance) for node_key, instance in t.instances()]
+            return t.max_index(("nodes", "services")), found
+
+    def health_checks(
+        self, *, node: str | None = None, service: str | None = None, status: str | None = None
+    ) -> tuple[int, list[HealthCheck]]:
+        """Checks by node name then check id, narrowed to one node (case-insensitive), one
+        service name, or one status (/v1/health/node, /checks, /state); the checks table's index."""
+        with self._lock:
+            t = self._tables
+            keys = [node.lower()] if node is not None else sorted(t.checks)
+            found = [
+                check
+                for key in keys
+                for _, check in sorted(t.checks.get(key, {}).items())
+                if (service is None or check.service_name == service) and (status is None or check.status == status)
+            ]
+            return t.table_index["checks"], found
+
     def get_check(self, node: str, check_id: str) -> HealthCheck | None:
         with self._lock:
             return self._tables.checks.get(node.lower(), {}).get(check_id)

@@ -318,6 +318,7 @@ class Agent:
     def _live_metrics(self) -> Iterator[GaugeMetricFamily]:
         status = self.raft.status()
         yield gauge("consul_raft_state_leader", "1 if this server is the Raft leader", 1.0 if status.state == "leader" else 0.0)
+        yield gauge("consul_server_isLeader", "1 if this server is the Raft leader, 0 elsewhere", 1.0 if status.state == "leader" else 0.0)
         yield gauge("meshfed_raft_term", "Current Raft term", status.term)
         yield gauge("meshfed_raft_commit_index", "Raft commit index", status.commit_index)
         yield gauge("meshfed_raft_last_applied", "Last applied Raft index", status.last_applied)

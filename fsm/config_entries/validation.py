@@ -129,7 +129,8 @@ def _validate_service_defaults(entry: Mapping[str, Any], _legacy: bool) -> None:
         fail("Name", "Name is required")
     if name == WILDCARD:
         fail("Name", "must be the name of a service, not a wildcard")
-    check_choice(entry.get("Protocol", ""), PROTOCOLS, "Protocol", "protocol")
+    # Any protocol string: Consul does not validate service-defaults' Protocol (its API tests
+    # write "udp"); only the upstream and proxy-defaults protocols drive meshfed's choices.
     _check_proxy_common(entry)
     for field in ("MaxInboundConnections", "LocalConnectTimeoutMs", "LocalRequestTimeoutMs"):
         check_range(entry.get(field, 0), 0, None, field)

@@ -105,3 +105,25 @@ def config_entries(identity: Identity, answer: Any) -> tuple[Any, bool]:
 def agent_members(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """/v1/agent/members rows (`Name` is the member's node): node:read on each."""
     return _keep_rows(answer, lambda row: _can_read(identity, "node", lookup(row, "Name")))
+
+
+def health_checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """HealthCheck rows (/v1/health/node, /checks, /state): node:read, and service:read for a
+    service's check (a node-level check has no ServiceName and needs node:read only)."""
+    def allowed(row: Mapping[str, Any]) -> bool:
+        service = lookup(row, "ServiceName")
+        return _can_read(identity, "node", lookup(row, "Node")) and (
+            not service or _can_read(identity, "service", service))
+
+    return _keep_rows(answer, allowed)
+
+
+def catalog_node_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """/v1/catalog/node/<n> ({"Node", "Services": {id: service}}; node:read was asked before):
+    services the token may not read are dropped."""
+    services = lookup(answer, "Services") if isinstance(answer, Mapping) else None
+    if not isinstance(services, Mapping):
+        return answer, False
+    kept = {sid: svc for sid, svc in services.items()
+            if isinstance(svc, Mapping) and _can_read(identity, "service", lookup(svc, "Service"))}
+    return {**answer, "Services": kept}, len(kept) != len(services)

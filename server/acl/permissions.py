@@ -36,6 +36,8 @@ from meshfed.server.acl.needs import (
     ttl_update_of,
 )
 from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register
+from meshfed.server.http.routes_unsupported import METHODS as UNSUPPORTED_METHODS
+from meshfed.server.http.routes_unsupported import UNSUPPORTED, canonical_of
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,18 @@ ROUTES: dict[tuple[str, str], Declaration] = {
         lambda facts: config_entry_read(facts.match("kind"), facts.match("name"))),
     ("DELETE", "/v1/config/{kind}/{name}"): Declaration(
         lambda facts: config_entry_write(facts.match("kind"), facts.match("name"))),
+    ("GET", "/v1/catalog/node/{node}"): Declaration(
+        lambda facts: [Need("node", Access.READ, facts.match("node"))], filter=filters.catalog_node_services),
+    ("GET", "/v1/catalog/gateway-services/{gateway}"): Declaration(
+        lambda facts: [Need("service", Access.READ, facts.match("gateway"))]),
+    # Consul asks nothing for the DC list; the token is still resolved (an unknown one is refused).
+    ("GET", "/v1/catalog/datacenters"): Declaration(lambda facts: []),
+    ("GET", "/v1/agent/self"): Declaration(lambda facts: [Need("agent", Access.READ, facts.node_name)]),
+    **{("GET", path): Declaration(filter=filters.health_checks)
+       for path in ("/v1/health/node/{node}", "/v1/health/checks/{service}", "/v1/health/state/{state}")},
+    # APIs meshfed lacks answer a 404 saying so; nothing there to protect beyond a valid token.
+    **{(method, canonical_of(prefix)): Declaration(lambda facts: [])
+       for prefix in UNSUPPORTED for method in UNSUPPORTED_METHODS},
     ("GET", "/v1/connect/ca/configuration"): OPERATOR_READ,
     ("PUT", "/v1/connect/ca/configuration"): OPERATOR_WRITE,
     ("GET", "/v1/connect/intentions"): Declaration(filter=filters.intentions),

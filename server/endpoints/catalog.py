@@ -1,5 +1,7 @@
 """Catalog.* and Health.*: enough of Consul's catalog to register servers and mesh gateways and to
-answer /v1/catalog/* and /v1/health/service/* (DESIGN §3)."""
+answer /v1/catalog/* and /v1/health/* (DESIGN §3).
+
+Reads return wire records; the HTTP layer shapes them and applies `?filter=` to the shaped rows."""
 
 from __future__ import annotations
 
@@ -9,7 +11,16 @@ from typing import Any
 import grpc
 
 from meshfed.fsm import CatalogDeregister, CatalogRegister, CheckUpdate, Command
-from meshfed.fsm.records import CHECK_STATUSES, check_from_wire, node_from_wire, service_from_wire, to_wire
+from meshfed.fsm.records import (
+    CHECK_STATUSES,
+    STATUS_CRITICAL,
+    STATUS_PASSING,
+    STATUS_WARNING,
+    check_from_wire,
+    node_from_wire,
+    service_from_wire,
+    to_wire,
+)
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
@@ -18,6 +29,10 @@ from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
 
 NODES = ("nodes",)
+NODE_SERVICES = ("nodes", "services")
+CHECKS = ("checks",)
+# /v1/health/state/<state>: Consul's states; "any" is every check.
+HEALTH_STATES = ("any", STATUS_PASSING, STATUS_WARNING, STATUS_CRITICAL)
 SERVICES = ("services",)
 HEALTH = ("nodes", "services", "checks")
 
@@ -44,8 +59,14 @@ class CatalogEndpoint:
             "Catalog/Deregister": self.deregister,
             "Catalog/ListNodes": self.list_nodes,
             "Catalog/ListServices": self.list_services,
+            "Catalog/ServiceInstances": self.service_instances,
             "Catalog/ServiceNodes": self.service_nodes,
+            "Catalog/NodeServices": self.node_services,
+            "Catalog/GatewayServices": self.gateway_services,
             "Health/ServiceNodes": self.health_service_nodes,
+            "Health/NodeChecks": self.node_checks,
+            "Health/ServiceChecks": self.service_checks,
+            "Health/ChecksInState": self.checks_in_state,
             "Health/UpdateTTL": self.update_ttl,
         }
 
@@ -122,11 +143,79 @@ class CatalogEndpoint:
 
         return await self._router.serve("Catalog/ListNodes", header, body, local, write=False)
 
+    async def node_services(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"node"}. Answers {"node": wire Node or None, "services": [wire NodeService]}."""
+        name = _field(body, "node")
+        if not name:
+            raise invalid("Must provide node")
+
+        def read() -> tuple[int, dict[str, Any]]:
+            index, node, services = self._state.catalog_node(name)
+            return index, {"node": to_wire(node) if node else None, "services": [to_wire(s) for s in services]}
+
+        async def local() -> tuple[QueryMeta, Any]:
+            return await self._queries.run(header, NODE_SERVICES, read)
+
+        return await self._router.serve("Catalog/NodeServices", header, body, local, write=False)
+
+    async def gateway_services(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"gateway"}. The services linked to a terminating or ingress gateway by its config
+        entry. meshfed stores neither kind (a mesh gateway links none, in Consul too), so the
+        answer is always empty; it still blocks on config entries as Consul's does."""
+        if not _field(body, "gateway"):
+            raise invalid("Must provide gateway name")
+
+        async def local() -> tuple[QueryMeta, Any]:
+            return await self._queries.run(
+                header, ("config_entries",), lambda: (self._state.index("config_entries"), [])
+            )
+
+        return await self._router.serve("Catalog/GatewayServices", header, body, local, write=False)
+
+    async def _checks(self, method: str, header: RequestHeader, body: Any, **where: str | None) -> tuple[QueryMeta, Any]:
+        async def local() -> tuple[QueryMeta, Any]:
+            meta, checks = await self._queries.run(header, CHECKS, lambda: self._state.health_checks(**where))
+            return meta, [to_wire(c) for c in checks]
+
+        return await self._router.serve(method, header, body, local, write=False)
+
+    async def node_checks(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"node"}: every check of one node, node-level and service checks alike."""
+        node = _field(body, "node")
+        if not node:
+            raise invalid("Must provide node")
+        return await self._checks("Health/NodeChecks", header, body, node=node)
+
+    async def service_checks(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"service"}: the checks of every instance of one service (by name)."""
+        service = _field(body, "service")
+        if not service:
+            raise invalid("Must provide service name")
+        return await self._checks("Health/ServiceChecks", header, body, service=service)
+
+    async def checks_in_state(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"state"}: any | passing | warning | critical (Consul's "Bad check state" else)."""
+        state = _field(body, "state")
+        if state not in HEALTH_STATES:
+            raise invalid("Bad check state")
+        return await self._checks("Health/ChecksInState", header, body, status=None if state == "any" else state)
+
     async def list_services(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         async def local() -> tuple[QueryMeta, Any]:
             return await self._queries.run(header, SERVICES, self._state.catalog_services)
 
         return await self._router.serve("Catalog/ListServices", header, body, local, write=False)
+
+    async def service_instances(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """Every [node, service] pair: `/v1/catalog/services?filter=` selects on instances (Consul's
+        ServiceNode rows) and folds what is left into {name: tags} at the HTTP layer. A method of
+        its own, so a server without it answers "unknown method" rather than another shape."""
+
+        async def local() -> tuple[QueryMeta, Any]:
+            meta, pairs = await self._queries.run(header, ("nodes", "services"), self._state.catalog_instances)
+            return meta, [[to_wire(n), to_wire(s)] for n, s in pairs]
+
+        return await self._router.serve("Catalog/ServiceInstances", header, body, local, write=False)
 
     async def service_nodes(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         service = _field(body, "service")

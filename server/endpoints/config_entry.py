@@ -66,6 +66,11 @@ def canonical(raw: Any) -> dict[str, Any]:
         raise invalid("Request decoding failed: the entry must be a JSON object")
     try:
         entry = normalize(raw)
+    except ConfigEntryError as exc:
+        # Decoding (kind, key names, types) failed: Consul's handler prefixes these, and clients
+        # and Consul's own API tests match on the prefix. Validation errors below are not prefixed.
+        raise invalid(f"Request decoding failed: {exc}") from None
+    try:
         validate(entry)
     except ConfigEntryError as exc:
         raise invalid(str(exc)) from None

@@ -23,9 +23,11 @@ from meshfed.server.http import (
     routes_config,
     routes_connect,
     routes_connect_ca,
+    routes_health,
     routes_intentions,
     routes_internal,
     routes_snapshot,
+    routes_unsupported,
 )
 from meshfed.server.http.acl_middleware import acl_middleware
 from meshfed.server.http.api import API_KEY, Api
@@ -82,9 +84,11 @@ def build_app(api: Api) -> web.Application:
     routes_connect.add(app)
     routes_agent.add(app)
     routes_agent_services.add(app)
+    routes_health.add(app)
     routes_config.add(app)
     routes_intentions.add(app)
     routes_connect_ca.add(app)
     routes_acl.add(app)
     routes_snapshot.add(app)
+    routes_unsupported.add(app)
     return app

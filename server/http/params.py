@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from aiohttp import web
 
 from meshfed.fsm.consul_formats.durations import parse_duration
 from meshfed.rpc.header import RequestHeader
 from meshfed.server.acl.token import token_of
+from meshfed.server.http.filtering import FilterError, Predicate, Schema, compile_filter
 
 # Where the ACL middleware leaves the token a request is checked as (the agent default filled in),
 # so that the header forwarded to the leader carries it; without ACLs the sent token travels as is.
@@ -80,3 +82,46 @@ def flag(request: web.Request, name: str) -> bool:
     if name not in request.query:
         return False
     return request.query[name].lower() not in ("0", "false", "no")
+
+
+def row_filter(request: web.Request, schema: Schema) -> Predicate | None:
+    """`?filter=` compiled against the endpoint's rows (None without one). Compiled before the
+    read, so a bad expression is a 400 at once, not after a blocking query's wait."""
+    expression = request.query.get("filter", "")
+    if not expression:
+        return None
+    try:
+        return compile_filter(expression, schema)
+    except FilterError as exc:
+        raise BadRequest(f"Failed to create boolean expression evaluator: {exc}") from None
+
+
+def keep(rows: list[Any], predicate: Predicate | None) -> list[Any]:
+    return rows if predicate is None else [row for row in rows if predicate(row)]
+
+
+def node_meta_filter(request: web.Request, *path: str) -> Predicate | None:
+    """Consul's `?node-meta=key:value` (repeatable; every pair must match) as a test on the node
+    meta map found at `path` in a row (None without the parameter). A pair without `:` asks for
+    an empty value, as Consul's parser reads it."""
+    pairs = [pair.partition(":") for pair in request.query.getall("node-meta", [])]
+    if not pairs:
+        return None
+    wanted = {key: value for key, _, value in pairs}
+
+    def matches(row: Any) -> bool:
+        meta: Any = row
+        for key in path:
+            meta = meta.get(key) if isinstance(meta, dict) else None
+        meta = meta or {}
+        return all(meta.get(key) == value for key, value in wanted.items())
+
+    return matches
+
+
+def both(*predicates: Predicate | None) -> Predicate | None:
+    """The predicates given, all of which must hold (None when none is given)."""
+    given = [p for p in predicates if p is not None]
+    if not given:
+        return None
+    return lambda row: all(p(row) for p in given)

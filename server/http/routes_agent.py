@@ -1,7 +1,11 @@
-"""Status, operator and agent endpoints: leader/peers, Raft configuration, members, TTL check
-updates, and metrics (Prometheus text or Consul's JSON)."""
+"""Status, operator and agent endpoints: leader/peers, Raft configuration, members, the agent's
+self-description, TTL check updates, and metrics (Prometheus text or Consul's JSON)."""
 
 from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -51,12 +55,7 @@ async def raft_configuration(request: web.Request) -> web.Response:
     return with_meta({"Servers": servers, "Index": config["index"]}, meta)
 
 
-async def members(request: web.Request) -> web.Response:
-    """Consul's /v1/agent/members shape for the servers of this DC (meshfed has no client agents).
-
-    Status is the leader's view of each member (alive while it answers heartbeats), so a killed
-    server reads failed within seconds; the published server record only fills in the tags."""
-    meta, config = await api_of(request).status.raft_configuration(RequestHeader(), {})
+def _member_rows(config: dict[str, Any], datacenter: str) -> list[dict[str, Any]]:
     rows = []
     for row in config["servers"]:
         info = server_info_from_wire(row["server"]) if row["server"] else None
@@ -68,7 +67,7 @@ async def members(request: web.Request) -> web.Response:
                 "Port": int(port or 0),
                 "Tags": {
                     "role": "consul",
-                    "dc": info.datacenter if info else api_of(request).datacenter,
+                    "dc": info.datacenter if info else datacenter,
                     "rpc_addr": info.rpc_address if info else "",
                     "http_addr": info.http_address if info else "",
                     "leader": "true" if row["leader"] else "false",
@@ -76,7 +75,75 @@ async def members(request: web.Request) -> web.Response:
                 "Status": MEMBER_ALIVE if row.get("alive") else MEMBER_FAILED,
             }
         )
-    return with_meta(rows, meta)
+    return rows
+
+
+async def members(request: web.Request) -> web.Response:
+    """Consul's /v1/agent/members shape for the servers of this DC (meshfed has no client agents).
+
+    Status is the leader's view of each member (alive while it answers heartbeats), so a killed
+    server reads failed within seconds; the published server record only fills in the tags."""
+    api = api_of(request)
+    meta, config = await api.status.raft_configuration(RequestHeader(), {})
+    return with_meta(_member_rows(config, api.datacenter), meta)
+
+
+def _version() -> str:
+    try:
+        return package_version("meshfed")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "0.0.0"
+
+
+async def agent_self(request: web.Request) -> web.Response:
+    """Consul's /v1/agent/self, with the keys clients read: Config (who and where this agent is),
+    Member (as in /v1/agent/members), Stats (string values, as Consul's) and Meta. DebugConfig
+    carries only non-secret settings; Coord is null (meshfed keeps no network coordinates)."""
+    api = api_of(request)
+    cfg = api.wan.config
+    # This server's own view (stale): describing itself must not need a leader.
+    meta, raft = await api.status.raft_configuration(RequestHeader(allow_stale=True), {})
+    rows = _member_rows(raft, api.datacenter)
+    me = next((row for row in rows if row["Name"].lower() == cfg.node_name.lower()), None)
+    if me is not None:
+        me["Status"] = MEMBER_ALIVE  # it is answering; peer health covers the others only
+    leader = next((row for row in rows if row["Tags"]["leader"] == "true"), None)
+    _, states = api.state.federation_state_list()
+    known = {api.datacenter.lower(), *(fs.datacenter.lower() for fs in states)}
+    settings = {
+        "Datacenter": cfg.datacenter,
+        "PrimaryDatacenter": cfg.primary,
+        "NodeName": cfg.node_name,
+        "NodeID": "",
+        "Revision": "",
+        "Server": True,
+        "Version": _version(),
+        "BuildDate": "",
+    }
+    answer = {
+        "Config": settings,
+        "DebugConfig": {
+            "Datacenter": cfg.datacenter, "PrimaryDatacenter": cfg.primary, "NodeName": cfg.node_name,
+            "ServerMode": True, "ACLsEnabled": cfg.acl.enabled, "BootstrapExpect": cfg.bootstrap_expect,
+            "ConnectEnabled": cfg.connect.enabled,
+            "ConnectMeshGatewayWANFederationEnabled": cfg.connect.enable_mesh_gateway_wan_federation,
+        },
+        "Coord": None,
+        "Member": me,
+        "Stats": {
+            "agent": {"check_monitors": "0", "check_ttls": "0", "checks": "0", "services": "0"},
+            "consul": {
+                "server": "true",
+                "leader": "true" if me is not None and me["Tags"]["leader"] == "true" else "false",
+                "leader_addr": leader["Tags"]["rpc_addr"] if leader else "",
+                "known_datacenters": str(len(known)),
+                "bootstrap": "false",
+            },
+            "build": {"version": _version(), "revision": "", "prerelease": ""},
+        },
+        "Meta": {"consul-network-segment": ""},
+    }
+    return with_meta(answer, meta)
 
 
 def _check_update(status: str | None):  # type: ignore[no-untyped-def]
@@ -125,6 +192,7 @@ def add(app: web.Application) -> None:
     app.router.add_get("/v1/status/peers", status_peers)
     app.router.add_get("/v1/operator/raft/configuration", raft_configuration)
     app.router.add_get("/v1/agent/members", members)
+    app.router.add_get("/v1/agent/self", agent_self)
     app.router.add_put("/v1/agent/check/pass/{check_id}", _check_update("passing"))
     app.router.add_put("/v1/agent/check/warn/{check_id}", _check_update("warning"))
     app.router.add_put("/v1/agent/check/fail/{check_id}", _check_update("critical"))

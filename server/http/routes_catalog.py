@@ -1,4 +1,7 @@
-"""Catalog and health endpoints, shaped as Consul's so py-consul and curl users feel at home."""
+"""Catalog endpoints, shaped as Consul's so py-consul and curl users feel at home.
+
+`?filter=` runs on the shaped rows (`filtering.py`, selectors per `filter_schemas.py`), and so
+does `?node-meta=key:value`; the health endpoints are in `routes_health.py`."""
 
 from __future__ import annotations
 
@@ -7,13 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
-from meshfed.fsm.records import csn_from_wire, node_from_wire, service_from_wire, to_wire
+from meshfed.fsm.records import node_from_wire, service_from_wire, to_wire
 from meshfed.rpc.header import RequestHeader
+from meshfed.server.http import filter_schemas
 from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register, lookup
-from meshfed.server.http.params import flag, parse_header
+from meshfed.server.http.params import both, keep, node_meta_filter, parse_header, row_filter
 from meshfed.server.http.respond import json_body, with_meta
-from meshfed.server.http.shapes import catalog_service_json, csn_json, node_json
+from meshfed.server.http.shapes import catalog_service_json, node_json, service_json
 
 
 def _routed_by_body(header: RequestHeader, raw: Any) -> RequestHeader:
@@ -47,29 +51,61 @@ async def deregister(request: web.Request) -> web.Response:
 
 
 async def services(request: web.Request) -> web.Response:
-    meta, by_name = await api_of(request).catalog.list_services(parse_header(request), {})
-    return with_meta(by_name, meta)
+    """{name: [tags]}. With `?filter=`, Consul filters the service instances (ServiceNode rows)
+    and folds what is left, so the instances are fetched and folded here."""
+    predicate = both(row_filter(request, filter_schemas.SERVICE_NODE), node_meta_filter(request, "NodeMeta"))
+    if predicate is None:
+        meta, by_name = await api_of(request).catalog.list_services(parse_header(request), {})
+        return with_meta(by_name, meta)
+    meta, pairs = await api_of(request).catalog.service_instances(parse_header(request), {})
+    tags: dict[str, set[str]] = {}
+    for n, s in pairs:
+        row = catalog_service_json(node_from_wire(n), service_from_wire(s))
+        if predicate(row):
+            tags.setdefault(row["ServiceName"], set()).update(row["ServiceTags"])
+    return with_meta({name: sorted(tags[name]) for name in sorted(tags)}, meta)
 
 
 async def nodes(request: web.Request) -> web.Response:
+    predicate = both(row_filter(request, filter_schemas.NODE), node_meta_filter(request, "Meta"))
     meta, rows = await api_of(request).catalog.list_nodes(parse_header(request), {})
-    return with_meta([node_json(node_from_wire(n)) for n in rows], meta)
+    return with_meta(keep([node_json(node_from_wire(n)) for n in rows], predicate), meta)
+
+
+async def node(request: web.Request) -> web.Response:
+    """Consul's NodeServices: {"Node", "Services": {id: service}}, or `null` (200) for an unknown
+    node, which py-consul reads as None. `?filter=` selects services."""
+    predicate = row_filter(request, filter_schemas.SERVICE)
+    body = {"node": request.match_info["node"]}
+    meta, found = await api_of(request).catalog.node_services(parse_header(request), body)
+    if found["node"] is None:
+        return with_meta(None, meta)
+    rows = keep([service_json(service_from_wire(s), tags_as_lists=True) for s in found["services"]], predicate)
+    return with_meta({"Node": node_json(node_from_wire(found["node"])), "Services": {r["ID"]: r for r in rows}}, meta)
 
 
 async def service_nodes(request: web.Request) -> web.Response:
+    predicate = both(row_filter(request, filter_schemas.SERVICE_NODE), node_meta_filter(request, "NodeMeta"))
     body = {"service": request.match_info["service"], "tag": request.query.get("tag")}
     meta, pairs = await api_of(request).catalog.service_nodes(parse_header(request), body)
-    return with_meta([catalog_service_json(node_from_wire(n), service_from_wire(s)) for n, s in pairs], meta)
+    rows = [catalog_service_json(node_from_wire(n), service_from_wire(s)) for n, s in pairs]
+    return with_meta(keep(rows, predicate), meta)
 
 
-async def health_service(request: web.Request) -> web.Response:
-    body = {
-        "service": request.match_info["service"],
-        "tag": request.query.get("tag"),
-        "passing": flag(request, "passing"),
-    }
-    meta, rows = await api_of(request).catalog.health_service_nodes(parse_header(request), body)
-    return with_meta([csn_json(csn_from_wire(c), tags_as_lists=True) for c in rows], meta)
+async def datacenters(request: web.Request) -> web.Response:
+    """Every DC with a federation state (replicated from the primary, so every server knows all),
+    and this one. Consul sorts by estimated round-trip time from this DC; meshfed keeps no network
+    coordinates, so: this DC first, then the others by name."""
+    api = api_of(request)
+    _, states = api.state.federation_state_list()
+    others = sorted({fs.datacenter for fs in states if fs.datacenter.lower() != api.datacenter.lower()})
+    return json_body([api.datacenter, *others])
+
+
+async def gateway_services(request: web.Request) -> web.Response:
+    body = {"gateway": request.match_info["gateway"]}
+    meta, rows = await api_of(request).catalog.gateway_services(parse_header(request), body)
+    return with_meta(rows, meta)
 
 
 def add(app: web.Application) -> None:
@@ -78,4 +114,6 @@ def add(app: web.Application) -> None:
     app.router.add_get("/v1/catalog/services", services)
     app.router.add_get("/v1/catalog/nodes", nodes)
     app.router.add_get("/v1/catalog/service/{service}", service_nodes)
-    app.router.add_get("/v1/health/service/{service}", health_service)
+    app.router.add_get("/v1/catalog/node/{node}", node)
+    app.router.add_get("/v1/catalog/datacenters", datacenters)
+    app.router.add_get("/v1/catalog/gateway-services/{gateway}", gateway_services)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from meshfed.server.http import filter_schemas
 from meshfed.server.http.api import api_of, read_json
-from meshfed.server.http.params import BadRequest, parse_header
+from meshfed.server.http.params import BadRequest, keep, parse_header, row_filter
 from meshfed.server.http.respond import json_body, meta_headers, with_meta
 
 
@@ -44,8 +45,15 @@ async def get_entry(request: web.Request) -> web.Response:
 
 async def list_entries(request: web.Request) -> web.Response:
     api = api_of(request)
-    meta, entries = await api.config_entries.list(parse_header(request), {"kind": request.match_info["kind"]})
-    return with_meta(entries, meta)
+    kind = request.match_info["kind"]
+    predicate = None
+    if request.query.get("filter"):
+        # Consul filters only service-defaults lists and refuses a filter on any other kind.
+        if kind.lower() != "service-defaults":
+            raise BadRequest(f"filtering not supported for config entry kind={kind}")
+        predicate = row_filter(request, filter_schemas.SERVICE_DEFAULTS)
+    meta, entries = await api.config_entries.list(parse_header(request), {"kind": kind})
+    return with_meta(keep(entries, predicate), meta)
 
 
 async def delete_entry(request: web.Request) -> web.Response:

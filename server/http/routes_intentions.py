@@ -6,8 +6,9 @@ import uuid
 
 from aiohttp import web
 
+from meshfed.server.http import filter_schemas
 from meshfed.server.http.api import api_of, read_json, required_query
-from meshfed.server.http.params import BadRequest, parse_header
+from meshfed.server.http.params import BadRequest, keep, parse_header, row_filter
 from meshfed.server.http.respond import json_body, meta_headers, with_meta
 
 
@@ -21,8 +22,9 @@ def _uuid(request: web.Request) -> str:
 
 
 async def list_intentions(request: web.Request) -> web.Response:
+    predicate = row_filter(request, filter_schemas.INTENTION)
     meta, intentions = await api_of(request).intentions.list(parse_header(request), {})
-    return with_meta(intentions, meta)
+    return with_meta(keep(intentions, predicate), meta)
 
 
 async def create_legacy(request: web.Request) -> web.Response:

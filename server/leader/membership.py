@@ -1,7 +1,8 @@
 """Each server publishes itself: its addresses (ServerRegister, used to find the leader's RPC
 address and to answer members/raft configuration) and its catalog entry, service `consul` on its
-node, as Consul's servers appear in the catalog. Mesh gateways route `<node>.server.<dc>` SNI
-names to these entries.
+node, as Consul's servers appear in the catalog, with Consul's `TaggedAddresses` (`lan`, `wan`,
+and `lan_ipv4`/`wan_ipv4` or `_ipv6`; one host for both, since other DCs reach a server through
+mesh gateways). Mesh gateways route `<node>.server.<dc>` SNI names to these entries.
 
 Runs on every server, leader or not: a follower's proposal is carried to the leader by Raft.
 It re-publishes whenever its own record is missing or differs (e.g. after a restore).
@@ -10,6 +11,7 @@ It re-publishes whenever its own record is missing or differs (e.g. after a rest
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 
 from meshfed.fsm import CatalogRegister, ServerRegister
@@ -24,9 +26,19 @@ RETRY_DELAY = 1.0
 CONSUL_SERVICE = "consul"
 
 
+def tagged_addresses(host: str) -> dict[str, str]:
+    tagged = {"lan": host, "wan": host}
+    try:
+        family = "ipv6" if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address) else "ipv4"
+    except ValueError:
+        return tagged  # a host name: Consul adds the per-family keys only for IP addresses
+    return {**tagged, f"lan_{family}": host, f"wan_{family}": host}
+
+
 def catalog_entry(server: ServerInfo) -> tuple[Node, NodeService]:
     host, _, port = server.rpc_address.rpartition(":")
-    node = Node(node=server.node, address=host, datacenter=server.datacenter)
+    node = Node(node=server.node, address=host, datacenter=server.datacenter,
+                tagged_addresses=tagged_addresses(host.strip("[]")))
     service = NodeService(
         id=CONSUL_SERVICE,
         service=CONSUL_SERVICE,
@@ -45,7 +57,10 @@ def is_published(state: StateStore, me: ServerInfo) -> bool:
     ):
         return False
     _, node, services = state.catalog_node(me.node)
-    return node is not None and any(s.id == CONSUL_SERVICE for s in services)
+    # A record published before the tagged addresses existed is published again with them.
+    expected, _ = catalog_entry(me)
+    return (node is not None and node.tagged_addresses == expected.tagged_addresses
+            and any(s.id == CONSUL_SERVICE for s in services))
 
 
 async def publish_self(state: StateStore, raft: RaftNode, watches: WatchHub, me: ServerInfo) -> None:

@@ -93,8 +93,9 @@ def test_config_entries_written_in_the_secondary_land_in_the_primary_and_replica
     # py-consul get/list/delete, CAS, and a refused entry naming its field
     assert c2.config.get("service-defaults", "web")["Protocol"] == "http"
     assert [e["Name"] for e in c2.config.list("service-defaults")] == ["web"]
-    bad = http(dc2.servers[0], "PUT", "/v1/config", {"Kind": "service-defaults", "Name": "x", "Protocol": "nope"})
-    assert bad.status_code == 400 and "Protocol" in bad.text
+    bad = http(dc2.servers[0], "PUT", "/v1/config",
+               {"Kind": "service-defaults", "Name": "x", "MeshGateway": {"Mode": "nearest"}})
+    assert bad.status_code == 400 and "MeshGateway.Mode" in bad.text
     stale_cas = http(dc2.servers[0], "PUT", "/v1/config?cas=1", {"Kind": "service-defaults", "Name": "web", "Protocol": "grpc"})
     assert stale_cas.status_code == 200 and stale_cas.json() is False
     assert c2.config.delete("service-defaults", "web") is True

@@ -264,6 +264,8 @@ VALID = [
                                      "PassiveHealthCheck": {"Interval": "10s", "MaxFailures": 5,
                                                             "BaseEjectionTime": "1m30s"}}},
      "MaxInboundConnections": 512, "LocalRequestTimeoutMs": 2000},
+    # Consul validates no service-defaults protocol (its API tests write "udp").
+    {"Kind": "service-defaults", "Name": "dns", "Protocol": "udp"},
     {"Kind": "service-defaults", "Name": "ext", "Protocol": "tcp",
      "Destination": {"Addresses": ["api.example.com", "10.0.0.1", "2001:db8::1"], "Port": 443}},
     {"Kind": "service-intentions", "Name": "db", "Meta": {"owner": "team-db"}, "Sources": [
@@ -347,7 +349,6 @@ INVALID = [
     # service-defaults
     (sd(Name=""), "Name", "Name is required"),
     (sd(Name="*"), "Name", "not a wildcard"),
-    (sd(Protocol="udp"), "Protocol", 'invalid protocol "udp": must be one of "", "http", "http2", "grpc", "tcp"'),
     (sd(MeshGateway={"Mode": "nearest"}), "MeshGateway.Mode", 'must be one of "", "none", "local", "remote"'),
     (sd(MaxInboundConnections=-1), "MaxInboundConnections", "must be greater than or equal to 0"),
     (sd(LocalConnectTimeoutMs=-5), "LocalConnectTimeoutMs", "must be greater than or equal to 0"),

@@ -113,7 +113,12 @@ def test_deleting_a_missing_entry_is_true_without_a_raft_write() -> None:
 @pytest.mark.parametrize(
     ("method", "body", "message"),
     [
-        ("apply", {"entry": {"Kind": "service-defaults", "Name": "web", "Protocol": "smtp"}}, "Protocol"),
+        # decoding errors carry Consul's prefix; validation errors do not
+        ("apply", {"entry": {"Kind": "service-defaults", "Name": "web", "Protocol": 5}},
+         "Request decoding failed: Protocol: must be a string"),
+        ("apply", {"entry": {"Kind": "service-defaults", "Name": "web", "Prtocol": "http"}},
+         'Request decoding failed: Prtocol: invalid config key "Prtocol"'),
+        ("apply", {"entry": {"Name": "web"}}, "Request decoding failed: Kind: Payload does not contain a kind"),
         ("apply", {"entry": "web"}, "the entry must be a JSON object"),
         ("apply", {"entry": WEB_DEFAULTS, "cas": -1}, "cas: must be a non-negative integer"),
         ("get", {"kind": "service-router", "name": "web"}, "invalid config entry kind: service-router"),
@@ -127,6 +132,16 @@ def test_bad_requests_are_invalid_argument_naming_the_field(method: str, body: A
         asyncio.run(getattr(dc1.endpoint, method)(RequestHeader(), body))
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT and message in caught.value.message
     assert dc1.twin.raft.commands == []
+
+
+def test_a_validation_error_is_not_called_a_decoding_error_and_any_protocol_is_accepted() -> None:
+    dc1 = DC("dc1")
+    with pytest.raises(RPCError) as caught:
+        asyncio.run(dc1.put({"Kind": "service-defaults", "Name": "*"}))
+    assert caught.value.message == "Name: must be the name of a service, not a wildcard"
+    assert asyncio.run(dc1.put({"Kind": "service-defaults", "Name": "dns", "Protocol": "udp"})) is True
+    _, stored = dc1.twin.state.config_entry_get("service-defaults", "dns")
+    assert stored is not None and stored.body["Protocol"] == "udp"
 
 
 def test_blocking_get_of_a_missing_entry_returns_when_it_is_written() -> None:

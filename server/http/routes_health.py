@@ -1,0 +1,46 @@
+"""/v1/health/*: service instances with their checks, and checks by node, service or state.
+
+Consul's health handlers turn nil tag lists into `[]`, so the rows here are shaped with
+`tags_as_lists=True`. `?filter=` selects on the shaped rows (`filter_schemas.py`).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from meshfed.fsm.records import check_from_wire, csn_from_wire
+from meshfed.server.http import filter_schemas
+from meshfed.server.http.api import api_of
+from meshfed.server.http.params import both, flag, keep, node_meta_filter, parse_header, row_filter
+from meshfed.server.http.respond import with_meta
+from meshfed.server.http.shapes import check_json, csn_json
+
+
+async def service(request: web.Request) -> web.Response:
+    predicate = both(row_filter(request, filter_schemas.CHECK_SERVICE_NODE), node_meta_filter(request, "Node", "Meta"))
+    body = {
+        "service": request.match_info["service"],
+        "tag": request.query.get("tag"),
+        "passing": flag(request, "passing"),
+    }
+    meta, rows = await api_of(request).catalog.health_service_nodes(parse_header(request), body)
+    return with_meta(keep([csn_json(csn_from_wire(c), tags_as_lists=True) for c in rows], predicate), meta)
+
+
+def _checks(method: str, path_key: str, body_key: str):  # type: ignore[no-untyped-def]
+    """A handler answering a list of checks from one catalog endpoint method."""
+
+    async def handler(request: web.Request) -> web.Response:
+        predicate = row_filter(request, filter_schemas.CHECK)
+        read = getattr(api_of(request).catalog, method)
+        meta, rows = await read(parse_header(request), {body_key: request.match_info[path_key]})
+        return with_meta(keep([check_json(check_from_wire(c), tags_as_lists=True) for c in rows], predicate), meta)
+
+    return handler
+
+
+def add(app: web.Application) -> None:
+    app.router.add_get("/v1/health/service/{service}", service)
+    app.router.add_get("/v1/health/node/{node}", _checks("node_checks", "node", "node"))
+    app.router.add_get("/v1/health/checks/{service}", _checks("service_checks", "service", "service"))
+    app.router.add_get("/v1/health/state/{state}", _checks("checks_in_state", "state", "state"))
