@@ -286,7 +286,7 @@ class Agent:
         acl.reveal_secrets_to = reveal_secrets_to  # type: ignore[method-assign]
         acl.replication_status = replication.acl_status  # type: ignore[method-assign]
         if not self.config.is_primary:
-            resolver.use_primary(acl.resolve_remote, replication.tokens_replicated)
+            resolver.use_primary(acl.resolve_remote)
 
     def _add_leader_routines(self) -> None:
         cfg = self.config

@@ -19,8 +19,8 @@ because time passes without a table changing. On a secondary the tables are the 
 so a policy edited in the primary takes effect here as soon as replication applies it.
 
 Secondaries (§6.1, §6.2; `resolve_async`, wired with a `remote` only outside the primary): a
-token this server does not hold, while tokens are not replicated (token replication off, or not
-yet through its first round), is asked of the primary and cached for `acl.token_ttl`. Policies and
+token this server does not hold, while tokens are not replicated (token replication off, or
+nothing replicated yet), is asked of the primary and cached for `acl.token_ttl`. Policies and
 roles always come from the local, replicated tables. When the primary cannot be reached,
 `acl.down_policy` decides:
 - `extend-cache`: the token resolved before keeps its identity, however old; unknown -> deny all;
@@ -216,15 +216,13 @@ class ACLResolver:
         self._token_ttl = config.token_ttl
         self._replicates_tokens = config.enable_token_replication
         self._remote: RemoteResolve | None = None
-        self._tokens_replicated: Callable[[], bool] = lambda: False
         self._remote_cache: dict[str, _Remote] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._primary_down = False
 
-    def use_primary(self, remote: RemoteResolve, tokens_replicated: Callable[[], bool]) -> None:
-        """Secondaries: where to ask about tokens not held here, and whether tokens are replicated."""
+    def use_primary(self, remote: RemoteResolve) -> None:
+        """Secondaries: where to ask about tokens not held here."""
         self._remote = remote
-        self._tokens_replicated = tokens_replicated
 
     @property
     def default_policy(self) -> DefaultPolicy:
@@ -272,7 +270,9 @@ class ACLResolver:
         if token is not None:
             # Without token replication, global tokens here are leftovers: the primary decides.
             return bool(getattr(token, "local", False)) or self._replicates_tokens
-        return self._replicates_tokens and self._tokens_replicated()
+        # Consul's rule: with token replication, ask the primary only while nothing has been
+        # replicated yet (the table's index is part of the Raft state, so every server agrees).
+        return self._replicates_tokens and self._state is not None and self._state.index("acl_tokens") > 0
 
     async def _resolve_remote(self, secret: str) -> Identity:
         assert self._remote is not None

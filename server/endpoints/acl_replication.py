@@ -112,4 +112,6 @@ class ReplicationHandlers(ACLBase):
             if exc.code == grpc.StatusCode.PERMISSION_DENIED and exc.message == ERR_ACL_NOT_FOUND:
                 return None
             raise
-        return shapes.token_from_json(token)
+        found = shapes.token_from_json(token)
+        # A primary's local token is valid in the primary only (reference §6.3).
+        return None if found.local else found

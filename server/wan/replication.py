@@ -143,12 +143,6 @@ class SecondaryReplication:
         return RequestHeader(datacenter=self.config.primary, allow_stale=True, min_query_index=min_index,
                              token=self.config.acl.tokens.replication)
 
-    def tokens_replicated(self) -> bool:
-        """Has token replication completed a round in this leadership term? Until then a secondary
-        resolves tokens it does not hold by asking the primary (reference/acl.md §6.1)."""
-        status = self.statuses.get("acl_tokens")
-        return bool(self.config.acl.enable_token_replication and status is not None and status.rounds)
-
     def acl_status(self) -> dict[str, Any]:
         return acl_replication_json(self.config, self.statuses)
 
