@@ -18,7 +18,7 @@ Token rules, which are the point of this file:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from meshfed.fsm.acl.records import ACLPolicy, ACLRole, ACLToken
 from meshfed.replication.replicator import Diff
@@ -27,11 +27,6 @@ HIDDEN_SECRET = "<hidden>"
 ERR_REDACTED_TOKENS = (
     "failed to retrieve unredacted tokens - replication token in use does not grant acl:write"
 )
-
-
-class Hashed(Protocol):
-    @property
-    def hash(self) -> str: ...
 
 
 R = TypeVar("R", ACLPolicy, ACLRole, ACLToken)
