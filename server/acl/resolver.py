@@ -53,6 +53,7 @@ from meshfed.fsm.acl import (
 )
 from meshfed.fsm.consul_formats.timestamps import parse_rfc3339
 from meshfed.rpc.errors import RPCError
+from meshfed.server.acl.down_policy import WhenDown, serves_stale_first, when_down
 from meshfed.server.acl.token import ANONYMOUS_SECRET
 from meshfed.server.config.settings import ACLConfig
 
@@ -279,7 +280,7 @@ class ACLResolver:
         cached = self._remote_cache.get(secret)
         if cached is not None and self._clock() - cached.fetched_at < self._token_ttl:
             return self._remote_identity(cached.token)
-        if cached is not None and self._down_policy == "async-cache":
+        if cached is not None and serves_stale_first(self._down_policy):
             if secret not in self._refreshing:
                 task = asyncio.ensure_future(self._refresh_quietly(secret))
                 self._refreshing[secret] = task
@@ -329,11 +330,12 @@ class ACLResolver:
 
     def _when_down(self, cached: _Remote | None) -> Identity:
         """`down_policy` for a token the primary could not be asked about."""
-        accessor = cached.token.accessor_id if cached is not None else ""
-        if self._down_policy == "allow":
-            return Identity(accessor, Authorizer.for_management(self._default_policy))
-        if self._down_policy in ("extend-cache", "async-cache") and cached is not None:
+        decision = when_down(self._down_policy, cached is not None)
+        if decision is WhenDown.CACHED and cached is not None:
             return self._remote_identity(cached.token)
+        accessor = cached.token.accessor_id if cached is not None else ""
+        if decision is WhenDown.ALLOW_ALL:
+            return Identity(accessor, Authorizer.for_management(self._default_policy))
         return Identity(accessor, Authorizer.from_rules([], DefaultPolicy.DENY))
 
     def _remote_identity(self, token: TokenRecord) -> Identity:

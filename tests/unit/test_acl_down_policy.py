@@ -13,6 +13,7 @@ import pytest
 from meshfed.fsm.acl.records import ACLLink as Link
 from meshfed.fsm.acl.records import ACLToken as Token
 from meshfed.rpc.errors import RPCError, unavailable
+from meshfed.server.acl.down_policy import DOWN_POLICIES, WhenDown, when_down
 from meshfed.server.acl.resolver import ACL_NOT_FOUND, ACLResolver
 from meshfed.server.config.settings import ACLConfig
 from tests.unit.test_acl_resolver import JAN_1_2030, WEB_READ, Clock, FakeACLStore
@@ -50,6 +51,16 @@ def secondary(down_policy: str, primary: Primary, store: FakeACLStore | None = N
 
 def resolve(resolver: ACLResolver, secret: str):
     return asyncio.run(resolver.resolve_async(secret))
+
+
+def test_the_decision_table() -> None:
+    table = {(policy, cached): when_down(policy, cached) for policy in DOWN_POLICIES for cached in (True, False)}
+    assert table == {
+        ("extend-cache", True): WhenDown.CACHED, ("extend-cache", False): WhenDown.DENY_ALL,
+        ("async-cache", True): WhenDown.CACHED, ("async-cache", False): WhenDown.DENY_ALL,
+        ("deny", True): WhenDown.DENY_ALL, ("deny", False): WhenDown.DENY_ALL,
+        ("allow", True): WhenDown.ALLOW_ALL, ("allow", False): WhenDown.ALLOW_ALL,
+    }
 
 
 def test_a_token_only_the_primary_holds_resolves_with_local_policies_and_is_cached_for_token_ttl() -> None:
