@@ -248,6 +248,47 @@ def restart_with(server: ServerProcess, root: str, acl: dict[str, Any]) -> None:
     server.start()
 
 
+def restart_all(dc: FederatedDatacenter, path: str | None) -> None:
+    """Restart every server of `dc` with `path` as the last config file (None: drop the last one)."""
+    stop_all(dc.servers)
+    for server in dc.servers:
+        if path is None:
+            server.config_files.pop()
+        else:
+            server.config_files.append(path)
+        server.start()
+    wait_for_leader(dc.servers, timeout=60)
+
+
+def test_a_replication_token_without_acl_write_fails_token_replication_visibly(fed: dict[str, Any]) -> None:
+    """Reference §6.3: policies replicate with acl:read, tokens need acl:write; the failure is
+    Consul's text in /v1/acl/replication and in the leader's log."""
+    dc1, dc2, root = fed["dc1"], fed["dc2"], fed["root"]
+    read_only = str(uuid.uuid4())
+    rules = REPLICATION_RULES.replace('acl = "write"', 'acl = "read"')
+    assert call("PUT", dc1.servers[0], "/v1/acl/policy", MANAGEMENT, {"Name": "repl-read", "Rules": rules}).ok
+    assert call("PUT", dc1.servers[0], "/v1/acl/token", MANAGEMENT,
+                {"SecretID": read_only, "Policies": [{"Name": "repl-read"}]}).ok
+    path = os.path.join(root, "dc2-read-only-replication.json")
+    with open(path, "w") as f:
+        json.dump({"acl": {"tokens": {"replication": read_only}}}, f)
+    restart_all(dc2, path)
+
+    def failing() -> str:
+        return call("GET", dc2.servers[0], "/v1/acl/replication").json()["LastErrorMessage"]
+
+    message = wait_until(lambda: "failed to retrieve unredacted tokens" in failing() and failing(), 30,
+                         what="token replication to fail with Consul's text")
+    assert message.endswith("replication token in use does not grant acl:write")
+    with open(leader_of(dc2.servers).log_path) as log:
+        assert "failed to retrieve unredacted tokens - replication token in use does not grant acl:write" in log.read()
+
+    restart_all(dc2, None)
+    mended = lambda: (b := call("GET", dc2.servers[0], "/v1/acl/replication").json())["Running"] and (  # noqa: E731
+        b["LastSuccess"] >= b["LastError"])
+    wait_until(mended, 30, what="token replication to recover with the full token")
+
+
 def test_down_policy_when_the_primary_is_unreachable(fed: dict[str, Any]) -> None:
     """Two dc2 followers resolve tokens with the primary (no token replication there, as a
     secondary without it would): one with extend-cache, one with deny (token_ttl 1 s). Once the
