@@ -95,7 +95,8 @@ class Replicator(Generic[T]):
             remote_index, remote = await self.delegate.fetch_remote(status.last_remote_index)
         except Exception as exc:
             self._on_fetch(exc)
-            raise RuntimeError(f"failed to retrieve {self.delegate.name}s: {exc}") from exc
+            what = getattr(self.delegate, "what", f"{self.delegate.name}s")
+            raise RuntimeError(f"failed to retrieve {what}: {exc}") from exc
         self._on_fetch(None)
         full = remote_index < status.last_remote_index or status.last_remote_index == 0
         if remote_index < status.last_remote_index:

@@ -8,10 +8,11 @@ traceback on the wire.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -31,16 +32,38 @@ Handler = Callable[[RequestHeader, Any], Awaitable[tuple[QueryMeta, Any]]]
 CallObserver = Callable[[str, float, str], None]
 # (method, header, body) -> None, or raises RPCError: the server's ACL check, run before the handler
 # so a forwarded write is judged by the token the caller sent.
-Authorize = Callable[[str, RequestHeader, Any], None]
+Authorize = Callable[[str, RequestHeader, Any], None | Awaitable[None]]
+
+
+class PeerCheck(Protocol):
+    """Methods only other servers may call, and the check of the caller's TLS certificate.
+
+    `__call__(method, dns_names)` gets the DNS names of the verified client certificate (empty
+    without one) and raises RPCError to refuse."""
+
+    methods: frozenset[str]
+
+    def __call__(self, method: str, dns_names: list[str]) -> None: ...
+
+
+def peer_dns_names(context: grpc.aio.ServicerContext) -> list[str]:
+    """The subject alternative names of the caller's verified certificate, as gRPC reports them."""
+    try:
+        names = context.auth_context().get("x509_subject_alternative_name") or []
+    except Exception:  # no TLS on this port: no certificate
+        return []
+    return [name.decode() if isinstance(name, bytes) else str(name) for name in names]
 
 
 class RPCService(grpc.GenericRpcHandler):
     def __init__(
-        self, handlers: Mapping[str, Handler], observe: CallObserver | None = None, authorize: Authorize | None = None
+        self, handlers: Mapping[str, Handler], observe: CallObserver | None = None, authorize: Authorize | None = None,
+        peer_check: PeerCheck | None = None,
     ) -> None:
         self._handlers = {"/" + name.lstrip("/"): (name.lstrip("/"), h) for name, h in handlers.items()}
         self._observe = observe
         self._authorize = authorize
+        self._peer_check = peer_check
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         entry = self._handlers.get(handler_call_details.method)
@@ -49,6 +72,7 @@ class RPCService(grpc.GenericRpcHandler):
         method, handler = entry
         observe = self._observe
         authorize = self._authorize
+        peer_check = self._peer_check if self._peer_check is not None and method in self._peer_check.methods else None
 
         async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             started = time.perf_counter()
@@ -56,8 +80,12 @@ class RPCService(grpc.GenericRpcHandler):
             response = b""
             try:
                 header, body = decode_request(request)
+                if peer_check is not None:
+                    peer_check(method, peer_dns_names(context))
                 if authorize is not None:
-                    authorize(method, header, body)
+                    checked = authorize(method, header, body)
+                    if inspect.isawaitable(checked):
+                        await checked
                 meta, result = await handler(header, body)
                 response = encode_response(meta, result)
             except RPCError as exc:

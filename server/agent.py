@@ -26,7 +26,9 @@ from meshfed.fsm import StateMachine
 from meshfed.fsm.records import ServerInfo
 from meshfed.replication.anti_entropy import FederationStateAntiEntropy
 from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.errors import RPCError
 from meshfed.rpc.service import RPCService
+from meshfed.server.acl.peers import ServerPeerCheck
 from meshfed.server.acl.resolver import ACLResolver, state_reader
 from meshfed.server.acl.rpc_permissions import rpc_authorizer
 from meshfed.server.ca.leaf_cache import LeafCache
@@ -177,13 +179,13 @@ class Agent:
             primary_datacenter=cfg.primary, datacenter=cfg.datacenter, state=state, raft=raft, router=router,
             queries=queries,
         )
-        self.federation_wan = Federation(
-            cfg, state=state, raft=raft, watches=self.watches, pool=self.pool, router=router,
-            endpoint=federation, config_entries=config_entries, metrics=self.metrics,
-        )
-        catalog = CatalogEndpoint(state=state, raft=raft, router=router, queries=queries)
         acl = ACLEndpoint(datacenter=cfg.datacenter, primary_datacenter=cfg.primary, state=state, raft=raft,
                           router=router, queries=queries, data_dir=cfg.data_dir or None)
+        self.federation_wan = Federation(
+            cfg, state=state, raft=raft, watches=self.watches, pool=self.pool, router=router,
+            endpoint=federation, config_entries=config_entries, metrics=self.metrics, acl=acl,
+        )
+        catalog = CatalogEndpoint(state=state, raft=raft, router=router, queries=queries)
         status = StatusEndpoint(datacenter=cfg.datacenter, state=state, raft=raft, queries=queries, router=router)
         agent_services = AgentServices(node=cfg.node_name, address=cfg.advertise, datacenter=cfg.datacenter,
                                        state=state, raft=raft, router=router, queries=queries)
@@ -196,9 +198,14 @@ class Agent:
         self.grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         acl_resolver = (ACLResolver(state_reader(state), cfg.acl, cfg.datacenter, observer=self.metrics)
                         if cfg.acl.enabled else None)
-        authorize = rpc_authorizer(cfg, state, self.metrics, acl_resolver) if cfg.acl.enabled else None
+        authorize = rpc_authorizer(cfg, state, self.metrics, acl_resolver).authorize if cfg.acl.enabled else None
+        if acl_resolver is not None:
+            self._wire_acl(acl, acl_resolver)
+        peer_check = ServerPeerCheck(
+            cfg.domain, lambda: [cfg.datacenter, *(s.datacenter for s in state.federation_state_list()[1])]
+        )
         self.grpc_server.add_generic_rpc_handlers(
-            [RPCService(handlers, observe=self.metrics.observe_rpc, authorize=authorize)]
+            [RPCService(handlers, observe=self.metrics.observe_rpc, authorize=authorize, peer_check=peer_check)]
         )
         rpc_bind = f"{cfg.bind_addr}:{cfg.ports.server}"
         credentials = self._server_credentials()
@@ -272,6 +279,22 @@ class Agent:
             f"{http_host}:{cfg.ports.http}", ",".join(cfg.retry_join) or "-",
         )
 
+    def _wire_acl(self, acl: ACLEndpoint, resolver: ACLResolver) -> None:
+        """ACL replication's two ends on this server: what the primary reveals to a replication
+        token, and how a secondary resolves tokens it does not hold (reference/acl.md §6)."""
+        replication = self.federation_wan.replication
+
+        def reveal_secrets_to(token: str) -> bool:
+            try:
+                return resolver.resolve(token).authorizer.acl_write()
+            except RPCError:
+                return False
+
+        acl.reveal_secrets_to = reveal_secrets_to  # type: ignore[method-assign]
+        acl.replication_status = replication.acl_status  # type: ignore[method-assign]
+        if not self.config.is_primary:
+            resolver.use_primary(acl.resolve_remote)
+
     def _add_leader_routines(self) -> None:
         cfg = self.config
         state = self.machine.state
@@ -282,7 +305,7 @@ class Agent:
             return FederationStateAntiEntropy(
                 cfg.datacenter,
                 CatalogGatewaySource(cfg.datacenter, state, self.watches),
-                PrimaryStateSink(cfg.primary, self.federation),
+                PrimaryStateSink(cfg.primary, self.federation, token=cfg.acl.tokens.replication),
                 sync_interval=cfg.federation_state_anti_entropy_sync_interval,
                 refresh_interval=cfg.federation_state_refresh_interval,
                 on_outcome=self._anti_entropy_outcome,
@@ -300,6 +323,7 @@ class Agent:
                 datacenter=cfg.datacenter, primary_datacenter=cfg.primary, state=state, raft=self.raft,
                 call=lambda method, header, body: handlers[method](header, body),
                 on_round=self.federation_wan.replication.replication_round,
+                token=cfg.acl.tokens.replication,
             )
             self.federation_wan.replication.track(self.secondary_ca.status)
             self.routines.add("connect-ca-secondary", self.secondary_ca.run)

@@ -209,6 +209,8 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     # Any valid token may read itself: the token is resolved (an unknown secret is 'ACL not found'),
     # nothing more is asked.
     ("GET", "/v1/acl/token/self"): Declaration(lambda facts: []),
+    # Consul asks no permission: indexes, times and errors of ACL replication, no ACL data (§3).
+    ("GET", "/v1/acl/replication"): Declaration(lambda facts: []),
     # ACL objects: reading needs acl:read, changing them acl:write (reference §5).
     **{("GET", path): ACL_READ for path in (
         "/v1/acl/policies", "/v1/acl/policy/{id}", "/v1/acl/policy/name/{name}", "/v1/acl/roles",

@@ -34,7 +34,7 @@ from meshfed.server.acl.needs import (
     registration_of,
     ttl_update_of,
 )
-from meshfed.server.acl.resolver import ACLResolver, state_reader
+from meshfed.server.acl.resolver import ACLResolver, Identity, state_reader
 from meshfed.server.config.settings import Config
 from meshfed.server.metrics import Metrics
 
@@ -117,6 +117,11 @@ RPC_METHODS: dict[str, RPCNeedsOf] = {
     "ConnectCA/Sign": _leaf_sign,
     "FederationState/Apply": lambda state, body: operator(Access.WRITE),
     "Intention/Apply": _intention_apply,
+    # The secondary leader's replication reads (reference/acl.md §6.3): acl:read, and the endpoint
+    # reveals token secrets only to acl:write. Only servers may call them (server/acl/peers.py).
+    "ACL/PolicyReplicate": lambda state, body: [Need("acl", Access.READ)],
+    "ACL/RoleReplicate": lambda state, body: [Need("acl", Access.READ)],
+    "ACL/TokenReplicate": lambda state, body: [Need("acl", Access.READ)],
 }
 
 
@@ -131,10 +136,17 @@ class RPCAuthorizer:
 
     def __call__(self, method: str, header: RequestHeader, body: Any) -> None:
         """Raises RPCError PERMISSION_DENIED (Consul's text) or `ACL not found`; returns when allowed."""
-        needs_of = RPC_METHODS.get(method)
-        if needs_of is None:
-            return
-        identity = self._resolver.resolve(header.token)
+        if method in RPC_METHODS:
+            self._check(method, self._resolver.resolve(header.token), body)
+
+    async def authorize(self, method: str, header: RequestHeader, body: Any) -> None:
+        """`__call__` for the gRPC service: a secondary may have to ask the primary about a token
+        it does not hold (and then applies `down_policy`), which takes an await."""
+        if method in RPC_METHODS:
+            self._check(method, await self._resolver.resolve_async(header.token), body)
+
+    def _check(self, method: str, identity: Identity, body: Any) -> None:
+        needs_of = RPC_METHODS[method]
         try:
             needs = needs_of(self._state, body if isinstance(body, Mapping) else {})
         except (TypeError, ValueError, KeyError, AttributeError) as exc:

@@ -152,8 +152,11 @@ class SecondaryCA:
         rate: float = WATCH_RATE,
         burst: int = WATCH_BURST,
         on_round: Callable[[ReplicationStatus], None] | None = None,
+        token: str = "",
     ) -> None:
         self.datacenter = datacenter
+        # acl.tokens.replication: the primary checks operator:write on SignIntermediate.
+        self._token = token
         self.primary_datacenter = primary_datacenter
         self._state = state
         self._raft = raft
@@ -175,7 +178,8 @@ class SecondaryCA:
         await self._loop.attempt()
 
     def _primary_header(self, min_index: int = 0) -> RequestHeader:
-        return RequestHeader(datacenter=self.primary_datacenter, allow_stale=True, min_query_index=min_index)
+        return RequestHeader(datacenter=self.primary_datacenter, allow_stale=True, min_query_index=min_index,
+                             token=self._token)
 
     async def _round(self, status: ReplicationStatus) -> int:
         meta, body = await self._call("ConnectCA/Roots", self._primary_header(status.last_remote_index), {})
@@ -214,6 +218,6 @@ class SecondaryCA:
         """A CSR signed by the primary, turned into our copy of its active root (§C.3)."""
         primary_active = primary_active_root(primary_roots)
         csr_pem, key_pem = ca.make_intermediate_csr(config.cluster_id, self.datacenter, config)
-        header = RequestHeader(datacenter=self.primary_datacenter, request_id=uuid.uuid4().hex)
+        header = RequestHeader(datacenter=self.primary_datacenter, request_id=uuid.uuid4().hex, token=self._token)
         _, body = await self._call("ConnectCA/SignIntermediate", header, {"csr": csr_pem})
         return ca.secondary_root(primary_active, body["cert"], key_pem)

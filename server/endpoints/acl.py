@@ -30,6 +30,7 @@ from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
 from meshfed.server.endpoints import acl_shapes as shapes
 from meshfed.server.endpoints.acl_base import new_id, object_body, permission_denied
+from meshfed.server.endpoints.acl_replication import ReplicationHandlers
 from meshfed.server.endpoints.acl_tokens import TokenHandlers
 from meshfed.server.endpoints.writes import propose
 
@@ -37,8 +38,9 @@ BOOTSTRAP_RESET_FILE = "acl-bootstrap-reset"
 BOOTSTRAP_DESCRIPTION = "Bootstrap Token (Global Management)"
 
 
-class ACLEndpoint(TokenHandlers):
-    """Every ACL.* handler: bootstrap, policies and roles here, tokens in `TokenHandlers`."""
+class ACLEndpoint(TokenHandlers, ReplicationHandlers):
+    """Every ACL.* handler: bootstrap, policies and roles here, tokens in `TokenHandlers`, the
+    replication reads and status in `ReplicationHandlers`."""
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -57,6 +59,7 @@ class ACLEndpoint(TokenHandlers):
             "ACL/TokenClone": self.token_clone,
             "ACL/TokenDelete": self.token_delete,
             "ACL/TokenList": self.token_list,
+            **self.replication_handlers(),
         }
 
     # ---- bootstrap ----------------------------------------------------------------------------

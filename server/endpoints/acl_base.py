@@ -74,6 +74,10 @@ class ACLBase:
         self._data_dir = data_dir
         self._now = now
 
+    @property
+    def datacenter(self) -> str:
+        return self._datacenter
+
     # ---- helpers ------------------------------------------------------------------------------
 
     def _to_primary(self, header: RequestHeader) -> RequestHeader:

@@ -124,3 +124,28 @@ def as_object(body: Any, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid(f"{what} decoding failed: the body must be a JSON object")
     return body
+
+
+def token_from_json(shown: Any) -> ACLToken:
+    """The record behind `token_json` output (a remote resolve's answer); links keep their names.
+
+    Raises:
+        ValueError: the answer is not a token object (a primary of another version, a bug).
+    """
+    if not isinstance(shown, dict) or not isinstance(shown.get("AccessorID"), str):
+        raise ValueError(f"not a token: {shown!r:.80}")
+    services, nodes = identities(shown, "Token")
+    expiration = lookup(shown, "ExpirationTime")
+    return ACLToken(
+        accessor_id=shown["AccessorID"],
+        secret_id=text_field(shown, "SecretID", "Token"),
+        description=text_field(shown, "Description", "Token"),
+        policies=tuple(ACLLink(i, n) for i, n in link_refs(shown, "Policies", "Token")),
+        roles=tuple(ACLLink(i, n) for i, n in link_refs(shown, "Roles", "Token")),
+        service_identities=services,
+        node_identities=nodes,
+        local=bool(lookup(shown, "Local")),
+        expiration_time=expiration if isinstance(expiration, str) else None,
+        create_time=text_field(shown, "CreateTime", "Token"),
+        hash=text_field(shown, "Hash", "Token"),
+    )

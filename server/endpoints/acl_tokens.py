@@ -2,10 +2,10 @@
 
 A global token (`Local=false`) is written in the primary; a local one where the request arrived.
 Updates replace every link (omitting `Policies` clears them) but keep the SecretID, the
-locality, the expiration and the CreateTime. Lists never show secrets unless the caller asks
-for them (`reveal_secrets`, for a caller the enforcement layer found to hold acl:write, and for
-replication); single reads show them, and enforcement redacts them where the caller lacks
-acl:write.
+locality, the expiration and the CreateTime. Lists never show secrets: a body flag asking for
+them would be honoured for any RPC caller, so replication has its own read that checks the token
+(`acl_replication.py`); single reads show them, and enforcement redacts them where the caller
+lacks acl:write.
 """
 
 from __future__ import annotations
@@ -153,10 +153,9 @@ class TokenHandlers(ACLBase):
         return await self._router.serve("ACL/TokenSelf", header, body, local, write=False)
 
     async def token_list(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
-        """body: {"policy", "role", "reveal_secrets"} -> stubs sorted by AccessorID."""
+        """body: {"policy", "role"} -> stubs sorted by AccessorID, secrets hidden."""
         body = body if isinstance(body, dict) else {}
         policy_id, role_id = body.get("policy") or None, body.get("role") or None
-        hide = not body.get("reveal_secrets")
 
         def query() -> tuple[int, Any]:
             index, tokens = self._state.acl_tokens(policy_id=policy_id, role_id=role_id)
@@ -164,7 +163,7 @@ class TokenHandlers(ACLBase):
 
         async def local() -> tuple[QueryMeta, Any]:
             meta, tokens = await self._queries.run(header, ACL_TABLES, query)
-            return meta, [shapes.token_json(token, hide_secret=hide) for token in tokens]
+            return meta, [shapes.token_json(token, hide_secret=True) for token in tokens]
 
         return await self._router.serve("ACL/TokenList", header, body, local, write=False)
 

@@ -68,7 +68,7 @@ def acl_middleware(api: Api, resolver: ACLResolver | None = None) -> Callable[..
         request[EFFECTIVE_TOKEN_KEY] = token
         if declaration.needs is None and declaration.filter is None:
             return await handler(request)
-        identity = resolver.resolve(token)
+        identity = await resolver.resolve_async(token)
         request[IDENTITY_KEY] = identity
         if declaration.needs is not None:
             body = await read_json(request) if declaration.reads_body else None

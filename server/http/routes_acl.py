@@ -59,6 +59,15 @@ async def bootstrap(request: web.Request, acl: ACLEndpoint) -> web.StreamRespons
     return json_body(token)
 
 
+async def replication_status(request: web.Request, acl: ACLEndpoint) -> web.StreamResponse:
+    """Answered for the receiving DC by its leader, never forwarded to another DC (reference §3)."""
+    header = parse_header(request)
+    if header.datacenter and header.datacenter != acl.datacenter:
+        raise BadRequest("ACL replication status is only served for this datacenter: drop ?dc")
+    meta, status = await acl.replication_status_read(header, {})
+    return with_meta(status, meta)
+
+
 # ---- policies and roles -----------------------------------------------------------------------
 
 
@@ -155,6 +164,7 @@ async def token_delete(request: web.Request, acl: ACLEndpoint) -> web.StreamResp
 def add(app: web.Application) -> None:
     router = app.router
     router.add_put("/v1/acl/bootstrap", _acl(bootstrap))
+    router.add_get("/v1/acl/replication", _acl(replication_status))
     for kind, label, plural in (("policy", "Policy", "policies"), ("role", "Role", "roles")):
         routes = _named_object_routes(kind, label)
         router.add_put(f"/v1/acl/{kind}", _acl(routes["create"]))

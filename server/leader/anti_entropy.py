@@ -37,10 +37,14 @@ class CatalogGatewaySource:
 
 
 class PrimaryStateSink:
-    def __init__(self, primary_datacenter: str, endpoint: FederationStateEndpoint) -> None:
+    """`token` is `acl.tokens.replication`: a secondary's write lands in the primary, which checks
+    operator:write like any caller's (reference/acl.md §6.3)."""
+
+    def __init__(self, primary_datacenter: str, endpoint: FederationStateEndpoint, token: str = "") -> None:
         self._primary = primary_datacenter
         self._endpoint = endpoint
+        self._token = token
 
     async def upsert(self, state: FederationState) -> None:
-        header = RequestHeader(datacenter=self._primary, request_id=uuid.uuid4().hex)
+        header = RequestHeader(datacenter=self._primary, request_id=uuid.uuid4().hex, token=self._token)
         await self._endpoint.apply(header, {"op": "upsert", "state": to_wire(state)})

@@ -22,6 +22,7 @@ from meshfed.fsm.state import StateStore
 from meshfed.replication.loop import ReplicationStatus
 from meshfed.rpc.client import ConnectionPool
 from meshfed.server.config.loader import Config
+from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.federation_state import FederationStateEndpoint
 from meshfed.server.leader.pruning import prune_federation_states
@@ -49,6 +50,7 @@ class Federation:
         endpoint: FederationStateEndpoint,
         config_entries: ConfigEntryEndpoint,
         metrics: Metrics,
+        acl: ACLEndpoint | None = None,
     ) -> None:
         self.config = config
         self._state = state
@@ -71,7 +73,7 @@ class Federation:
             ).call
         self.replication = SecondaryReplication(
             config, state=state, raft=raft, locator=self.locator, endpoint=endpoint,
-            config_entries=config_entries, metrics=metrics,
+            config_entries=config_entries, metrics=metrics, acl=acl,
         )
         self.check = FederationCheck(config, state=state, locator=self.locator, router=router,
                                      is_leader=raft.is_leader, replication=self.replication)

@@ -2,7 +2,9 @@
 it is reported.
 
 The secondary's leader runs one `Replicator` per replicated type (federation states, config
-entries), each a fresh loop per leadership term; the closures here are the server-side halves of
+entries, and with ACLs on: policies, roles and, with `enable_token_replication`, global tokens),
+each a fresh loop per leadership term. Every fetch carries `acl.tokens.replication`, so a primary
+with default deny still answers; the closures here are the server-side halves of
 their delegates (fetch from the primary through the router, apply through local Raft). Only
 federation-state fetches feed the gateway locator's replication signal (reference §7.3). The
 secondary CA's root watch registers its status here too, so /v1/internal/replication and the
@@ -12,23 +14,39 @@ replication gauges list every loop that copies from the primary. On step-down th
 
 from __future__ import annotations
 
+import datetime
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 
-from meshfed.fsm import ConfigEntryDelete, ConfigEntrySet, FederationStateDelete, FederationStateUpsert
+from meshfed.fsm import (
+    ACLPolicyBatchSet,
+    ACLPolicyDelete,
+    ACLRoleBatchSet,
+    ACLRoleDelete,
+    ACLTokenBatchSet,
+    ACLTokenDelete,
+    ConfigEntryDelete,
+    ConfigEntrySet,
+    FederationStateDelete,
+    FederationStateUpsert,
+)
 from meshfed.fsm.config_entries import content_hash
+from meshfed.fsm.consul_formats.timestamps import format_rfc3339
 from meshfed.fsm.records import ConfigEntry, FederationState, federation_state_from_wire
 from meshfed.fsm.state import StateStore
+from meshfed.replication.acl_delegates import policy_delegate, role_delegate, token_delegate
 from meshfed.replication.config_entries import ConfigEntryDelegate
 from meshfed.replication.federation_states import FederationStateDelegate
 from meshfed.replication.loop import ReplicationStatus
 from meshfed.replication.replicator import Delegate, Replicator
 from meshfed.rpc.header import RequestHeader
 from meshfed.server.config.loader import Config
+from meshfed.server.endpoints.acl import ACLEndpoint
+from meshfed.server.endpoints.acl_replication import disabled_status
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint, entry_json
 from meshfed.server.endpoints.federation_state import FederationStateEndpoint
 from meshfed.server.endpoints.writes import propose
@@ -38,6 +56,36 @@ from meshfed.server.raft import RaftNode
 from meshfed.server.wan.gateway_locator import GatewayLocator
 
 REPLICATED = ("federation_state", "config_entry")
+ACL_REPLICATED = ("acl_policies", "acl_roles", "acl_tokens")
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time, as Consul shows "never"
+
+
+def _rfc3339(unix: float) -> str:
+    return format_rfc3339(datetime.datetime.fromtimestamp(unix, datetime.UTC)) if unix else ZERO_TIME
+
+
+def acl_replication_json(config: Config, statuses: dict[str, ReplicationStatus]) -> dict[str, Any]:
+    """Consul's `GET /v1/acl/replication` body from this leader's ACL loops (reference/acl.md §6.3).
+
+    Pure. Each of Consul's routines updates one shared status, so LastSuccess and LastError are the
+    latest of any loop and LastErrorMessage is the message of the latest error."""
+    if config.is_primary or not config.acl.enabled:
+        return disabled_status()
+    tokens = config.acl.enable_token_replication
+    loops = [statuses[name] for name in ACL_REPLICATED if name in statuses and (tokens or name != "acl_tokens")]
+    latest_error = max(loops, key=lambda status: status.last_error, default=None)
+    return {
+        "Enabled": True,
+        "Running": bool(loops) and all(status.running for status in loops),
+        "SourceDatacenter": config.primary,
+        "ReplicationType": "tokens" if tokens else "policies",
+        "ReplicatedIndex": statuses["acl_policies"].last_remote_index if "acl_policies" in statuses else 0,
+        "ReplicatedRoleIndex": statuses["acl_roles"].last_remote_index if "acl_roles" in statuses else 0,
+        "ReplicatedTokenIndex": statuses["acl_tokens"].last_remote_index if "acl_tokens" in statuses else 0,
+        "LastSuccess": _rfc3339(max((status.last_success for status in loops), default=0.0)),
+        "LastError": _rfc3339(latest_error.last_error if latest_error else 0.0),
+        "LastErrorMessage": latest_error.last_error_message if latest_error and latest_error.last_error else "",
+    }
 
 
 class SecondaryReplication:
@@ -51,8 +99,10 @@ class SecondaryReplication:
         endpoint: FederationStateEndpoint,
         config_entries: ConfigEntryEndpoint,
         metrics: Metrics,
+        acl: ACLEndpoint | None = None,
     ) -> None:
         self.config = config
+        self._acl = acl
         self._state = state
         self._raft = raft
         self._locator = locator
@@ -67,6 +117,11 @@ class SecondaryReplication:
             return
         routines.add("federation-state-replication", self._replicate_federation_states)
         routines.add("config-entry-replication", self._replicate_config_entries)
+        if self.config.acl.enabled and self._acl is not None:
+            routines.add("acl-policy-replication", self._replicate_acl_policies)
+            routines.add("acl-role-replication", self._replicate_acl_roles)
+            if self.config.acl.enable_token_replication:
+                routines.add("acl-token-replication", self._replicate_acl_tokens)
 
     def track(self, status: ReplicationStatus) -> None:
         """List a loop that runs elsewhere (the secondary CA's root watch) with the replicators."""
@@ -82,10 +137,19 @@ class SecondaryReplication:
         self._metrics.replication_status[status.name].set(1 if status.in_sync else 0)
         self._metrics.replication_index[status.name].set(status.last_remote_index)
 
+    def _primary_header(self, min_index: int) -> RequestHeader:
+        """A replication read from the primary, with the replication token (reference/acl.md §6.3:
+        the same token replicates ACLs, config entries, federation states and the CA)."""
+        return RequestHeader(datacenter=self.config.primary, allow_stale=True, min_query_index=min_index,
+                             token=self.config.acl.tokens.replication)
+
+    def acl_status(self) -> dict[str, Any]:
+        return acl_replication_json(self.config, self.statuses)
+
     # ---- federation states ---------------------------------------------------------------------
 
     async def _fetch_remote(self, min_index: int) -> tuple[int, list[FederationState]]:
-        header = RequestHeader(datacenter=self.config.primary, allow_stale=True, min_query_index=min_index)
+        header = self._primary_header(min_index)
         meta, states = await self._endpoint.list(header, {})
         return meta.index, [federation_state_from_wire(s) for s in states]
 
@@ -113,7 +177,7 @@ class SecondaryReplication:
     # ---- config entries ------------------------------------------------------------------------
 
     async def _fetch_config_entries(self, min_index: int) -> tuple[int, list[dict[str, Any]]]:
-        header = RequestHeader(datacenter=self.config.primary, allow_stale=True, min_query_index=min_index)
+        header = self._primary_header(min_index)
         meta, entries = await self._config_entries.list_all(header, {})
         return meta.index, entries
 
@@ -131,6 +195,40 @@ class SecondaryReplication:
             upsert=self._upsert_config_entry,
             delete=self._delete_config_entry,
             hash_of=content_hash,
+        )
+        await self._run_replicator(delegate, None)
+
+    # ---- ACL policies, roles, tokens --------------------------------------------------------------
+
+    def _acl_fetch(self, method: str) -> Callable[[int], Awaitable[tuple[int, list[Any]]]]:
+        acl = self._acl
+        assert acl is not None
+        return lambda min_index: acl.fetch_replicated(method, self._primary_header(min_index))
+
+    async def _propose(self, command: Any) -> None:
+        await propose(self._raft, uuid.uuid4().hex, command)
+
+    async def _replicate_acl_policies(self) -> None:
+        delegate = policy_delegate(
+            self._acl_fetch("ACL/PolicyReplicate"), lambda: self._state.acl_policies()[1],
+            lambda policy: self._propose(ACLPolicyBatchSet((policy,))),
+            lambda policy_id: self._propose(ACLPolicyDelete(policy_id)),
+        )
+        await self._run_replicator(delegate, None)
+
+    async def _replicate_acl_roles(self) -> None:
+        delegate = role_delegate(
+            self._acl_fetch("ACL/RoleReplicate"), lambda: self._state.acl_roles()[1],
+            lambda role: self._propose(ACLRoleBatchSet((role,))),
+            lambda role_id: self._propose(ACLRoleDelete(role_id)),
+        )
+        await self._run_replicator(delegate, None)
+
+    async def _replicate_acl_tokens(self) -> None:
+        delegate = token_delegate(
+            self._acl_fetch("ACL/TokenReplicate"), lambda: self._state.acl_tokens()[1],
+            lambda token: self._propose(ACLTokenBatchSet((token,))),
+            lambda accessor: self._propose(ACLTokenDelete(accessor)),
         )
         await self._run_replicator(delegate, None)
 
