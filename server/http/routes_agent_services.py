@@ -24,9 +24,10 @@ from meshfed.server.endpoints.sidecar import (
     sidecar_registration,
     without_sidecar_spec,
 )
+from meshfed.server.http import filter_schemas
 from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.decode import decode_catalog_register
-from meshfed.server.http.params import BadRequest, parse_header
+from meshfed.server.http.params import BadRequest, parse_header, row_filter
 from meshfed.server.http.respond import json_body, meta_headers
 from meshfed.server.http.shapes import service_json
 
@@ -106,8 +107,10 @@ def agent_service_json(agent: AgentServices, service: NodeService) -> dict[str, 
 
 async def list_services(request: web.Request) -> web.Response:
     agent = _agent(request)
+    predicate = row_filter(request, filter_schemas.SERVICE)
     index, services = agent.services()
-    body = {sid: agent_service_json(agent, s) for sid, s in sorted(services.items())}
+    rows = {sid: agent_service_json(agent, s) for sid, s in sorted(services.items())}
+    body = rows if predicate is None else {sid: row for sid, row in rows.items() if predicate(row)}
     return json_body(body, headers=meta_headers(api_of(request).queries.meta(max(1, index))))
 
 
