@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from meshfed.server.cli import demo_mesh
 from meshfed.server.cli.launcher import (
     ChildProcess,
     busy_addresses,
@@ -61,7 +62,8 @@ def run_demo(base: str = "127.0.1", data_dir: str = "", keep_data: bool = False)
     try:
         prefix, _, third = base.rpartition(".")
         dcs = federated_datacenters(root, [base, f"{prefix}.{int(third) + 1}"])
-        everything = list(processes_of(dcs))
+        mesh = demo_mesh.mesh_processes(dcs, root)
+        everything = [*processes_of(dcs), *mesh]
         busy = busy_addresses([address for process in everything for address in process.listen_addresses()])
         if busy:
             return _failure(f"address in use: {', '.join(busy)}; is another demo or server running? "
@@ -87,14 +89,28 @@ def run_demo(base: str = "127.0.1", data_dir: str = "", keep_data: bool = False)
         except TimeoutError as exc:
             return _failure(str(exc), everything)
         print("federation is up.")
+        print("  registering socat (dc1) and web (dc2) with sidecars; proxy-defaults mode local; intention web => socat")
+        try:
+            demo_mesh.retrying_send(demo_mesh.registrations(dcs))
+            for process in mesh:
+                print(f"  starting {process.name}")
+                process.start()
+            web_host = demo_mesh.app_host(dcs[1])
+            demo_mesh.wait_for_echo(web_host, demo_mesh.UPSTREAM_PORT, timeout=60)
+        except TimeoutError as exc:
+            return _failure(str(exc), everything)
+        print("service mesh is up: web (dc2) reaches socat (dc1) through both mesh gateways.")
         for dc in dcs:
             print(f"  {dc.name}:")
             for server in dc.servers:
                 print(f"    {server.node}: HTTP API {server.http}   metrics {server.http}/v1/agent/metrics?format=prometheus")
             print(f"    mesh gateway {dc.gateway.bind}: metrics {dc.gateway.admin}/metrics   "
                   f"routes {dc.gateway.admin}/v1/gateway/routes")
-        print(f"try: curl {dcs[1].servers[0].http}/v1/internal/federation-states?dc=dc1   (Ctrl-C stops the demo)",
-              flush=True)
+        print(f"try: curl {dcs[1].servers[0].http}/v1/internal/federation-states?dc=dc1")
+        print(f"try: nc {web_host} {demo_mesh.UPSTREAM_PORT}   (type a line: socat in dc1 echoes it back)")
+        print(f"     meshfed intention create -deny -replace web socat -http-addr {dcs[0].servers[0].http}"
+              "   (new connections are then closed by socat's sidecar; -allow -replace undoes it)")
+        print(f"     meshfed federation check -http-addr {dcs[1].servers[0].http}   (Ctrl-C stops the demo)", flush=True)
         while all(p.alive() for p in everything):
             time.sleep(0.5)
         return _failure("a process exited; stopping the demo", [p for p in everything if not p.alive()])

@@ -8,6 +8,7 @@ import glob
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -95,9 +96,15 @@ def test_sigterm_stops_every_child_busy_addresses_refuse_a_second_demo_and_keys_
     demo = Demo(base, tmp_path)
     try:
         demo.wait_for("federation is up.")
+        demo.wait_for("service mesh is up")
         root = demo.root()
         children = demo.children()
-        assert len(children) == 8, demo.output()
+        assert len(children) == 11, demo.output()  # 6 servers, 2 gateways, echo and two sidecars
+        web_host = f"{base.rsplit('.', 1)[0]}.{int(base.rsplit('.', 1)[1]) + 1}.30"
+        assert f"try: nc {web_host} 8181" in demo.output()
+        with socket.create_connection((web_host, 8181), timeout=5) as conn:  # what the printed command does
+            conn.sendall(b"hello\n")
+            assert conn.recv(64) == b"hello\n"
 
         key_files = glob.glob(os.path.join(root, "*", "*-encrypt.json"))
         assert len(key_files) == 6
