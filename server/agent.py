@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 
 from meshfed.fsm import StateMachine
+from meshfed.fsm.intentions import default_allows as intention_default_allows
 from meshfed.fsm.records import ServerInfo
 from meshfed.replication.anti_entropy import FederationStateAntiEntropy
 from meshfed.rpc.client import ConnectionPool
@@ -46,6 +47,8 @@ from meshfed.server.endpoints.snapshot import SnapshotEndpoint
 from meshfed.server.endpoints.status import StatusEndpoint
 from meshfed.server.http.api import Api
 from meshfed.server.http.app import build_app
+from meshfed.server.leader.acl_expiry import reap_expired_tokens
+from meshfed.server.leader.acl_init import run_initial_management
 from meshfed.server.leader.anti_entropy import CatalogGatewaySource, PrimaryStateSink
 from meshfed.server.leader.membership import publish_self
 from meshfed.server.leader.routines import LeaderRoutines
@@ -173,14 +176,17 @@ class Agent:
             queries=queries,
         )
         intentions = IntentionEndpoint(
-            primary_datacenter=cfg.primary, state=state, raft=raft, router=router, queries=queries
+            primary_datacenter=cfg.primary, state=state, raft=raft, router=router, queries=queries,
+            default_allow=intention_default_allows(cfg.acl.enabled, cfg.acl.default_policy),
         )
         self.connect_ca = ConnectCAEndpoint(
             primary_datacenter=cfg.primary, datacenter=cfg.datacenter, state=state, raft=raft, router=router,
             queries=queries,
         )
         acl = ACLEndpoint(datacenter=cfg.datacenter, primary_datacenter=cfg.primary, state=state, raft=raft,
-                          router=router, queries=queries, data_dir=cfg.data_dir or None)
+                          router=router, queries=queries, data_dir=cfg.data_dir or None,
+                          min_expiration_ttl=cfg.acl.token_min_expiration_ttl,
+                          max_expiration_ttl=cfg.acl.token_max_expiration_ttl)
         self.federation_wan = Federation(
             cfg, state=state, raft=raft, watches=self.watches, pool=self.pool, router=router,
             endpoint=federation, config_entries=config_entries, metrics=self.metrics, acl=acl,
@@ -330,6 +336,11 @@ class Agent:
         self.routines.add(
             "ttl-checks", lambda: reap_ttl_checks(state, self.raft, on_expired=self.metrics.ttl_expired.inc)
         )
+        if cfg.acl.enabled:
+            self.routines.add("acl-token-reaping", lambda: reap_expired_tokens(state, self.raft, primary=cfg.is_primary))
+            if cfg.is_primary and cfg.acl.tokens.initial_management:
+                secret = cfg.acl.tokens.initial_management
+                self.routines.add("acl-initial-management", lambda: run_initial_management(secret, state, self.raft))
 
     def _anti_entropy_outcome(self, outcome: str) -> None:
         self.metrics.anti_entropy_syncs.labels(outcome).inc()

@@ -7,7 +7,8 @@ growing past one concept. Reads return `(index, value)` like every other read.
 Links are stored by ID; reads fill in the current names and drop links whose target is gone, as
 Consul does (reference/acl.md §2.1), so renaming a policy shows on every token at once and a
 deleted policy silently stops applying. Expiry is not judged here (the store reads no clock):
-the endpoint compares `expiration_time` with its own time.
+the endpoint and the resolver compare `expiration_time` with their own time (`expiry.py`), and the
+leader deletes expired tokens through Raft.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from meshfed.fsm.acl.expiry import Expiring
 from meshfed.fsm.acl.records import (
     ACLLink,
     ACLPolicy,
@@ -108,6 +110,14 @@ class ACLReads:
             return found
 
         return self._acl_read("acl_tokens", read)
+
+    def acl_expiring_tokens(self) -> tuple[int, list[Expiring]]:
+        """The tokens that have an expiration time, without resolving links: the leader's reaper
+        scans this every second, so it must stay cheap however many tokens never expire."""
+        return self._acl_read("acl_tokens", lambda acl: [
+            Expiring(token.accessor_id, token.expiration_time, token.local)
+            for token in acl.tokens.values() if token.expiration_time
+        ])
 
     def acl_policy(self, policy_id: str) -> tuple[int, ACLPolicy | None]:
         return self._acl_read("acl_policies", lambda acl: acl.policies.get(policy_id))

@@ -27,6 +27,7 @@ from meshfed.fsm.intentions.reads import (
     PEER_PREFIX,
     check,
     decide,
+    default_allows,
     find_by_id,
     find_exact,
     intention_hash,
@@ -46,6 +47,7 @@ from meshfed.fsm.intentions.writes import (
 
 __all__ = [
     "BY_DESTINATION", "BY_SOURCE", "DEFAULT_NAMESPACE", "DEFAULT_PARTITION", "PEER_PREFIX", "IntentionErrors",
-    "check", "decide", "delete_exact", "find_by_id", "find_exact", "intention_hash", "intention_views", "legacy_create",
+    "check", "decide", "default_allows", "delete_exact", "find_by_id", "find_exact", "intention_hash",
+    "intention_views", "legacy_create",
     "legacy_delete", "legacy_update", "match", "parse_service_ref", "sort_key", "upsert_exact",
 ]

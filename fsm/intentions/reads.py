@@ -253,6 +253,15 @@ def match(
     return result
 
 
+def default_allows(acl_enabled: bool, acl_default_policy: str) -> bool:
+    """The action when no intention matches (reference/acl.md §6.4): ACLs off allow; with ACLs on,
+    `acl.default_policy` decides (`deny` => Denied), whatever the caller's token.
+
+    A datacenter that turns on default deny must not leave its mesh open by default: the one
+    setting that closes the control plane closes the data plane too, as in Consul."""
+    return not acl_enabled or acl_default_policy != "deny"
+
+
 def check(
     entries: Iterable[Mapping[str, Any]],
     source: str,
@@ -288,7 +297,7 @@ def decide(
     The first intention (in precedence order) whose source covers `source` and whose destination
     covers `destination` decides. An L7 intention denies: a connection-level check cannot evaluate
     per-request rules, so allowing would be wrong for some requests. No intention → `default_allow`
-    (the caller's `default_intention_policy`, or the ACL default). Reasons are Consul's.
+    (see `default_allows`: the server passes what its ACL configuration says). Reasons are Consul's.
     """
     _, source_name = parse_service_ref(source, allow_peer=False, field=BY_SOURCE)
     _, destination_name = parse_service_ref(destination, allow_peer=False, field=BY_DESTINATION)

@@ -67,6 +67,9 @@ def check(config: Config, source_of: SourceOf) -> Config:
             "federation_state_refresh_interval",
             "must be shorter than federation_state_ttl, or live datacenters get pruned between refreshes",
         )
+    if config.acl.token_min_expiration_ttl > config.acl.token_max_expiration_ttl:
+        raise fail("acl.token_min_expiration_ttl", "must not be longer than acl.token_max_expiration_ttl",
+                   "acl.token_max_expiration_ttl")
     tls = replace(config.tls, verify_outgoing=config.tls.verify_outgoing or config.tls.verify_server_hostname)
     return replace(config, encrypt=encrypt, retry_join=peers, tls=tls)
 

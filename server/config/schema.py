@@ -208,6 +208,8 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "acl.token_ttl": _duration(allow_zero=True),
     "acl.policy_ttl": _duration(allow_zero=True),
     "acl.role_ttl": _duration(allow_zero=True),
+    "acl.token_min_expiration_ttl": _duration(allow_zero=False),
+    "acl.token_max_expiration_ttl": _duration(allow_zero=False),
     "acl.tokens.initial_management": _secret,
     "acl.tokens.replication": _secret,
     "acl.tokens.agent": _secret,

@@ -70,6 +70,9 @@ class ACLConfig:
     token_ttl: float = 30.0
     policy_ttl: float = 30.0
     role_ttl: float = 30.0
+    # Bounds on a token's lifetime (ExpirationTTL, or ExpirationTime - CreateTime), reference §2.1.
+    token_min_expiration_ttl: float = 60.0
+    token_max_expiration_ttl: float = 24 * 3600.0
     tokens: ACLTokens = field(default_factory=ACLTokens)
 
 

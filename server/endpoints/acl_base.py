@@ -13,7 +13,7 @@ import grpc
 
 from meshfed.fsm.acl.records import RESERVED_ID_PREFIX, ACLLink, ACLToken
 from meshfed.fsm.acl.store import ACL_TABLES
-from meshfed.fsm.consul_formats.durations import parse_duration
+from meshfed.fsm.consul_formats.durations import format_duration, parse_duration
 from meshfed.fsm.consul_formats.timestamps import format_rfc3339, parse_rfc3339
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid, not_found
@@ -64,6 +64,8 @@ class ACLBase:
         queries: Queries,
         data_dir: str | None = None,
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        min_expiration_ttl: float = MIN_EXPIRATION_TTL,
+        max_expiration_ttl: float = MAX_EXPIRATION_TTL,
     ) -> None:
         self._datacenter = datacenter
         self._primary = primary_datacenter
@@ -73,6 +75,7 @@ class ACLBase:
         self._queries = queries
         self._data_dir = data_dir
         self._now = now
+        self._expiration_bounds = (min_expiration_ttl, max_expiration_ttl)
 
     @property
     def datacenter(self) -> str:
@@ -121,7 +124,11 @@ class ACLBase:
             raise not_found(f'Cannot find token "{accessor}"')
         return shapes.token_json(token)
 
-    def _expiration(self, raw: dict[str, Any], created: datetime.datetime) -> str | None:
+    def _expiration(self, raw: dict[str, Any], created: datetime.datetime, bounded: bool = True) -> str | None:
+        """ExpirationTTL turned into an ExpirationTime (a given ExpirationTime is kept as written).
+        On create (`bounded`) it must lie between acl.token_min_expiration_ttl and
+        token_max_expiration_ttl after CreateTime (Consul's tokenSetInternal, with its texts); an
+        update only compares it with the stored one."""
         given_time = shapes.text_field(raw, "ExpirationTime", "Token")
         ttl = shapes.text_field(raw, "ExpirationTTL", "Token")
         if given_time and ttl:
@@ -131,16 +138,27 @@ class ACLBase:
                 seconds = parse_duration(ttl)
             except ValueError as exc:
                 raise invalid(f"Token decoding failed: ExpirationTTL: {exc}") from None
-            if not MIN_EXPIRATION_TTL <= seconds <= MAX_EXPIRATION_TTL:
-                raise invalid(f"Token Expiration TTL {ttl!r} must be between 1m0s and 24h0m0s")
-            return format_rfc3339(created + datetime.timedelta(seconds=seconds), microseconds=True)
-        if given_time:
+            expires = created + datetime.timedelta(seconds=seconds)
+        elif given_time:
             try:
-                parse_rfc3339(given_time)
+                expires = parse_rfc3339(given_time)
             except ValueError:
                 raise invalid(f"Token decoding failed: ExpirationTime {given_time!r} is not an RFC 3339 time") from None
-            return given_time
-        return None
+            if bounded and expires < created:
+                raise invalid("ExpirationTime cannot be before CreateTime")
+        else:
+            return None
+        if not bounded:
+            return given_time or format_rfc3339(expires, microseconds=True)
+        lifetime = (expires - created).total_seconds()
+        shortest, longest = self._expiration_bounds
+        if lifetime > longest:
+            raise invalid(f"ExpirationTime cannot be more than {format_duration(longest)} in the future "
+                          f"(was {format_duration(lifetime)})")
+        if lifetime < shortest:
+            raise invalid(f"ExpirationTime cannot be less than {format_duration(shortest)} in the future "
+                          f"(was {format_duration(lifetime)})")
+        return given_time or format_rfc3339(expires, microseconds=True)
 
     def _check_new_id(self, value: str, column: str) -> None:
         if not is_uuid(value):

@@ -76,7 +76,8 @@ class TokenHandlers(ACLBase):
                     raise invalid("Changing a tokens SecretID is not permitted")
                 if given["local"] is not None and given["local"] != existing.local:
                     raise invalid(f"cannot toggle local mode of {accessor}")
-                expiration = self._expiration(raw, now) if lookup(raw, "ExpirationTime", "ExpirationTTL") else None
+                expiration = (self._expiration(raw, now, bounded=False)
+                              if lookup(raw, "ExpirationTime", "ExpirationTTL") else None)
                 if expiration is not None and expiration != existing.expiration_time:
                     raise invalid(f"Cannot change expiration time of {accessor}")
                 token = ACLToken(

@@ -660,3 +660,15 @@ def test_hash_fields_do_not_run_into_each_other() -> None:
 def test_hash_ignores_meta_order(meta: dict[str, str]) -> None:
     reversed_meta = dict(reversed(list(meta.items())))
     assert intention_hash({"ID": ID_A, "Meta": meta}) == intention_hash({"ID": ID_A, "Meta": reversed_meta})
+
+
+@pytest.mark.parametrize("acl_enabled, default_policy, allows", [
+    (False, "allow", True), (False, "deny", True),  # ACLs off: allow, whatever the (unused) policy
+    (True, "allow", True), (True, "deny", False),
+])
+def test_default_action_follows_the_acl_default_policy(acl_enabled: bool, default_policy: str, allows: bool) -> None:
+    """reference/acl.md §6.4: no matching intention => acl.default_policy when ACLs are on."""
+    from meshfed.fsm.intentions import check, default_allows
+
+    assert default_allows(acl_enabled, default_policy) is allows
+    assert check([], "web", "db", default_allows(acl_enabled, default_policy)) is allows
