@@ -149,6 +149,7 @@ def cmd_tls_cert_create(ns: argparse.Namespace) -> int:
 
 def cmd_gateway(ns: argparse.Namespace) -> int:
     from meshfed.server.dataplane.gateway import Gateway, GatewayConfig, parse_address
+    from meshfed.server.dataplane.gateway_acl import gateway_token
 
     try:
         bind = parse_address(ns.bind, "-bind", 8443)
@@ -163,7 +164,7 @@ def cmd_gateway(ns: argparse.Namespace) -> int:
             service_id=ns.service_id,
             domain=ns.domain,
             ttl=parse_duration(ns.ttl),
-            token=ns.token or os.environ.get("CONSUL_HTTP_TOKEN", ""),
+            token=gateway_token(ns.token, ns.token_file, os.environ),
         )
     except ValueError as exc:
         raise CLIError(str(exc)) from None
@@ -389,7 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("-service-id", "--service-id", default="mesh-gateway")
     gateway.add_argument("-domain", "--domain", default="consul")
     gateway.add_argument("-ttl", "--ttl", default="10s", help="TTL of the heartbeat check")
-    gateway.add_argument("-token", "--token", default="")
+    gateway.add_argument("-token", "--token", default="",
+                         help="ACL token (visible in the process list: prefer -token-file or CONSUL_HTTP_TOKEN)")
+    gateway.add_argument("-token-file", "--token-file", dest="token_file", default="",
+                         help="file holding the ACL token (after -token, before CONSUL_HTTP_TOKEN)")
     gateway.add_argument("-log-level", "--log-level", default="info")
     gateway.set_defaults(func=cmd_gateway)
 

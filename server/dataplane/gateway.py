@@ -14,6 +14,11 @@ gateways; one of our own DC goes to a healthy sidecar of the service, looked up 
 The route loops rotate over the `-http-addr` servers when one fails, and keep the last known
 table meanwhile (a gateway keeps routing while its servers restart). SIGTERM: deregister, stop
 accepting, drain open connections; a second SIGTERM exits at once.
+
+ACLs (reference/acl.md §8 step 5, `gateway_acl.py`): every call carries the gateway's token. A
+403 is logged as an error that quotes the server's text (it names the missing permission) and
+the rules the token needs, then retried with a backoff up to 30 s; a route read whose rows were
+filtered by ACLs is logged once, since an empty route table would look like a quiet datacenter.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from meshfed.rpc.gateway_routes import Address, RoutingTable
 from meshfed.rpc.splice import SpliceServer
+from meshfed.server.dataplane.gateway_acl import denied_message, token_rules
 from meshfed.server.dataplane.proxy_config import instance_address
-from meshfed.server.dataplane.server_api import RETRY_DELAY, ServerAPI, follow
+from meshfed.server.dataplane.server_api import RETRY_DELAY, DenialLog, Denied, ServerAPI, follow
 
 log = logging.getLogger("meshfed.gateway")
 
@@ -136,6 +142,8 @@ class GatewayMetrics:
         self.active = Gauge("meshfed_gateway_active_connections", "Connections being spliced", registry=r)
         self.bytes = Counter("meshfed_gateway_bytes", "Bytes spliced, by route and direction",
                              ["route", "direction"], registry=r)
+        self.acl_denials = Counter("meshfed_gateway_acl_denials", "Calls to the servers refused by ACLs (HTTP 403)",
+                                   ["call"], registry=r)
 
 
 class Gateway:
@@ -180,6 +188,10 @@ class Gateway:
             log.info("Connect trust domain %s: routing service names", domain)
             self.table = replace(self.table, trust_domain=domain)
 
+    def _denials(self, what: str) -> DenialLog:
+        facts = (self.cfg.node, self.cfg.datacenter, bool(self.cfg.token))
+        return DenialLog(what, lambda server_text: denied_message(facts, what, server_text))
+
     def _on_connection(self, route: str, outcome: str) -> None:
         self.metrics.connections.labels(route, outcome).inc()
 
@@ -187,24 +199,35 @@ class Gateway:
 
     async def _register(self, api: ServerAPI) -> None:
         status, _, body = await api.request("PUT", "/v1/catalog/register", json=registration(self.cfg))
+        if status == 403:
+            raise Denied(str(body or ""))
         if status != 200:
             raise RuntimeError(f"catalog register failed: HTTP {status} {body}")
 
     async def heartbeat(self, api: ServerAPI) -> None:
         registered = False
+        denials = self._denials(f"registration and heartbeat of {self.cfg.node}/{self.cfg.service_id}")
         while True:
             try:
                 if not registered:
                     await self._register(api)
                     registered = True
                     log.info("registered %s/%s in %s", self.cfg.node, self.cfg.service_id, self.cfg.datacenter)
-                status, _, _ = await api.request(
+                status, _, body = await api.request(
                     "PUT", f"/v1/agent/check/pass/{self.cfg.check_id}?node={self.cfg.node}")
                 if status == 404:
                     registered = False  # the servers lost us (e.g. a fresh cluster): register again
                     continue
+                if status == 403:
+                    raise Denied(str(body or ""))
                 if status != 200:
                     raise RuntimeError(f"HTTP {status}")
+                denials.succeeded()
+            except Denied as exc:
+                self.metrics.heartbeat_failures.inc()
+                self.metrics.acl_denials.labels("register").inc()
+                await asyncio.sleep(denials.refused(str(exc)))
+                continue
             except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError) as exc:
                 self.metrics.heartbeat_failures.inc()
                 log.warning("heartbeat to the local servers failed: %s", exc)
@@ -213,8 +236,12 @@ class Gateway:
             await asyncio.sleep(self.cfg.ttl / 3)
 
     async def _follow(self, api: ServerAPI, path: str, source: str, apply: Callable[[Any], None]) -> None:
-        await follow(api, f"{path}?stale", source, apply,
-                     on_failure=lambda: self.metrics.route_refresh_failures.labels(source).inc())
+        def on_failure() -> None:
+            self.metrics.route_refresh_failures.labels(source).inc()
+
+        await follow(api, f"{path}?stale", source, apply, on_failure=on_failure,
+                     denials=self._denials(f"reading {source} ({path})"),
+                     filtered_advice=f"routes may be missing; the token needs {token_rules(self.cfg.node, self.cfg.datacenter)}")
 
     def _set_servers(self, rows: Any) -> None:
         servers = local_servers(rows or [])
@@ -293,9 +320,14 @@ class Gateway:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             try:
-                await ServerAPI(session, cfg.http_addrs, cfg.token).request(
+                status, _, body = await ServerAPI(session, cfg.http_addrs, cfg.token).request(
                     "PUT", "/v1/catalog/deregister", json={"Node": cfg.node}, timeout=5)
-                log.info("deregistered %s", cfg.node)
+                if status == 403:
+                    facts = (cfg.node, cfg.datacenter, bool(cfg.token))
+                    log.error("%s (the TTL check will expire)",
+                              denied_message(facts, f"deregistration of {cfg.node}", str(body or "")))
+                else:
+                    log.info("deregistered %s", cfg.node)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.warning("deregistration failed (the TTL check will expire): %s", exc)
         await self.splice.close()

@@ -4,12 +4,14 @@ HTTP API only, like a Consul agent's proxies, so either can run on any host.
 `ServerAPI` rotates to the next configured server when one fails (a gateway or proxy keeps working
 while servers restart one by one); `follow` keeps a blocking query open and hands every new answer
 to a callback, keeping the last good answer (the callback is simply not called) while the servers
-are unreachable.
+are unreachable. Both treat an ACL refusal (403) apart from a failure: `Denied`, logged as an
+error that quotes the servers by `DenialLog`, retried with a backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json as _json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +24,38 @@ log = logging.getLogger(__name__)
 
 BLOCKING_WAIT = "60s"
 RETRY_DELAY = 1.0
+DENIED_RETRY_MAX = 30.0
+DENIED_LOG_EVERY = 10
+FILTERED_HEADER = "X-Consul-Results-Filtered-By-ACLs"
+
+
+class Denied(RuntimeError):
+    """The servers answered 403: the token is missing, unknown or lacks a permission. The same on
+    every server, and retrying at network speed fixes nothing."""
+
+
+class DenialLog:
+    """One run of ACL refusals of one loop: logs the 1st and every 10th as an error (the line comes
+    from `message(server_text)`, which should quote the server: its `Permission denied ...` names
+    the missing permission), says when the run ends, and gives the delay before the next try
+    (1 s doubling to 30 s), so a token fixed on the servers is picked up without a restart."""
+
+    def __init__(self, what: str, message: Callable[[str], str] | None = None) -> None:
+        self.what = what
+        self._message = message or (lambda text: f"{what} refused by the servers' ACLs: {text.strip()[:300]}")
+        self.count = 0
+
+    def refused(self, server_text: str) -> float:
+        self.count += 1
+        if self.count == 1 or self.count % DENIED_LOG_EVERY == 0:
+            repeats = f" (refused {self.count} times in a row)" if self.count > 1 else ""
+            log.error("%s%s", self._message(server_text), repeats)
+        return min(DENIED_RETRY_MAX, RETRY_DELAY * 2 ** min(self.count - 1, 5))
+
+    def succeeded(self) -> None:
+        if self.count:
+            log.info("%s accepted again after %d refusal(s)", self.what, self.count)
+        self.count = 0
 
 
 class ServerAPI:
@@ -34,11 +68,14 @@ class ServerAPI:
         self._headers = {"X-Consul-Token": token} if token else {}
 
     async def request(self, method: str, path: str, *, json: Any = None, timeout: float = 10.0) -> tuple[int, dict[str, str], Any]:
+        """(status, headers, body): the JSON body of a 200, the text of anything else (a 403's
+        text is the servers' `Permission denied ...`, which names the missing permission)."""
         base = self._addrs[self._next % len(self._addrs)]
         try:
             async with self._session.request(method, base + path, json=json, headers=self._headers,
                                              timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-                body = await response.json(content_type=None) if response.content_length != 0 else None
+                text = await response.text()
+                body = _json.loads(text) if response.status == 200 and text.strip() else text or None
                 return response.status, dict(response.headers), body
         except (aiohttp.ClientError, TimeoutError, ValueError):
             self._next += 1  # try the next server next time
@@ -46,19 +83,38 @@ class ServerAPI:
 
 
 async def follow(api: ServerAPI, path: str, what: str, apply: Callable[[Any], None],
-                 on_failure: Callable[[], None] | None = None, wait: str = BLOCKING_WAIT) -> None:
-    """Run a blocking query on `path` for ever, calling `apply(body)` with each answer."""
+                 on_failure: Callable[[], None] | None = None, wait: str = BLOCKING_WAIT,
+                 denials: DenialLog | None = None, filtered_advice: str = "") -> None:
+    """Run a blocking query on `path` for ever, calling `apply(body)` with each answer.
+
+    A 403 goes to `denials` (logged as an error, retried with a backoff). An answer the servers'
+    ACLs filtered (`X-Consul-Results-Filtered-By-ACLs`) is logged once with `filtered_advice`: an
+    empty route table would otherwise look like a quiet datacenter."""
     index = 0
     separator = "&" if "?" in path else "?"
+    denials = denials or DenialLog(f"reading {what}")
+    filtered_logged = False
     while True:
         try:
             status, headers, body = await api.request(
                 "GET", f"{path}{separator}index={index}&wait={wait}", timeout=parse_duration(wait) + 15)
+            if status == 403:
+                raise Denied(str(body or ""))
             if status != 200:
                 raise RuntimeError(f"HTTP {status}: {body}")
+            denials.succeeded()
+            if headers.get(FILTERED_HEADER, "").lower() == "true" and not filtered_logged:
+                filtered_logged = True
+                log.warning("%s: the servers' ACLs hid some of the answer from this token%s", what,
+                            f"; {filtered_advice}" if filtered_advice else "")
             new_index = int(headers.get("X-Consul-Index", "0"))
             index = 0 if new_index < index else new_index  # reset when the index goes backwards
             apply(body)
+        except Denied as exc:
+            if on_failure is not None:
+                on_failure()
+            index = 0
+            await asyncio.sleep(denials.refused(str(exc)))
         except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError) as exc:
             if on_failure is not None:
                 on_failure()
