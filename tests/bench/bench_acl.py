@@ -1,0 +1,295 @@
+"""The cost of ACL enforcement on HTTP writes: ACLs off vs on, measured in the same run.
+
+Two fresh 3-server datacenters run side by side for the whole script: one with ACLs off
+(127.0.220.1-3) and one with `acl { enabled = true, default_policy = "deny" }` and an
+`initial_management` token (127.0.221.1-3). Every write is `PUT /v1/catalog/register` of one of
+256 nodes with a changing address and one of 16 services, so each write is a real update that
+needs `node:write` and `service:write` when ACLs are on. Three variants:
+
+- `acl_off`: no token, no checks (the baseline);
+- `acl_management`: the management token (resolution cached, the management authorizer);
+- `acl_narrow`: a token whose policy grants exactly `node_prefix "bench-"` and
+  `service_prefix "web-"` write among a handful of other rules, so every request walks real rules.
+
+Drift on a shared 2-core machine is larger than the effect being measured, so the variants are
+interleaved: each round runs every variant once (sequential writes, then 64 concurrent writers),
+and the report pools latencies across rounds and takes the median of each variant's per-round
+throughput. Around each phase the ACL datacenter's leader /metrics give the mean token-resolution
+time and the cache hit share for that phase alone.
+
+Run from the repository root: python -m tests.bench.bench_acl [--rounds 3] [--seconds 4] [--keep-data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+
+from meshfed.server.cli.launcher import datacenter_servers, get_json, wait_for_leader, write_private_file
+from meshfed.server.config.loader import generate_key
+
+from .bench_writes import PhaseResult, drive
+from .common import (
+    BENCH_DATACENTER,
+    Datacenter,
+    cpu_seconds,
+    emit,
+    histogram_mean,
+    machine,
+    parse_prometheus,
+    process_cpu_seconds,
+    rate,
+    ratio,
+    stop_cleanly_on_sigterm,
+    summarize_seconds,
+)
+
+ACL_OFF_BASE = "127.0.220"
+ACL_ON_BASE = "127.0.221"
+CONCURRENCY = 64
+NODE_NAMES = 256
+SERVICES = 16
+REQUEST_TIMEOUT = 10.0
+WARMUP_WRITES = 50
+GOAL_COST = 0.10  # the issue: authorization costs < 10 % at the same concurrency
+NARROW_RULES = """
+node_prefix "bench-" { policy = "write" }
+service_prefix "web-" { policy = "write" }
+node "bench-blocked" { policy = "deny" }
+service "web-admin" { policy = "read" }
+key_prefix "app/" { policy = "read" }
+session_prefix "" { policy = "read" }
+operator = "read"
+"""
+VARIANTS = ("acl_off", "acl_management", "acl_narrow")
+
+
+@contextmanager
+def datacenter(base: str, root: str, config: dict[str, Any] | None, keep_data: bool) -> Iterator[Datacenter]:
+    """A fresh 3-server datacenter on `base`.1-3 with an extra config file (0600: it may hold a
+    token), stopped whatever happens."""
+    servers = datacenter_servers(BENCH_DATACENTER, base, os.path.join(root, base), generate_key())
+    if config is not None:
+        path = os.path.join(root, f"{base}-extra.json")
+        write_private_file(path, json.dumps(config))
+        for server in servers:
+            server.config_files.append(path)
+    dc = Datacenter(servers, root)
+    try:
+        for server in servers:
+            server.start()
+        try:
+            wait_for_leader(servers, timeout=30)
+        except TimeoutError:
+            print(dc.logs(), file=sys.stderr)
+            raise
+        yield dc
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def http_json(method: str, url: str, token: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"X-Consul-Token": token})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+def narrow_token(leader_http: str, management: str) -> str:
+    http_json("PUT", leader_http + "/v1/acl/policy", management, {"Name": "bench-narrow", "Rules": NARROW_RULES})
+    token = http_json("PUT", leader_http + "/v1/acl/token", management,
+                      {"Description": "bench narrow", "Policies": [{"Name": "bench-narrow"}]})
+    return str(token["SecretID"])
+
+
+def scrape(http: str, token: str) -> dict[str, float]:
+    request = urllib.request.Request(http + "/metrics", headers={"X-Consul-Token": token} if token else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return parse_prometheus(response.read().decode())
+
+
+class Writes:
+    def __init__(self) -> None:
+        self.next = 0
+
+    def body(self) -> dict[str, Any]:
+        self.next += 1
+        i = self.next
+        return {
+            "Datacenter": BENCH_DATACENTER, "Node": f"bench-{i % NODE_NAMES}",
+            "Address": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
+            "Service": {"ID": f"web-{i % SERVICES}", "Service": f"web-{i % SERVICES}", "Port": 8080},
+        }
+
+
+def writer(session: aiohttp.ClientSession, url: str, token: str, writes: Writes) -> Any:
+    headers = {"X-Consul-Token": token} if token else {}
+
+    async def one(result: PhaseResult) -> None:
+        started = time.perf_counter()
+        try:
+            async with session.put(url, json=writes.body(), headers=headers) as response:
+                text = await response.text()
+                if response.status == 200 and text.strip() == "true":
+                    result.latencies.append(time.perf_counter() - started)
+                else:
+                    result.error(f"HTTP {response.status}: {text.strip()[:120]}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            result.error(f"{type(exc).__name__}: {exc}"[:160])
+
+    return one
+
+
+class Target:
+    """One variant: where it writes, with which token, and whose /metrics describe it."""
+
+    def __init__(self, name: str, dc: Datacenter, token: str, scrape_token: str) -> None:
+        self.name = name
+        self.dc = dc
+        self.token = token
+        self.scrape_token = scrape_token
+        self.leader = dc.by_rpc_address(get_json(dc.servers[0].http + "/v1/status/leader")[2])
+
+
+async def phase(session: aiohttp.ClientSession, target: Target, writes: Writes, workers: int,
+                seconds: float) -> dict[str, Any]:
+    leader = target.leader
+    assert leader.process is not None
+    before = scrape(leader.http, target.scrape_token)
+    leader_cpu = process_cpu_seconds(leader.process.pid)
+    client_cpu = cpu_seconds()
+    result, elapsed = await drive(workers, seconds, writer(session, leader.http + "/v1/catalog/register",
+                                                           target.token, writes))
+    after = scrape(leader.http, target.scrape_token)
+    leader_cpu_after = process_cpu_seconds(leader.process.pid)
+    figures: dict[str, Any] = {
+        "latencies": result.latencies,
+        "ops_per_s": rate(len(result.latencies), elapsed),
+        "errors": result.errors,
+        "leader_cpu_share": None if leader_cpu is None or leader_cpu_after is None
+        else round((leader_cpu_after - leader_cpu) / elapsed, 2),
+        "client_cpu_share": round((cpu_seconds() - client_cpu) / elapsed, 2),
+    }
+    resolve = histogram_mean(before, after, "meshfed_acl_resolve_token_seconds")
+    if resolve is not None:
+        figures["resolve_mean_us"] = round(resolve * 1e6, 2)
+    return figures
+
+
+def pooled(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    latencies = [value for figures in phases for value in figures["latencies"]]
+    errors: dict[str, int] = {}
+    for figures in phases:
+        for reason, count in figures["errors"].items():
+            errors[reason] = errors.get(reason, 0) + count
+    summary: dict[str, Any] = {
+        "ops_per_s_median_of_rounds": round(statistics.median(f["ops_per_s"] for f in phases), 1),
+        "ops_per_s_by_round": [f["ops_per_s"] for f in phases],
+        "latency": summarize_seconds(latencies),
+        "errors": errors,
+        "leader_cpu_share_by_round": [f["leader_cpu_share"] for f in phases],
+    }
+    resolves = [f["resolve_mean_us"] for f in phases if "resolve_mean_us" in f]
+    if resolves:
+        summary["token_resolve_mean_us_by_round"] = resolves
+    return summary
+
+
+async def run_rounds(targets: list[Target], rounds: int, seconds: float) -> dict[str, Any]:
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    collected: dict[str, dict[str, list[dict[str, Any]]]] = {
+        t.name: {"sequential": [], f"concurrent_{CONCURRENCY}": []} for t in targets}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+        writes = Writes()
+        for target in targets:  # warm-up: connections, resolver caches, every node and service exists
+            warm = writer(session, target.leader.http + "/v1/catalog/register", target.token, writes)
+            warm_up = PhaseResult()
+            for _ in range(max(WARMUP_WRITES, NODE_NAMES)):
+                await warm(warm_up)
+            if warm_up.errors:
+                raise RuntimeError(f"warm-up of {target.name} failed: {warm_up.errors}")
+        for round_number in range(rounds):
+            # Rotate the order each round so no variant always runs right after another.
+            order = targets[round_number % len(targets):] + targets[:round_number % len(targets)]
+            for target in order:
+                collected[target.name]["sequential"].append(await phase(session, target, writes, 1, seconds / 2))
+                collected[target.name][f"concurrent_{CONCURRENCY}"].append(
+                    await phase(session, target, writes, CONCURRENCY, seconds))
+    return {name: {kind: pooled(phases) for kind, phases in kinds.items()} for name, kinds in collected.items()}
+
+
+def costs(results: dict[str, Any]) -> dict[str, Any]:
+    """Throughput lost and latency added by each ACL variant, relative to ACLs off."""
+    report: dict[str, Any] = {}
+    concurrent = f"concurrent_{CONCURRENCY}"
+    base = results["acl_off"]
+    for variant in ("acl_management", "acl_narrow"):
+        mine = results[variant]
+        throughput = ratio(mine[concurrent]["ops_per_s_median_of_rounds"], base[concurrent]["ops_per_s_median_of_rounds"])
+        report[variant] = {
+            "concurrent_ops__over__acl_off": throughput,
+            "concurrent_throughput_cost": None if throughput is None else round(1 - throughput, 3),
+            "concurrent_p50__over__acl_off": ratio(mine[concurrent]["latency"].get("p50_ms"),
+                                                   base[concurrent]["latency"].get("p50_ms")),
+            "concurrent_p99__over__acl_off": ratio(mine[concurrent]["latency"].get("p99_ms"),
+                                                   base[concurrent]["latency"].get("p99_ms")),
+            "sequential_p50__over__acl_off": ratio(mine["sequential"]["latency"].get("p50_ms"),
+                                                   base["sequential"]["latency"].get("p50_ms")),
+        }
+        cost = report[variant]["concurrent_throughput_cost"]
+        report[variant]["goal_under_10_percent"] = cost is not None and cost < GOAL_COST
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="meshfed ACL enforcement cost (prints one JSON document)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every variant once")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of a concurrent phase (sequential: half)")
+    parser.add_argument("--keep-data", action="store_true", help="keep data and logs for inspection")
+    args = parser.parse_args()
+    stop_cleanly_on_sigterm()
+    started = time.monotonic()
+    management = str(uuid.uuid4())
+    acl_on = {"acl": {"enabled": True, "default_policy": "deny", "tokens": {"initial_management": management}}}
+    root = tempfile.mkdtemp(prefix="meshfed-bench-acl-")
+    document: dict[str, Any] = {
+        "benchmark": "acl", "machine": machine(), "rounds": args.rounds, "phase_seconds": args.seconds,
+        "concurrency": CONCURRENCY, "narrow_rules": NARROW_RULES.strip(),
+    }
+    try:
+        with datacenter(ACL_OFF_BASE, root, None, args.keep_data) as off, \
+                datacenter(ACL_ON_BASE, root, acl_on, args.keep_data) as on:
+            leader_on = Target("probe", on, management, management).leader
+            narrow = narrow_token(leader_on.http, management)
+            targets = [Target("acl_off", off, "", ""), Target("acl_management", on, management, management),
+                       Target("acl_narrow", on, narrow, management)]
+            results = asyncio.run(run_rounds(targets, args.rounds, args.seconds))
+            document["results"] = results
+            document["cost"] = costs(results)
+            document["all_servers_alive"] = off.alive() and on.alive()
+    finally:
+        if args.keep_data:
+            print(f"bench: data and logs kept in {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    document["wall_seconds"] = round(time.monotonic() - started, 1)
+    emit(document)
+
+
+if __name__ == "__main__":
+    main()
