@@ -36,6 +36,7 @@ from meshfed.server.acl.needs import (
     ttl_update_of,
 )
 from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register
+from meshfed.server.http.request_memo import once_per_request
 from meshfed.server.http.routes_unsupported import METHODS as UNSUPPORTED_METHODS
 from meshfed.server.http.routes_unsupported import UNSUPPORTED, canonical_of
 
@@ -72,7 +73,10 @@ def _unnamed(resource: str, access: Access) -> NeedsOf:
 
 
 def _register(facts: RouteFacts) -> list[Need]:
-    node, service, checks = decode_catalog_register(facts.body, facts.datacenter)
+    # Decoded once per request, shared with the handler; the handler sets the node's datacenter
+    # itself, so the default passed here does not change what it stores.
+    node, service, checks = once_per_request(
+        facts.request, "catalog_register", lambda: decode_catalog_register(facts.body, facts.datacenter))
     return registration_of(facts.state, node, service, checks)
 
 

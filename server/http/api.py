@@ -30,6 +30,7 @@ from meshfed.server.endpoints.snapshot import SnapshotEndpoint
 from meshfed.server.endpoints.status import StatusEndpoint
 from meshfed.server.http.json_guard import BodyError, parse_json_body
 from meshfed.server.http.params import BadRequest
+from meshfed.server.http.request_memo import once_per_request
 from meshfed.server.metrics import Metrics
 from meshfed.server.wan.federation_check import FederationCheck
 from meshfed.server.wan.gateway_locator import GatewayLocator
@@ -85,9 +86,11 @@ def api_of(request: web.Request) -> Api:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The request body as JSON; an empty body is None. Bad JSON is a 400, not a traceback."""
+    """The request body as JSON; an empty body is None. Bad JSON is a 400, not a traceback.
+    Parsed once per request (the ACL check and the handler both read it)."""
+    raw = await request.read()
     try:
-        return parse_json_body(await request.read())
+        return once_per_request(request, "json_body", lambda: parse_json_body(raw))
     except BodyError as exc:
         raise BadRequest(str(exc)) from None
 

@@ -16,6 +16,7 @@ from meshfed.server.http import filter_schemas
 from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register, lookup
 from meshfed.server.http.params import both, keep, node_meta_filter, parse_header, row_filter
+from meshfed.server.http.request_memo import once_per_request
 from meshfed.server.http.respond import json_body, with_meta
 from meshfed.server.http.shapes import catalog_service_json, node_json, service_json
 
@@ -34,7 +35,8 @@ async def register(request: web.Request) -> web.Response:
     raw = await read_json(request)
     header = _routed_by_body(parse_header(request, write=True), raw)
     target = header.datacenter or api.datacenter
-    node, service, checks = decode_catalog_register(raw, target)
+    # Decoded once per request (the ACL check may have done it); the datacenter is set just below.
+    node, service, checks = once_per_request(request, "catalog_register", lambda: decode_catalog_register(raw, target))
     node = dataclasses.replace(node, datacenter=target)  # the record names the DC that stores it
     body = {"node": to_wire(node), "service": to_wire(service) if service else None, "checks": to_wire(checks)}
     _, ok = await api.catalog.register(header, body)
