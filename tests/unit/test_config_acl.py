@@ -98,3 +98,17 @@ def test_warnings_name_keys_never_token_values(write: Callable[[str], str]) -> N
 
 def test_a_primary_with_acls_on_and_no_tokens_has_no_warning(write: Callable[[str], str]) -> None:
     assert config_warnings(load([write('acl { enabled = true\n default_policy = "deny" }')])) == []
+
+
+def test_token_lifetime_bounds(write: Callable[[str], str]) -> None:
+    """acl.token_min/max_expiration_ttl (reference §2.1): Consul's 1m and 24h by default, settable,
+    and a minimum longer than the maximum is refused naming the key."""
+    assert (load([write("")]).acl.token_min_expiration_ttl, load([write("")]).acl.token_max_expiration_ttl) == (
+        60.0, 86400.0)
+    config = load([write('acl {\n  token_min_expiration_ttl = "1s"\n  token_max_expiration_ttl = "2h"\n}\n')])
+    assert (config.acl.token_min_expiration_ttl, config.acl.token_max_expiration_ttl) == (1.0, 7200.0)
+    with pytest.raises(ConfigError) as caught:
+        load([write('acl {\n  token_min_expiration_ttl = "3h"\n  token_max_expiration_ttl = "2h"\n}\n')])
+    assert "acl.token_min_expiration_ttl" in str(caught.value) and "token_max_expiration_ttl" in str(caught.value)
+    with pytest.raises(ConfigError, match="acl.token_max_expiration_ttl"):
+        load([write('acl {\n  token_max_expiration_ttl = "0s"\n}\n')])
