@@ -36,7 +36,7 @@ from pysyncobj.journal import FileJournal
 
 from meshfed.fsm import Command, CommandError, Noop, Result, StateMachine, decode_batch, encode_batch
 from meshfed.server.raft import storage as raft_storage
-from meshfed.server.raft.log_matching import plan_append
+from meshfed.server.raft.log_matching import plan_append, plan_unanchored
 from meshfed.server.raft.trace import TRACE
 from meshfed.server.raft.types import PeerHealth, RaftError, RaftStatus, RaftTimings
 
@@ -137,6 +137,11 @@ class _SyncObj(SyncObj):
                     for entry in wanted:
                         journal.add(*entry)
             self._SyncObj__raftLastApplied = last[1]
+            if clearJournal and self._SyncObj__raftCommitIndex < last[1]:
+                # A snapshot from the leader holds only committed entries. Its chunks did not move
+                # the commit index (plan_unanchored), so it moves here, to where the state now is.
+                self._SyncObj__raftCommitIndex = last[1]
+                journal.setRaftCommitIndex(last[1])
             self._fail_callbacks_covered_by_snapshot(last[1])
             last_index = journal[len(journal) - 1][1]
             if self._SyncObj__raftCommitIndex > last_index:
@@ -169,6 +174,8 @@ class _SyncObj(SyncObj):
                 if plan.message is not message:
                     self.meshfed_rewritten_appends += 1
                 message, self.meshfed_ack_cap = plan.message, plan.ack_cap
+            elif "prevLogIdx" not in message and message.get("term", -1) >= self.raftCurrentTerm:
+                message = plan_unanchored(message, self._SyncObj__raftCommitIndex).message
         self.meshfed_peer_contact[str(getattr(node, "id", node))] = now
         commit_before = self._SyncObj__raftCommitIndex
         try:
