@@ -5,6 +5,7 @@
 the client and how, the request id, which server proposed it, where its commit callback fired
 (index, term, outcome), which servers applied that request id, and what each server applied at
 the acknowledged index instead, plus the snapshot installs and snapshot-chunk commits around it.
+With no names, and after them, it lists every index two servers applied differently.
 """
 
 from __future__ import annotations
@@ -65,10 +66,26 @@ def follow(traces: dict[str, list[dict[str, Any]]], name: str, window: float = 8
     return out
 
 
+def divergent_applies(traces: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Indexes that servers applied with different entries (a replica that later replaced its
+    state by a snapshot can hide this from the final check), and the commit callbacks that
+    answered success on the minority version."""
+    variants: dict[int, dict[tuple[Any, tuple[str, ...]], list[str]]] = {}
+    for server, events in traces.items():
+        for e in events:
+            if e["ev"] == "apply":
+                variants.setdefault(e["index"], {}).setdefault((e["term"], tuple(e["rids"])), []).append(server)
+    out = []
+    for index in sorted(i for i, v in variants.items() if len(v) > 1):
+        for (term, rids), servers in variants[index].items():
+            out.append(f"index {index}: term {term}, {len(rids)} request ids, applied by {', '.join(servers)}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir")
-    parser.add_argument("names", nargs="+")
+    parser.add_argument("names", nargs="*")
     args = parser.parse_args(argv)
     traces = load(args.data_dir)
     if not traces:
@@ -76,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for name in args.names:
         print("\n".join(follow(traces, name)))
+    print("\n".join(divergent_applies(traces)) or "no index was applied differently by two servers")
     return 0
 
 
