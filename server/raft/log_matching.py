@@ -6,7 +6,8 @@ message's entries, and acknowledges `last entry + 1`. Raft deletes only from the
 a shorter run after a stale reset (or in chunks of `appendEntriesBatchSizeBytes`); the follower
 drops entries it has already acknowledged, while the leader keeps counting them in its match
 index and commits with them. If the leader then stops before re-sending, the two followers elect
-a leader without the entry. (This is the paused-leader loss in docs/reliability.md.)
+a leader without the entry. (Found while chasing the paused-leader loss in docs/reliability.md;
+the traces then showed that loss has the cause described below, for snapshot chunks.)
 
 `plan_append` rewrites such a message so that the library's handler does the Raft thing:
 - entries already held are skipped, so the library truncates only from the first conflict;

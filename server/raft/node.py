@@ -7,6 +7,8 @@ leadership changes are handed to the event loop through `on_leadership`.
 What this adapter adds to the library (reference/pysyncobj.md §6):
 - safety: the cluster key is mandatory (the port speaks pickle); apply never raises (the state
   machine returns error values, and a last-resort guard here turns anything else into one);
+  a follower neither drops entries it acknowledged nor commits entries no leader message anchored,
+  e.g. on a snapshot chunk (server/raft/log_matching.py);
 - durability: no forked dump writer, fsynced snapshots, a dump-loading step that keeps the journal
   tail, crash-safe journal compaction (server/raft/storage.py); the journal is msynced every
   `JOURNAL_SYNC_INTERVAL`. An acknowledgement therefore means: applied on the leader and in the
