@@ -19,6 +19,7 @@ from meshfed.server.http.params import both, keep, node_meta_filter, parse_heade
 from meshfed.server.http.request_memo import once_per_request
 from meshfed.server.http.respond import json_body, with_meta
 from meshfed.server.http.shapes import catalog_service_json, node_json, service_json
+from meshfed.server.raft.trace import TRACE
 
 
 def _routed_by_body(header: RequestHeader, raw: Any) -> RequestHeader:
@@ -39,7 +40,15 @@ async def register(request: web.Request) -> web.Response:
     node, service, checks = once_per_request(request, "catalog_register", lambda: decode_catalog_register(raw, target))
     node = dataclasses.replace(node, datacenter=target)  # the record names the DC that stores it
     body = {"node": to_wire(node), "service": to_wire(service) if service else None, "checks": to_wire(checks)}
-    _, ok = await api.catalog.register(header, body)
+    if TRACE is None:
+        _, ok = await api.catalog.register(header, body)
+        return json_body(ok)
+    try:
+        _, ok = await api.catalog.register(header, body)
+    except Exception as exc:
+        TRACE.record("http_register", rid=header.request_id, node=node.node, error=f"{type(exc).__name__}: {exc}")
+        raise
+    TRACE.record("http_register", rid=header.request_id, node=node.node, answer=ok)
     return json_body(ok)
 
 

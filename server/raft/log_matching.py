@@ -6,7 +6,8 @@ message's entries, and acknowledges `last entry + 1`. Raft deletes only from the
 a shorter run after a stale reset (or in chunks of `appendEntriesBatchSizeBytes`); the follower
 drops entries it has already acknowledged, while the leader keeps counting them in its match
 index and commits with them. If the leader then stops before re-sending, the two followers elect
-a leader without the entry. (This is the paused-leader loss in docs/reliability.md.)
+a leader without the entry. (Found while chasing the paused-leader loss in docs/reliability.md;
+the traces then showed that loss has the cause described below, for snapshot chunks.)
 
 `plan_append` rewrites such a message so that the library's handler does the Raft thing:
 - entries already held are skipped, so the library truncates only from the first conflict;
@@ -14,6 +15,15 @@ a leader without the entry. (This is the paused-leader loss in docs/reliability.
   an empty one anchored at the follower's own last entry (nothing is deleted), with the commit
   index and the acknowledgement capped at the last entry the leader actually sent: entries after
   it are not known to match the leader's log, so they may neither be committed nor acknowledged.
+
+An AppendEntries *without* `prevLogIdx` (a chunk of a snapshot the leader ships to a follower
+whose next entry it no longer holds) anchors nothing in the follower's log, yet the library still
+applies the commit rule `min(leaderCommit, own last index)` to it. A follower whose tail is an
+old leader's uncommitted entries (a leader paused, replaced, then resumed) thereby commits and
+applies them, and answers its clients' waiting proposals with success, before the snapshot's
+last chunk replaces its state without them: acknowledged writes that no replica keeps.
+`plan_unanchored` holds such a message's commit index at the follower's own; installing the
+snapshot then moves it to the snapshot's last index (server/raft/node.py).
 
 Pure: the caller passes how to read its log, so the rule is tested without sockets.
 """
@@ -60,3 +70,11 @@ def plan_append(message: dict[str, Any], term_at: TermAt, last_index: int) -> Ap
         },
         ack_cap=sent_up_to + 1,
     )
+
+
+def plan_unanchored(message: dict[str, Any], commit_index: int) -> AppendPlan:
+    """An AppendEntries without `prevLogIdx` (a snapshot chunk): it may not advance the commit
+    index, because nothing in it says which of the follower's entries match the leader's log."""
+    if "prevLogIdx" in message or message.get("commit_index", 0) <= commit_index:
+        return AppendPlan(message)
+    return AppendPlan({**message, "commit_index": commit_index})

@@ -7,6 +7,8 @@ leadership changes are handed to the event loop through `on_leadership`.
 What this adapter adds to the library (reference/pysyncobj.md §6):
 - safety: the cluster key is mandatory (the port speaks pickle); apply never raises (the state
   machine returns error values, and a last-resort guard here turns anything else into one);
+  a follower neither drops entries it acknowledged nor commits entries no leader message anchored,
+  e.g. on a snapshot chunk (server/raft/log_matching.py);
 - durability: no forked dump writer, fsynced snapshots, a dump-loading step that keeps the journal
   tail, crash-safe journal compaction (server/raft/storage.py); the journal is msynced every
   `JOURNAL_SYNC_INTERVAL`. An acknowledgement therefore means: applied on the leader and in the
@@ -34,9 +36,10 @@ from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.config import FAIL_REASON
 from pysyncobj.journal import FileJournal
 
-from meshfed.fsm import Command, Noop, Result, StateMachine, encode_batch
+from meshfed.fsm import Command, CommandError, Noop, Result, StateMachine, decode_batch, encode_batch
 from meshfed.server.raft import storage as raft_storage
-from meshfed.server.raft.log_matching import plan_append
+from meshfed.server.raft.log_matching import plan_append, plan_unanchored
+from meshfed.server.raft.trace import TRACE
 from meshfed.server.raft.types import PeerHealth, RaftError, RaftStatus, RaftTimings
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,10 @@ class _FsmConsumer(SyncObjConsumer):
     @replicated
     def apply_batch(self, payload: bytes) -> list[Result]:
         index = self._syncObj.raftLastApplied + 1
+        if TRACE is not None:
+            sync = self._syncObj
+            TRACE.record("apply", index=index, term=sync._term_at(index), rids=_request_ids(payload),
+                         commit=sync.raftCommitIndex, current_term=sync.raftCurrentTerm, leader=sync._isLeader())
         try:
             results = self._machine.apply(index, payload)
         except BaseException as exc:  # the machine promises not to raise; a raise here wedges Raft
@@ -89,6 +96,14 @@ class _FsmConsumer(SyncObjConsumer):
             return [Result(ok=False, error=f"internal error: {exc}", code="internal")]
         self._on_applied(index, len(results))
         return results
+
+
+def _request_ids(payload: bytes) -> list[str]:
+    """The request ids of a log payload, for the write trace only."""
+    try:
+        return [rid for rid, _ in decode_batch(payload)]
+    except CommandError:
+        return []
 
 
 class _SyncObj(SyncObj):
@@ -110,6 +125,10 @@ class _SyncObj(SyncObj):
             journal = self._SyncObj__raftLog
             current = [raft_storage.as_entry(journal[i]) for i in range(len(journal))]
             wanted = raft_storage.reconcile_journal(current, last, prev, clearJournal)
+            if TRACE is not None:
+                TRACE.record("load_snapshot", last=last[1:], from_leader=clearJournal, commit=self._SyncObj__raftCommitIndex,
+                             applied=self._SyncObj__raftLastApplied, journal=[current[0][1], current[-1][1]] if current else [],
+                             kept=len(wanted) - 2)
             if current != wanted:
                 kept = len(wanted) - 2
                 log.info("raft: snapshot at index %d loaded; keeping %d journal entries after it", last[1], kept)
@@ -120,6 +139,11 @@ class _SyncObj(SyncObj):
                     for entry in wanted:
                         journal.add(*entry)
             self._SyncObj__raftLastApplied = last[1]
+            if clearJournal and self._SyncObj__raftCommitIndex < last[1]:
+                # A snapshot from the leader holds only committed entries. Its chunks did not move
+                # the commit index (plan_unanchored), so it moves here, to where the state now is.
+                self._SyncObj__raftCommitIndex = last[1]
+                journal.setRaftCommitIndex(last[1])
             self._fail_callbacks_covered_by_snapshot(last[1])
             last_index = journal[len(journal) - 1][1]
             if self._SyncObj__raftCommitIndex > last_index:
@@ -152,11 +176,20 @@ class _SyncObj(SyncObj):
                 if plan.message is not message:
                     self.meshfed_rewritten_appends += 1
                 message, self.meshfed_ack_cap = plan.message, plan.ack_cap
+            elif "prevLogIdx" not in message and message.get("term", -1) >= self.raftCurrentTerm:
+                message = plan_unanchored(message, self._SyncObj__raftCommitIndex).message
         self.meshfed_peer_contact[str(getattr(node, "id", node))] = now
+        commit_before = self._SyncObj__raftCommitIndex
         try:
             SyncObj._SyncObj__onMessageReceived(self, node, message)
         finally:
             self.meshfed_ack_cap = None
+        if TRACE is not None and self._SyncObj__raftCommitIndex != commit_before and not self._isLeader():
+            TRACE.record("follower_commit", before=commit_before, after=self._SyncObj__raftCommitIndex,
+                         msg_term=message.get("term"), prev=message.get("prevLogIdx"),
+                         entries=len(message.get("entries") or []), snapshot_chunk="serialized" in message,
+                         leader_commit=message.get("commit_index"), last=self._SyncObj__getCurrentLogIndex(),
+                         last_term=self._term_at(self._SyncObj__getCurrentLogIndex()), term=self.raftCurrentTerm)
 
     def _SyncObj__sendNextNodeIdx(  # noqa: N802 (library name)
         self, node: Any, reset: bool = False, nextNodeIdx: int | None = None, success: bool = False  # noqa: N803
@@ -265,6 +298,8 @@ class RaftNode:
         )
         if journal_path:
             raft_storage.make_compaction_safe(self._sync._SyncObj__raftLog, journal_path)
+        if TRACE is not None:
+            TRACE.record("start", raft=self_address, pid=os.getpid())
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -347,9 +382,23 @@ class RaftNode:
             self._inflight[batch_id] = (started, [f for _, _, f in batch])
 
             def done(results: Any, error: int, batch_id: int = batch_id) -> None:
+                if TRACE is not None:
+                    self._trace_commit(batch_id, error)
                 loop.call_soon_threadsafe(self._complete, batch_id, results, error)
 
+            if TRACE is not None:
+                TRACE.record("propose", batch=batch_id, rids=[rid for rid, _, _ in batch])
+
             self._consumer.apply_batch(payload, callback=done)
+
+    def _trace_commit(self, batch_id: int, error: int) -> None:
+        """On the tick thread: a SUCCESS or DISCARDED callback fires while its entry is applied,
+        before the library counts it, so `raftLastApplied + 1` is that entry's index."""
+        assert TRACE is not None
+        sync = self._sync
+        index = sync.raftLastApplied + 1
+        TRACE.record("commit", batch=batch_id, error=int(error), index=index, term=sync._term_at(index),
+                     current_term=sync.raftCurrentTerm, commit=sync.raftCommitIndex, leader=sync._isLeader())
 
     def _expire_lost_batches(self) -> None:
         now = time.perf_counter()

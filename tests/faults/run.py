@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -25,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"any of {', '.join(SCENARIOS)} (default: all)")
     parser.add_argument("--rounds", type=int, default=0, help="rounds per scenario (default: per scenario)")
     parser.add_argument("--keep-data", action="store_true", help="keep data and logs for inspection")
+    parser.add_argument("--trace", action="store_true",
+                        help="servers write a per-process write trace into the data folder (implies --keep-data)")
     args = parser.parse_args(argv)
+    args.keep_data |= args.trace
     unknown = [name for name in args.scenarios if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
@@ -33,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for number, name in enumerate(args.scenarios):
         root = tempfile.mkdtemp(prefix=f"meshfed-fault-{name}-")
+        if args.trace:  # inherited by the server processes (server/raft/trace.py)
+            os.environ["MESHFED_TRACE_WRITES"] = os.path.join(root, "trace-")
         dc = Datacenter("dc1", f"127.0.{210 + number}", root, config=SNAPSHOT_OFTEN)
         try:
             result = SCENARIOS[name](dc, args.rounds or DEFAULT_ROUNDS[name])
@@ -41,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.keep_data:
                 shutil.rmtree(root, ignore_errors=True)
         failed |= bool(result["lost"] or result["diverged"])
-        print(json.dumps({"scenario": name, **result}), flush=True)
+        print(json.dumps({"scenario": name, **result, **({"data": root} if args.keep_data else {})}), flush=True)
     return 1 if failed else 0
 
 
