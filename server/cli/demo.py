@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from meshfed.server.cli import demo_mesh
+from meshfed.server.cli import demo_acl, demo_mesh
 from meshfed.server.cli.launcher import (
     ChildProcess,
     busy_addresses,
@@ -61,8 +61,11 @@ def run_demo(base: str = "127.0.1", data_dir: str = "", keep_data: bool = False)
     everything: list[ChildProcess] = []
     try:
         prefix, _, third = base.rpartition(".")
-        dcs = federated_datacenters(root, [base, f"{prefix}.{int(third) + 1}"])
-        mesh = demo_mesh.mesh_processes(dcs, root)
+        tokens = demo_acl.DemoTokens()
+        dcs = federated_datacenters(root, [base, f"{prefix}.{int(third) + 1}"],
+                                    per_dc=demo_acl.server_acl(("dc1", "dc2"), tokens))
+        mesh = demo_mesh.mesh_processes(dcs, root, {
+            name: demo_acl.write_secret(root, f"{name}-token", tokens.service(name)) for name in demo_mesh.SERVICES})
         everything = [*processes_of(dcs), *mesh]
         busy = busy_addresses([address for process in everything for address in process.listen_addresses()])
         if busy:
@@ -71,27 +74,37 @@ def run_demo(base: str = "127.0.1", data_dir: str = "", keep_data: bool = False)
         where = "removed on exit; -keep-data keeps them" if remove_root else "kept on exit"
         print(f"meshfed demo: data, certificates, keys and logs in {root} ({where})")
         print("  made a CA and server certificates (server.<dc>.consul, <node>.server.<dc>.consul)")
+        management_file = demo_acl.write_secret(root, "management-token", tokens.management)
+        print(f"  ACLs on, default deny; the management token is in {management_file} (mode 0600)")
         for dc in dcs:
             for server in dc.servers:
                 print(f"  starting {dc.name} server {server.node} on {server.address}")
                 server.start()
-            print(f"  starting {dc.name} mesh gateway on {dc.gateway.bind}")
-            dc.gateway.start()
         for dc in dcs:
             try:
                 leader = wait_for_leader(dc.servers, timeout=30)
             except TimeoutError as exc:
                 return _failure(str(exc), everything)
             print(f"  {dc.name} has a leader: {leader}")
+        print("  creating the replication, mesh-gateway and service tokens in dc1 (reference acl.md §8)")
+        try:
+            demo_mesh.retrying_send(demo_acl.seed_calls(dcs, tokens, demo_mesh.SERVICES), tokens.management)
+        except TimeoutError as exc:
+            return _failure(str(exc), everything)
+        for dc in dcs:
+            dc.gateway.extra_args += ["-token-file",
+                                      demo_acl.write_secret(root, f"gateway-{dc.name}-token", tokens.gateway(dc.name))]
+            print(f"  starting {dc.name} mesh gateway on {dc.gateway.bind}")
+            dc.gateway.start()
         print("  waiting for both datacenters to see each other's gateways ...")
         try:
-            wait_for_federation(dcs, timeout=60)
+            wait_for_federation(dcs, timeout=90, token=tokens.management)
         except TimeoutError as exc:
             return _failure(str(exc), everything)
         print("federation is up.")
         print("  registering socat (dc1) and web (dc2) with sidecars; proxy-defaults mode local; intention web => socat")
         try:
-            demo_mesh.retrying_send(demo_mesh.registrations(dcs))
+            demo_mesh.retrying_send(demo_mesh.registrations(dcs), tokens.management)
             for process in mesh:
                 print(f"  starting {process.name}")
                 process.start()
@@ -106,7 +119,8 @@ def run_demo(base: str = "127.0.1", data_dir: str = "", keep_data: bool = False)
                 print(f"    {server.node}: HTTP API {server.http}   metrics {server.http}/v1/agent/metrics?format=prometheus")
             print(f"    mesh gateway {dc.gateway.bind}: metrics {dc.gateway.admin}/metrics   "
                   f"routes {dc.gateway.admin}/v1/gateway/routes")
-        print(f"try: curl {dcs[1].servers[0].http}/v1/internal/federation-states?dc=dc1")
+        print(f"use the API and CLI with: export CONSUL_HTTP_TOKEN=$(cat {management_file})")
+        print(f"try: curl -H \"X-Consul-Token: $CONSUL_HTTP_TOKEN\" {dcs[1].servers[0].http}/v1/internal/federation-states?dc=dc1")
         print(f"try: nc {web_host} {demo_mesh.UPSTREAM_PORT}   (type a line: socat in dc1 echoes it back)")
         print(f"     meshfed intention create -deny -replace web socat -http-addr {dcs[0].servers[0].http}"
               "   (new connections are then closed by socat's sidecar; -allow -replace undoes it)")

@@ -1,6 +1,8 @@
 """The demo's service mesh (issue #10 item 6): the operators' walkthrough (reference
 mesh-dataplane.md §8) on the demo's two DCs.
 
+SERVICES are the services that get sidecars (and, with ACLs, a service-identity token each).
+
 dc1 runs `socat` (meshfed's echo service) and its sidecar; dc2 runs `web`'s sidecar with the
 upstream `socat` in dc1 on <dc2 base>.30:8181; proxy-defaults send cross-DC traffic through the
 local gateway (mode `local`); an intention allows web => socat (needed once ACLs deny by default).
@@ -20,6 +22,7 @@ from typing import Any
 
 from meshfed.server.cli.launcher import FederatedDatacenter, MeshProcess
 
+SERVICES = ("socat", "web")
 ECHO_PORT = 9090
 UPSTREAM_PORT = 8181
 PROXY_ADMIN_PORT = 19100
@@ -29,17 +32,24 @@ def app_host(dc: FederatedDatacenter) -> str:
     return dc.servers[0].address.rsplit(".", 1)[0] + ".30"
 
 
-def mesh_processes(dcs: Sequence[FederatedDatacenter], root: str) -> list[MeshProcess]:
+def mesh_processes(dcs: Sequence[FederatedDatacenter], root: str,
+                   token_files: dict[str, str] | None = None) -> list[MeshProcess]:
+    """`token_files`: service -> a 0600 file with its sidecar's token (ACLs on)."""
     dc1, dc2 = dcs
     socat_host, web_host = app_host(dc1), app_host(dc2)
+    files = token_files or {}
+
+    def token(service: str) -> list[str]:
+        return ["-token-file", files[service]] if service in files else []
+
     return [
         MeshProcess("echo (socat)", ["echo", "-listen", f"{socat_host}:{ECHO_PORT}"], f"{root}/echo.log",
                     [(socat_host, ECHO_PORT)]),
         MeshProcess("socat sidecar", ["proxy", "-sidecar-for", "socat", "-http-addr", dc1.servers[0].http,
-                                      "-admin-bind", f"{socat_host}:{PROXY_ADMIN_PORT}"],
+                                      "-admin-bind", f"{socat_host}:{PROXY_ADMIN_PORT}", *token("socat")],
                     f"{root}/socat-proxy.log", [(socat_host, 21000), (socat_host, PROXY_ADMIN_PORT)]),
         MeshProcess("web sidecar", ["proxy", "-sidecar-for", "web", "-http-addr", dc2.servers[0].http,
-                                    "-admin-bind", f"{web_host}:{PROXY_ADMIN_PORT}"],
+                                    "-admin-bind", f"{web_host}:{PROXY_ADMIN_PORT}", *token("web")],
                     f"{root}/web-proxy.log", [(web_host, 21000), (web_host, UPSTREAM_PORT), (web_host, PROXY_ADMIN_PORT)]),
     ]
 

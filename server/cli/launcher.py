@@ -172,8 +172,10 @@ def stop_all(processes: Sequence[ChildProcess], timeout: float = 10.0) -> None:
             process.kill()
 
 
-def get_json(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], Any]:
+def get_json(url: str, timeout: float = 5.0, token: str = "") -> tuple[int, dict[str, str], Any]:
     request = urllib.request.Request(url)
+    if token:
+        request.add_header("X-Consul-Token", token)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
@@ -316,7 +318,8 @@ def federation_files(root: str, datacenter: str, primary: str, nodes: Sequence[s
             config["primary_gateways"] = list(primary_gateways)
         config.update(extra or {})
         path = os.path.join(root, f"{node}.json")
-        with open(path, "w") as f:
+        # 0600: a config may carry ACL tokens (the server refuses group/world-readable key files too).
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             json.dump(config, f, indent=2)
         paths.append(path)
     return paths
@@ -330,16 +333,19 @@ class FederatedDatacenter:
 
 
 def federated_datacenters(
-    root: str, bases: Sequence[str], names: Sequence[str] = ("dc1", "dc2"), extra: dict[str, Any] | None = None
+    root: str, bases: Sequence[str], names: Sequence[str] = ("dc1", "dc2"), extra: dict[str, Any] | None = None,
+    per_dc: dict[str, dict[str, Any]] | None = None,
 ) -> list[FederatedDatacenter]:
-    """Primary = names[0]. Each DC: 3 servers on <base>.1-3 and a gateway on <base>.10."""
+    """Primary = names[0]. Each DC: 3 servers on <base>.1-3 and a gateway on <base>.10. `extra`
+    config goes to every server, `per_dc[name]` to the servers of one DC (e.g. its ACL block)."""
     primary = names[0]
     primary_gateway = f"{bases[0]}.10:{GATEWAY_PORT}"
     result = []
     for name, base in zip(names, bases, strict=True):
         key = generate_key()
         servers = datacenter_servers(name, base, root, key)
-        configs = federation_files(root, name, primary, [s.node for s in servers], [primary_gateway], extra)
+        configs = federation_files(root, name, primary, [s.node for s in servers], [primary_gateway],
+                                   {**(extra or {}), **(per_dc or {}).get(name, {})})
         for server, path in zip(servers, configs, strict=True):
             server.config_files.append(path)
         gateway = GatewayProcess(name, f"{base}.10", [f"{s.address}:{HTTP_PORT}" for s in servers],
@@ -352,15 +358,17 @@ def processes_of(dcs: Sequence[FederatedDatacenter]) -> list[ServerProcess | Gat
     return [p for dc in dcs for p in (*dc.servers, dc.gateway)]
 
 
-def federation_converged(dcs: Sequence[FederatedDatacenter]) -> bool:
-    """Every live server of every DC lists every DC with at least one mesh gateway."""
+def federation_converged(dcs: Sequence[FederatedDatacenter], token: str = "") -> bool:
+    """Every live server of every DC lists every DC with at least one mesh gateway (as `token`
+    sees them: with default-deny ACLs an anonymous caller sees none)."""
     names = {dc.name for dc in dcs}
     for dc in dcs:
         for server in dc.servers:
             if not server.alive():
                 continue
             try:
-                status, _, view = get_json(server.http + "/v1/internal/federation-states/mesh-gateways?stale", timeout=5)
+                status, _, view = get_json(server.http + "/v1/internal/federation-states/mesh-gateways?stale", timeout=5,
+                                           token=token)
             except (OSError, ValueError):
                 return False
             if status != 200 or not all((view or {}).get(name) for name in names):
@@ -368,9 +376,9 @@ def federation_converged(dcs: Sequence[FederatedDatacenter]) -> bool:
     return True
 
 
-def wait_for_federation(dcs: Sequence[FederatedDatacenter], timeout: float = 60.0) -> None:
+def wait_for_federation(dcs: Sequence[FederatedDatacenter], timeout: float = 60.0, token: str = "") -> None:
     deadline = time.monotonic() + timeout
-    while not federation_converged(dcs):
+    while not federation_converged(dcs, token):
         if time.monotonic() >= deadline:
             raise TimeoutError(f"federation did not converge within {timeout:.0f}s")
         time.sleep(0.25)

@@ -268,7 +268,8 @@ class ConnectProxy:
                 return
             except (OSError, TimeoutError) as exc:
                 outcome = "dial_failed"
-                log.warning("upstream %s: dialing %s:%d (%s) failed: %s", label, host, port, hop, exc or "timeout")
+                log.warning("upstream %s: dialing %s:%d (%s) failed: %s", label, host, port, hop,
+                            str(exc) or type(exc).__name__)
                 return
             try:
                 expected = service_uri(self.trust_domain, target_dc, upstream.destination)

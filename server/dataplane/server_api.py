@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 BLOCKING_WAIT = "60s"
 RETRY_DELAY = 1.0
+FILTERED_POLL_MAX = 30.0
 DENIED_RETRY_MAX = 30.0
 DENIED_LOG_EVERY = 10
 FILTERED_HEADER = "X-Consul-Results-Filtered-By-ACLs"
@@ -89,11 +90,13 @@ async def follow(api: ServerAPI, path: str, what: str, apply: Callable[[Any], No
 
     A 403 goes to `denials` (logged as an error, retried with a backoff). An answer the servers'
     ACLs filtered (`X-Consul-Results-Filtered-By-ACLs`) is logged once with `filtered_advice`: an
-    empty route table would otherwise look like a quiet datacenter."""
+    empty route table would otherwise look like a quiet datacenter; it is asked again without
+    blocking (1 s, 2 s, ... up to 30 s apart) until the token sees everything."""
     index = 0
     separator = "&" if "?" in path else "?"
     denials = denials or DenialLog(f"reading {what}")
     filtered_logged = False
+    filtered_polls = 0
     while True:
         try:
             status, headers, body = await api.request(
@@ -110,6 +113,15 @@ async def follow(api: ServerAPI, path: str, what: str, apply: Callable[[Any], No
             new_index = int(headers.get("X-Consul-Index", "0"))
             index = 0 if new_index < index else new_index  # reset when the index goes backwards
             apply(body)
+            if headers.get(FILTERED_HEADER, "").lower() == "true":
+                # A token that cannot see everything yet (e.g. its rights are still replicating)
+                # would otherwise wait a whole blocking wait on an index that a change of rights
+                # never moves: ask again unblocked, less and less often.
+                filtered_polls += 1
+                index = 0
+                await asyncio.sleep(min(FILTERED_POLL_MAX, RETRY_DELAY * filtered_polls))
+            else:
+                filtered_polls = 0
         except Denied as exc:
             if on_failure is not None:
                 on_failure()

@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+import requests
+
 from .conftest import next_block
 
 
@@ -106,6 +108,20 @@ def test_sigterm_stops_every_child_busy_addresses_refuse_a_second_demo_and_keys_
             conn.sendall(b"hello\n")
             assert conn.recv(64) == b"hello\n"
 
+        # ACLs on with default deny: the management token is in a 0600 file the output names.
+        token_file = os.path.join(root, "management-token")
+        assert f"export CONSUL_HTTP_TOKEN=$(cat {token_file})" in demo.output()
+        assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+        management = Path(token_file).read_text().strip()
+        secrets = [Path(p).read_text().strip() for p in glob.glob(os.path.join(root, "*-token"))]
+        assert len(secrets) == 5 and all(stat.S_IMODE(os.stat(p).st_mode) == 0o600
+                                         for p in glob.glob(os.path.join(root, "*-token")))
+        assert not [pid for pid, cmdline in _cmdlines().items() for secret in secrets if secret.encode() in cmdline]
+        register = {"Node": "n1", "Address": "127.0.0.9"}
+        url = f"http://{base}.1:8500/v1/catalog/register"
+        assert requests.put(url, json=register, timeout=10).status_code == 403
+        assert requests.put(url, json=register, headers={"X-Consul-Token": management}, timeout=10).status_code == 200
+
         key_files = glob.glob(os.path.join(root, "*", "*-encrypt.json"))
         assert len(key_files) == 6
         assert {stat.S_IMODE(os.stat(path).st_mode) for path in key_files} == {0o600}
@@ -134,10 +150,10 @@ def test_sighup_while_starting_stops_every_child_and_keep_data_keeps_the_files(t
     next_block()
     demo = Demo(base, tmp_path, "-keep-data")
     try:
-        demo.wait_for("dc1 has a leader")  # every process is started, federation not yet up
+        demo.wait_for("dc2 has a leader")  # the servers run; gateways start after the ACL setup
         root = demo.root()
         children = demo.children()
-        assert len(children) == 8, demo.output()
+        assert len(children) == 6, demo.output()
         demo.process.send_signal(signal.SIGHUP)
         _assert_everything_stopped(demo, children, root)
         assert "stopping (SIGHUP)" in demo.output()

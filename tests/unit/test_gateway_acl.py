@@ -54,3 +54,34 @@ def test_denial_log_logs_first_and_every_tenth_and_backs_off(caplog: pytest.LogC
     assert delays[:6] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0] and max(delays) == 30.0
     assert caplog.records[-1].getMessage() == "registration accepted again after 20 refusal(s)"
     assert denials.refused("again") == 1.0  # a new run starts from the short delay
+
+
+def test_a_filtered_answer_is_asked_again_unblocked_until_the_token_sees_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway whose token's rights are still replicating must not sit out a blocking wait on an
+    index that the change of rights never moves."""
+    import asyncio
+
+    from meshfed.server.dataplane import server_api
+
+    answers = [({"X-Consul-Index": "7", server_api.FILTERED_HEADER: "true"}, {}),
+               ({"X-Consul-Index": "7"}, {"dc1": ["gw"]}),
+               ({"X-Consul-Index": "7"}, {"dc1": ["gw"]})]
+    paths: list[str] = []
+
+    class API:
+        async def request(self, method: str, path: str, **_: object) -> tuple[int, dict[str, str], object]:
+            paths.append(path)
+            if not answers:
+                raise asyncio.CancelledError
+            headers, body = answers.pop(0)
+            return 200, headers, body
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(server_api.asyncio, "sleep", no_sleep)
+    seen: list[object] = []
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(server_api.follow(API(), "/v1/x", "routes", seen.append))  # type: ignore[arg-type]
+    assert [p.split("index=")[1].split("&")[0] for p in paths] == ["0", "0", "7", "7"]
+    assert seen == [{}, {"dc1": ["gw"]}, {"dc1": ["gw"]}]
