@@ -70,6 +70,12 @@ def apply_write(writer: PeeringWrites, index: int, command: PeeringWrite) -> str
         establishment=command.establishment_secret or secrets.establishment,
         stream=command.stream_secret or secrets.stream,
     )
+    if state == STATE_TERMINATED:
+        # The peer deleted the peering: drop what it exported and the secrets; the row stays
+        # until deleted here (reference peering.md §5).
+        stored = replace(stored, imported_services=())
+        new_secrets = PeeringSecrets(incoming.id)
+        writer.replace_peering_imports(incoming.name, {}, index)
     writer.put_peering(stored, index)
     if new_secrets != secrets or writer.peering_secret_row(incoming.id) is None:
         writer.put_peering_secrets(new_secrets, index)
