@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import sys
 from typing import Any
 
 import requests
@@ -42,6 +44,11 @@ def get(server: Any, path: str) -> requests.Response:
     return requests.get(server.http + path, timeout=10)
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "meshfed.server.cli", "peering", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> None:
     acceptor: Datacenter = make_dc("dc1", count=3, config=_tls_config(str(tmp_path), "dc1"))
     dialer: Datacenter = make_dc("dc2", count=1, config=_tls_config(str(tmp_path), "dc2"))
@@ -60,7 +67,9 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
     # 1. Generate on a follower (forwarded to the leader); a second token invalidates the first.
     first = post(a_follower, "/v1/peering/token", {"PeerName": "cluster-02"})
     assert first.status_code == 200, first.text
-    second = post(a_follower, "/v1/peering/token", {"PeerName": "cluster-02"}).json()["PeeringToken"]
+    generated = cli("generate-token", "-name", "cluster-02", "-http-addr", a_follower.http)
+    assert generated.returncode == 0, generated.stderr
+    second = generated.stdout.strip()
     decoded = json.loads(base64.b64decode(second))
     assert decoded["ServerName"] == "server.dc1.consul" and decoded["CA"][0].startswith("-----BEGIN CERTIFICATE")
     assert sorted(decoded["ServerAddresses"]) == sorted(s.rpc_address for s in acceptor.servers)
@@ -81,9 +90,8 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
     assert get(b_server, "/v1/peering/cluster-01").json()["State"] == "PENDING"  # written, not established
 
     # 2. Establish once: both sides ACTIVE; the same token again is refused.
-    ok = post(b_server, "/v1/peering/establish", {"PeerName": "cluster-01", "PeeringToken": second})
-    assert ok.status_code == 200, ok.text
-    assert ok.json() == {}
+    ok = cli("establish", "-name", "cluster-01", "-peering-token", second, "-http-addr", b_server.http)
+    assert ok.stdout.strip() == "Successfully established peering connection with cluster-01", ok.stderr
     again = post(b_server, "/v1/peering/establish", {"PeerName": "cluster-01", "PeeringToken": second})
     assert again.status_code == 403 and "a new peering token must be generated" in again.text
     b_row = get(b_server, "/v1/peering/cluster-01").json()
@@ -109,6 +117,10 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
     assert get(b_server, "/v1/health/service/socat").json() == []  # never mixed into local answers
     assert get(b_server, "/v1/health/service/socat?peer=nope").json() == []
     assert get(b_server, "/v1/peering/cluster-01").json()["StreamStatus"]["ImportedServices"] == ["socat"]
+    listed = cli("list", "-http-addr", b_server.http)
+    assert listed.returncode == 0 and listed.stdout.splitlines()[1].split()[:4] == ["cluster-01", "ACTIVE", "1", "0"]
+    shown = cli("read", "-name", "cluster-01", "-http-addr", b_server.http)
+    assert "State: ACTIVE" in shown.stdout and "Imported Services: socat" in shown.stdout, shown.stderr
     assert get(a_follower, "/v1/peering/cluster-02").json()["StreamStatus"]["ExportedServices"] == ["socat"]
 
     # The imports are state: they survive a restart of the importing cluster.
@@ -131,6 +143,10 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
     wait_until(lambda: get(b_server, "/v1/peering/cluster-01").json()["State"] == "TERMINATED", 15,
                what="the dialer's row TERMINATED")
     assert imported() == []
-    assert requests.delete(b_server.http + "/v1/peering/cluster-01", timeout=10).status_code == 200
+    deleted = cli("delete", "-name", "cluster-01", "-http-addr", b_server.http)
+    assert deleted.stdout.strip() == "Successfully submitted peering connection, cluster-01, for deletion"
     missing = get(b_server, "/v1/peering/cluster-01")
     assert missing.status_code == 404 and missing.text == 'Peering not found for "cluster-01"'
+    gone = cli("read", "-name", "cluster-01", "-http-addr", b_server.http)
+    assert gone.returncode == 1 and 'No peering with name "cluster-01" found.' in gone.stderr
+    assert cli("list", "-http-addr", b_server.http).stdout.strip() == "There are no peering connections."
