@@ -36,8 +36,9 @@ def _mode(dialer: bool) -> str:
     return "dialer" if dialer else "acceptor"
 
 
-def apply_write(writer: PeeringWrites, index: int, command: PeeringWrite) -> str:
-    """Returns the stored peering's ID."""
+def apply_write(writer: PeeringWrites, index: int, command: PeeringWrite) -> dict[str, str]:
+    """Returns the stored ID and establishment secret: a retried proposal (same request id) gets
+    this remembered value, so the token it builds names the secret that was really stored."""
     incoming = command.peering
     existing = writer.peering(incoming.name)
     if existing is not None and existing.id != incoming.id:
@@ -79,11 +80,12 @@ def apply_write(writer: PeeringWrites, index: int, command: PeeringWrite) -> str
     writer.put_peering(stored, index)
     if new_secrets != secrets or writer.peering_secret_row(incoming.id) is None:
         writer.put_peering_secrets(new_secrets, index)
-    return stored.id
+    return {"id": stored.id, "establishment_secret": new_secrets.establishment}
 
 
 def apply_exchange(writer: PeeringWrites, index: int, command: PeeringExchangeSecret) -> str:
-    """Spend the establishment secret: single use, compared in constant time. Returns the name."""
+    """Spend the establishment secret: single use, compared in constant time. Returns the stream
+    secret now stored (a retried proposal is answered from the dedupe window with this value)."""
     peering = writer.peering_by_id(command.peering_id)
     if peering is None:
         raise PeeringRejected(CODE_NOT_FOUND, f"peering with ID {command.peering_id} not found")
@@ -97,7 +99,7 @@ def apply_exchange(writer: PeeringWrites, index: int, command: PeeringExchangeSe
         raise PeeringRejected(CODE_PERMISSION_DENIED, "invalid peering establishment secret")
     writer.put_peering_secrets(PeeringSecrets(peering.id, establishment="", stream=command.stream_secret), index)
     writer.put_peering(replace(peering, state=STATE_ACTIVE, modify_index=index), index)
-    return peering.name
+    return command.stream_secret
 
 
 def apply_delete(writer: PeeringWrites, index: int, command: PeeringDelete) -> bool:

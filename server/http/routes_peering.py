@@ -103,6 +103,17 @@ async def imported_health(request: web.Request) -> web.Response:
     return json_body(rows, headers=meta_headers(api.queries.meta(index)))
 
 
+async def imported_services(request: web.Request) -> web.Response:
+    """`/v1/catalog/services?peer=<name>`: {service: [tags]} of what that peer exports to us."""
+    api = api_of(request)
+    index, found = api.state.peering_imported(request.query["peer"])
+    services = {
+        imported.service: sorted({tag for csn in imported.nodes for tag in csn.service.tags})
+        for imported in found
+    }
+    return json_body(services, headers=meta_headers(api.queries.meta(index)))
+
+
 def add(app: web.Application) -> None:
     app.router.add_post("/v1/peering/token", generate_token)
     app.router.add_post("/v1/peering/establish", establish)

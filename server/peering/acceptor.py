@@ -9,6 +9,7 @@ in a replication round (importer.py) instead of holding a bidirectional stream.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import uuid
 from typing import Any
@@ -16,8 +17,8 @@ from typing import Any
 import grpc
 
 from meshfed.fsm.config_entries.schema import KIND_EXPORTED_SERVICES
-from meshfed.fsm.peering.commands import PeeringExchangeSecret
-from meshfed.fsm.peering.records import STATE_DELETING, STATE_TERMINATED
+from meshfed.fsm.peering.commands import PeeringExchangeSecret, PeeringWrite
+from meshfed.fsm.peering.records import STATE_DELETING, STATE_TERMINATED, Peering
 from meshfed.fsm.records import to_wire
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid, not_found
@@ -52,6 +53,7 @@ class PeeringAcceptor:
         return {
             "Peering/ExchangeSecret": self.exchange_secret,
             "Peering/ExportedServices": self.exported_services,
+            "Peering/Terminate": self.terminate,
         }
 
     async def exchange_secret(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
@@ -61,24 +63,25 @@ class PeeringAcceptor:
             raise invalid("PeerID is required")
         if not isinstance(secret, str) or not secret:
             raise _denied("invalid peering establishment secret")
-        # A remote caller names no datacenter of ours: route within this cluster only.
-        header = RequestHeader(request_id=header.request_id, hops=header.hops)
+        # A remote caller names no datacenter of ours: route within this cluster only. A request
+        # id fixed here makes a retry after a leader change land on the remembered result.
+        header = RequestHeader(request_id=header.request_id or uuid.uuid4().hex, hops=header.hops)
 
         async def local() -> tuple[QueryMeta, Any]:
             stream_secret = str(uuid.uuid4())
             try:
-                await propose(self._raft, header.request_id, PeeringExchangeSecret(peer_id, secret, stream_secret))
+                result = await propose(self._raft, header.request_id,
+                                       PeeringExchangeSecret(peer_id, secret, stream_secret))
             except RPCError as exc:
                 if exc.code == grpc.StatusCode.FAILED_PRECONDITION:  # the FSM's secret mismatch
                     raise _denied(exc.message) from None
                 raise
-            return self._queries.meta(self._state.index("peerings")), {"StreamSecret": stream_secret}
+            return self._queries.meta(self._state.index("peerings")), {"StreamSecret": result.value}
 
         return await self._router.serve("Peering/ExchangeSecret", header, body, local, write=True)
 
-    async def exported_services(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
-        """{PeerID, StreamSecret} -> {"Services": {name: [CheckServiceNode wire]}}; answered by
-        whichever server is asked, from its own state (a stale read is fine for a poll)."""
+    def _authenticated(self, body: Any) -> Peering:
+        """The peering a peer's call names, if it presents that peering's stream secret."""
         peer_id = body.get("PeerID") if isinstance(body, dict) else None
         secret = body.get("StreamSecret") if isinstance(body, dict) else None
         if not isinstance(peer_id, str) or not isinstance(secret, str) or not secret:
@@ -89,6 +92,26 @@ class PeeringAcceptor:
         stored = self._state.peering_secrets(peer_id)
         if stored is None or not stored.stream or not hmac.compare_digest(stored.stream.encode(), secret.encode()):
             raise _denied()
+        return peering
+
+    async def terminate(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """The dialer deleted the peering: ours becomes TERMINATED (imports and secrets dropped,
+        the row kept until deleted here, reference peering.md §5)."""
+        self._authenticated(body)
+        header = RequestHeader(request_id=header.request_id or uuid.uuid4().hex, hops=header.hops)
+
+        async def local() -> tuple[QueryMeta, Any]:
+            peering = self._authenticated(body)  # again on the leader, which holds the truth
+            await propose(self._raft, header.request_id,
+                          PeeringWrite(dataclasses.replace(peering, state=STATE_TERMINATED)))
+            return self._queries.meta(self._state.index("peerings")), {}
+
+        return await self._router.serve("Peering/Terminate", header, body, local, write=True)
+
+    async def exported_services(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """{PeerID, StreamSecret} -> {"Services": {name: [CheckServiceNode wire]}}; answered by
+        whichever server is asked, from its own state (a stale read is fine for a poll)."""
+        peering = self._authenticated(body)
         services: dict[str, Any] = {}
         for name in exported_service_names(self._state, peering.name):
             _, nodes = self._state.health_service_nodes(name)

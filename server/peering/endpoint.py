@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,7 @@ from meshfed.fsm.peering.commands import PEER_NAME, PEER_NAME_ERROR, PeeringDele
 from meshfed.fsm.peering.records import STATE_ACTIVE, Peering
 from meshfed.fsm.records import to_wire
 from meshfed.fsm.state import StateStore
-from meshfed.rpc.errors import RPCError, invalid, not_found
+from meshfed.rpc.errors import RPCError, invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
 from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
@@ -32,6 +33,8 @@ from meshfed.server.peering.dial import PeerDialer
 from meshfed.server.peering.token import PeeringToken, TokenError, decode_token, encode_token
 
 TABLES = ("peerings", "peering_imports")
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> str:
@@ -107,8 +110,9 @@ class PeeringEndpoint:
             if existing is not None and existing.is_dialer:
                 raise invalid(f'cannot create peering with name: "{name}"; there is already an established peering')
             row = existing or Peering(id=str(uuid.uuid4()), name=name, meta=meta, created_at=_now())
-            secret = str(uuid.uuid4())
-            await propose(self._raft, header.request_id, PeeringWrite(row, establishment_secret=secret))
+            result = await propose(self._raft, header.request_id,
+                                   PeeringWrite(row, establishment_secret=str(uuid.uuid4())))
+            secret = result.value["establishment_secret"]
             addresses = tuple(s.rpc_address for s in self._state.servers()[1] if s.rpc_address)
             if not addresses:
                 raise invalid("a grpc bind port must be specified in the configuration for all servers")
@@ -119,6 +123,7 @@ class PeeringEndpoint:
             )
             return self._queries.meta(self._state.index(*TABLES)), {"PeeringToken": encode_token(token)}
 
+        header = dataclasses.replace(header, request_id=header.request_id or uuid.uuid4().hex)
         return await self._router.serve("Peering/GenerateToken", header, body, local, write=True)
 
     # ---- dialer: Establish (§D.2) ----------------------------------------------------------------
@@ -176,6 +181,19 @@ class PeeringEndpoint:
             raise RPCError(grpc.StatusCode.INTERNAL, "the peer answered the secret exchange without a stream secret")
         return secret
 
+    async def _tell_peer_terminated(self, row: Peering) -> None:
+        """Best effort, as Consul's Terminated message is: a peer we cannot reach learns it when it
+        next hears from us (never, once we are gone), which the operator sees as a stale row there."""
+        secrets = self._state.peering_secrets(row.id)
+        if secrets is None or not secrets.stream:
+            return
+        try:
+            await self._dialer.call(row.manual_server_addresses or row.peer_server_addresses, row.peer_ca_pems,
+                                    row.peer_server_name, "Peering/Terminate",
+                                    {"PeerID": row.peer_id, "StreamSecret": secrets.stream})
+        except RPCError as exc:
+            log.warning("peering %s deleted here, but the peer was not told: %s", row.name, exc)
+
     # ---- reads and delete (§D.5) -------------------------------------------------------------------
 
     def _view(self, peering: Peering) -> dict[str, Any]:
@@ -208,11 +226,10 @@ class PeeringEndpoint:
             raise invalid("Must specify a name to delete.")
 
         async def local() -> tuple[QueryMeta, Any]:
+            _, row = self._state.peering_get(name)
+            if row is not None and row.is_dialer and row.state == STATE_ACTIVE:
+                await self._tell_peer_terminated(row)
             await propose(self._raft, header.request_id, PeeringDelete(name))
             return self._queries.meta(self._state.index(*TABLES)), {}
 
         return await self._router.serve("Peering/Delete", header, body, local, write=True)
-
-
-def peering_not_found(name: str) -> RPCError:
-    return not_found(f'Peering not found for "{name}"')

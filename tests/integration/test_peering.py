@@ -116,6 +116,8 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
         [("box1", 5000, "cluster-01")]
     assert get(b_server, "/v1/health/service/socat").json() == []  # never mixed into local answers
     assert get(b_server, "/v1/health/service/socat?peer=nope").json() == []
+    assert get(b_server, "/v1/catalog/services?peer=cluster-01").json() == {"socat": []}
+    assert "socat" not in get(b_server, "/v1/catalog/services").json()
     assert get(b_server, "/v1/peering/cluster-01").json()["StreamStatus"]["ImportedServices"] == ["socat"]
     listed = cli("list", "-http-addr", b_server.http)
     assert listed.returncode == 0 and listed.stdout.splitlines()[1].split()[:4] == ["cluster-01", "ACTIVE", "1", "0"]
@@ -150,3 +152,16 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
     gone = cli("read", "-name", "cluster-01", "-http-addr", b_server.http)
     assert gone.returncode == 1 and 'No peering with name "cluster-01" found.' in gone.stderr
     assert cli("list", "-http-addr", b_server.http).stdout.strip() == "There are no peering connections."
+
+    # 5. Re-peering needs a fresh token; a delete on the dialer tells the acceptor (TERMINATED,
+    #    its row kept until deleted there).
+    fresh = post(a_follower, "/v1/peering/token", {"PeerName": "cluster-02"}).json()["PeeringToken"]
+    assert json.loads(base64.b64decode(fresh))["PeerID"] != decoded["PeerID"]
+    assert post(b_server, "/v1/peering/establish", {"PeerName": "cluster-01", "PeeringToken": fresh}).status_code == 200
+    wait_until(imported, 15, what="socat imported after re-peering")
+    assert requests.delete(b_server.http + "/v1/peering/cluster-01", timeout=10).status_code == 200
+    wait_until(lambda: get(a_follower, "/v1/peering/cluster-02").json()["State"] == "TERMINATED", 10,
+               what="the acceptor's row TERMINATED")
+    assert get(b_server, "/v1/peering/cluster-01").status_code == 404
+    assert requests.delete(a_follower.http + "/v1/peering/cluster-02", timeout=10).status_code == 200
+    assert get(a_follower, "/v1/peerings").json() == []

@@ -117,3 +117,16 @@ def test_commands_round_trip_through_the_log_encoding():
     ]
     decoded = [c for _, c in decode_batch(encode_batch([("", c) for c in commands]))]
     assert decoded == commands
+
+
+def test_a_retried_exchange_is_answered_with_the_secret_that_was_stored():
+    """The endpoint builds its answer from the result, so a retry after a leader change (same
+    request id, a freshly drawn secret) still hands the dialer the secret the FSM holds."""
+    machine = StateMachine()
+    machine.apply(1, encode_batch([("", PeeringWrite(acceptor(), establishment_secret="e"))]))
+    (first,) = machine.apply(2, encode_batch([("rid", PeeringExchangeSecret("p-1", "e", "stream-1"))]))
+    (retry,) = machine.apply(3, encode_batch([("rid", PeeringExchangeSecret("p-1", "e", "stream-2"))]))
+    assert first.value == retry.value == "stream-1"
+    assert machine.state.peering_secrets("p-1").stream == "stream-1"
+    (token,) = machine.apply(4, encode_batch([("t", PeeringWrite(acceptor(), establishment_secret="e2"))]))
+    assert token.value == {"id": "p-1", "establishment_secret": "e2"}
