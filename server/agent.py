@@ -265,6 +265,7 @@ class Agent:
             log.warning("config: %s", warning)
         self.metrics.add_live(self._live_metrics)
         self.metrics.add_live(self.federation_wan.live_metrics)
+        self.metrics.add_live(self.peering.live_metrics)
         self.federation_wan.start()
         raft.start(loop)
         self._add_leader_routines()

@@ -3,15 +3,19 @@ import round the leader runs (kept here so server/agent.py only registers them).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import GaugeMetricFamily
 
 from meshfed.fsm.state import StateStore
-from meshfed.replication.loop import Backoff, RoundLoop
+from meshfed.replication.loop import Backoff, ReplicationStatus, RoundLoop
 from meshfed.rpc.service import Handler
 from meshfed.server.config.settings import Config
 from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
-from meshfed.server.peering.acceptor import PeeringAcceptor
+from meshfed.server.metrics import gauge
+from meshfed.server.peering.acceptor import PeeringAcceptor, exported_service_names
 from meshfed.server.peering.dial import PeerDialer
 from meshfed.server.peering.endpoint import PeeringEndpoint
 from meshfed.server.peering.importer import PeeringImporter
@@ -35,14 +39,38 @@ class Peering:
     acceptor: PeeringAcceptor
     importer: PeeringImporter
     dialer: PeerDialer
+    state: StateStore
+    import_status: ReplicationStatus = field(default_factory=lambda: ReplicationStatus("peering_import"))
 
     def handlers(self) -> dict[str, Handler]:
         return {**self.endpoint.handlers(), **self.acceptor.handlers()}
 
     def import_routine(self) -> Callable[[], Awaitable[None]]:
         """A fresh loop per leadership term (the routine is cancelled on step-down)."""
-        return lambda: RoundLoop("peering_import", self.importer.round, label="peering import",
-                                 backoff=IMPORT_BACKOFF, rate=IMPORT_RATE, burst=1).run()
+
+        def run() -> Awaitable[None]:
+            loop = RoundLoop("peering_import", self.importer.round, label="peering import",
+                             backoff=IMPORT_BACKOFF, rate=IMPORT_RATE, burst=1)
+            self.import_status = loop.status
+            return loop.run()
+
+        return run
+
+    def live_metrics(self) -> Iterator[GaugeMetricFamily]:
+        """Per peering: state, imported and exported service counts; the import loop's health."""
+        _, peerings = self.state.peering_list()
+        for p in peerings:
+            labels = {"peer": p.name}
+            yield gauge("meshfed_peering_active", "1 while the peering reads ACTIVE", float(p.state == "ACTIVE"), labels)
+            yield gauge("meshfed_peering_imported_services", "Services imported from the peer",
+                        len(p.imported_services), labels)
+            exported = [] if p.is_dialer else exported_service_names(self.state, p.name)
+            yield gauge("meshfed_peering_exported_services", "Services exported to the peer", len(exported), labels)
+        status = self.import_status
+        yield gauge("meshfed_peering_import_failures", "Consecutive failed import rounds (leader only)",
+                    status.consecutive_failures)
+        yield gauge("meshfed_peering_import_lag_seconds", "Seconds since the last good import round (leader only)",
+                    status.lag_seconds(time.time()))
 
 
 def build_peering(cfg: Config, *, state: StateStore, raft: Proposer, router: RequestRouter,
@@ -58,4 +86,4 @@ def build_peering(cfg: Config, *, state: StateStore, raft: Proposer, router: Req
         ca_pems=lambda: ca_pems, state=state, raft=raft, router=router, queries=queries, dialer=dialer,
     )
     acceptor = PeeringAcceptor(state=state, raft=raft, router=router, queries=queries)
-    return Peering(endpoint, acceptor, PeeringImporter(state=state, raft=raft, dialer=dialer), dialer)
+    return Peering(endpoint, acceptor, PeeringImporter(state=state, raft=raft, dialer=dialer), dialer, state)

@@ -131,6 +131,21 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
     dialer.wait_leader()
     assert [r["Node"]["Node"] for r in imported()] == ["box1"]
 
+    # The acceptor's leader goes away: the dialer's rounds reach another of its servers, and a new
+    # instance registered under the new leader shows on the other side.
+    old_leader = acceptor.leader()
+    old_leader.stop()
+    survivor = next(s for s in acceptor.servers if s is not old_leader)
+    wait_until(lambda: requests.put(survivor.http + "/v1/catalog/register", json={
+        "Node": "box2", "Address": "10.1.1.2", "Service": {"Service": "socat", "Port": 5001}}, timeout=10).ok,
+        20, what="a write after the acceptor's leader stopped")
+    wait_until(lambda: sorted(r["Node"]["Node"] for r in imported()) == ["box1", "box2"], 20,
+               what="the second instance imported")
+    old_leader.start()
+    metrics = get(b_server, "/v1/agent/metrics?format=prometheus").text
+    assert 'meshfed_peering_imported_services{peer="cluster-01"} 1.0' in metrics
+    assert 'meshfed_peering_active{peer="cluster-01"} 1.0' in metrics
+
     # Removing the export removes the import.
     entry["Services"] = []
     assert requests.put(a_follower.http + "/v1/config", json=entry, timeout=10).json() is True
