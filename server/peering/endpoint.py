@@ -20,7 +20,7 @@ import grpc
 
 from meshfed.fsm.consul_formats.timestamps import format_rfc3339
 from meshfed.fsm.peering.commands import PEER_NAME, PEER_NAME_ERROR, PeeringDelete, PeeringWrite
-from meshfed.fsm.peering.records import STATE_ACTIVE, Peering
+from meshfed.fsm.peering.records import STATE_ACTIVE, STATE_PENDING, STATE_TERMINATED, Peering
 from meshfed.fsm.records import to_wire
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid
@@ -110,6 +110,9 @@ class PeeringEndpoint:
             if existing is not None and existing.is_dialer:
                 raise invalid(f'cannot create peering with name: "{name}"; there is already an established peering')
             row = existing or Peering(id=str(uuid.uuid4()), name=name, meta=meta, created_at=_now())
+            if row.state == STATE_TERMINATED:
+                # The dialer deleted its side; a new token starts the same row over.
+                row = dataclasses.replace(row, state=STATE_PENDING)
             result = await propose(self._raft, header.request_id,
                                    PeeringWrite(row, establishment_secret=str(uuid.uuid4())))
             secret = result.value["establishment_secret"]

@@ -178,5 +178,13 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
     wait_until(lambda: get(a_follower, "/v1/peering/cluster-02").json()["State"] == "TERMINATED", 10,
                what="the acceptor's row TERMINATED")
     assert get(b_server, "/v1/peering/cluster-01").status_code == 404
+
+    # A TERMINATED acceptor row takes a new token without being deleted first.
+    again_token = post(a_follower, "/v1/peering/token", {"PeerName": "cluster-02"}).json()["PeeringToken"]
+    assert get(a_follower, "/v1/peering/cluster-02").json()["State"] == "PENDING"
+    assert post(b_server, "/v1/peering/establish",
+                {"PeerName": "cluster-01", "PeeringToken": again_token}).status_code == 200
+    wait_until(lambda: get(a_follower, "/v1/peering/cluster-02").json()["State"] == "ACTIVE", 10,
+               what="the acceptor ACTIVE again")
     assert requests.delete(a_follower.http + "/v1/peering/cluster-02", timeout=10).status_code == 200
     assert get(a_follower, "/v1/peerings").json() == []
