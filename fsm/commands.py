@@ -24,6 +24,7 @@ from types import NoneType, UnionType
 from typing import Any
 
 from meshfed.fsm.acl.commands import ACL_COMMANDS, ACLCommand, acl_shape_problem
+from meshfed.fsm.peering.commands import PEERING_COMMANDS, PeeringCommand, peering_shape_problem
 from meshfed.fsm.records import (
     CHECK_STATUSES,
     CAState,
@@ -130,6 +131,7 @@ Command = (
     | SnapshotRestoreChunk
     | SnapshotRestoreCommit
     | ACLCommand
+    | PeeringCommand
 )
 
 
@@ -379,6 +381,10 @@ def validate(command: Command) -> None:
     elif isinstance(command, ACL_COMMANDS):
         check_type(command, type(command), "")
         if (problem := acl_shape_problem(command)) is not None:
+            raise CommandError(*problem)
+    elif isinstance(command, PEERING_COMMANDS):
+        check_type(command, type(command), "")
+        if (problem := peering_shape_problem(command)) is not None:
             raise CommandError(*problem)
     else:
         raise CommandError("", f"unknown command type {type(command).__name__}")

@@ -29,6 +29,7 @@ from meshfed.fsm.commands import (
     check_type,
     type_error,
 )
+from meshfed.fsm.peering.commands import PEERING_DECODERS, PEERING_TAGS
 from meshfed.fsm.records import (
     ca_state_from_wire,
     check_from_wire,
@@ -67,6 +68,7 @@ _TAG_OF: dict[type, str] = {
     Noop: TAG_NOOP,
     **RESTORE_TAGS,
     **ACL_TAGS,
+    **PEERING_TAGS,
 }
 
 
@@ -134,6 +136,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Command]] = {
     TAG_NOOP: lambda body: Noop(),
     **RESTORE_DECODERS,
     **ACL_DECODERS,
+    **PEERING_DECODERS,
 }
 
 

@@ -55,6 +55,7 @@ from meshfed.fsm.commands import (
 )
 from meshfed.fsm.log_entries import decode_batch
 from meshfed.fsm.machine_data import parse_machine_data
+from meshfed.fsm.peering.apply import PEERING_HANDLERS, PeeringRejected
 from meshfed.fsm.records import STATUS_CRITICAL, HealthCheck, NodeService
 from meshfed.fsm.restore import (
     RestoreRejected,
@@ -183,7 +184,7 @@ class StateMachine:
             return success(handler(writer, index, command))
         except CommandError as exc:
             return failure(CODE_INVALID, str(exc))
-        except (_Rejected, ACLRejected) as exc:
+        except (_Rejected, ACLRejected, PeeringRejected) as exc:
             return failure(exc.code, str(exc))
         except RestoreRejected as exc:
             return failure(CODE_INVALID, f"snapshot restore refused: {exc}")
@@ -432,4 +433,5 @@ _HANDLERS: dict[type, Callable[[StoreWriter, int, Any], Any]] = {
     ServerRegister: _apply_server_register,
     Noop: _apply_noop,
     **ACL_HANDLERS,
+    **PEERING_HANDLERS,
 }

@@ -30,6 +30,14 @@ from meshfed.fsm.acl.store import ACL_TABLES, ACLReads, ACLTables, ACLWrites, ac
 from meshfed.fsm.commands import check_record_types
 from meshfed.fsm.config_entries import config_entry_key
 from meshfed.fsm.consul_formats.field_lookup import lookup
+from meshfed.fsm.peering.store import (
+    PEERING_TABLES,
+    PeeringReads,
+    PeeringTables,
+    PeeringWrites,
+    peering_export,
+    peering_load,
+)
 from meshfed.fsm.records import (
     STATUS_PASSING,
     CAState,
@@ -50,7 +58,8 @@ from meshfed.fsm.records import (
     to_wire,
 )
 
-TABLES = ("nodes", "services", "checks", "federation_states", "servers", "config_entries", "connect_ca", *ACL_TABLES)
+TABLES = ("nodes", "services", "checks", "federation_states", "servers", "config_entries", "connect_ca", *ACL_TABLES,
+          *PEERING_TABLES)
 
 
 class _Tables:
@@ -65,6 +74,7 @@ class _Tables:
         self.config_entries: dict[tuple[str, str], ConfigEntry] = {}  # (lower kind, lower name) -> entry
         self.ca: CAState | None = None
         self.acl = ACLTables()
+        self.peering = PeeringTables()
         self.table_index: dict[str, int] = dict.fromkeys(TABLES, 0)
 
     def max_index(self, tables: tuple[str, ...]) -> int:
@@ -105,7 +115,7 @@ def _has_tag(service: NodeService, tag: str | None) -> bool:
     return tag is None or tag.lower() in (t.lower() for t in service.tags)
 
 
-class StateStore(ACLReads):
+class StateStore(ACLReads, PeeringReads):
     """Catalog, federation states, server membership, config, CA and ACLs, with per-table change
     indexes (the ACL reads come from fsm/acl/store.py)."""
 
@@ -300,6 +310,7 @@ class StateStore(ACLReads):
             entries = [t.config_entries[key] for key in sorted(t.config_entries)]
             ca = t.ca
             acl = acl_export(t.acl, to_wire)  # small tables; converted under the lock for brevity
+            peering = peering_export(t.peering, to_wire)
         # Records are immutable, so converting them after releasing the lock is safe.
         return {
             "table_index": table_index,
@@ -311,6 +322,7 @@ class StateStore(ACLReads):
             "config_entries": [to_wire(entry) for entry in entries],
             "connect_ca": [to_wire(ca)] if ca is not None else [],
             **acl,
+            **peering,
         }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -320,7 +332,7 @@ class StateStore(ACLReads):
             self._tables = tables
 
 
-class StoreWriter(ACLWrites):
+class StoreWriter(ACLWrites, PeeringWrites):
     """Lookups and mutations for one log entry, used under the store's lock.
 
     `put_*` store a record exactly as given (the caller has set its indexes) and raise its table's
@@ -497,6 +509,7 @@ def _tables_from_export(data: dict[str, Any]) -> _Tables:
         for wire in _list_of(data, "connect_ca")[:1]:
             tables.ca = _typed(ca_state_from_wire(wire), CAState)
         tables.acl = acl_load(data, _typed)
+        tables.peering = peering_load(data, _typed)
         saved_index = data.get("table_index", {})
         for table in TABLES:
             value = saved_index.get(table, 0)
@@ -523,6 +536,8 @@ def _raise_indexes_to_rows(tables: _Tables) -> None:
         "config_entries": list(tables.config_entries.values()),
         "connect_ca": [tables.ca] if tables.ca is not None else [],
         **tables.acl.rows(),
+        "peerings": tables.peering.rows()["peerings"],
+        "peering_imports": tables.peering.rows()["peering_imports"],
     }
     for table, records in rows.items():
         for record in records:

@@ -54,6 +54,7 @@ from meshfed.server.leader.membership import publish_self
 from meshfed.server.leader.routines import LeaderRoutines
 from meshfed.server.leader.ttl import reap_ttl_checks
 from meshfed.server.metrics import Metrics, gauge
+from meshfed.server.peering.wiring import build_peering
 from meshfed.server.raft import RaftNode, RaftTimings
 from meshfed.server.requests.blocking import QueryRunner
 from meshfed.server.requests.router import Router
@@ -195,8 +196,9 @@ class Agent:
         status = StatusEndpoint(datacenter=cfg.datacenter, state=state, raft=raft, queries=queries, router=router)
         agent_services = AgentServices(node=cfg.node_name, address=cfg.advertise, datacenter=cfg.datacenter,
                                        state=state, raft=raft, router=router, queries=queries)
+        self.peering = build_peering(cfg, state=state, raft=raft, router=router, queries=queries)
         handlers = {
-            **federation.handlers(), **catalog.handlers(), **status.handlers(), **config_entries.handlers(),
+            **self.peering.handlers(), **federation.handlers(), **catalog.handlers(), **status.handlers(), **config_entries.handlers(),
             **intentions.handlers(), **self.connect_ca.handlers(),
             **acl.handlers(), **self.federation_wan.check.handlers(), **agent_services.handlers(),
         }
@@ -247,6 +249,7 @@ class Agent:
             leaves=LeafCache(datacenter=cfg.datacenter, state=state, watches=self.watches, sign=self.connect_ca.sign),
             snapshots=SnapshotEndpoint(datacenter=cfg.datacenter, machine=self.machine, raft=raft,
                                        term=lambda: raft.status().term),
+            peering=self.peering.endpoint,
         )
         # Open blocking queries are cut at shutdown after HTTP_SHUTDOWN_TIMEOUT (clients retry), not
         # aiohttp's default 60 s.
@@ -268,6 +271,7 @@ class Agent:
             log.warning("config: %s", warning)
         self.metrics.add_live(self._live_metrics)
         self.metrics.add_live(self.federation_wan.live_metrics)
+        self.metrics.add_live(self.peering.live_metrics)
         self.federation_wan.start()
         raft.start(loop)
         self._add_leader_routines()
@@ -333,6 +337,7 @@ class Agent:
             )
             self.federation_wan.replication.track(self.secondary_ca.status)
             self.routines.add("connect-ca-secondary", self.secondary_ca.run)
+        self.routines.add("peering-import", self.peering.import_routine())
         self.routines.add(
             "ttl-checks", lambda: reap_ttl_checks(state, self.raft, on_expired=self.metrics.ttl_expired.inc)
         )
@@ -407,6 +412,7 @@ class Agent:
         await self.grpc_server.stop(SHUTDOWN_GRACE / 2)
         await self.routines.stop()
         await self.federation_wan.stop()
+        await self.peering.dialer.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -138,7 +138,16 @@ OPERATOR_WRITE = Declaration(_unnamed("operator", Access.WRITE))
 ACL_READ = Declaration(_unnamed("acl", Access.READ))
 ACL_WRITE = Declaration(_unnamed("acl", Access.WRITE))
 
+PEERING_READ = Declaration(_unnamed("peering", Access.READ))
+PEERING_WRITE = Declaration(_unnamed("peering", Access.WRITE))
+
 ROUTES: dict[tuple[str, str], Declaration] = {
+    # peering:* falls back to operator:* when a policy has no peering rule (fsm/acl/authorizer.py).
+    ("POST", "/v1/peering/token"): PEERING_WRITE,
+    ("POST", "/v1/peering/establish"): PEERING_WRITE,
+    ("GET", "/v1/peering/{name}"): PEERING_READ,
+    ("DELETE", "/v1/peering/{name}"): PEERING_WRITE,
+    ("GET", "/v1/peerings"): PEERING_READ,
     ("GET", "/v1/operator/raft/configuration"): OPERATOR_READ,
     ("GET", "/v1/agent/members"): Declaration(filter=filters.agent_members),
     ("GET", "/v1/agent/metrics"): Declaration(lambda facts: [Need("agent", Access.READ, facts.node_name)]),

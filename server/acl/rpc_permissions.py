@@ -117,6 +117,11 @@ RPC_METHODS: dict[str, RPCNeedsOf] = {
     "ConnectCA/Sign": _leaf_sign,
     "FederationState/Apply": lambda state, body: operator(Access.WRITE),
     "Intention/Apply": _intention_apply,
+    # Forwarded operator calls; the peer-facing Peering/ExchangeSecret and /ExportedServices are
+    # authenticated by the peering's secrets, not by a token of ours (server/peering/acceptor.py).
+    "Peering/GenerateToken": lambda state, body: [Need("peering", Access.WRITE)],
+    "Peering/Establish": lambda state, body: [Need("peering", Access.WRITE)],
+    "Peering/Delete": lambda state, body: [Need("peering", Access.WRITE)],
     # The secondary leader's replication reads (reference/acl.md §6.3): acl:read, and the endpoint
     # reveals token secrets only to acl:write. Only servers may call them (server/acl/peers.py).
     "ACL/PolicyReplicate": lambda state, body: [Need("acl", Access.READ)],

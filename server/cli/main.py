@@ -25,6 +25,8 @@ from meshfed.server.cli.connect import ProxyCommandError
 from meshfed.server.cli.connect import add_commands as add_connect_commands
 from meshfed.server.cli.federation import add_commands as add_federation_commands
 from meshfed.server.cli.flags import add_agent_arguments, agent_overrides
+from meshfed.server.cli.peering import PeeringCommandError
+from meshfed.server.cli.peering import add_commands as add_peering_commands
 from meshfed.server.cli.snapshot import SnapshotCommandError
 from meshfed.server.cli.snapshot import add_commands as add_snapshot_commands
 from meshfed.server.config.loader import ConfigError, generate_key, load
@@ -299,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_federation_commands(sub, _add_http_flags, http_request)
     add_connect_commands(sub, http_request)
     add_snapshot_commands(sub, _add_http_flags, http_addr)
+    add_peering_commands(sub, _add_http_flags, http_request)
 
     operator = sub.add_parser("operator", help="operator commands").add_subparsers(dest="area", metavar="AREA")
     operator.required = True
@@ -416,7 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(ns.func(ns) or 0)
-    except (CLIError, ConfigError, ACLCommandError, ProxyCommandError, SnapshotCommandError) as exc:
+    except (CLIError, ConfigError, ACLCommandError, ProxyCommandError, SnapshotCommandError,
+            PeeringCommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

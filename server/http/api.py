@@ -32,6 +32,7 @@ from meshfed.server.http.json_guard import BodyError, parse_json_body
 from meshfed.server.http.params import BadRequest
 from meshfed.server.http.request_memo import once_per_request
 from meshfed.server.metrics import Metrics
+from meshfed.server.peering.endpoint import PeeringEndpoint
 from meshfed.server.wan.federation_check import FederationCheck
 from meshfed.server.wan.gateway_locator import GatewayLocator
 
@@ -76,6 +77,7 @@ class Api:
     agent_services: AgentServices | None = None  # this server's own node, as its agent
     leaves: LeafCache | None = None  # leaf certificates this server hands out (keys stay in its memory)
     snapshots: SnapshotEndpoint | None = None  # None only in HTTP tests that build an Api by hand
+    peering: PeeringEndpoint | None = None
 
 
 API_KEY: web.AppKey[Api] = web.AppKey("meshfed_api", Api)

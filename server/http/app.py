@@ -26,6 +26,7 @@ from meshfed.server.http import (
     routes_health,
     routes_intentions,
     routes_internal,
+    routes_peering,
     routes_snapshot,
     routes_unsupported,
 )
@@ -90,5 +91,6 @@ def build_app(api: Api) -> web.Application:
     routes_connect_ca.add(app)
     routes_acl.add(app)
     routes_snapshot.add(app)
+    routes_peering.add(app)
     routes_unsupported.add(app)
     return app

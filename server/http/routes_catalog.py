@@ -12,7 +12,7 @@ from aiohttp import web
 
 from meshfed.fsm.records import node_from_wire, service_from_wire, to_wire
 from meshfed.rpc.header import RequestHeader
-from meshfed.server.http import filter_schemas
+from meshfed.server.http import filter_schemas, routes_peering
 from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register, lookup
 from meshfed.server.http.params import both, keep, node_meta_filter, parse_header, row_filter
@@ -63,7 +63,10 @@ async def deregister(request: web.Request) -> web.Response:
 
 async def services(request: web.Request) -> web.Response:
     """{name: [tags]}. With `?filter=`, Consul filters the service instances (ServiceNode rows)
-    and folds what is left, so the instances are fetched and folded here."""
+    and folds what is left, so the instances are fetched and folded here. With `?peer=`, the
+    services imported from that peer instead (never mixed into the local map)."""
+    if request.query.get("peer"):
+        return await routes_peering.imported_services(request)
     predicate = both(row_filter(request, filter_schemas.SERVICE_NODE), node_meta_filter(request, "NodeMeta"))
     if predicate is None:
         meta, by_name = await api_of(request).catalog.list_services(parse_header(request), {})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from meshfed.fsm.records import check_from_wire, csn_from_wire
-from meshfed.server.http import filter_schemas
+from meshfed.server.http import filter_schemas, routes_peering
 from meshfed.server.http.api import api_of
 from meshfed.server.http.params import both, flag, keep, node_meta_filter, parse_header, row_filter
 from meshfed.server.http.respond import with_meta
@@ -17,6 +17,8 @@ from meshfed.server.http.shapes import check_json, csn_json
 
 
 async def service(request: web.Request) -> web.Response:
+    if request.query.get("peer"):
+        return await routes_peering.imported_health(request)
     predicate = both(row_filter(request, filter_schemas.CHECK_SERVICE_NODE), node_meta_filter(request, "Node", "Meta"))
     body = {
         "service": request.match_info["service"],
