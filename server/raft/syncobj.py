@@ -1,0 +1,162 @@
+"""PySyncObj with meshfed's hooks: the consumer that carries the one replicated method, and the
+SyncObj subclass whose overrides of private methods (pinned to pysyncobj 0.3.x) add the safety the
+library lacks. `RaftNode` (node.py) is the only user; nothing else imports PySyncObj.
+
+The overrides, each with its reason at the method:
+- `_SyncObj__loadDumpFile`: keep the journal tail after a snapshot (server/raft/storage.py), move
+  the commit index to an installed leader snapshot, and answer proposals the snapshot covers;
+- `_SyncObj__onMessageReceived`: Raft's log-matching rules on AppendEntries the library gets wrong
+  (server/raft/log_matching.py), and the contact times behind KnownLeader and peer health;
+- `_SyncObj__sendNextNodeIdx`: never acknowledge more than the leader sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pysyncobj import SyncObj, SyncObjConsumer, replicated
+from pysyncobj.config import FAIL_REASON
+from pysyncobj.journal import FileJournal
+
+from meshfed.fsm import CommandError, Result, StateMachine, decode_batch
+from meshfed.server.raft import storage as raft_storage
+from meshfed.server.raft.log_matching import plan_append, plan_unanchored
+from meshfed.server.raft.trace import TRACE
+
+log = logging.getLogger(__name__)
+
+
+class FsmConsumer(SyncObjConsumer):
+    """Carries the one replicated method. Built before the SyncObj (reference §1.1)."""
+
+    def __init__(self, machine: StateMachine, on_applied: Callable[[int, int], None]) -> None:
+        self._machine = machine
+        self._on_applied = on_applied
+        super().__init__()
+
+    @replicated
+    def apply_batch(self, payload: bytes) -> list[Result]:
+        index = self._syncObj.raftLastApplied + 1
+        if TRACE is not None:
+            sync = self._syncObj
+            TRACE.record("apply", index=index, term=sync._term_at(index), rids=_request_ids(payload),
+                         commit=sync.raftCommitIndex, current_term=sync.raftCurrentTerm, leader=sync._isLeader())
+        try:
+            results = self._machine.apply(index, payload)
+        except BaseException as exc:  # the machine promises not to raise; a raise here wedges Raft
+            log.exception("state machine raised while applying index %d", index)
+            return [Result(ok=False, error=f"internal error: {exc}", code="internal")]
+        self._on_applied(index, len(results))
+        return results
+
+
+def _request_ids(payload: bytes) -> list[str]:
+    """The request ids of a log payload, for the write trace only."""
+    try:
+        return [rid for rid, _ in decode_batch(payload)]
+    except CommandError:
+        return []
+
+
+class GuardedSyncObj(SyncObj):
+    """PySyncObj with our dump-loading step and leader-contact tracking (private hooks, pinned)."""
+
+    def __init__(self, *args: Any, journal_path: str | None, **kwargs: Any) -> None:
+        self.meshfed_journal_path = journal_path
+        self.meshfed_last_leader_contact = 0.0
+        self.meshfed_peer_contact: dict[str, float] = {}  # peer id -> monotonic time of its last message
+        self.meshfed_fatal = ""  # set when this node must not go on (e.g. an unreadable snapshot)
+        self.meshfed_ack_cap: int | None = None  # set while one AppendEntries is handled
+        self.meshfed_rewritten_appends = 0
+        super().__init__(*args, **kwargs)
+
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802 (library name)
+        try:
+            _, last, prev, _cluster = self._SyncObj__serializer.deserialize()
+            last, prev = raft_storage.as_entry(last), raft_storage.as_entry(prev)
+            journal = self._SyncObj__raftLog
+            current = [raft_storage.as_entry(journal[i]) for i in range(len(journal))]
+            wanted = raft_storage.reconcile_journal(current, last, prev, clearJournal)
+            if TRACE is not None:
+                TRACE.record("load_snapshot", last=last[1:], from_leader=clearJournal, commit=self._SyncObj__raftCommitIndex,
+                             applied=self._SyncObj__raftLastApplied, journal=[current[0][1], current[-1][1]] if current else [],
+                             kept=len(wanted) - 2)
+            if current != wanted:
+                kept = len(wanted) - 2
+                log.info("raft: snapshot at index %d loaded; keeping %d journal entries after it", last[1], kept)
+                if isinstance(journal, FileJournal) and self.meshfed_journal_path:
+                    raft_storage.rewrite_journal(journal, self.meshfed_journal_path, wanted)
+                else:
+                    journal.clear()
+                    for entry in wanted:
+                        journal.add(*entry)
+            self._SyncObj__raftLastApplied = last[1]
+            if clearJournal and self._SyncObj__raftCommitIndex < last[1]:
+                # A snapshot from the leader holds only committed entries. Its chunks did not move
+                # the commit index (plan_unanchored), so it moves here, to where the state now is.
+                self._SyncObj__raftCommitIndex = last[1]
+                journal.setRaftCommitIndex(last[1])
+            self._fail_callbacks_covered_by_snapshot(last[1])
+            last_index = journal[len(journal) - 1][1]
+            if self._SyncObj__raftCommitIndex > last_index:
+                self._SyncObj__raftCommitIndex = last_index
+                journal.setRaftCommitIndex(last_index)
+            self._SyncObj__onSetCodeVersion(0)
+        except Exception as exc:
+            # Starting from the journal alone would serve a state missing everything before the
+            # snapshot, silently. Refuse instead; the operator can move the file away and let the
+            # node resync from the leader.
+            self.meshfed_fatal = f"cannot load the Raft snapshot: {exc}"
+            raise
+
+    def _fail_callbacks_covered_by_snapshot(self, last_applied: int) -> None:
+        """An installed snapshot jumps over log indexes whose commit callbacks the library then
+        never calls (a proposal made here as leader, overwritten while it was cut off): its callers
+        would wait for ever and its group-commit slot stay taken. Whether the command is in the
+        snapshot is unknown, so callers hear exactly that and retry with the same request id."""
+        waiting = self._SyncObj__commandsWaitingCommit
+        for index in [i for i in waiting if i <= last_applied]:
+            for _term, callback in waiting.pop(index):
+                callback(None, FAIL_REASON.UNKNOWN_OUTCOME)
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
+        now = time.monotonic()
+        if message.get("type") == "append_entries":
+            self.meshfed_last_leader_contact = now
+            if "prevLogIdx" in message and message.get("term", -1) >= self.raftCurrentTerm:
+                plan = plan_append(message, self._term_at, self._SyncObj__getCurrentLogIndex())
+                if plan.message is not message:
+                    self.meshfed_rewritten_appends += 1
+                message, self.meshfed_ack_cap = plan.message, plan.ack_cap
+            elif "prevLogIdx" not in message and message.get("term", -1) >= self.raftCurrentTerm:
+                message = plan_unanchored(message, self._SyncObj__raftCommitIndex).message
+        self.meshfed_peer_contact[str(getattr(node, "id", node))] = now
+        commit_before = self._SyncObj__raftCommitIndex
+        try:
+            SyncObj._SyncObj__onMessageReceived(self, node, message)
+        finally:
+            self.meshfed_ack_cap = None
+        if TRACE is not None and self._SyncObj__raftCommitIndex != commit_before and not self._isLeader():
+            TRACE.record("follower_commit", before=commit_before, after=self._SyncObj__raftCommitIndex,
+                         msg_term=message.get("term"), prev=message.get("prevLogIdx"),
+                         entries=len(message.get("entries") or []), snapshot_chunk="serialized" in message,
+                         leader_commit=message.get("commit_index"), last=self._SyncObj__getCurrentLogIndex(),
+                         last_term=self._term_at(self._SyncObj__getCurrentLogIndex()), term=self.raftCurrentTerm)
+
+    def _SyncObj__sendNextNodeIdx(  # noqa: N802 (library name)
+        self, node: Any, reset: bool = False, nextNodeIdx: int | None = None, success: bool = False  # noqa: N803
+    ) -> None:
+        cap = self.meshfed_ack_cap
+        if cap is not None and success:
+            nextNodeIdx = min(cap, self._SyncObj__getCurrentLogIndex() + 1 if nextNodeIdx is None else nextNodeIdx)
+        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, nextNodeIdx, success)
+
+    def _term_at(self, index: int) -> int | None:
+        journal = self._SyncObj__raftLog
+        position = index - journal[0][1]
+        if 0 <= position < len(journal):
+            return int(journal[position][2])
+        return None
