@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from meshfed.rpc.spiffe import ServiceID, SpiffeError, parse_service_uri
 from meshfed.rpc.x509 import certificate_pem, leaf_key_usage, new_private_key, private_key_pem, random_serial
 from meshfed.server.ca.identity import colon_hex, key_id, subject_key_id
-from meshfed.server.ca.signing import _load_cert, _load_key, _utc
+from meshfed.server.ca.signing import _load_cert, _load_key, _utc, load_csr
 
 # Like intermediates, leaves start a minute early so a peer whose clock lags accepts them at once.
 LEAF_BACKDATE = datetime.timedelta(minutes=1)
@@ -67,14 +67,7 @@ def _csr_uri(csr: x509.CertificateSigningRequest) -> str:
 
 def check_leaf_csr(csr_pem: object, trust_domain: str, datacenter: str) -> tuple[x509.CertificateSigningRequest, ServiceID]:
     """Consul's checks on a service CSR. Raises ValueError with Consul's wording."""
-    if not isinstance(csr_pem, str) or not csr_pem.strip():
-        raise ValueError("CSR: missing PEM certificate request")
-    try:
-        csr = x509.load_pem_x509_csr(csr_pem.encode())
-    except ValueError:
-        raise ValueError("CSR: not a valid PEM certificate request") from None
-    if not csr.is_signature_valid:
-        raise ValueError("CSR: signature does not verify")
+    csr = load_csr(csr_pem)
     try:
         identity = parse_service_uri(_csr_uri(csr))
     except SpiffeError as exc:

@@ -79,6 +79,19 @@ def _load_key(what: str, pem: object) -> PrivateKey:
     return key
 
 
+def load_csr(pem: object) -> x509.CertificateSigningRequest:
+    """A certificate request whose own signature verifies (it proves the key's holder made it)."""
+    if not isinstance(pem, str) or not pem.strip():
+        raise ValueError("CSR: missing PEM certificate request")
+    try:
+        csr = x509.load_pem_x509_csr(pem.encode())
+    except ValueError:
+        raise ValueError("CSR: not a valid PEM certificate request") from None
+    if not csr.is_signature_valid:
+        raise ValueError("CSR: signature does not verify")
+    return csr
+
+
 def _utc(moment: datetime.datetime) -> datetime.datetime:
     """Aware UTC, whole seconds: X.509 times carry no fraction, and records must equal the cert."""
     return as_utc(moment).replace(microsecond=0)
@@ -194,14 +207,7 @@ def sign_intermediate(
         )
     if not isinstance(ttl_seconds, int | float) or not ttl_seconds > 0:
         raise ValueError(f"invalid intermediate TTL {ttl_seconds!r}: must be positive seconds")
-    if not isinstance(csr_pem, str):
-        raise ValueError("CSR: expected a PEM string")
-    try:
-        csr = x509.load_pem_x509_csr(csr_pem.encode())
-    except ValueError:
-        raise ValueError("CSR: not a valid PEM certificate request") from None
-    if not csr.is_signature_valid:
-        raise ValueError("CSR: signature does not verify")
+    csr = load_csr(csr_pem)
     csr_uri = single_signing_uri("CSR", csr.extensions)
     root_domain = single_signing_uri("RootCert", root_cert.extensions)
     if csr_uri.lower() != root_domain.lower():

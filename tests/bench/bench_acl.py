@@ -26,22 +26,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
 import statistics
-import sys
-import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
 
-from meshfed.server.cli.launcher import datacenter_servers, get_json, wait_for_leader, write_private_file
-from meshfed.server.config.loader import generate_key
+from meshfed.server.cli.launcher import get_json
 
 from .bench_writes import PhaseResult, drive
 from .common import (
@@ -51,6 +44,7 @@ from .common import (
     emit,
     histogram_mean,
     machine,
+    meshfed_datacenter,
     parse_prometheus,
     process_cpu_seconds,
     rate,
@@ -77,31 +71,6 @@ session_prefix "" { policy = "read" }
 operator = "read"
 """
 VARIANTS = ("acl_off", "acl_management", "acl_narrow")
-
-
-@contextmanager
-def datacenter(base: str, root: str, config: dict[str, Any] | None, keep_data: bool) -> Iterator[Datacenter]:
-    """A fresh 3-server datacenter on `base`.1-3 with an extra config file (0600: it may hold a
-    token), stopped whatever happens."""
-    servers = datacenter_servers(BENCH_DATACENTER, base, os.path.join(root, base), generate_key())
-    if config is not None:
-        path = os.path.join(root, f"{base}-extra.json")
-        write_private_file(path, json.dumps(config))
-        for server in servers:
-            server.config_files.append(path)
-    dc = Datacenter(servers, root)
-    try:
-        for server in servers:
-            server.start()
-        try:
-            wait_for_leader(servers, timeout=30)
-        except TimeoutError:
-            print(dc.logs(), file=sys.stderr)
-            raise
-        yield dc
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def http_json(method: str, url: str, token: str, body: Any = None) -> Any:
@@ -314,28 +283,21 @@ def main() -> None:
     started = time.monotonic()
     management = str(uuid.uuid4())
     acl_on = {"acl": {"enabled": True, "default_policy": "deny", "tokens": {"initial_management": management}}}
-    root = tempfile.mkdtemp(prefix="meshfed-bench-acl-")
     document: dict[str, Any] = {
         "benchmark": "acl", "machine": machine(), "rounds": args.rounds, "phase_seconds": args.seconds,
         "concurrency": CONCURRENCY, "narrow_rules": NARROW_RULES.strip(),
     }
-    try:
-        with datacenter(ACL_OFF_BASE, root, None, args.keep_data) as off, \
-                datacenter(ACL_ON_BASE, root, acl_on, args.keep_data) as on:
-            leader_on = Target("probe", on, management, management).leader
-            narrow = narrow_token(leader_on.http, management)
-            targets = [Target("acl_off", off, "", ""), Target("acl_management", on, management, management),
-                       Target("acl_narrow", on, narrow, management)]
-            results = asyncio.run(run_rounds(targets, args.rounds, args.seconds))
-            document["results"] = results
-            document["cost"] = costs(results)
-            document["all_servers_alive"] = off.alive() and on.alive()
-        document["acl_check_cpu_us_per_write_in_process"] = check_cost_us()
-    finally:
-        if args.keep_data:
-            print(f"bench: data and logs kept in {root}", file=sys.stderr)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    with meshfed_datacenter(ACL_OFF_BASE, args.keep_data) as off, \
+            meshfed_datacenter(ACL_ON_BASE, args.keep_data, acl_on) as on:
+        leader_on = Target("probe", on, management, management).leader
+        narrow = narrow_token(leader_on.http, management)
+        targets = [Target("acl_off", off, "", ""), Target("acl_management", on, management, management),
+                   Target("acl_narrow", on, narrow, management)]
+        results = asyncio.run(run_rounds(targets, args.rounds, args.seconds))
+        document["results"] = results
+        document["cost"] = costs(results)
+        document["all_servers_alive"] = off.alive() and on.alive()
+    document["acl_check_cpu_us_per_write_in_process"] = check_cost_us()
     document["wall_seconds"] = round(time.monotonic() - started, 1)
     emit(document)
 

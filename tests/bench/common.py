@@ -25,7 +25,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from meshfed.server.cli.launcher import ServerProcess, datacenter_servers, get_json, wait_for_leader
+from meshfed.server.cli.launcher import (
+    ServerProcess,
+    datacenter_servers,
+    get_json,
+    wait_for_leader,
+    write_private_file,
+)
 from meshfed.server.config.loader import generate_key
 
 # Loopback blocks reserved for the benchmarks (other work on the same host uses other blocks).
@@ -181,14 +187,20 @@ class Datacenter:
 
 
 @contextmanager
-def meshfed_datacenter(base: str, keep_data: bool = False) -> Iterator[Datacenter]:
+def meshfed_datacenter(base: str, keep_data: bool = False, config: dict[str, Any] | None = None) -> Iterator[Datacenter]:
     """A fresh 3-server datacenter on `base`.1-3, stopped (SIGTERM, then SIGKILL) whatever happens.
+    `config` goes into an extra config file (0600: it may hold a token).
 
     Data and logs live in a temporary directory removed afterwards unless `keep_data`, which is
     what you want when a run misbehaves and the server logs are the evidence.
     """
     root = tempfile.mkdtemp(prefix="meshfed-bench-")
     servers = datacenter_servers(BENCH_DATACENTER, base, root, generate_key())
+    if config is not None:
+        path = os.path.join(root, f"{base}-extra.json")
+        write_private_file(path, json.dumps(config))
+        for server in servers:
+            server.config_files.append(path)
     datacenter = Datacenter(servers, root)
     try:
         for server in servers:

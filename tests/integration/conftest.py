@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from meshfed.server.cli.launcher import (
+    FederatedDatacenter,
+    federated_datacenters,
+    processes_of,
+    start_federation,
+)
 
 from .harness import Datacenter
 
@@ -18,6 +26,22 @@ _blocks = itertools.count(20 + (os.getpid() % 30) * 4)
 
 def next_block() -> int:
     return next(_blocks)
+
+
+@contextlib.contextmanager
+def running_federation(root: str) -> Iterator[list[FederatedDatacenter]]:
+    """dc1 (primary) and dc2 with TLS and one gateway each, up and converged; stopped afterwards,
+    with the log tails of processes that died (or of all with MESHFED_KEEP_LOGS)."""
+    dcs = federated_datacenters(root, [f"127.0.{next_block()}", f"127.0.{next_block()}"])
+    processes: list[Any] = processes_of(dcs)
+    try:
+        start_federation(dcs, timeout=60)
+        yield dcs
+    finally:
+        for process in processes:
+            if os.environ.get("MESHFED_KEEP_LOGS") or not process.alive():
+                print(f"--- {getattr(process, 'node', '') or process.datacenter} ---\n{process.log_tail(60)}")
+            process.stop()
 
 
 @pytest.fixture

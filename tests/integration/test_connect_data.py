@@ -6,7 +6,6 @@ the gateways) and come back to every DC by replication (connect-data §A.7, §B.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -23,13 +22,10 @@ from cryptography.hazmat.primitives import serialization
 from meshfed.server.cli.launcher import (
     FederatedDatacenter,
     ServerProcess,
-    federated_datacenters,
-    processes_of,
-    start_federation,
     wait_for_leader,
 )
 
-from .conftest import next_block
+from .conftest import running_federation
 from .harness import wait_until
 
 S = requests.Session()
@@ -55,17 +51,8 @@ def cli(server: ServerProcess, *args: str, cwd: str | None = None) -> subprocess
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[FederatedDatacenter]]:
-    root = str(tmp_path_factory.mktemp("connect"))
-    dcs = federated_datacenters(root, [f"127.0.{next_block()}", f"127.0.{next_block()}"])
-    processes: list[Any] = processes_of(dcs)
-    try:
-        start_federation(dcs, timeout=60)
+    with running_federation(str(tmp_path_factory.mktemp("connect"))) as dcs:
         yield dcs
-    finally:
-        for process in processes:
-            if os.environ.get("MESHFED_KEEP_LOGS") or not process.alive():
-                print(f"--- {getattr(process, 'node', '') or process.datacenter} ---\n{process.log_tail(60)}")
-            process.stop()
 
 
 def test_config_entries_written_in_the_secondary_land_in_the_primary_and_replicate(fed: list[FederatedDatacenter],

@@ -8,38 +8,22 @@ run it: a subprocess pointed at one server's HTTP API.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from meshfed.server.cli.launcher import (
-    FederatedDatacenter,
-    federated_datacenters,
-    processes_of,
-    start_federation,
-)
+from meshfed.server.cli.launcher import FederatedDatacenter
 
-from .conftest import next_block
+from .conftest import running_federation
 from .harness import wait_until
 
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[FederatedDatacenter]]:
-    root = str(tmp_path_factory.mktemp("federation-check"))
-    dcs = federated_datacenters(root, [f"127.0.{next_block()}", f"127.0.{next_block()}"])
-    processes: list[Any] = processes_of(dcs)
-    try:
-        start_federation(dcs, timeout=60)
+    with running_federation(str(tmp_path_factory.mktemp("federation-check"))) as dcs:
         yield dcs
-    finally:
-        for process in processes:
-            if os.environ.get("MESHFED_KEEP_LOGS"):
-                print(f"--- {getattr(process, 'node', '') or process.datacenter} ---\n{process.log_tail(60)}")
-            process.stop()
 
 
 def check(dc: FederatedDatacenter, *flags: str) -> subprocess.CompletedProcess[str]:
