@@ -41,7 +41,7 @@ from meshfed.rpc.gateway_routes import Address, RoutingTable
 from meshfed.rpc.splice import SpliceServer
 from meshfed.server.dataplane.gateway_acl import denied_message, token_rules
 from meshfed.server.dataplane.proxy_config import instance_address
-from meshfed.server.dataplane.server_api import RETRY_DELAY, DenialLog, Denied, ServerAPI, follow
+from meshfed.server.dataplane.server_api import RETRY_DELAY, DenialLog, Denied, ServerAPI, follow, start_admin
 
 log = logging.getLogger("meshfed.gateway")
 
@@ -296,12 +296,7 @@ class Gateway:
             return 1
         runner = None
         if cfg.admin_bind:
-            app = web.Application()
-            app.router.add_get("/metrics", self._metrics)
-            app.router.add_get("/v1/gateway/routes", self._routes)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-            await runner.setup()
-            await web.TCPSite(runner, *cfg.admin_bind, reuse_address=True).start()
+            runner = await start_admin(cfg.admin_bind, {"/metrics": self._metrics, "/v1/gateway/routes": self._routes})
         log.info("mesh gateway %s for %s listening on %s:%d (wan %s:%d)", cfg.node, cfg.datacenter, *cfg.bind, *cfg.wan_address)
         async with aiohttp.ClientSession() as session:
             self._lookups = ServerAPI(session, cfg.http_addrs, cfg.token)

@@ -32,8 +32,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from meshfed.fsm.consul_formats.timestamps import parse_rfc3339
 from meshfed.rpc.spiffe import SpiffeError, parse_service_uri, service_sni, service_uri
@@ -47,7 +46,7 @@ from meshfed.server.dataplane.proxy_config import (
     first_hop,
     instance_address,
 )
-from meshfed.server.dataplane.server_api import ServerAPI, follow
+from meshfed.server.dataplane.server_api import ServerAPI, follow, metrics_handler, start_admin
 
 log = logging.getLogger("meshfed.proxy")
 
@@ -349,15 +348,7 @@ async def serve(cfg: ProxyConfig, http_addrs: tuple[str, ...], token: str,
             return 1
         runner = None
         if admin_bind:
-            async def metrics(request: web.Request) -> web.Response:
-                return web.Response(body=generate_latest(proxy.metrics.registry),
-                                    headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-            app = web.Application()
-            app.router.add_get("/metrics", metrics)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-            await runner.setup()
-            await web.TCPSite(runner, *admin_bind, reuse_address=True).start()
+            runner = await start_admin(admin_bind, {"/metrics": metrics_handler(proxy.metrics.registry)})
         watches = asyncio.create_task(proxy.watch_certificates())
         await stop.wait()
         watches.cancel()

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import json as _json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from meshfed.fsm.consul_formats.durations import parse_duration
 
@@ -133,3 +135,25 @@ async def follow(api: ServerAPI, path: str, what: str, apply: Callable[[Any], No
             log.warning("refreshing %s from the servers failed (keeping the last answer): %s", what, exc)
             index = 0
             await asyncio.sleep(RETRY_DELAY)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def start_admin(bind: tuple[str, int], routes: dict[str, Handler]) -> web.AppRunner:
+    """The small admin HTTP listener of a data-plane process (GET routes only: /metrics and the
+    like); the caller cleans the runner up on shutdown."""
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, *bind, reuse_address=True).start()
+    return runner
+
+
+def metrics_handler(registry: CollectorRegistry) -> Handler:
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return metrics
