@@ -53,6 +53,8 @@ log = logging.getLogger("meshfed.proxy")
 HANDSHAKE_TIMEOUT = 10.0
 DIAL_TIMEOUT = 5.0
 MODE_CACHE_SECONDS = 1.0  # a proxy-defaults mode change reaches new connections within this
+RESOLVE_CACHE_SECONDS = 1.0
+AUTHORIZE_CACHE_SECONDS = 0.5
 
 
 class ProxyMetrics:
@@ -83,6 +85,8 @@ class ConnectProxy:
         self.trust_domain = ""
         self.datacenter = ""
         self._modes: dict[Upstream, tuple[float, str]] = {}
+        self._decisions: dict[str, tuple[float, tuple[bool, str]]] = {}
+        self._resolved: dict[Upstream, tuple[float, tuple[str, list[tuple[str, int]]]]] = {}
         self.servers: list[asyncio.AbstractServer] = []
         self.ready = asyncio.Event()
 
@@ -185,14 +189,26 @@ class ConnectProxy:
             await close_writer(writer)
 
     async def _authorize(self, uri: str, serial: str) -> tuple[bool, str]:
+        """The server's decision for this client identity, reused for AUTHORIZE_CACHE_SECONDS (a
+        burst of connections from one client costs one call; an intention change still reaches
+        new connections within a second). Failures are not cached: they fail closed each time."""
+        cached = self._decisions.get(uri)
+        if cached is not None and self._clock() - cached[0] < AUTHORIZE_CACHE_SECONDS:
+            return cached[1]
+        decision, final = await self._ask_authorize(uri, serial)
+        if final:
+            self._decisions[uri] = (self._clock(), decision)
+        return decision
+
+    async def _ask_authorize(self, uri: str, serial: str) -> tuple[tuple[bool, str], bool]:
         body = {"Target": self.cfg.service, "ClientCertURI": uri, "ClientCertSerial": serial}
         try:
             status, _, answer = await self.api.request("POST", "/v1/agent/connect/authorize", json=body)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            return False, f"authorize call failed: {exc}"  # fail closed
+            return (False, f"authorize call failed: {exc}"), False  # fail closed
         if status != 200 or not isinstance(answer, dict):
-            return False, f"authorize answered HTTP {status}: {answer}"
-        return answer.get("Authorized") is True, str(answer.get("Reason", ""))
+            return (False, f"authorize answered HTTP {status}: {answer}"), False
+        return (answer.get("Authorized") is True, str(answer.get("Reason", ""))), True
 
     # ---- outbound --------------------------------------------------------------------------------
 
@@ -211,7 +227,17 @@ class ConnectProxy:
         return mode
 
     async def candidates(self, upstream: Upstream) -> tuple[str, list[tuple[str, int]]]:
-        """(first hop kind, addresses to try) for one new connection to `upstream`."""
+        """(first hop kind, addresses to try) for one new connection to `upstream`, looked up at most
+        once per RESOLVE_CACHE_SECONDS: a burst of connections costs one catalog read, and a sidecar
+        or gateway that turned unhealthy stops being dialed within that time."""
+        cached = self._resolved.get(upstream)
+        if cached is not None and self._clock() - cached[0] < RESOLVE_CACHE_SECONDS:
+            return cached[1]
+        resolved = await self._resolve(upstream)
+        self._resolved[upstream] = (self._clock(), resolved)
+        return resolved
+
+    async def _resolve(self, upstream: Upstream) -> tuple[str, list[tuple[str, int]]]:
         target_dc = upstream.datacenter or self.datacenter
         hop = first_hop(self.datacenter, target_dc, await self._mode(upstream))
         remote = target_dc.lower() != self.datacenter.lower()
