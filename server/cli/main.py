@@ -274,8 +274,16 @@ class _CommandParser(argparse.ArgumentParser):
     of the command that did not know it. `add_subparsers` makes its sub-parsers of the same class."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
         self.set_defaults(command_parser=self)
+
+    def _get_option_tuples(self, option_string: str) -> list[Any]:
+        """No prefix matching at all. Python 3.11 honours allow_abbrev only for `--flags`: a single-dash
+        `-expose-server` still matched `-expose-servers`, so a typo silently meant another flag.
+        Every flag here is a long single-dash name, so nothing is lost (`-flag=value` is matched
+        exactly before this is asked)."""
+        return []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -402,14 +410,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse without running; exits 2 with the usage of the command that refused an argument."""
     # argparse hands a subcommand's unknown arguments back to the top-level parser, which would
     # print the top-level usage (`meshfed agent -bogus` listed the commands, not the agent's flags);
     # the deepest command parser reached reports them instead.
-    ns, unknown = parser.parse_known_args(argv)
+    ns, unknown = build_parser().parse_known_args(argv)
     if unknown:
         ns.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return ns
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = parse_args(argv)
     try:
         return int(ns.func(ns) or 0)
     except (CLIError, ConfigError, ACLCommandError, ProxyCommandError, SnapshotCommandError) as exc:
