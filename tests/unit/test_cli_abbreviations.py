@@ -15,7 +15,7 @@ from meshfed.server.cli.main import parse_args
         (["agent", "-data", "/tmp/x"], "-data"),
         (["members", "-http", "127.0.0.1:8500"], "-http"),
         (["tls", "cert", "create", "-serv"], "-serv"),
-        (["config", "read", "-kin", "service-defaults", "-name", "web"], "-kin"),
+        (["config", "delete", "-kind", "service-defaults", "-name", "web", "-ca", "5"], "-ca"),
         (["demo", "-keep"], "-keep"),
         (["monitor", "-log", "debug"], "-log"),
     ],
