@@ -93,7 +93,10 @@ def _local_rows(ns: argparse.Namespace, wan: bool) -> tuple[str, list[tuple[Any,
     rows = []
     for m in members:
         name = f'{m["Name"]}.{m["Tags"].get("dc", "")}' if wan else m["Name"]
-        rows.append((name, f'{m["Addr"]}:{m["Port"]}', MEMBER_STATUS.get(m["Status"], "unknown"),
+        # -wan lists every DC with one kind of address: the server RPC address, which is what a
+        # remote DC's Raft configuration reports (the LAN list shows the Raft address, as before).
+        address = (m["Tags"].get("rpc_addr") if wan else "") or f'{m["Addr"]}:{m["Port"]}'
+        rows.append((name, address, MEMBER_STATUS.get(m["Status"], "unknown"),
                      "server", m["Tags"].get("dc", ""), m["Tags"].get("leader", "")))
     return dc, rows
 
