@@ -28,6 +28,7 @@ from meshfed.server.metrics import json_snapshot
 MEMBER_ALIVE = 1
 MEMBER_FAILED = 4
 
+MONITOR_IDLE_CHECK = 1.0  # seconds without a log line before a monitor checks its client is still there
 PROMETHEUS_ACCEPT = ("application/openmetrics-text", "text/plain; version=0.4.0")
 
 
@@ -220,9 +221,16 @@ async def monitor(request: web.Request) -> web.StreamResponse:
     with api.logs.subscribe(level) as subscription:
         try:
             while True:
-                line = await subscription.next_line()
+                try:
+                    line = await asyncio.wait_for(subscription.next_line(), MONITOR_IDLE_CHECK)
+                except TimeoutError:
+                    # aiohttp does not cancel a handler whose client left; a quiet log would keep
+                    # the subscription (and a debug root level) alive forever without this check.
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    continue
                 await response.write(line.encode("utf-8", "replace") + b"\n")
-        except (ConnectionResetError, ConnectionError):
+        except ConnectionError:
             pass  # the client went away: the normal end of a monitor
     return response
 

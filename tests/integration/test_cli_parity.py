@@ -135,9 +135,10 @@ def test_monitor_streams_log_lines_at_its_level_and_never_a_token(make_dc) -> No
         wait_until(lambda: poke(dc, server, mgmt) or debug.saw("anti-entropy round"), 15, interval=0.5,
                    what="a debug line on the debug monitor")
         # Requests carrying secrets, good and bad, and a reload that logs at info.
-        for token in (management, "00000000-1111-2222-3333-444444444444"):
+        for token, status in ((management, 200), ("00000000-1111-2222-3333-444444444444", 403)):
             dc.get(server, "/v1/catalog/services", headers={"X-Consul-Token": token})
-            dc.put(server, "/v1/agent/reload", headers={"X-Consul-Token": token})
+            assert dc.put(server, "/v1/agent/reload", headers={"X-Consul-Token": token}).status_code == status
+        assert dc.put(server, "/v1/agent/reload").status_code == 403  # anonymous: no agent:write
         wait_until(lambda: info.saw("reload: applied"), 10, what="the reload line on the info monitor")
         assert not info.saw("anti-entropy round")  # below its level
         assert "anti-entropy round" not in server.log_tail(500)  # the server's own log stays at info
