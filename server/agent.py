@@ -53,9 +53,11 @@ from meshfed.server.leader.anti_entropy import CatalogGatewaySource, PrimaryStat
 from meshfed.server.leader.membership import publish_self
 from meshfed.server.leader.routines import LeaderRoutines
 from meshfed.server.leader.ttl import reap_ttl_checks
+from meshfed.server.log_stream import LogHub
 from meshfed.server.metrics import Metrics, gauge
 from meshfed.server.peering.wiring import build_peering
 from meshfed.server.raft import RaftNode, RaftTimings
+from meshfed.server.reload import Reloader
 from meshfed.server.requests.blocking import QueryRunner
 from meshfed.server.requests.router import Router
 from meshfed.server.requests.watch import WatchHub
@@ -74,8 +76,10 @@ class StartupError(Exception):
 
 
 class Agent:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, reloader: Reloader | None = None, logs: LogHub | None = None) -> None:
         self.config = config
+        self.reloader = reloader  # PUT /v1/agent/reload; None when started without config sources
+        self.logs = logs  # GET /v1/agent/monitor; None when the caller set up logging itself
         self.metrics = Metrics()
         self.machine = StateMachine()
         self.watches = WatchHub()
@@ -250,6 +254,8 @@ class Agent:
             snapshots=SnapshotEndpoint(datacenter=cfg.datacenter, machine=self.machine, raft=raft,
                                        term=lambda: raft.status().term),
             peering=self.peering.endpoint,
+            reloader=self.reloader,
+            logs=self.logs,
         )
         # Open blocking queries are cut at shutdown after HTTP_SHUTDOWN_TIMEOUT (clients retry), not
         # aiohttp's default 60 s.

@@ -185,6 +185,9 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     # Consul asks nothing for the DC list; the token is still resolved (an unknown one is refused).
     ("GET", "/v1/catalog/datacenters"): Declaration(lambda facts: []),
     ("GET", "/v1/agent/self"): Declaration(lambda facts: [Need("agent", Access.READ, facts.node_name)]),
+    # Consul: reload changes the agent (agent:write); monitor shows its log (agent:read).
+    ("PUT", "/v1/agent/reload"): Declaration(lambda facts: [Need("agent", Access.WRITE, facts.node_name)]),
+    ("GET", "/v1/agent/monitor"): Declaration(lambda facts: [Need("agent", Access.READ, facts.node_name)]),
     **{("GET", path): Declaration(filter=filters.health_checks)
        for path in ("/v1/health/node/{node}", "/v1/health/checks/{service}", "/v1/health/state/{state}")},
     # APIs meshfed lacks answer a 404 saying so; nothing there to protect beyond a valid token.

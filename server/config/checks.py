@@ -126,6 +126,10 @@ def config_warnings(config: Config) -> list[str]:
     if config.disable_primary_gateway_fallback and config.is_primary:
         warnings.append("disable_primary_gateway_fallback has no effect in the primary datacenter")
     warnings.extend(_acl_warnings(config))
+    if config.unused_keys:
+        warnings.append(
+            f"accepted but not used by meshfed (Consul keys it has no use for): {', '.join(config.unused_keys)}"
+        )
     if config.dev:
         warnings.append("dev mode: a single server with a cluster key generated for this run only")
     return warnings

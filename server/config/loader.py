@@ -30,7 +30,16 @@ import hcl
 from meshfed.server.config.checks import check
 from meshfed.server.config.cluster_key import generate_key
 from meshfed.server.config.errors import COMMAND_LINE, DEFAULTS, ConfigError
-from meshfed.server.config.schema import BLOCKS, CONCATENATED, SCHEMA, SECTIONS, show_value, target
+from meshfed.server.config.schema import (
+    BLOCKS,
+    CONCATENATED,
+    SCHEMA,
+    SECTIONS,
+    UNUSED_BLOCKS,
+    UNUSED_KEYS,
+    show_value,
+    target,
+)
 from meshfed.server.config.settings import (
     ACLConfig,
     ACLTokens,
@@ -65,31 +74,35 @@ def _read_file(path: str) -> Mapping[str, Any]:
     return raw
 
 
-def _flatten(raw: Mapping[str, Any], source: str, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Yield ``(dotted key, typed value)`` in document order, refusing unknown keys and bad values."""
+def _flatten(raw: Mapping[str, Any], source: str, unused: set[str], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Yield ``(dotted key, typed value)`` in document order, refusing unknown keys and bad values.
+    Consul keys meshfed does not use are added to ``unused`` instead (one warning names them all)."""
     for name, value in raw.items():
         key = f"{prefix}{name}"
-        if key in BLOCKS and "." not in str(name):
+        if "." not in str(name) and (key in UNUSED_KEYS or key in UNUSED_BLOCKS):
+            unused.add(key)
+        elif key in BLOCKS and "." not in str(name):
             # pyhcl returns a repeated block (`connect {}` twice) as a list of dicts; later ones win.
             parts = value if isinstance(value, list) else [value]
             if not all(isinstance(part, dict) for part in parts):
                 raise ConfigError(source, key, f"must be a block of keys, got {show_value(value)}")
             for part in parts:
-                yield from _flatten(part, source, key + ".")
+                yield from _flatten(part, source, unused, key + ".")
         elif key in SCHEMA and "." not in str(name):
             try:
                 yield key, SCHEMA[key](value)
             except ValueError as error:
                 raise ConfigError(source, key, str(error)) from None
         else:
-            siblings = [known for known in (*SCHEMA, *BLOCKS) if known.startswith(prefix)]
+            known_keys = (*SCHEMA, *BLOCKS, *UNUSED_KEYS, *UNUSED_BLOCKS)
+            siblings = [known for known in known_keys if known.startswith(prefix)]
             close = difflib.get_close_matches(key, siblings, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(source, key, f"unknown key{hint}")
 
 
-def _merge_into(merged: dict[str, tuple[Any, str]], raw: Mapping[str, Any], source: str) -> None:
-    for key, value in _flatten(raw, source):
+def _merge_into(merged: dict[str, tuple[Any, str]], raw: Mapping[str, Any], source: str, unused: set[str]) -> None:
+    for key, value in _flatten(raw, source, unused):
         if key in CONCATENATED and key in merged:
             value = merged[key][0] + value
         merged[key] = (value, source)
@@ -111,10 +124,11 @@ def load(files: Sequence[str], overrides: Mapping[str, Any] | None = None, *, de
         ConfigError: naming the file (or "command line"), the dotted key and the reason.
     """
     merged: dict[str, tuple[Any, str]] = {}
+    unused: set[str] = set()
     for path in files:
-        _merge_into(merged, _read_file(path), path)
+        _merge_into(merged, _read_file(path), path, unused)
     if overrides:
-        _merge_into(merged, overrides, COMMAND_LINE)
+        _merge_into(merged, overrides, COMMAND_LINE, unused)
     if "node_name" not in merged:
         try:
             merged["node_name"] = (SCHEMA["node_name"](_default_node_name()), DEFAULTS)
@@ -129,6 +143,7 @@ def load(files: Sequence[str], overrides: Mapping[str, Any] | None = None, *, de
     config = Config(
         **sections[""],
         dev=dev,
+        unused_keys=tuple(sorted(unused)),
         ports=Ports(**sections["ports"]),
         connect=ConnectConfig(**sections["connect"]),
         tls=TLSConfig(**sections["tls"]),

@@ -218,6 +218,36 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
 # Keys whose values add up across sources (as Consul does for list-valued keys) instead of the
 # later source winning.
 CONCATENATED = frozenset({"retry_join", "primary_gateways"})
+
+# Consul agent keys that meshfed accepts and does not use, so that a typical Consul server config
+# file loads (issue #12): the loader collects them and the agent logs ONE warning listing them all.
+# A key here is not checked at all; a key in neither SCHEMA nor these is an error with a suggestion.
+# Gossip, DNS, the UI, client agents and log files are Consul features meshfed has no use for, or
+# does differently (docs/configuration.md). HTTPS (`tls.https`, `ports.https`) stays an error: an
+# operator who asked for an encrypted API must not get a plain one with only a warning.
+UNUSED_KEYS = frozenset({
+    "leave_on_terminate", "skip_leave_on_interrupt", "rejoin_after_leave", "disable_update_check",
+    "enable_syslog", "syslog_facility", "log_file", "log_json", "log_rotate_bytes", "log_rotate_duration",
+    "log_rotate_max_files", "enable_script_checks", "enable_local_script_checks", "disable_remote_exec",
+    "enable_debug", "ui", "node_id", "disable_host_node_id", "pid_file", "raft_protocol", "retry_interval",
+    "retry_max", "retry_join_wan", "retry_interval_wan", "retry_max_wan", "start_join", "start_join_wan",
+    "advertise_addr_wan", "advertise_addr_ipv4", "advertise_addr_ipv6", "serf_lan", "serf_wan",
+    "translate_wan_addrs", "recursors", "encrypt_verify_incoming", "encrypt_verify_outgoing",
+    "disable_keyring_file", "reconnect_timeout", "reconnect_timeout_wan", "check_update_interval",
+    "disable_coordinates", "discard_check_output", "alt_domain", "bootstrap", "experiments",
+    "ports.grpc", "ports.grpc_tls", "ports.dns", "ports.serf_lan", "ports.serf_wan",
+    "ports.sidecar_min_port", "ports.sidecar_max_port", "ports.expose_min_port", "ports.expose_max_port",
+    "tls.defaults.tls_min_version", "tls.defaults.tls_cipher_suites", "connect.ca_provider",
+    "telemetry.statsd_address", "telemetry.statsite_address", "telemetry.dogstatsd_addr",
+    "telemetry.dogstatsd_tags", "performance.leave_drain_time", "performance.rpc_hold_timeout",
+})
+# Blocks accepted whole, whatever they hold.
+UNUSED_BLOCKS = frozenset({
+    "ui_config", "addresses", "dns_config", "limits", "http_config", "audit", "auto_encrypt",
+    "auto_config", "autopilot", "node_meta", "raft_logstore", "rpc", "watches", "config_entries",
+    "unix_sockets", "peering", "reporting", "gossip_lan", "gossip_wan", "xds",
+    "tls.grpc", "connect.ca_config",
+})
 # First parts of dotted keys that name a nested dataclass of ``Config``.
 SECTIONS = ("ports", "connect", "tls", "telemetry", "acl", "acl.tokens")
 # Names that open a block of keys in a file (``tls`` holds further blocks, not keys).

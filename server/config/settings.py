@@ -111,6 +111,8 @@ class Config:
     replication_apply_limit: int = 100
     raft_snapshot_threshold: int = 8192
     raft_snapshot_interval: float = 300.0
+    # Consul keys found in the files that meshfed accepts but does not use (schema.UNUSED): one warning.
+    unused_keys: tuple[str, ...] = ()
 
     @property
     def primary(self) -> str:

@@ -31,8 +31,10 @@ from meshfed.server.endpoints.status import StatusEndpoint
 from meshfed.server.http.json_guard import BodyError, parse_json_body
 from meshfed.server.http.params import BadRequest
 from meshfed.server.http.request_memo import once_per_request
+from meshfed.server.log_stream import LogHub
 from meshfed.server.metrics import Metrics
 from meshfed.server.peering.endpoint import PeeringEndpoint
+from meshfed.server.reload import Reloader
 from meshfed.server.wan.federation_check import FederationCheck
 from meshfed.server.wan.gateway_locator import GatewayLocator
 
@@ -78,6 +80,8 @@ class Api:
     leaves: LeafCache | None = None  # leaf certificates this server hands out (keys stay in its memory)
     snapshots: SnapshotEndpoint | None = None  # None only in HTTP tests that build an Api by hand
     peering: PeeringEndpoint | None = None
+    reloader: Reloader | None = None  # PUT /v1/agent/reload (None: the server was not started by the CLI)
+    logs: LogHub | None = None  # GET /v1/agent/monitor
 
 
 API_KEY: web.AppKey[Api] = web.AppKey("meshfed_api", Api)

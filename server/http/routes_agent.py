@@ -1,8 +1,10 @@
 """Status, operator and agent endpoints: leader/peers, Raft configuration, members, the agent's
-self-description, TTL check updates, and metrics (Prometheus text or Consul's JSON)."""
+self-description, TTL check updates, metrics (Prometheus text or Consul's JSON), config reload and
+the live log stream (monitor)."""
 
 from __future__ import annotations
 
+import asyncio
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Any
@@ -14,16 +16,19 @@ from meshfed.fsm.consul_formats.durations import format_duration
 from meshfed.fsm.consul_formats.field_lookup import lookup
 from meshfed.fsm.records import server_info_from_wire
 from meshfed.rpc.header import RequestHeader
+from meshfed.server.config import ConfigError
 from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.params import BadRequest, parse_header
 from meshfed.server.http.respond import json_body, with_meta
 from meshfed.server.http.shapes import server_json
+from meshfed.server.log_stream import level_number
 from meshfed.server.metrics import json_snapshot
 
 # serf's member states, as Consul's /v1/agent/members reports them
 MEMBER_ALIVE = 1
 MEMBER_FAILED = 4
 
+MONITOR_IDLE_CHECK = 1.0  # seconds without a log line before a monitor checks its client is still there
 PROMETHEUS_ACCEPT = ("application/openmetrics-text", "text/plain; version=0.4.0")
 
 
@@ -187,7 +192,52 @@ async def metrics(request: web.Request) -> web.Response:
     return json_body(json_snapshot(api.metrics.registry))
 
 
+async def reload(request: web.Request) -> web.Response:
+    """Consul's PUT /v1/agent/reload: re-read the config files the server started with. A new
+    configuration that does not load is a 400 naming file, key and reason; the running one stays."""
+    api = api_of(request)
+    if api.reloader is None:
+        raise BadRequest("this server was not started from config files it can re-read")
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, api.reloader.reload)
+    except ConfigError as exc:
+        raise BadRequest(f"Failed to reload configs: {exc}") from None
+    return web.Response(status=200)
+
+
+async def monitor(request: web.Request) -> web.StreamResponse:
+    """Consul's GET /v1/agent/monitor?loglevel=: the server's log lines as they are written, in a
+    chunked plain-text answer that lasts until the client goes away (or the server stops)."""
+    api = api_of(request)
+    try:
+        level = level_number(request.query.get("loglevel", "info") or "info")
+    except ValueError as exc:
+        raise BadRequest(f"loglevel: {exc}") from None
+    if api.logs is None:
+        raise BadRequest("this server's log is not available for monitoring")
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    with api.logs.subscribe(level) as subscription:
+        try:
+            while True:
+                try:
+                    line = await asyncio.wait_for(subscription.next_line(), MONITOR_IDLE_CHECK)
+                except TimeoutError:
+                    # aiohttp does not cancel a handler whose client left; a quiet log would keep
+                    # the subscription (and a debug root level) alive forever without this check.
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    continue
+                await response.write(line.encode("utf-8", "replace") + b"\n")
+        except ConnectionError:
+            pass  # the client went away: the normal end of a monitor
+    return response
+
+
 def add(app: web.Application) -> None:
+    app.router.add_put("/v1/agent/reload", reload)
+    app.router.add_get("/v1/agent/monitor", monitor)
     app.router.add_get("/v1/status/leader", status_leader)
     app.router.add_get("/v1/status/peers", status_peers)
     app.router.add_get("/v1/operator/raft/configuration", raft_configuration)

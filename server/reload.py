@@ -1,0 +1,79 @@
+"""`PUT /v1/agent/reload`: re-read the server's config files and apply what can change live.
+
+Only `log_level` changes live (RELOADABLE). Every other key is wired into objects built at start
+(sockets, Raft, TLS contexts, ACL resolver, replication loops), so a change to it is reported as
+needing a restart and the running value stays. A new configuration that does not load (bad file,
+unknown key, failed cross-key check) is refused as a whole with the loader's error naming file,
+key and reason, and nothing is applied: reload never half-applies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from meshfed.server.config import Config, load
+
+log = logging.getLogger(__name__)
+
+RELOADABLE = ("log_level",)
+# Differences that are not changes: the dev cluster key is generated afresh by every load, and the
+# list of unused keys is reported by the loader's warning, not applied.
+NOT_COMPARED = ("encrypt", "unused_keys")
+
+
+def _flat(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for f in dataclasses.fields(value):
+        item = getattr(value, f.name)
+        if dataclasses.is_dataclass(item):
+            yield from _flat(item, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", item
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """Dotted names of every setting that differs, in field order."""
+    before = dict(_flat(old))
+    return [key for key, value in _flat(new) if key not in NOT_COMPARED and before.get(key) != value]
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    applied: tuple[str, ...]  # keys changed live
+    needs_restart: tuple[str, ...]  # keys that differ but keep their running value
+
+
+def plan(old: Config, new: Config) -> ReloadOutcome:
+    changed = changed_keys(old, new)
+    return ReloadOutcome(tuple(k for k in changed if k in RELOADABLE), tuple(k for k in changed if k not in RELOADABLE))
+
+
+class Reloader:
+    """Holds the sources the agent was started from, and the configuration running now."""
+
+    def __init__(self, files: Sequence[str], overrides: Mapping[str, Any], dev: bool, running: Config,
+                 set_log_level: Callable[[str], None]) -> None:
+        self.files = list(files)
+        self.overrides = dict(overrides)
+        self.dev = dev
+        self.running = running
+        self._set_log_level = set_log_level
+        self._lock = threading.Lock()  # two reloads at once must not interleave load and apply
+
+    def reload(self) -> ReloadOutcome:
+        """Raises ConfigError (nothing applied) when the files on disk do not load."""
+        with self._lock:
+            new = load(self.files, self.overrides, dev=self.dev)
+            outcome = plan(self.running, new)
+            if "log_level" in outcome.applied:
+                self._set_log_level(new.log_level)
+            self.running = dataclasses.replace(self.running, **{k: getattr(new, k) for k in outcome.applied})
+        log.info("reload: applied %s", ", ".join(f"{k}={getattr(new, k)}" for k in outcome.applied) or "no change")
+        if outcome.needs_restart:
+            # Key names only: values may be secrets (acl.tokens.*).
+            log.warning("reload: changed but only applied at the next restart: %s", ", ".join(outcome.needs_restart))
+        return outcome
