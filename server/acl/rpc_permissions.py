@@ -5,8 +5,9 @@ resolves it and checks it here before the endpoint runs, so a write is judged by
 token and never by the forwarding server's own privileges. The needs come from `needs.py`, the
 same functions the HTTP table uses, applied to the RPC body's wire form.
 
-Reads are not listed: list reads are filtered at the HTTP door (`permissions.py`), and the
-servers' own replication and status reads travel without a caller.
+Catalog and health reads are not listed: list reads are filtered at the HTTP door
+(`permissions.py`), and the servers' own replication and status reads travel without a caller.
+Reads that could hand out secrets or policy (ACL state, the CA configuration) are listed.
 """
 
 from __future__ import annotations
@@ -122,6 +123,12 @@ RPC_METHODS: dict[str, RPCNeedsOf] = {
     "Peering/GenerateToken": lambda state, body: [Need("peering", Access.WRITE)],
     "Peering/Establish": lambda state, body: [Need("peering", Access.WRITE)],
     "Peering/Delete": lambda state, body: [Need("peering", Access.WRITE)],
+    # Reads of ACL state and of the CA configuration are checked here too, not only at the HTTP
+    # door: a caller with nothing but a CA-signed client certificate can reach the gRPC port.
+    **{method: (lambda state, body: [Need("acl", Access.READ)])
+       for method in ("ACL/TokenRead", "ACL/TokenList", "ACL/PolicyRead", "ACL/PolicyList", "ACL/RoleRead",
+                      "ACL/RoleList")},
+    "ConnectCA/GetConfiguration": lambda state, body: operator(Access.READ),
     # The secondary leader's replication reads (reference/acl.md §6.3): acl:read, and the endpoint
     # reveals token secrets only to acl:write. Only servers may call them (server/acl/peers.py).
     "ACL/PolicyReplicate": lambda state, body: [Need("acl", Access.READ)],

@@ -172,3 +172,19 @@ def test_rpc_writes_are_checked_with_the_header_token() -> None:
     with pytest.raises(RPCError, match="lacks permission 'node:write' on \"n9\""):
         check("Catalog/Register", RequestHeader(token="s-op"), {"node": {"node": "n9", "address": "1.2.3.4"}})
     assert {"Catalog/Register", "ConnectCA/SetConfiguration", "Intention/Apply", "ConfigEntry/Apply"} <= set(RPC_METHODS)
+
+
+def test_rpc_reads_of_acl_state_need_acl_read_even_when_called_directly() -> None:
+    """A caller holding only a CA-signed client certificate must not read tokens over the gRPC port
+    by skipping the HTTP door (issue #9 item 4)."""
+    api = acl_api()
+    store = FakeACLStore()
+    store.put(Policy("p-read", "reader", rules='acl = "read"'))
+    store.put(Token("a-read", "s-read", policies=(Link("p-read"),)))
+    check = RPCAuthorizer(ACLResolver(store, api.wan.config.acl, "dc1"), api.state)
+    for method in ("ACL/TokenRead", "ACL/TokenList", "ACL/PolicyRead", "ACL/PolicyList", "ACL/RoleRead",
+                   "ACL/RoleList", "ConnectCA/GetConfiguration"):
+        with pytest.raises(RPCError) as caught:
+            check(method, RequestHeader(), {})
+        assert caught.value.code == grpc.StatusCode.PERMISSION_DENIED, method
+    check("ACL/TokenRead", RequestHeader(token="s-read"), {"accessor_id": "a-read"})
