@@ -37,8 +37,8 @@ class GatewayListJson:
     """Each datacenter's gateway list as JSON text, kept while the endpoint hands back the same
     wire list. The endpoint reuses one wire list per federation-state record until a write
     replaces it (server/endpoints/wire_cache.py), so with 1,000 DCs a change re-encodes one DC,
-    not 1,000, for every long-poller. A list forwarded from the leader arrives as new objects and
-    is encoded afresh, as before."""
+    not 1,000, for every long-poller. A list forwarded from the leader arrives as new objects; it
+    is compared with the cached one and encoded only if it differs."""
 
     def __init__(self) -> None:
         self._by_dc: dict[str, tuple[Any, bytes]] = {}
@@ -47,7 +47,9 @@ class GatewayListJson:
         parts = []
         for dc, gateways in by_dc.items():
             cached = self._by_dc.get(dc)
-            if cached is None or cached[0] is not gateways:
+            # Same object when served here; an equal list when forwarded from the leader (decoded
+            # afresh): comparing nested dicts runs in C and costs far less than re-encoding.
+            if cached is None or (cached[0] is not gateways and cached[0] != gateways):
                 text = json.dumps([csn_json(csn_from_wire(c)) for c in (gateways or [])], separators=(",", ":"))
                 cached = self._by_dc[dc] = (gateways, text.encode())
             parts.append(json.dumps(dc).encode() + b":" + cached[1])

@@ -31,6 +31,7 @@ import aiohttp
 
 from meshfed.fsm.records import FederationState, to_wire
 from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import RequestHeader
 
 from .bench_replication_lag import gateway_csn
@@ -39,6 +40,7 @@ from .common import (
     emit,
     machine,
     meshfed_datacenter,
+    parse_prometheus,
     process_cpu_seconds,
     ratio,
     stop_cleanly_on_sigterm,
@@ -52,11 +54,25 @@ LIST_SAMPLES = 30
 LOAD_CONCURRENCY = 32
 
 
+FAILED_APPLIES: list[str] = []
+
+
 async def apply(pool: ConnectionPool, address: str, state: FederationState) -> None:
-    _, reply = await pool.call(address, "FederationState/Apply", RequestHeader(request_id=uuid.uuid4().hex),
-                               {"op": "upsert", "state": to_wire(state)}, timeout=30)
-    if reply is not True:
-        raise RuntimeError(f"apply {state.datacenter}: {reply!r}")
+    """One write, re-sent (same request id: applied once) if the cluster lost its leader meanwhile;
+    the failures are reported, since a lost leadership is itself a finding."""
+    header = RequestHeader(request_id=uuid.uuid4().hex)
+    for attempt in range(3):
+        try:
+            _, reply = await pool.call(address, "FederationState/Apply", header,
+                                       {"op": "upsert", "state": to_wire(state)}, timeout=30)
+        except RPCError as exc:
+            FAILED_APPLIES.append(f"{state.datacenter}: {exc}")
+            if attempt == 2:
+                raise
+            continue
+        if reply is not True:
+            raise RuntimeError(f"apply {state.datacenter}: {reply!r}")
+        return
 
 
 def big_state(n: int, marker: str = "") -> FederationState:
@@ -96,6 +112,14 @@ async def poll_once(session: aiohttp.ClientSession, http: str, index: int) -> tu
         return int(response.headers["X-Consul-Index"]), time.perf_counter()
 
 
+async def leadership_changes(session: aiohttp.ClientSession, datacenter: Datacenter) -> int:
+    total = 0.0
+    for server in datacenter.servers:
+        async with session.get(server.http + "/metrics") as response:
+            total += parse_prometheus(await response.text()).get("meshfed_raft_leadership_changes_total", 0.0)
+    return int(total)
+
+
 def servers_cpu(datacenter: Datacenter) -> dict[str, float]:
     return {s.node: process_cpu_seconds(s.process.pid) or 0.0 for s in datacenter.servers if s.process}
 
@@ -107,15 +131,18 @@ async def cpu_per_write(session: aiohttp.ClientSession, datacenter: Datacenter, 
         index = int(response.headers["X-Consul-Index"])
     cpu_before = servers_cpu(datacenter)
     wake: list[float] = []
+    poll_errors = 0
     started = time.perf_counter()
     for i in range(writes):
         polls = [asyncio.create_task(poll_once(session, datacenter.servers[p % 3].http, index)) for p in range(POLLERS)]
         await asyncio.sleep(0.2)  # let them park: a poller that arrives late answers at once and skews nothing
         written = time.perf_counter()
         await apply(pool, leader, big_state(9999, marker=f"2026-01-01T00:00:00.{i:06d}Z"))
-        answers = await asyncio.gather(*polls)
+        results = await asyncio.gather(*polls, return_exceptions=True)
+        answers = [r for r in results if not isinstance(r, BaseException)]
+        poll_errors += len(results) - len(answers)
         wake.extend(arrived - written for _, arrived in answers)
-        index = max(i for i, _ in answers)
+        index = max([index, *(i for i, _ in answers)])
     wall = time.perf_counter() - started
     cpu_after = servers_cpu(datacenter)
     used = {node: round(cpu_after[node] - cpu_before[node], 3) for node in cpu_before}
@@ -125,6 +152,7 @@ async def cpu_per_write(session: aiohttp.ClientSession, datacenter: Datacenter, 
         "cpu_seconds_per_write_all_servers": round(sum(used.values()) / writes, 4),
         "cpu_seconds_per_write_by_server": {n: round(v / writes, 4) for n, v in used.items()},
         "pollers_answered_after_write": summarize_seconds(wake),
+        "poller_errors": poll_errors,
         "wall_seconds": round(wall, 2),
     }
 
@@ -133,12 +161,15 @@ async def measure(datacenter: Datacenter, pool: ConnectionPool, leader_rpc: str,
     leader = datacenter.leader()
     follower = datacenter.followers()[0]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        return {
+        changes = await leadership_changes(session, datacenter)
+        result = {
             "list_on_leader": await list_latency(session, leader.http),
             "list_on_follower": await list_latency(session, follower.http),
             "writes_with_long_pollers": await cpu_per_write(session, datacenter, pool, leader_rpc, writes),
             "rss_kib": {n: m.get("rss_kib") for n, m in datacenter.memory().items()},
         }
+        result["leadership_changes"] = await leadership_changes(session, datacenter) - changes
+        return result
 
 
 async def scenario(datacenter: Datacenter, dcs: int, writes: int) -> dict[str, Any]:
@@ -152,7 +183,8 @@ async def scenario(datacenter: Datacenter, dcs: int, writes: int) -> dict[str, A
     finally:
         await pool.close()
     return {"small_table_3_dcs": small, f"table_{dcs}_dcs_x_4_gateways": {**big, "load_seconds": round(load_seconds, 2)},
-            "leader_unchanged": datacenter.leader().rpc_address == leader_rpc}
+            "leader_unchanged": datacenter.leader().rpc_address == leader_rpc, "applies_re_sent": FAILED_APPLIES[:20],
+            "applies_re_sent_count": len(FAILED_APPLIES)}
 
 
 def ratios(result: dict[str, Any], dcs: int) -> dict[str, Any]:

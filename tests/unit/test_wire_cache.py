@@ -73,3 +73,14 @@ def test_gateway_list_json_matches_the_uncached_encoding_and_reuses_unchanged_li
     del changed["dc010"]
     assert "dc010" not in json.loads(encoder.body(changed))
     assert "dc010" not in encoder._by_dc
+
+
+def test_gateway_list_json_reuses_an_equal_list_forwarded_from_the_leader() -> None:
+    """On a follower the answer is decoded afresh each time: equal lists must still hit."""
+    encoder = GatewayListJson()
+    first = FederationStateWire().mesh_gateways(table(3))
+    encoder.body(first)
+    cached = encoder._by_dc["dc001"][1]
+    decoded_again = FederationStateWire().mesh_gateways(table(3))  # equal content, new objects
+    encoder.body(decoded_again)
+    assert encoder._by_dc["dc001"][1] is cached
