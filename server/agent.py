@@ -167,6 +167,8 @@ class Agent:
         self.router = router = Router(
             datacenter=cfg.datacenter, raft=raft, state=state, pool=self.pool, on_forward=self.metrics.forwarded,
             server_name=f"server.{cfg.datacenter}.{cfg.domain.rstrip('.')}" if self.pool.tls else "",
+            # Benchmarks switch the sharing off to measure it (tests/bench/bench_waiters.py).
+            coalesce=os.environ.get("MESHFED_COALESCE_FORWARDED_QUERIES", "1") != "0",
         )
         self.federation = federation = FederationStateEndpoint(
             primary_datacenter=cfg.primary,
@@ -387,6 +389,11 @@ class Agent:
         yield gauge("meshfed_catalog_nodes", "Nodes in the catalog", len(nodes))
         yield gauge("meshfed_catalog_services", "Distinct services in the catalog", len(services))
         yield gauge("meshfed_federation_states", "Federation states stored", len(fed_states))
+        router = getattr(self, "router", None)  # absent while the agent is still being wired
+        yield gauge("meshfed_rpc_forwarded_blocking_callers", "Blocking reads waiting here on the leader's answer",
+                    router.forwarded_blocking_callers if router else 0)
+        yield gauge("meshfed_rpc_forwarded_blocking_upstream", "Calls to the leader carrying those reads (shared)",
+                    router.forwarded_blocking_upstream if router else 0)
 
     # ---- serve and shutdown --------------------------------------------------------------------
 

@@ -107,6 +107,31 @@ def local_servers(catalog_service: Sequence[dict[str, Any]]) -> dict[str, Addres
     return servers
 
 
+GATEWAY_CHANGES_LOGGED = 10
+
+
+def describe_gateway_changes(old: dict[str, list[Address]], new: dict[str, list[Address]]) -> str:
+    """One log line of what changed between two remote-gateway tables: datacenters added, removed
+    or with a new gateway count, at most GATEWAY_CHANGES_LOGGED of them, then how many more.
+
+    Logging the whole table on every change grew with the square of the DC count (476 lines,
+    1.8 MB in one run with 1,000 DCs, issue #13); a change now costs one short line."""
+    changes = []
+    for dc in sorted(old.keys() | new.keys()):
+        before, after = old.get(dc), new.get(dc)
+        if before == after:
+            continue
+        if before is None:
+            changes.append(f"+{dc}={len(after or [])}")
+        elif after is None:
+            changes.append(f"-{dc}")
+        else:
+            changes.append(f"{dc}={len(before)}->{len(after)}" if len(before) != len(after) else f"{dc} addresses changed")
+    shown = "; ".join(changes[:GATEWAY_CHANGES_LOGGED])
+    more = len(changes) - GATEWAY_CHANGES_LOGGED
+    return f"{shown}; and {more} more" if more > 0 else shown
+
+
 def remote_gateways(by_dc: dict[str, list[dict[str, Any]]], own_dc: str) -> dict[str, list[Address]]:
     """`/v1/internal/federation-states/mesh-gateways` -> dc -> eligible WAN addresses."""
     result: dict[str, list[Address]] = {}
@@ -252,8 +277,9 @@ class Gateway:
 
     def _set_gateways(self, by_dc: Any) -> None:
         gateways = remote_gateways(by_dc or {}, self.cfg.datacenter)
-        if gateways != {k: list(v) for k, v in self.table.remote_gateways.items()}:
-            log.info("remote gateways: %s", "; ".join(f"{dc}={len(a)}" for dc, a in sorted(gateways.items())) or "-")
+        known = {k: list(v) for k, v in self.table.remote_gateways.items()}
+        if gateways != known:
+            log.info("remote gateways (%d datacenters): %s", len(gateways), describe_gateway_changes(known, gateways))
         self.table = replace(self.table, remote_gateways=gateways)
         self.metrics.routes.labels("remote_datacenter").set(len(gateways))
 

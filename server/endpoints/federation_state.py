@@ -20,6 +20,7 @@ from meshfed.rpc.errors import invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
 from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
+from meshfed.server.endpoints.wire_cache import FederationStateWire
 from meshfed.server.endpoints.writes import propose
 
 TABLES = ("federation_states",)
@@ -49,6 +50,7 @@ class FederationStateEndpoint:
         self._router = router
         self._queries = queries
         self._observe = observe or (lambda name, seconds: None)
+        self._wire = FederationStateWire()  # one wire dict per record, reused until a write replaces it
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -112,15 +114,15 @@ class FederationStateEndpoint:
             started = time.perf_counter()
             meta, states = await self._queries.run(header, TABLES, self._state.federation_state_list)
             self._observe("list", time.perf_counter() - started)
-            return meta, [to_wire(s) for s in states]
+            return meta, self._wire.wire_list(states)
 
         return await self._router.serve("FederationState/List", header, body, local, write=False)
 
     async def list_mesh_gateways(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         async def local() -> tuple[QueryMeta, Any]:
             started = time.perf_counter()
-            meta, by_dc = await self._queries.run(header, TABLES, self._state.federation_state_mesh_gateways)
+            meta, states = await self._queries.run(header, TABLES, self._state.federation_state_list)
             self._observe("list_mesh_gateways", time.perf_counter() - started)
-            return meta, {dc: [to_wire(csn) for csn in gws] for dc, gws in by_dc.items()}
+            return meta, self._wire.mesh_gateways(states)
 
         return await self._router.serve("FederationState/ListMeshGateways", header, body, local, write=False)

@@ -14,6 +14,7 @@ Other methods on these paths are 405.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Any
 
@@ -32,11 +33,40 @@ async def list_states(request: web.Request) -> web.Response:
     return with_meta([federation_state_json(federation_state_from_wire(s)) for s in states], meta)
 
 
+class GatewayListJson:
+    """Each datacenter's gateway list as JSON text, kept while the endpoint hands back the same
+    wire list. The endpoint reuses one wire list per federation-state record until a write
+    replaces it (server/endpoints/wire_cache.py), so with 1,000 DCs a change re-encodes one DC,
+    not 1,000, for every long-poller. A list forwarded from the leader arrives as new objects; it
+    is compared with the cached one and encoded only if it differs."""
+
+    def __init__(self) -> None:
+        self._by_dc: dict[str, tuple[Any, bytes]] = {}
+
+    def body(self, by_dc: dict[str, Any]) -> bytes:
+        parts = []
+        for dc, gateways in by_dc.items():
+            cached = self._by_dc.get(dc)
+            # Same object when served here; an equal list when forwarded from the leader (decoded
+            # afresh): comparing nested dicts runs in C and costs far less than re-encoding.
+            if cached is None or (cached[0] is not gateways and cached[0] != gateways):
+                text = json.dumps([csn_json(csn_from_wire(c)) for c in (gateways or [])], separators=(",", ":"))
+                cached = self._by_dc[dc] = (gateways, text.encode())
+            parts.append(json.dumps(dc).encode() + b":" + cached[1])
+        if len(self._by_dc) > len(by_dc):
+            for dc in [d for d in self._by_dc if d not in by_dc]:
+                del self._by_dc[dc]
+        return b"{" + b",".join(parts) + b"}"
+
+
+GATEWAY_LIST_JSON = web.AppKey("gateway_list_json", GatewayListJson)
+
+
 async def list_mesh_gateways(request: web.Request) -> web.Response:
     api = api_of(request)
     meta, by_dc = await api.federation.list_mesh_gateways(parse_header(request), {})
-    body = {dc: [csn_json(csn_from_wire(c)) for c in (gws or [])] for dc, gws in by_dc.items()}
-    return with_meta(body, meta)
+    body = request.app[GATEWAY_LIST_JSON].body(by_dc)
+    return web.Response(body=body, content_type="application/json", headers=meta_headers(meta))
 
 
 async def get_state(request: web.Request) -> web.Response:
@@ -138,6 +168,7 @@ async def federation_check(request: web.Request) -> web.Response:
 
 
 def add(app: web.Application) -> None:
+    app[GATEWAY_LIST_JSON] = GatewayListJson()
     app.router.add_get("/v1/internal/federation-states", list_states)
     app.router.add_get("/v1/internal/federation-states/mesh-gateways", list_mesh_gateways)
     app.router.add_get("/v1/internal/federation-state/", missing_name)

@@ -29,10 +29,12 @@ import grpc
 
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.codec import encode_request
 from meshfed.rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, unavailable
 from meshfed.rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, QueryMeta, RequestHeader
 from meshfed.server.endpoints.ports import LeaderLookup
 from meshfed.server.raft import RaftError
+from meshfed.server.requests.coalesce import Coalescer, coalesce_key
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class Router:
         pool: ConnectionPool,
         on_forward: Callable[[str], None] | None = None,
         server_name: str = "",
+        coalesce: bool = True,
     ) -> None:
         self.datacenter = datacenter
         self._server_name = server_name  # TLS name servers of this DC are verified against
@@ -89,6 +92,13 @@ class Router:
         # the leader moves away from that address, and how many calls wait on it.
         self._moved: dict[str, tuple[asyncio.Future[None], int]] = {}
         self._watcher: asyncio.Task[None] | None = None
+        # Identical forwarded blocking reads share one call to the leader (coalesce.py); off only
+        # to measure what the sharing saves.
+        self.shared_calls: Coalescer[tuple[QueryMeta, Any]] | None = Coalescer() if coalesce else None
+        # Forwarded blocking reads now waiting here (callers) and the calls to the leader that
+        # carry them (upstream): the gap is what sharing saves; both are live gauges.
+        self.forwarded_blocking_callers = 0
+        self.forwarded_blocking_upstream = 0
 
     def leader_rpc_address(self) -> str | None:
         leader = self._raft.leader()
@@ -128,7 +138,7 @@ class Router:
                 if leader_address is not None:
                     if self._on_forward:
                         self._on_forward("leader")
-                    return await self._call_leader(leader_address, method, header, body)
+                    return await self._call_leader(leader_address, method, header, body, write)
                 failure: Exception = unavailable(ERR_NO_LEADER)
             except RaftError as exc:
                 failure = unavailable(f"{ERR_NO_LEADER}: {exc}" if not exc.maybe_applied else str(exc))
@@ -146,18 +156,38 @@ class Router:
                 log.debug("rpc %s: no usable leader yet, holding (%s)", method, failure)
             await asyncio.sleep(random.uniform(0, RPC_HOLD_TIMEOUT / 16))
 
-    async def _call_leader(self, leader_address: str, method: str, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+    async def _call_leader(
+        self, leader_address: str, method: str, header: RequestHeader, body: Any, write: bool = False
+    ) -> tuple[QueryMeta, Any]:
         """Forward to the leader, abandoning the call if the leader moves while we wait.
+
+        A blocking read joins an identical one already in flight to the same leader, if any.
 
         Raises:
             RPCError: UNAVAILABLE with ERR_LEADER_MOVED when abandoned (the caller holds and
                 re-routes), or whatever the leader answered.
         """
-        call = asyncio.ensure_future(
-            self._pool.call(
-                leader_address, method, header.forwarded(), body, timeout=rpc_timeout(header), server_name=self._server_name
-            )
-        )
+        forwarded = header.forwarded()
+        blocking_read = header.blocking and not write
+
+        async def send() -> tuple[QueryMeta, Any]:
+            if blocking_read:
+                self.forwarded_blocking_upstream += 1
+            try:
+                return await self._pool.call(
+                    leader_address, method, forwarded, body, timeout=rpc_timeout(header), server_name=self._server_name
+                )
+            finally:
+                if blocking_read:
+                    self.forwarded_blocking_upstream -= 1
+
+        if self.shared_calls is not None and blocking_read:
+            key = coalesce_key(leader_address, method, forwarded, encode_request(forwarded, body), write=write)
+            call = asyncio.ensure_future(self.shared_calls.run(key, send))
+        else:
+            call = asyncio.ensure_future(send())
+        if blocking_read:
+            self.forwarded_blocking_callers += 1
         moved = self._watch_from(leader_address)
         try:
             await asyncio.wait({call, moved}, return_when=asyncio.FIRST_COMPLETED)
@@ -166,6 +196,8 @@ class Router:
             log.info("rpc %s: leader moved away from %s while forwarded; re-routing", method, leader_address)
             raise unavailable(f"{ERR_LEADER_MOVED} (was {leader_address})")
         finally:
+            if blocking_read:
+                self.forwarded_blocking_callers -= 1
             self._unwatch(leader_address, moved)
             if not call.done():
                 call.cancel()

@@ -66,3 +66,16 @@ def test_service_names_route_by_datacenter_once_the_trust_domain_is_known() -> N
     assert table.resolve("web.default.dc2.internal.other.consul") is None  # another cluster's name
     untrusting = RoutingTable(datacenter="dc1", remote_gateways={"dc2": [("198.51.100.7", 443)]})
     assert untrusting.resolve(f"web.default.dc2.internal.{td}") is None
+
+
+def test_gateway_log_line_says_what_changed_not_the_whole_table() -> None:
+    from meshfed.server.dataplane.gateway import GATEWAY_CHANGES_LOGGED, describe_gateway_changes
+
+    old = {"dc2": [("2.2.2.2", 443)], "dc3": [("3.3.3.3", 443)], "dc4": [("4.4.4.4", 443)]}
+    new = {"dc2": [("2.2.2.2", 443), ("2.2.2.3", 443)], "dc4": [("4.4.4.5", 443)], "dc5": [("5.5.5.5", 443)]}
+    assert describe_gateway_changes(old, new) == "dc2=1->2; -dc3; dc4 addresses changed; +dc5=1"
+    assert describe_gateway_changes(new, new) == ""
+    many = {f"dc{i:04d}": [("10.0.0.1", 443)] for i in range(1000)}
+    line = describe_gateway_changes({}, many)
+    assert line.endswith(f"; and {1000 - GATEWAY_CHANGES_LOGGED} more")
+    assert len(line) < 200
