@@ -199,3 +199,25 @@ def test_agent_services_show_sidecar_defaults_and_deregistration_takes_the_sidec
     assert (missing.status_code, missing.text) == (404, 'Unknown service ID "extra"')
     bad = http(dc1.servers[0], "PUT", "/v1/agent/service/register", {"Name": "p", "Kind": "connect-proxy", "Port": 1})
     assert (bad.status_code, bad.text) == (400, "Proxy.DestinationServiceName must be set")
+
+
+def test_a_root_rotation_renews_both_leaves_without_dropping_an_open_connection(mesh: dict[str, Any]) -> None:
+    """mesh-dataplane §4.4: new leaves (here forced by a root rotation) apply to new handshakes; a
+    connection opened before keeps flowing."""
+    dc1 = mesh["dc1"]
+    admins = [f"{mesh['app_host']}:19100", f"{mesh['web_host']}:19100"]
+    expiry = "meshfed_proxy_leaf_expiry_timestamp_seconds"
+    wait_until(lambda: all(metric(a, expiry) for a in admins), 30, what="both proxies hold a leaf")
+    before = [metric(a, expiry) for a in admins]
+    with socket.create_connection(("127.0.0.1", UPSTREAM_PORT), timeout=5) as held:
+        held.sendall(b"before")
+        assert held.recv(6) == b"before"
+        config = http(dc1.servers[0], "GET", "/v1/connect/ca/configuration").json()["Config"]
+        rotated = {**config, "PrivateKeyBits": 384 if config["PrivateKeyBits"] == 256 else 256}
+        assert http(dc1.servers[0], "PUT", "/v1/connect/ca/configuration",
+                    {"Provider": "consul", "Config": rotated}).status_code == 200
+        wait_until(lambda: all(metric(a, expiry) != b for a, b in zip(admins, before, strict=True)), 60,
+                   interval=0.5, what="both proxies swapped to a leaf of the new root")
+        held.sendall(b"after")
+        assert held.recv(5) == b"after", "the open connection broke when the leaves changed"
+    wait_until(lambda: echoes(UPSTREAM_PORT), 20, interval=0.3, what="new connections with the new leaves")
