@@ -111,6 +111,9 @@ class Config:
     replication_apply_limit: int = 100
     raft_snapshot_threshold: int = 8192
     raft_snapshot_interval: float = 300.0
+    # "always": an ack means synced to disk on a majority; "interval": in their page cache, synced
+    # every second (faster; a power loss of a majority can lose that second). server/raft/durability.py
+    raft_journal_sync: str = "always"
 
     @property
     def primary(self) -> str:
