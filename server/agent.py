@@ -54,7 +54,7 @@ from meshfed.server.leader.membership import publish_self
 from meshfed.server.leader.routines import LeaderRoutines
 from meshfed.server.leader.ttl import reap_ttl_checks
 from meshfed.server.log_stream import LogHub
-from meshfed.server.metrics import Metrics, gauge
+from meshfed.server.metrics import Metrics, gauge, raft_fault_metrics
 from meshfed.server.peering.wiring import build_peering
 from meshfed.server.raft import RaftNode, RaftTimings
 from meshfed.server.reload import Reloader
@@ -119,6 +119,7 @@ class Agent:
                 on_batch=self.metrics.observe_batch,
                 on_fatal=self._fatal,
                 bind_address=f"{cfg.bind_addr}:{cfg.ports.raft}",
+                sync_mode=cfg.raft_journal_sync,
             )
         except Exception as exc:
             if "BindError" in repr(exc):
@@ -380,6 +381,7 @@ class Agent:
         yield gauge("meshfed_raft_tick_errors", "Raft tick failures (a wedged state machine shows here)", self.raft.tick_errors)
         yield gauge("meshfed_raft_resends_kept", "Re-sent AppendEntries whose held entries were kept, not truncated",
                     self.raft.resends_kept)
+        yield from raft_fault_metrics(self.raft)
         for peer, connected in status.peers_connected.items():
             yield gauge("meshfed_raft_peer_connected", "1 if the Raft link to a peer is up", 1.0 if connected else 0.0, {"peer": peer})
         state = self.machine.state

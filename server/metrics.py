@@ -134,6 +134,18 @@ def gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = Non
     return family
 
 
+def raft_fault_metrics(raft: Any) -> Iterator[GaugeMetricFamily]:
+    """Resource-fault signals of the Raft node (issue #8). Counts since start, exported as gauges
+    like the other live Raft counts (`meshfed_raft_tick_errors`)."""
+    yield gauge("meshfed_raft_oversized_frames", "Raft-port connections dropped for declaring an oversized frame",
+                raft.oversized_frames())
+    yield gauge("meshfed_raft_disk_full", "1 while the data directory is full and writes are refused",
+                1.0 if raft.disk_full else 0.0)
+    yield gauge("meshfed_raft_disk_full_refusals", "Proposals refused because the journal could not grow",
+                raft.disk_full_refusals)
+    yield gauge("meshfed_raft_journal_syncs", "Journal syncs (msync) since start", raft.journal_syncs)
+
+
 def json_snapshot(registry: CollectorRegistry) -> dict[str, Any]:
     """Consul's JSON metrics shape for GET /v1/agent/metrics without format=prometheus."""
     gauges: list[dict[str, Any]] = []

@@ -113,6 +113,9 @@ class Config:
     raft_snapshot_interval: float = 300.0
     # Consul keys found in the files that meshfed accepts but does not use (schema.UNUSED): one warning.
     unused_keys: tuple[str, ...] = ()
+    # "always": an ack means synced to disk on a majority; "interval": in their page cache, synced
+    # every second (faster; a power loss of a majority can lose that second). server/raft/durability.py
+    raft_journal_sync: str = "always"
 
     @property
     def primary(self) -> str:

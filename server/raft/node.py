@@ -10,10 +10,10 @@ What this adapter adds to the library (reference/pysyncobj.md §6):
   a follower neither drops entries it acknowledged nor commits entries no leader message anchored,
   e.g. on a snapshot chunk (server/raft/log_matching.py);
 - durability: no forked dump writer, fsynced snapshots, a dump-loading step that keeps the journal
-  tail, crash-safe journal compaction (server/raft/storage.py); the journal is msynced every
-  `JOURNAL_SYNC_INTERVAL`. An acknowledgement therefore means: applied on the leader and in the
-  page cache of a majority, which survives kill -9 of every process; it is on disk within
-  `JOURNAL_SYNC_INTERVAL` (a power loss of a majority can lose that last window);
+  tail, crash-safe journal compaction (server/raft/storage.py); by default an acknowledgement
+  means applied on the leader and synced to the disk of a majority (server/raft/durability.py,
+  `raft_journal_sync`); a full disk refuses writes instead of killing the process;
+- a bounded frame size on the Raft port, checked before decryption (server/raft/transport.py);
 - latency and throughput: `appendEntriesUseBatch=False` (sub-millisecond commits) plus group
   commit: proposals arriving while `MAX_INFLIGHT_BATCHES` entries are in flight are packed into the
   next log entry, each command keeping its own result;
@@ -34,18 +34,18 @@ from typing import Any
 
 from pysyncobj import SyncObjConf
 from pysyncobj.config import FAIL_REASON
-from pysyncobj.journal import FileJournal
 
 from meshfed.fsm import Command, Noop, Result, StateMachine, encode_batch
 from meshfed.server.raft import storage as raft_storage
+from meshfed.server.raft.durability import JOURNAL_SYNC_INTERVAL, SYNC_ALWAYS, SYNC_INTERVAL, DiskFullError
 from meshfed.server.raft.syncobj import FsmConsumer, GuardedSyncObj
 from meshfed.server.raft.trace import TRACE
+from meshfed.server.raft.transport import REPLICATION_CHUNK_BYTES, FrameStats, GuardedTransport
 from meshfed.server.raft.types import PeerHealth, RaftError, RaftStatus, RaftTimings
 
 log = logging.getLogger(__name__)
 
 TICK_PERIOD = 0.05  # poll timeout of the tick loop; commits wake it earlier through a pipe
-JOURNAL_SYNC_INTERVAL = 1.0
 MAX_INFLIGHT_BATCHES = 2
 MAX_BATCH_COMMANDS = 256
 MAX_BATCH_BYTES = 48 * 1024
@@ -68,7 +68,6 @@ NOT_APPLIED = {
 MAYBE_APPLIED = {
     FAIL_REASON.UNKNOWN_OUTCOME: "outcome unknown: this server installed a snapshot from the new leader",
 }
-
 
 FAILED_AFTER_MIN = 1.0  # seconds
 FAILED_AFTER_ELECTIONS = 3  # election timeouts of silence before a member is reported failed
@@ -96,6 +95,7 @@ class RaftNode:
         on_batch: Callable[[int, float], None] | None = None,
         on_fatal: Callable[[str], None] | None = None,
         bind_address: str | None = None,
+        sync_mode: str = SYNC_ALWAYS,
     ) -> None:
         if not cluster_key:
             raise ValueError("a cluster key is required: the Raft port speaks pickle")
@@ -138,6 +138,9 @@ class RaftNode:
             autoTick=False,
             appendEntriesUseBatch=False,
             appendEntriesPeriod=timings.heartbeat,
+            # Both bound the largest frame a peer sends (server/raft/transport.py MAX_FRAME_BYTES).
+            appendEntriesBatchSizeBytes=REPLICATION_CHUNK_BYTES,
+            logCompactionBatchSize=REPLICATION_CHUNK_BYTES,
             raftMinTimeout=timings.election_min,
             raftMaxTimeout=timings.election_max,
             leaderFallbackTimeout=timings.leader_fallback,
@@ -161,8 +164,10 @@ class RaftNode:
             bindRetryTime=0.5,
         )
         self._sync = GuardedSyncObj(
-            self_address, self.peers, conf, consumers=[self._consumer], journal_path=journal_path
+            self_address, self.peers, conf, consumers=[self._consumer], journal_path=journal_path,
+            sync_mode=sync_mode, transportClass=GuardedTransport,
         )
+        self._guard = self._sync.meshfed_guard
         if journal_path:
             raft_storage.make_compaction_safe(self._sync._SyncObj__raftLog, journal_path)
         if TRACE is not None:
@@ -191,19 +196,18 @@ class RaftNode:
                     log.exception("raft tick failed (%d times so far)", self._tick_errors)
                 time.sleep(TICK_PERIOD)
             now = time.monotonic()
-            if now >= next_sync:
+            if now >= next_sync and self._guard.mode == SYNC_INTERVAL:
                 next_sync = now + JOURNAL_SYNC_INTERVAL
                 self._sync_journal()
         self._sync_journal()
         self._sync.destroy()
+        self._guard.close()
 
     def _sync_journal(self) -> None:
-        journal = self._sync._SyncObj__raftLog
-        if isinstance(journal, FileJournal):
-            try:
-                journal.flush()
-            except (OSError, ValueError):
-                log.warning("raft journal sync failed", exc_info=True)
+        try:
+            self._sync.meshfed_sync()
+        except (OSError, ValueError):
+            pass  # logged by the guard; the next sync retries
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
@@ -244,6 +248,16 @@ class RaftNode:
         while self._pending and len(self._inflight) < MAX_INFLIGHT_BATCHES:
             batch = self._take_batch()
             payload = encode_batch([(rid, cmd) for rid, cmd, _ in batch])
+            try:
+                self._guard.reserve(len(payload))
+            except DiskFullError as exc:
+                refused = RaftError(
+                    f"write refused: {exc.strerror}; free space in the data directory", False, disk_full=True
+                )
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(refused)
+                continue
             batch_id = next(self._batch_ids)
             started = time.perf_counter()
             self._inflight[batch_id] = (started, [f for _, _, f in batch])
@@ -251,6 +265,8 @@ class RaftNode:
             def done(results: Any, error: int, batch_id: int = batch_id) -> None:
                 if TRACE is not None:
                     self._trace_commit(batch_id, error)
+                if error == FAIL_REASON.SUCCESS:
+                    self._guard.trace("ack", self._sync.raftCommitIndex)
                 loop.call_soon_threadsafe(self._complete, batch_id, results, error)
 
             if TRACE is not None:
@@ -374,6 +390,23 @@ class RaftNode:
         """AppendEntries re-sends whose already-held entries the log-matching guard kept
         (server/raft/log_matching.py); each one is a write PySyncObj alone would have put at risk."""
         return int(self._sync.meshfed_rewritten_appends)
+
+    @staticmethod
+    def oversized_frames() -> int:
+        """Raft-port connections dropped because they declared a frame larger than any peer sends."""
+        return FrameStats.oversized
+
+    @property
+    def disk_full(self) -> bool:
+        return self._guard.disk_full
+
+    @property
+    def disk_full_refusals(self) -> int:
+        return self._guard.disk_full_refusals
+
+    @property
+    def journal_syncs(self) -> int:
+        return self._guard.syncs
 
     def force_snapshot(self) -> None:
         self._sync.forceLogCompaction()

@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pysyncobj.config import SERIALIZER_STATE
-from pysyncobj.journal import FileJournal
+from pysyncobj.journal import FIRST_RECORD_OFFSET, FileJournal
 
 from meshfed.fsm.snapshot import SnapshotError, decode_frame, encode_frame
+from meshfed.server.raft.durability import RECORD_OVERHEAD, preallocate
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 Entry = tuple[bytes, int, int]
 
 SNAPSHOT_FORMAT = "meshfed-raft-snapshot"
+# After a failed snapshot (typically a full disk) the library retries on every tick, re-encoding the
+# whole state each time; wait this long instead, and log the failure once per streak.
+SNAPSHOT_RETRY_AFTER_FAILURE = 5.0
 
 
 def fsync_directory(path: str) -> None:
@@ -106,16 +111,31 @@ class SnapshotWriter:
         self._pending_index = 0
         self._pending_size = 0
         self._failed = False
+        self._failures_in_a_row = 0
+        self._last_failure = 0.0
 
     def serialize(self, tmp_path: str, raft_data: Sequence[Any]) -> None:
         last, prev, cluster = raft_data
         cluster_ids = [getattr(node, "id", str(node)) for node in cluster]
+        if self._failures_in_a_row and time.monotonic() - self._last_failure < SNAPSHOT_RETRY_AFTER_FAILURE:
+            self._failed = True
+            raise OSError("raft snapshot: waiting after the last failure before retrying")
         try:
             size = write_snapshot(tmp_path, self._snapshot_fsm(), as_entry(last), as_entry(prev), cluster_ids)
         except Exception:
-            log.exception("writing raft snapshot %s failed", tmp_path)
+            self._failures_in_a_row += 1
+            self._last_failure = time.monotonic()
+            if self._failures_in_a_row == 1:
+                log.exception("writing raft snapshot %s failed; retrying every %.0fs", tmp_path,
+                              SNAPSHOT_RETRY_AFTER_FAILURE)
             self._failed = True
+            # A half-written temporary file would only keep a full disk full.
+            if os.path.exists(tmp_path):
+                os.remove(tmp_path)
             raise
+        if self._failures_in_a_row:
+            log.warning("raft snapshot written again after %d failed attempts", self._failures_in_a_row)
+            self._failures_in_a_row = 0
         self._pending_tmp = tmp_path
         self._pending_index = int(last[1])
         self._pending_size = size
@@ -154,8 +174,19 @@ def rewrite_journal(journal: FileJournal, path: str, entries: Sequence[Entry]) -
         if os.path.exists(stale):
             os.remove(stale)
     fresh = FileJournal(tmp)
-    for entry in entries:
-        fresh.add(*entry)
+    try:
+        # Allocate the whole file first: the library writes through an mmap, and a page without a
+        # block behind it on a full disk is a SIGBUS, not an error (server/raft/durability.py).
+        preallocate(fresh, 0, FIRST_RECORD_OFFSET + sum(len(e[0]) + RECORD_OVERHEAD for e in entries))
+        for entry in entries:
+            fresh.add(*entry)
+    except OSError:
+        fresh._destroy()
+        for leftover in (tmp, tmp + ".meta"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+        log.error("raft: journal compaction failed; the journal stays as it was", exc_info=True)
+        raise
     fresh._destroy()  # flushes the mmap (msync) and closes it
     fd = os.open(tmp, os.O_RDONLY)
     try:

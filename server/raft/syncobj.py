@@ -7,7 +7,14 @@ The overrides, each with its reason at the method:
   the commit index to an installed leader snapshot, and answer proposals the snapshot covers;
 - `_SyncObj__onMessageReceived`: Raft's log-matching rules on AppendEntries the library gets wrong
   (server/raft/log_matching.py), and the contact times behind KnownLeader and peer health;
-- `_SyncObj__sendNextNodeIdx`: never acknowledge more than the leader sent.
+- `_SyncObj__sendNextNodeIdx`: never acknowledge more than the leader sent;
+- `_onTick` and `meshfed_before_send` (called by server/raft/transport.py): durable
+  acknowledgements. In "always" sync mode the journal is synced at the start of every tick (before
+  the leader counts itself toward a commit) and before a follower's append acknowledgement leaves
+  (server/raft/durability.py);
+- `_SyncObj__getEntries`: bounded frames. An AppendEntries message carries at most one batch of
+  entries, so an entry that does not fit is sent alone, in chunks (server/raft/transport.py
+  derives the frame cap from that).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from pysyncobj.journal import FileJournal
 
 from meshfed.fsm import CommandError, Result, StateMachine, decode_batch
 from meshfed.server.raft import storage as raft_storage
+from meshfed.server.raft.durability import SYNC_ALWAYS, JournalGuard, is_append_ack
 from meshfed.server.raft.log_matching import plan_append, plan_unanchored
 from meshfed.server.raft.trace import TRACE
 
@@ -61,17 +69,59 @@ def _request_ids(payload: bytes) -> list[str]:
         return []
 
 
-class GuardedSyncObj(SyncObj):
-    """PySyncObj with our dump-loading step and leader-contact tracking (private hooks, pinned)."""
+def bounded_batch(entries: list[Any], max_bytes: int) -> list[Any]:
+    """The entries one AppendEntries message carries: as many as fit in `max_bytes`, at least one.
 
-    def __init__(self, *args: Any, journal_path: str | None, **kwargs: Any) -> None:
+    The library stops *after* the entry that crosses the budget, so one message could carry a
+    batch plus an entry of any size in a single frame. We stop before it: a big entry then goes
+    out alone, which the library sends in chunks of `max_bytes` (a bounded frame size).
+    """
+    total = 0
+    for position, entry in enumerate(entries):
+        total += len(entry[0])
+        if total >= max_bytes:
+            return entries[: max(1, position)]
+    return entries
+
+
+class GuardedSyncObj(SyncObj):
+    """PySyncObj with our dump-loading step, log-matching guards, leader-contact tracking, journal
+    syncs before a commit counts this node, and bounded AppendEntries batches (private hooks, pinned)."""
+
+    def __init__(self, *args: Any, journal_path: str | None, sync_mode: str = SYNC_ALWAYS, **kwargs: Any) -> None:
         self.meshfed_journal_path = journal_path
         self.meshfed_last_leader_contact = 0.0
         self.meshfed_peer_contact: dict[str, float] = {}  # peer id -> monotonic time of its last message
         self.meshfed_fatal = ""  # set when this node must not go on (e.g. an unreadable snapshot)
         self.meshfed_ack_cap: int | None = None  # set while one AppendEntries is handled
         self.meshfed_rewritten_appends = 0
+        self.meshfed_sync_mode = sync_mode
+        self.meshfed_guard = JournalGuard(None, sync_mode)  # replaced once the journal exists
         super().__init__(*args, **kwargs)
+        journal = self._SyncObj__raftLog
+        self.meshfed_guard = JournalGuard(journal if isinstance(journal, FileJournal) else None, sync_mode)
+
+    def meshfed_sync(self) -> None:
+        """Sync every journal entry this node holds (no-op when nothing was appended since)."""
+        journal = self._SyncObj__raftLog
+        self.meshfed_guard.sync(journal[len(journal) - 1][1] if len(journal) else 0)
+
+    def meshfed_before_send(self, message: dict[str, Any]) -> None:
+        """Transport hook: a follower's append acknowledgement leaves only once its entries are synced."""
+        if self.meshfed_sync_mode == SYNC_ALWAYS and is_append_ack(message):
+            self.meshfed_sync()
+            self.meshfed_guard.trace("append_ack", int(message["next_node_idx"]) - 1)
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 (library names)
+        if self.meshfed_sync_mode == SYNC_ALWAYS:
+            self.meshfed_sync()  # before the leader's commit step counts this node's own log
+        super()._onTick(timeToWait)
+
+    def _SyncObj__getEntries(  # noqa: N802, N803 (library names)
+        self, fromIDx: int | None, count: int | None = None, maxSizeBytes: int | None = None
+    ) -> list[Any]:
+        entries = SyncObj._SyncObj__getEntries(self, fromIDx, count)
+        return bounded_batch(entries, maxSizeBytes) if maxSizeBytes else entries
 
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802 (library name)
         try:

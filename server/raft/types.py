@@ -36,9 +36,10 @@ class RaftTimings:
 class RaftError(Exception):
     """A proposal failed. `maybe_applied` means the outcome is unknown: retry with the same request id."""
 
-    def __init__(self, message: str, maybe_applied: bool) -> None:
+    def __init__(self, message: str, maybe_applied: bool, disk_full: bool = False) -> None:
         super().__init__(message)
         self.maybe_applied = maybe_applied
+        self.disk_full = disk_full  # refused before proposing: the journal could not grow
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,10 @@ class Router:
                     return await self._call_leader(leader_address, method, header, body, write)
                 failure: Exception = unavailable(ERR_NO_LEADER)
             except RaftError as exc:
+                if exc.disk_full:  # holding cannot help until an operator frees space: say so now
+                    # INTERNAL (HTTP 500, logged), not RESOURCE_EXHAUSTED: that is HTTP 429, Consul's
+                    # "slow down", and no client retry clears a full disk.
+                    raise RPCError(grpc.StatusCode.INTERNAL, str(exc)) from None
                 failure = unavailable(f"{ERR_NO_LEADER}: {exc}" if not exc.maybe_applied else str(exc))
             except RPCError as exc:
                 if exc.code != grpc.StatusCode.UNAVAILABLE:

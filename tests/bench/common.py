@@ -38,6 +38,7 @@ from meshfed.server.config.loader import generate_key
 WRITES_MESHFED_BASE = "127.0.200"
 WRITES_RAW_BASE = "127.0.201"
 FANOUT_MESHFED_BASE = "127.0.202"
+SYNC_MODES_BASES = {"interval": "127.0.204", "always": "127.0.205"}  # 203 is bench_federation_scale
 BENCH_DATACENTER = "bench"
 
 

@@ -169,6 +169,13 @@ class _IdleRaft:
 
     tick_errors = 0
     resends_kept = 0
+    disk_full = False
+    disk_full_refusals = 0
+    journal_syncs = 0
+
+    @staticmethod
+    def oversized_frames() -> int:
+        return 0
 
     def status(self) -> RaftStatus:
         return RaftStatus(
