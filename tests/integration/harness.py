@@ -70,7 +70,9 @@ class Datacenter:
         return "\n".join(f"--- {s.node} ({s.log_path}) ---\n{s.log_tail(lines)}" for s in self.servers)
 
     def by_rpc_address(self, address: str) -> ServerProcess:
-        return next(s for s in self.servers if s.rpc_address == address)
+        # /v1/status/leader answers the Raft address until the leader's own record has replicated
+        # to the server asked (server/endpoints/status.py): right after an election, both occur.
+        return next(s for s in self.servers if address in (s.rpc_address, s.raft_address))
 
     def leader(self, timeout: float = 10.0) -> ServerProcess:
         """The current leader, waiting out an election in progress (a restarted server can start one)."""
