@@ -26,17 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from meshfed.fsm.acl.store import ACL_TABLES, ACLReads, ACLTables, ACLWrites, acl_export, acl_load
-from meshfed.fsm.commands import check_record_types
+from meshfed.fsm.acl.store import ACLReads, ACLWrites, acl_export
 from meshfed.fsm.config_entries import config_entry_key
 from meshfed.fsm.consul_formats.field_lookup import lookup
 from meshfed.fsm.peering.store import (
-    PEERING_TABLES,
     PeeringReads,
-    PeeringTables,
     PeeringWrites,
     peering_export,
-    peering_load,
 )
 from meshfed.fsm.records import (
     STATUS_PASSING,
@@ -48,53 +44,9 @@ from meshfed.fsm.records import (
     Node,
     NodeService,
     ServerInfo,
-    ca_state_from_wire,
-    check_from_wire,
-    config_entry_from_wire,
-    federation_state_from_wire,
-    node_from_wire,
-    server_info_from_wire,
-    service_from_wire,
     to_wire,
 )
-
-TABLES = ("nodes", "services", "checks", "federation_states", "servers", "config_entries", "connect_ca", *ACL_TABLES,
-          *PEERING_TABLES)
-
-
-class _Tables:
-    """The mutable data behind a store; swapped as a whole on snapshot restore."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[str, Node] = {}  # lower(node) -> Node
-        self.services: dict[str, dict[str, NodeService]] = {}  # lower(node) -> service id -> service
-        self.checks: dict[str, dict[str, HealthCheck]] = {}  # lower(node) -> check id -> check
-        self.federation_states: dict[str, FederationState] = {}  # lower(datacenter) -> state
-        self.servers: dict[str, ServerInfo] = {}  # lower(node) -> server
-        self.config_entries: dict[tuple[str, str], ConfigEntry] = {}  # (lower kind, lower name) -> entry
-        self.ca: CAState | None = None
-        self.acl = ACLTables()
-        self.peering = PeeringTables()
-        self.table_index: dict[str, int] = dict.fromkeys(TABLES, 0)
-
-    def max_index(self, tables: tuple[str, ...]) -> int:
-        return max(self.table_index[name] for name in tables)
-
-    def node_checks(self, node_key: str) -> list[HealthCheck]:
-        return [c for c in self.checks.get(node_key, {}).values() if not c.service_id]
-
-    def check_service_node(self, node_key: str, service: NodeService) -> CheckServiceNode:
-        own = [c for c in self.checks.get(node_key, {}).values() if c.service_id == service.id]
-        checks = sorted(self.node_checks(node_key) + own, key=lambda c: c.check_id)
-        return CheckServiceNode(node=self.nodes[node_key], service=service, checks=tuple(checks))
-
-    def instances(self) -> Iterator[tuple[str, NodeService]]:
-        """Every service instance as (node key, service), by node name then service id."""
-        for node_key in sorted(self.services):
-            services = self.services[node_key]
-            for service_id in sorted(services):
-                yield node_key, services[service_id]
-
+from meshfed.fsm.tables import TABLES, Tables, tables_from_export
 
 CONNECT_PROXY_KIND = "connect-proxy"
 
@@ -121,7 +73,7 @@ class StateStore(ACLReads, PeeringReads):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tables = _Tables()
+        self._tables = Tables()
 
     # ---- reads ----------------------------------------------------------------------------------
 
@@ -327,7 +279,7 @@ class StateStore(ACLReads, PeeringReads):
 
     def load(self, data: dict[str, Any]) -> None:
         """Replace every table with exported data. Raises ValueError and then changes nothing."""
-        tables = _tables_from_export(data)
+        tables = tables_from_export(data)
         with self._lock:
             self._tables = tables
 
@@ -339,7 +291,7 @@ class StoreWriter(ACLWrites, PeeringWrites):
     index to `index`; `changed` collects the tables that moved, for subscribers.
     """
 
-    def __init__(self, tables: _Tables) -> None:
+    def __init__(self, tables: Tables) -> None:
         self._t = tables
         self.changed: set[str] = set()
 
@@ -352,7 +304,7 @@ class StoreWriter(ACLWrites, PeeringWrites):
         indexes) and every table index becomes `index`, which the caller puts above every index
         either state ever served, so blocking queries all wake and X-Consul-Index never goes back.
         Raises ValueError and then changes nothing."""
-        tables = _tables_from_export(data)
+        tables = tables_from_export(data)
         tables.table_index = dict.fromkeys(TABLES, index)
         vars(self._t).update(vars(tables))  # in place: the store and this writer share `_t`
         self.changed.update(TABLES)
@@ -458,88 +410,3 @@ class StoreWriter(ACLWrites, PeeringWrites):
     def put_ca(self, state: CAState, index: int) -> None:
         self._t.ca = state
         self._bump("connect_ca", index)
-
-
-# ---- restore from exported data -------------------------------------------------------------
-
-
-def _list_of(data: dict[str, Any], key: str) -> list[Any]:
-    value = data.get(key, [])
-    if not isinstance(value, list):
-        raise ValueError(f"snapshot table {key!r} must be a list, got {type(value).__name__}")
-    return value
-
-
-def _typed(record: Any, cls: type) -> Any:
-    check_record_types(record, cls, cls.__name__)  # CommandError is a ValueError
-    return record
-
-
-def _require_node(tables: _Tables, node_key: Any, what: str) -> None:
-    # Reads join instances to their node; an orphan row would make every such read fail.
-    if not isinstance(node_key, str) or node_key not in tables.nodes:
-        raise ValueError(f"snapshot has {what} on node {node_key!r}, which is not in the nodes table")
-
-
-def _tables_from_export(data: dict[str, Any]) -> _Tables:
-    if not isinstance(data, dict):
-        raise ValueError(f"snapshot tables must be a map, got {type(data).__name__}")
-    tables = _Tables()
-    try:
-        for wire in _list_of(data, "nodes"):
-            node = _typed(node_from_wire(wire), Node)
-            tables.nodes[node.node.lower()] = node
-        for node_key, wire in _list_of(data, "services"):
-            service = _typed(service_from_wire(wire), NodeService)
-            _require_node(tables, node_key, f"service {service.id!r}")
-            tables.services.setdefault(node_key, {})[service.id] = service
-        for wire in _list_of(data, "checks"):
-            check = _typed(check_from_wire(wire), HealthCheck)
-            _require_node(tables, check.node.lower(), f"check {check.check_id!r}")
-            tables.checks.setdefault(check.node.lower(), {})[check.check_id] = check
-        for wire in _list_of(data, "federation_states"):
-            state = _typed(federation_state_from_wire(wire), FederationState)
-            tables.federation_states[state.datacenter.lower()] = state
-        for wire in _list_of(data, "servers"):
-            server = _typed(server_info_from_wire(wire), ServerInfo)
-            tables.servers[server.node.lower()] = server
-        for wire in _list_of(data, "config_entries"):
-            entry = _typed(config_entry_from_wire(wire), ConfigEntry)
-            tables.config_entries[entry.key] = entry
-        for wire in _list_of(data, "connect_ca")[:1]:
-            tables.ca = _typed(ca_state_from_wire(wire), CAState)
-        tables.acl = acl_load(data, _typed)
-        tables.peering = peering_load(data, _typed)
-        saved_index = data.get("table_index", {})
-        for table in TABLES:
-            value = saved_index.get(table, 0)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"snapshot index of table {table!r} is {value!r}, want an integer >= 0")
-            tables.table_index[table] = value
-    except ValueError:
-        raise
-    except Exception as exc:  # a malformed record: KeyError, TypeError, AttributeError, ...
-        raise ValueError(f"malformed snapshot record: {type(exc).__name__}: {exc}") from exc
-    _raise_indexes_to_rows(tables)
-    return tables
-
-
-def _raise_indexes_to_rows(tables: _Tables) -> None:
-    """A table index is at least the modify index of every row in it (reference §2.6), so a
-    hand-edited or older snapshot can never make a blocking query miss a restored row."""
-    rows: dict[str, list[Any]] = {
-        "nodes": list(tables.nodes.values()),
-        "services": [s for services in tables.services.values() for s in services.values()],
-        "checks": [c for checks in tables.checks.values() for c in checks.values()],
-        "federation_states": list(tables.federation_states.values()),
-        "servers": list(tables.servers.values()),
-        "config_entries": list(tables.config_entries.values()),
-        "connect_ca": [tables.ca] if tables.ca is not None else [],
-        **tables.acl.rows(),
-        "peerings": tables.peering.rows()["peerings"],
-        "peering_imports": tables.peering.rows()["peering_imports"],
-    }
-    for table, records in rows.items():
-        for record in records:
-            if record.modify_index > tables.table_index[table]:
-                tables.table_index[table] = record.modify_index

@@ -35,7 +35,7 @@ ACL_TABLES = ("acl_tokens", "acl_policies", "acl_roles")
 
 
 class ACLTables:
-    """The mutable ACL data of one `_Tables`; the built-ins exist from the start, at index 0."""
+    """The mutable ACL data of one `Tables` (fsm/tables.py); the built-ins exist from the start, at index 0."""
 
     def __init__(self) -> None:
         builtin_policy, anonymous = global_management_policy(), anonymous_token()
