@@ -21,6 +21,7 @@ from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import check_shape, raise_for, request_id
 
 HEALTH = ("nodes", "services", "checks")
+CATCH_UP_WAIT = 10.0  # seconds a follower waits to apply an acknowledged write before answering
 
 
 class AgentServices:
@@ -61,7 +62,19 @@ class AgentServices:
                 raise_for(result)
             return self._queries.meta(self._state.index(*HEALTH)), True
 
-        return await self._router.serve(method, header, body, local, write=True)
+        meta, result = await self._router.serve(method, header, body, local, write=True)
+        await self._caught_up(meta.index)
+        return meta, result
+
+    async def _caught_up(self, index: int) -> None:
+        """Read-your-writes for the agent's own view: when this server is a follower, the leader
+        acknowledges the entry before this replica applies it, and the client's next
+        `GET /v1/agent/service/<id>` (or the next sidecar port choice) reads this replica. Consul's
+        agent keeps its services locally, so clients expect the write to be visible at once."""
+        if self._state.index(*HEALTH) >= index:
+            return
+        header = RequestHeader(min_query_index=index - 1, max_query_time=CATCH_UP_WAIT, allow_stale=True)
+        await self._queries.run(header, HEALTH, lambda: (self._state.index(*HEALTH), True))
 
     async def register_many(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         """body: {"registrations": [{"node", "service", "checks"} as Catalog/Register takes]}."""

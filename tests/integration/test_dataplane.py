@@ -29,7 +29,7 @@ from meshfed.server.cli.launcher import (
 
 from .conftest import next_block
 from .harness import wait_until
-from .test_federation import tcp_peers
+from .test_federation import leader_of, tcp_peers
 
 S = requests.Session()
 ECHO_PORT, SIDECAR_PORT = 9090, 21000  # the sidecar gets the first port of Consul's range
@@ -199,6 +199,28 @@ def test_agent_services_show_sidecar_defaults_and_deregistration_takes_the_sidec
     assert (missing.status_code, missing.text) == (404, 'Unknown service ID "extra"')
     bad = http(dc1.servers[0], "PUT", "/v1/agent/service/register", {"Name": "p", "Kind": "connect-proxy", "Port": 1})
     assert (bad.status_code, bad.text) == (400, "Proxy.DestinationServiceName must be set")
+
+
+def test_a_follower_agent_reads_its_own_registrations_at_once(mesh: dict[str, Any]) -> None:
+    """Read-your-writes: a registration acknowledged by an agent that is a Raft follower is in that
+    agent's answers the moment the PUT returns (the follower may apply the entry after the leader
+    answered it; CI once read a 404 there). Each registration also allocates the next free sidecar
+    port from the agent's own view, so a stale view would hand out a port twice."""
+    dc1 = mesh["dc1"]
+    leader = wait_until(lambda: leader_of(dc1), 15, what="a dc1 leader")
+    follower = next(s for s in dc1.servers if s is not leader)
+    ids = [f"ryw{n}" for n in range(15)]
+    ports = []
+    for sid in ids:
+        body = {"Name": sid, "Port": 7100, "Address": mesh["app_host"], "Connect": {"SidecarService": {}}}
+        assert http(follower, "PUT", "/v1/agent/service/register", body).status_code == 200
+        read = http(follower, "GET", f"/v1/agent/service/{sid}-sidecar-proxy")
+        assert read.status_code == 200, read.text
+        ports.append(read.json()["Port"])
+    assert len(set(ports)) == len(ports)
+    for sid in ids:
+        assert http(follower, "PUT", f"/v1/agent/service/deregister/{sid}").status_code == 200
+        assert http(follower, "GET", f"/v1/agent/service/{sid}").status_code == 404
 
 
 def test_a_root_rotation_renews_both_leaves_without_dropping_an_open_connection(mesh: dict[str, Any]) -> None:
