@@ -220,17 +220,30 @@ class StateMachine:
 
     def snapshot_data(self) -> dict[str, Any]:
         """Everything needed to continue exactly from here, as plain msgpack-able data."""
+        return self.snapshot_capture()()
+
+    def snapshot_capture(self) -> Callable[[], dict[str, Any]]:
+        """`snapshot_data()` in two steps (see `StateStore.capture`): the state is fixed now, under
+        the apply lock, and converted by the returned function later, on any thread, while apply
+        goes on. The Raft adapter writes its snapshots this way, and so does a backup."""
         with self._apply_lock:
-            data = {
-                "last_index": self._last_index,
-                "index_offset": self._index_offset,
-                "tables": self.state.export(),
-                "dedupe": [[rid, result.to_wire()] for rid, result in self._dedupe.items()],
-            }
+            last_index, offset = self._last_index, self._index_offset
+            tables = self.state.capture()
+            dedupe = list(self._dedupe.items())  # Results are frozen
             staged = self._staging.export()
+
+        def render() -> dict[str, Any]:
+            data = {
+                "last_index": last_index,
+                "index_offset": offset,
+                "tables": tables(),
+                "dedupe": [[rid, result.to_wire()] for rid, result in dedupe],
+            }
             if staged is not None:
                 data[STAGING_KEY] = staged
             return data
+
+        return render
 
     def restore_data(self, data: dict[str, Any]) -> None:
         """Replace all state with `snapshot_data()` output. On malformed data raises SnapshotError

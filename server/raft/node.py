@@ -27,6 +27,7 @@ import asyncio
 import itertools
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -128,7 +129,7 @@ class RaftNode:
             dump_path = os.path.join(raft_dir, "snapshot")
         self._snapshots = raft_storage.SnapshotWriter(
             dump_path or "",
-            machine.snapshot_data,
+            machine.snapshot_capture,
             machine.restore_data,
             on_written=self._snapshot_written,
         )
@@ -151,7 +152,7 @@ class RaftNode:
             serializer=self._snapshots.serialize if dump_path else None,
             deserializer=self._snapshots.deserialize if dump_path else None,
             serializeChecker=self._snapshots.check if dump_path else None,
-            logCompactionMinEntries=snapshot_threshold,
+            logCompactionMinEntries=snapshot_threshold,  # jittered below
             logCompactionMinTime=snapshot_interval,
             dynamicMembershipChange=False,
             onStateChanged=self._state_changed,
@@ -163,6 +164,8 @@ class RaftNode:
             maxBindRetries=3,
             bindRetryTime=0.5,
         )
+        self._conf, self._snapshot_every, self._rng = conf, (snapshot_threshold, snapshot_interval), random.Random()
+        self._jitter_snapshots()
         self._sync = GuardedSyncObj(
             self_address, self.peers, conf, consumers=[self._consumer], journal_path=journal_path,
             sync_mode=sync_mode, transportClass=GuardedTransport,
@@ -418,7 +421,13 @@ class RaftNode:
         if was_leader != is_leader and self._on_leadership is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._on_leadership, is_leader)
 
+    def _jitter_snapshots(self) -> None:
+        """The library reads these on every tick, so a new draw applies to the next snapshot."""
+        entries, seconds = raft_storage.jittered_schedule(*self._snapshot_every, self._rng)
+        self._conf.logCompactionMinEntries, self._conf.logCompactionMinTime = entries, seconds
+
     def _snapshot_written(self, index: int, size: int) -> None:
+        self._jitter_snapshots()
         self.snapshot_index = index
         self.snapshot_bytes = size
         self._snapshot_time = time.monotonic()

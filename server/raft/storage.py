@@ -4,10 +4,10 @@ PySyncObj 0.3.17 as shipped loses acknowledged writes on a whole-cluster kill -9
 (reference/pysyncobj.md §2.4). Three windows cause it; this module closes each one:
 
 1. The forked dump writer outlives a killed parent and installs a dump newer than the journal.
-   -> We pass custom serializer hooks, which make the library write the snapshot synchronously on
-      its tick thread (no fork). `write_snapshot` fsyncs the file before the library renames it, and
-      `SnapshotWriter.check` fsyncs the directory before the library is told the snapshot is done
-      (only then does it truncate the journal).
+   -> We pass custom serializer hooks (no fork): `SnapshotWriter` writes the snapshot on a thread
+      of its own, fsyncs it, and installs it (rename, directory fsync) from `check`, on the tick
+      thread, before the library is told the snapshot is done (only then does it truncate the
+      journal).
 2. On start-up the library clears the *whole* journal when it does not begin exactly at the dump.
    -> `server/raft/node.py` replaces that step with `reconcile_journal`, which keeps every journal entry
       after the snapshot index.
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import threading
 import time
 import types
 from collections.abc import Callable, Sequence
@@ -44,6 +46,17 @@ SNAPSHOT_FORMAT = "meshfed-raft-snapshot"
 # After a failed snapshot (typically a full disk) the library retries on every tick, re-encoding the
 # whole state each time; wait this long instead, and log the failure once per streak.
 SNAPSHOT_RETRY_AFTER_FAILURE = 5.0
+# Each server stretches its snapshot threshold and interval by a random part of this fraction,
+# drawn again after every snapshot. Servers started together and applying the same log otherwise
+# all snapshot at the same entry, or the same second: six servers of two DCs were seen writing
+# within 0.4 s of each other, and a leader lost its leadership in that instant.
+SNAPSHOT_JITTER = 0.5
+
+
+def jittered_schedule(threshold: int, interval: float, rng: random.Random) -> tuple[int, float]:
+    """(entries, seconds) until this server's next snapshot: never sooner than configured."""
+    return (int(threshold * (1 + rng.random() * SNAPSHOT_JITTER)),
+            interval * (1 + rng.random() * SNAPSHOT_JITTER))
 
 
 def fsync_directory(path: str) -> None:
@@ -91,75 +104,129 @@ class SnapshotWriter:
     """PySyncObj serializer hooks (`serializer`, `deserializer`, `serializeChecker`).
 
     The library calls `serialize(tmp_path, (last, prev, cluster))` on its tick thread right after
-    applying `last`, so the state machine is exactly at that entry. It then renames tmp -> dump
-    itself. `check` is polled on the next ticks: it reports SUCCESS only once the rename is done
-    and the directory fsynced, because SUCCESS is what makes the library truncate the journal.
+    applying `last`, so the state machine is exactly at that entry. `serialize` only fixes that
+    state (`capture_fsm`: references to immutable records, milliseconds) and hands the costly part
+    (conversion, encoding, write, fsync: seconds for a large state) to a thread of its own, so the
+    tick thread goes on sending heartbeats; a snapshot written on it cost the leader its
+    leadership. `check` is polled on the next ticks: SERIALIZING while the thread works, then it
+    installs the file (rename, directory fsync) and reports SUCCESS, which is what makes the
+    library truncate the journal, so the journal is never shorter than the installed snapshot.
+
+    The library renames `tmp_path` over the dump itself right after `serialize` returns; we never
+    create `tmp_path` (that rename then fails, which the library ignores when a checker is set),
+    and write to `<dump>.writing` instead, installed only by `check`.
+
+    Invariant kept by `generation`: a snapshot installed from the leader, or loaded at start,
+    while our thread was writing makes that write stale (it is older than the state now on disk);
+    `check` throws it away instead of installing it over the newer dump.
     """
 
     def __init__(
         self,
         dump_path: str,
-        snapshot_fsm: Callable[[], dict[str, Any]],
+        capture_fsm: Callable[[], Callable[[], dict[str, Any]]],
         restore_fsm: Callable[[dict[str, Any]], None],
         on_written: Callable[[int, int], None] | None = None,
     ) -> None:
         self._dump_path = dump_path
-        self._snapshot_fsm = snapshot_fsm
+        self._writing_path = dump_path + ".writing"
+        self._capture_fsm = capture_fsm
         self._restore_fsm = restore_fsm
         self._on_written = on_written
-        self._pending_tmp: str | None = None
-        self._pending_index = 0
-        self._pending_size = 0
+        self._job: _SnapshotJob | None = None
+        self._generation = 0  # bumped by every load of a dump (see the class docstring)
         self._failed = False
         self._failures_in_a_row = 0
         self._last_failure = 0.0
+        if dump_path and os.path.exists(self._writing_path):
+            os.remove(self._writing_path)  # a write cut short by a crash: never installed
+
+    @property
+    def writing(self) -> bool:
+        return self._job is not None
 
     def serialize(self, tmp_path: str, raft_data: Sequence[Any]) -> None:
         last, prev, cluster = raft_data
         cluster_ids = [getattr(node, "id", str(node)) for node in cluster]
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)  # the library would install whatever it finds there
         if self._failures_in_a_row and time.monotonic() - self._last_failure < SNAPSHOT_RETRY_AFTER_FAILURE:
             self._failed = True
             raise OSError("raft snapshot: waiting after the last failure before retrying")
-        try:
-            size = write_snapshot(tmp_path, self._snapshot_fsm(), as_entry(last), as_entry(prev), cluster_ids)
-        except Exception:
-            self._failures_in_a_row += 1
-            self._last_failure = time.monotonic()
-            if self._failures_in_a_row == 1:
-                log.exception("writing raft snapshot %s failed; retrying every %.0fs", tmp_path,
-                              SNAPSHOT_RETRY_AFTER_FAILURE)
-            self._failed = True
-            # A half-written temporary file would only keep a full disk full.
-            if os.path.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
-        if self._failures_in_a_row:
-            log.warning("raft snapshot written again after %d failed attempts", self._failures_in_a_row)
-            self._failures_in_a_row = 0
-        self._pending_tmp = tmp_path
-        self._pending_index = int(last[1])
-        self._pending_size = size
+        render = self._capture_fsm()
+        job = _SnapshotJob(self._writing_path, render, as_entry(last), as_entry(prev), cluster_ids, self._generation)
+        self._job = job
+        job.thread.start()
 
     def check(self) -> int:
         if self._failed:
             self._failed = False
             return SERIALIZER_STATE.FAILED
-        if self._pending_tmp is None:
+        job = self._job
+        if job is None:
             return SERIALIZER_STATE.NOT_SERIALIZING
-        tmp, self._pending_tmp = self._pending_tmp, None
-        if os.path.exists(tmp):
-            # The library's rename did not happen: the old dump is still the valid one.
-            log.warning("raft snapshot %s was not installed", tmp)
+        if job.thread.is_alive():
+            return SERIALIZER_STATE.SERIALIZING
+        self._job = None
+        if job.error is not None:
+            return self._write_failed(job.error)
+        if job.generation != self._generation:
+            log.info("raft snapshot at index %d dropped: a newer snapshot was installed meanwhile", job.last[1])
+            os.remove(self._writing_path)
             return SERIALIZER_STATE.FAILED
-        fsync_directory(os.path.dirname(self._dump_path))
+        try:
+            os.replace(self._writing_path, self._dump_path)
+            fsync_directory(os.path.dirname(self._dump_path))
+        except OSError as exc:
+            return self._write_failed(exc)
+        if self._failures_in_a_row:
+            log.warning("raft snapshot written again after %d failed attempts", self._failures_in_a_row)
+            self._failures_in_a_row = 0
         if self._on_written is not None:
-            self._on_written(self._pending_index, self._pending_size)
+            self._on_written(job.last[1], job.size)
         return SERIALIZER_STATE.SUCCESS
+
+    def _write_failed(self, error: BaseException) -> int:
+        self._failures_in_a_row += 1
+        self._last_failure = time.monotonic()
+        if self._failures_in_a_row == 1:
+            log.error("writing raft snapshot %s failed (%s); retrying every %.0fs", self._writing_path, error,
+                      SNAPSHOT_RETRY_AFTER_FAILURE)
+        # A half-written file would only keep a full disk full.
+        if os.path.exists(self._writing_path):
+            os.remove(self._writing_path)
+        return SERIALIZER_STATE.FAILED
 
     def deserialize(self, path: str) -> tuple[Entry, Entry, list[str]]:
         fsm_data, last, prev, cluster = read_snapshot(path)
         self._restore_fsm(fsm_data)
+        self._generation += 1
         return last, prev, cluster
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Let a running write finish (tests, and a clean shutdown)."""
+        job = self._job
+        if job is not None:
+            job.thread.join(timeout)
+
+
+class _SnapshotJob:
+    """One snapshot being converted and written off the tick thread."""
+
+    def __init__(self, path: str, render: Callable[[], dict[str, Any]], last: Entry, prev: Entry,
+                 cluster: list[str], generation: int) -> None:
+        self.last = last
+        self.size = 0
+        self.error: BaseException | None = None
+        self.generation = generation
+        self.thread = threading.Thread(target=self._run, args=(path, render, prev, cluster),
+                                       name=f"raft-snapshot-{last[1]}", daemon=True)
+
+    def _run(self, path: str, render: Callable[[], dict[str, Any]], prev: Entry, cluster: list[str]) -> None:
+        try:
+            self.size = write_snapshot(path, render(), self.last, prev, cluster)
+        except BaseException as exc:  # noqa: BLE001 (reported by check() on the tick thread)
+            self.error = exc
 
 
 def rewrite_journal(journal: FileJournal, path: str, entries: Sequence[Entry]) -> None:

@@ -69,15 +69,20 @@ def test_an_unknown_sync_mode_names_the_accepted_ones() -> None:
 
 
 def test_a_failed_snapshot_leaves_no_temporary_file(tmp_path: Any) -> None:
-    """A half-written snapshot.tmp would keep a full disk full."""
+    """A half-written snapshot file would keep a full disk full."""
     tmp = tmp_path / "snapshot.tmp"
     tmp.write_bytes(b"partial")
 
     def failing_snapshot() -> dict[str, Any]:
+        (tmp_path / "snapshot.writing").write_bytes(b"half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    writer = SnapshotWriter(str(tmp_path / "snapshot"), failing_snapshot, lambda data: None)
+    writer = SnapshotWriter(str(tmp_path / "snapshot"), lambda: failing_snapshot, lambda data: None)
+    writer.serialize(str(tmp), ((b"", 2, 1), (b"", 1, 1), []))
+    writer.wait(5)
+    assert writer.check() == SERIALIZER_STATE.FAILED
+    assert sorted(os.listdir(tmp_path)) == []
+    # The retry waits: a second attempt right away is refused without re-encoding the state.
     with pytest.raises(OSError):
         writer.serialize(str(tmp), ((b"", 2, 1), (b"", 1, 1), []))
-    assert not os.path.exists(tmp)
     assert writer.check() == SERIALIZER_STATE.FAILED
