@@ -378,6 +378,7 @@ class Agent:
         yield gauge("meshfed_raft_known_leader", "1 if a leader is known", 1.0 if status.leader else 0.0)
         yield gauge("meshfed_raft_snapshot_age_seconds", "Seconds since the last snapshot", status.snapshot_age)
         yield gauge("meshfed_raft_snapshot_bytes", "Size of the last snapshot", status.snapshot_bytes)
+        yield gauge("meshfed_raft_snapshots_written", "Snapshots this server wrote since it started", self.raft.snapshots_written)
         yield gauge("meshfed_raft_tick_errors", "Raft tick failures (a wedged state machine shows here)", self.raft.tick_errors)
         yield gauge("meshfed_raft_resends_kept", "Re-sent AppendEntries whose held entries were kept, not truncated",
                     self.raft.resends_kept)

@@ -119,6 +119,7 @@ class RaftNode:
         self._flush_scheduled = False
         self.snapshot_index = 0
         self.snapshot_bytes = 0
+        self.snapshots_written = 0
         self._snapshot_time = time.monotonic()
 
         journal_path = dump_path = None
@@ -428,6 +429,7 @@ class RaftNode:
 
     def _snapshot_written(self, index: int, size: int) -> None:
         self._jitter_snapshots()
+        self.snapshots_written += 1
         self.snapshot_index = index
         self.snapshot_bytes = size
         self._snapshot_time = time.monotonic()
