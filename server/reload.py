@@ -63,9 +63,11 @@ def plan(old: Config, new: Config) -> ReloadOutcome:
 class Reloader:
     """Holds the sources the agent was started from, and the configuration running now."""
 
-    def __init__(self, files: Sequence[str], overrides: Mapping[str, Any], dev: bool, running: Config,
-                 set_log_level: Callable[[str], None]) -> None:
-        self.files = list(files)
+    def __init__(self, files: Sequence[str] | Callable[[], Sequence[str]], overrides: Mapping[str, Any], dev: bool,
+                 running: Config, set_log_level: Callable[[str], None]) -> None:
+        # A callable lists the files afresh at every reload, so a file added to (or removed from) a
+        # -config-dir since the start is read (or forgotten), as Consul's agent does.
+        self.files = files
         self.overrides = dict(overrides)
         self.dev = dev
         self.running = running
@@ -78,7 +80,8 @@ class Reloader:
         """Raises ConfigError (nothing applied) when the files on disk do not load."""
         with self._lock:
             try:
-                new = load(self.files, self.overrides, dev=self.dev)
+                files = self.files() if callable(self.files) else self.files
+                new = load(list(files), self.overrides, dev=self.dev)
             except ConfigError as exc:
                 log.error("reload refused, the running configuration stays: %s", exc)
                 raise
