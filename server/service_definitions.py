@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,12 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grp
 class ServiceDefinitions:
     """The file-defined services of this server, and the registrations last applied for them."""
 
-    def __init__(self, agent: AgentServices, *, token: str, data_dir: str | None) -> None:
+    def __init__(self, agent: AgentServices, *, token: str, data_dir: str | None,
+                 ready: Callable[[], Awaitable[None]] | None = None) -> None:
         self._agent = agent
+        # Awaited before the first apply: until this replica has applied what the leader committed,
+        # it does not know the sidecar ports already given out or which services exist.
+        self._ready = ready
         self._token = token  # acl.tokens.default, for definitions without a `token` of their own
         self._path = Path(data_dir) / STATE_FILE if data_dir else None
         self._applied: dict[str, dict[str, Any]] = {}  # ID -> registration, as registered by this process
@@ -94,6 +99,9 @@ class ServiceDefinitions:
     async def apply(self, definitions: tuple[ServiceDefinition, ...]) -> None:
         """Make the node's file-defined services match `definitions`."""
         async with self._lock:
+            if self._ready is not None:
+                await self._ready()
+                self._ready = None
             wanted = {d.service_id: d for d in definitions}
             registered, removed, kept = [], [], set()
             for service_id, definition in wanted.items():
