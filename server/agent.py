@@ -62,7 +62,7 @@ from meshfed.server.reload import Reloader
 from meshfed.server.requests.blocking import QueryRunner
 from meshfed.server.requests.router import Router
 from meshfed.server.requests.watch import WatchHub
-from meshfed.server.service_definitions import ServiceDefinitions
+from meshfed.server.service_definitions import ServiceDefinitions, caught_up
 from meshfed.server.wan.federation import Federation
 
 log = logging.getLogger("meshfed.agent")
@@ -305,19 +305,11 @@ class Agent:
         """Register the config files' services once there is a leader, and let reload re-apply them."""
         cfg = self.config
         self.service_definitions = definitions = ServiceDefinitions(
-            agent_services, token=cfg.acl.tokens.default, data_dir=cfg.data_dir or None, ready=self._caught_up)
+            agent_services, token=cfg.acl.tokens.default, data_dir=cfg.data_dir or None, ready=lambda: caught_up(self.raft.status))
         self._tasks.append(asyncio.create_task(definitions.apply(cfg.services), name="service-definitions"))
         if self.reloader is not None:
             self.reloader.apply_services = lambda wanted: asyncio.run_coroutine_threadsafe(
                 definitions.apply(wanted), loop)
-
-    async def _caught_up(self) -> None:
-        """Until there is a leader and this replica has applied every entry it knows committed."""
-        while True:
-            status = self.raft.status()
-            if status.leader and status.last_applied >= status.commit_index:
-                return
-            await asyncio.sleep(0.2)
 
     def _reload_on_signal(self) -> None:
         """SIGHUP, as Consul's agent: the same reload as `PUT /v1/agent/reload`. Runs in a worker

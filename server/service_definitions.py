@@ -126,3 +126,13 @@ class ServiceDefinitions:
         if registered or removed:
             log.info("service definitions: registered %s; deregistered %s",
                      ", ".join(registered) or "none", ", ".join(removed) or "none")
+
+
+async def caught_up(status: Callable[[], Any]) -> None:
+    """Until there is a leader and this replica has applied every entry it knows committed
+    (`status` is the Raft node's: `leader`, `commit_index`, `last_applied`)."""
+    while True:
+        now = status()
+        if now.leader and now.last_applied >= now.commit_index:
+            return
+        await asyncio.sleep(0.2)

@@ -16,7 +16,7 @@ exactly as written: `config { protocol = "http" }` stays `{"protocol": "http"}`,
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from meshfed.server.config.errors import ConfigError
@@ -104,7 +104,7 @@ class ServiceDefinition:
 
     source: str
     key: str
-    registration: dict[str, Any]
+    registration: dict[str, Any] = field(repr=False)  # may hold a `Token`: never in a log line
 
     @property
     def service_id(self) -> str:
