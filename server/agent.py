@@ -2,7 +2,8 @@
 
 startup: state machine -> Raft (binds the Raft port, loads snapshot + journal) -> gRPC server ->
 HTTP API -> Raft tick thread -> self-publication and leader routines.
-serve: until SIGTERM/SIGINT.
+serve: until SIGTERM/SIGINT; SIGHUP reloads the config files (server/reload.py), among them the
+service definitions, which are registered once there is a leader (server/service_definitions.py).
 shutdown: stop accepting HTTP and RPC, cancel leader routines, stop Raft (journal flushed). A
 second signal exits at once.
 
@@ -35,7 +36,7 @@ from meshfed.server.acl.rpc_permissions import rpc_authorizer
 from meshfed.server.ca.leaf_cache import LeafCache
 from meshfed.server.ca.primary import bootstrap_primary_ca
 from meshfed.server.ca.secondary import SecondaryCA
-from meshfed.server.config import Config, config_warnings
+from meshfed.server.config import Config, ConfigError, config_warnings
 from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.agent_services import AgentServices
 from meshfed.server.endpoints.catalog import CatalogEndpoint
@@ -61,6 +62,7 @@ from meshfed.server.reload import Reloader
 from meshfed.server.requests.blocking import QueryRunner
 from meshfed.server.requests.router import Router
 from meshfed.server.requests.watch import WatchHub
+from meshfed.server.service_definitions import ServiceDefinitions, caught_up
 from meshfed.server.wan.federation import Federation
 
 log = logging.getLogger("meshfed.agent")
@@ -292,11 +294,31 @@ class Agent:
             http_address=cfg.http_address,
         )
         self._tasks.append(asyncio.create_task(publish_self(state, raft, self.watches, me), name="publish-self"))
+        self._start_service_definitions(agent_services, loop)
         log.info(
             "meshfed server %s started: datacenter=%s primary=%s raft=%s rpc=%s http=%s peers=%s",
             cfg.node_name, cfg.datacenter, cfg.primary, cfg.raft_address, rpc_bind,
             f"{http_host}:{cfg.ports.http}", ",".join(cfg.retry_join) or "-",
         )
+
+    def _start_service_definitions(self, agent_services: AgentServices, loop: asyncio.AbstractEventLoop) -> None:
+        """Register the config files' services once there is a leader, and let reload re-apply them."""
+        cfg = self.config
+        self.service_definitions = definitions = ServiceDefinitions(
+            agent_services, token=cfg.acl.tokens.default, data_dir=cfg.data_dir or None, ready=lambda: caught_up(self.raft.status))
+        self._tasks.append(asyncio.create_task(definitions.apply(cfg.services), name="service-definitions"))
+        if self.reloader is not None:
+            self.reloader.apply_services = lambda wanted: asyncio.run_coroutine_threadsafe(
+                definitions.apply(wanted), loop)
+
+    def _reload_on_signal(self) -> None:
+        """SIGHUP, as Consul's agent: the same reload as `PUT /v1/agent/reload`. Runs in a worker
+        thread; a refusal is logged by the reloader and the running configuration stays."""
+        assert self.reloader is not None
+        try:
+            self.reloader.reload()
+        except ConfigError:
+            pass
 
     def _wire_acl(self, acl: ACLEndpoint, resolver: ACLResolver) -> None:
         """ACL replication's two ends on this server: what the primary reveals to a replication
@@ -417,6 +439,8 @@ class Agent:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
+        if self.reloader is not None:
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, self._reload_on_signal))
         await self._stop.wait()
         await self.shutdown()
         return self.exit_code

@@ -136,6 +136,12 @@ def _config_files(sources: Sequence[tuple[str, str]]) -> list[str]:
     return files
 
 
+def config_files(ns: argparse.Namespace) -> list[str]:
+    """The files of ``-config-file`` and ``-config-dir``, listed now: reload calls it again, so that
+    a file added to a directory since the start is read."""
+    return _config_files(getattr(ns, "config_sources", None) or [])
+
+
 def agent_overrides(ns: argparse.Namespace) -> tuple[list[str], dict[str, Any], bool]:
     """Turn parsed flags into ``(config files, overrides in config-key form, dev)`` for ``config.load``.
 
@@ -159,5 +165,4 @@ def agent_overrides(ns: argparse.Namespace) -> tuple[list[str], dict[str, Any], 
         if "encrypt" in overrides:
             raise ConfigError(COMMAND_LINE, "encrypt", "-encrypt and -encrypt-file both given; accepted: one of them")
         overrides["encrypt"] = read_key_file(key_file)
-    files = _config_files(getattr(ns, "config_sources", None) or [])
-    return files, overrides, bool(getattr(ns, "dev", False))
+    return config_files(ns), overrides, bool(getattr(ns, "dev", False))

@@ -22,7 +22,7 @@ from meshfed.server.cli.connect import ProxyCommandError
 from meshfed.server.cli.connect import add_commands as add_connect_commands
 from meshfed.server.cli.entries import add_commands as add_entry_commands
 from meshfed.server.cli.federation import add_commands as add_federation_commands
-from meshfed.server.cli.flags import add_agent_arguments, agent_overrides
+from meshfed.server.cli.flags import add_agent_arguments, agent_overrides, config_files
 from meshfed.server.cli.http import DEFAULT_HTTP_ADDR, CLIError, http_addr, http_request, table
 from meshfed.server.cli.http import add_http_flags as _add_http_flags
 from meshfed.server.cli.operate import add_commands as add_operate_commands
@@ -53,7 +53,7 @@ def cmd_agent(ns: argparse.Namespace) -> int:
     secrets = (config.encrypt, tokens.initial_management, tokens.replication, tokens.agent, tokens.default)
     logs = log_stream.install(config.log_level, lambda: secrets)
     logging.getLogger("pysyncobj").setLevel(logging.WARNING)
-    reloader = Reloader(files, overrides, dev, config,
+    reloader = Reloader(lambda: config_files(ns), overrides, dev, config,
                         set_log_level=lambda name: logs.set_console_level(log_stream.level_number(name)))
     try:
         return asyncio.run(Agent(config, reloader=reloader, logs=logs).run())

@@ -6,8 +6,9 @@ the file (or "command line"), the dotted key and what would have been accepted:
 1. read: each file is parsed as HCL or JSON, chosen by its extension;
 2. flatten: nested blocks become dotted keys (``ports.http``); unknown keys are refused here, while
    we still know which file they came from, and each value is converted to its type (``schema.py``);
-3. merge: files in order, then command-line overrides; later sources win, except ``retry_join`` and
-   ``primary_gateways``, which are concatenated (as Consul does for list-valued keys);
+3. merge: files in order, then command-line overrides; later sources win, except ``retry_join``,
+   ``primary_gateways`` and the service definitions (``service``/``services``, ``services.py``),
+   which are concatenated (as Consul does for list-valued keys);
 4. check: rules that involve several keys (cluster key, peer count, TLS, WAN federation) run on the
    merged result, and the peers are normalised to ``host:port`` (``checks.py``).
 
@@ -40,6 +41,7 @@ from meshfed.server.config.schema import (
     show_value,
     target,
 )
+from meshfed.server.config.services import SERVICE_KEYS, check_definitions, convert_definitions
 from meshfed.server.config.settings import (
     ACLConfig,
     ACLTokens,
@@ -79,7 +81,9 @@ def _flatten(raw: Mapping[str, Any], source: str, unused: set[str], prefix: str 
     Consul keys meshfed does not use are added to ``unused`` instead (one warning names them all)."""
     for name, value in raw.items():
         key = f"{prefix}{name}"
-        if "." not in str(name) and (key in UNUSED_KEYS or key in UNUSED_BLOCKS):
+        if not prefix and name in SERVICE_KEYS:
+            yield "services", convert_definitions(value, source, name)
+        elif "." not in str(name) and (key in UNUSED_KEYS or key in UNUSED_BLOCKS):
             unused.add(key)
         elif key in BLOCKS and "." not in str(name):
             # pyhcl returns a repeated block (`connect {}` twice) as a list of dicts; later ones win.
@@ -94,7 +98,7 @@ def _flatten(raw: Mapping[str, Any], source: str, unused: set[str], prefix: str 
             except ValueError as error:
                 raise ConfigError(source, key, str(error)) from None
         else:
-            known_keys = (*SCHEMA, *BLOCKS, *UNUSED_KEYS, *UNUSED_BLOCKS)
+            known_keys = (*SCHEMA, *BLOCKS, *UNUSED_KEYS, *UNUSED_BLOCKS, *SERVICE_KEYS)
             siblings = [known for known in known_keys if known.startswith(prefix)]
             close = difflib.get_close_matches(key, siblings, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
@@ -156,4 +160,6 @@ def load(files: Sequence[str], overrides: Mapping[str, Any] | None = None, *, de
         """Where the first of ``keys`` that was set came from; a missing value blames every file."""
         return next((merged[key][1] for key in keys if key in merged), fallback)
 
-    return check(config, source_of)
+    config = check(config, source_of)
+    check_definitions(config.services, config.node_name, config.datacenter)
+    return config

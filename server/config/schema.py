@@ -218,7 +218,7 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
 }
 # Keys whose values add up across sources (as Consul does for list-valued keys) instead of the
 # later source winning.
-CONCATENATED = frozenset({"retry_join", "primary_gateways"})
+CONCATENATED = frozenset({"retry_join", "primary_gateways", "services"})
 
 # Consul agent keys that meshfed accepts and does not use, so that a typical Consul server config
 # file loads (issue #12): the loader collects them and the agent logs ONE warning listing them all.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from meshfed.server.config.addresses import join_host_port
+from meshfed.server.config.services import ServiceDefinition
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,9 @@ class Config:
     # "always": an ack means synced to disk on a majority; "interval": in their page cache, synced
     # every second (faster; a power loss of a majority can lose that second). server/raft/durability.py
     raft_journal_sync: str = "always"
+    # `service`/`services` of every file, in file order, as registrations (config/services.py);
+    # registered at start and re-read by reload (server/service_definitions.py).
+    services: tuple[ServiceDefinition, ...] = ()
 
     @property
     def primary(self) -> str:
