@@ -89,6 +89,7 @@ class ConnectProxy:
         self._resolved: dict[Upstream, tuple[float, tuple[str, list[tuple[str, int]]]]] = {}
         self.servers: list[asyncio.AbstractServer] = []
         self.ready = asyncio.Event()
+        self._listener = self._listener_context()
 
     # ---- certificates --------------------------------------------------------------------------
 
@@ -156,6 +157,19 @@ class ConnectProxy:
         context.verify_mode = ssl.CERT_REQUIRED
         context.sni_callback = self._server_context
         return context
+
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The public listener takes plain TCP and runs the server handshake here, not inside
+        asyncio's listener: there a failed handshake (plain TCP, an unknown CA, no client
+        certificate) vanished without a trace; here it is counted as `tls_failed`."""
+        try:
+            await writer.start_tls(self._listener, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
+            self.metrics.connections.labels("inbound", self.cfg.service, "tls_failed").inc()
+            log.debug("inbound TLS handshake failed: %s", exc)
+            writer.transport.abort()
+            return
+        await self._inbound(reader, writer)
 
     async def _inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Called once the TLS handshake (with a verified client certificate) has completed."""
@@ -325,9 +339,7 @@ class ConnectProxy:
     async def start(self) -> None:
         cfg = self.cfg
         if cfg.public_port:
-            self.servers.append(await asyncio.start_server(
-                self._inbound, cfg.public_address, cfg.public_port, ssl=self._listener_context(),
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT))
+            self.servers.append(await asyncio.start_server(self._handshake, cfg.public_address, cfg.public_port))
             log.info("public listener %s:%d for %s -> %s:%d", cfg.public_address, cfg.public_port, cfg.service,
                      cfg.local_service_address, cfg.local_service_port)
         for upstream in cfg.upstreams:

@@ -164,6 +164,23 @@ def test_a_deny_intention_closes_new_connections_and_is_counted(mesh: dict[str, 
     wait_until(lambda: echoes(UPSTREAM_PORT), 10, interval=0.3, what="allowed again")
 
 
+def test_a_client_without_mesh_tls_is_refused_at_the_sidecar_and_counted(mesh: dict[str, Any]) -> None:
+    """Plain TCP or a failed handshake on the public port never reaches the application, and an
+    operator sees it in the proxy's outcome counter (mesh-dataplane issue: `TLS failed`)."""
+    admin = f"{mesh['app_host']}:19100"
+    sample = 'meshfed_proxy_connections_total{direction="inbound",outcome="tls_failed",upstream="socat"}'
+    before = metric(admin, sample)
+    with socket.create_connection((mesh["app_host"], SIDECAR_PORT), timeout=5) as plain:
+        plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        plain.settimeout(5)
+        try:
+            reply = plain.recv(100)
+        except ConnectionResetError:
+            reply = b""
+    assert b"HTTP" not in reply  # nothing of the echo service came back
+    wait_until(lambda: metric(admin, sample) > before, 10, what="the failed handshake is counted")
+
+
 def test_losing_the_only_sidecar_fails_fast_and_a_new_one_is_used_without_restarts(mesh: dict[str, Any]) -> None:
     sidecar = mesh["socat-proxy"]
     sidecar.kill()
