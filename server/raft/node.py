@@ -120,6 +120,9 @@ class RaftNode:
         self.snapshot_index = 0
         self.snapshot_bytes = 0
         self.snapshots_written = 0
+        self.tick_stalls = 0
+        self.longest_tick = 0.0
+        self._stall_after = timings.election_min / 2
         self._snapshot_time = time.monotonic()
 
         journal_path = dump_path = None
@@ -187,6 +190,7 @@ class RaftNode:
     def _run(self) -> None:
         next_sync = time.monotonic() + JOURNAL_SYNC_INTERVAL
         while not self._stopping.is_set():
+            started = time.monotonic()
             try:
                 self._sync.doTick(TICK_PERIOD)
             except Exception:
@@ -200,12 +204,20 @@ class RaftNode:
                     log.exception("raft tick failed (%d times so far)", self._tick_errors)
                 time.sleep(TICK_PERIOD)
             now = time.monotonic()
+            self._tick_took(now - started)
             if now >= next_sync and self._guard.mode == SYNC_INTERVAL:
                 next_sync = now + JOURNAL_SYNC_INTERVAL
                 self._sync_journal()
         self._sync_journal()
         self._sync.destroy()
         self._guard.close()
+
+    def _tick_took(self, seconds: float) -> None:
+        """A tick longer than half the election timeout means heartbeats went out late (the GIL
+        held elsewhere, a slow disk): the cause of an election nobody asked for shows here first."""
+        if seconds > self._stall_after:
+            self.tick_stalls += 1
+            self.longest_tick = max(self.longest_tick, seconds)
 
     def _sync_journal(self) -> None:
         try:

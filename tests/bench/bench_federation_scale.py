@@ -112,6 +112,17 @@ async def poll_once(session: aiohttp.ClientSession, http: str, index: int) -> tu
         return int(response.headers["X-Consul-Index"]), time.perf_counter()
 
 
+async def tick_stalls(session: aiohttp.ClientSession, datacenter: Datacenter) -> dict[str, float]:
+    """Raft ticks that ran late (meshfed_raft_tick_stalls), summed over the servers, and the longest."""
+    count, longest = 0.0, 0.0
+    for server in datacenter.servers:
+        async with session.get(server.http + "/metrics") as response:
+            metrics = parse_prometheus(await response.text())
+        count += metrics.get("meshfed_raft_tick_stalls", 0.0)
+        longest = max(longest, metrics.get("meshfed_raft_longest_tick_seconds", 0.0))
+    return {"count": int(count), "longest_seconds": round(longest, 3)}
+
+
 async def leadership_changes(session: aiohttp.ClientSession, datacenter: Datacenter) -> int:
     total = 0.0
     for server in datacenter.servers:
@@ -169,6 +180,7 @@ async def measure(datacenter: Datacenter, pool: ConnectionPool, leader_rpc: str,
             "rss_kib": {n: m.get("rss_kib") for n, m in datacenter.memory().items()},
         }
         result["leadership_changes"] = await leadership_changes(session, datacenter) - changes
+        result["raft_tick_stalls_since_start"] = await tick_stalls(session, datacenter)
         return result
 
 

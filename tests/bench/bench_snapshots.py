@@ -29,7 +29,7 @@ import aiohttp
 
 from meshfed.rpc.client import ConnectionPool
 
-from .bench_federation_scale import FAILED_APPLIES, leadership_changes, load
+from .bench_federation_scale import FAILED_APPLIES, leadership_changes, load, tick_stalls
 from .common import (
     Datacenter,
     emit,
@@ -120,6 +120,7 @@ async def scenario(datacenter: Datacenter, dcs: int, writers: int, *, cycles: in
             **writes,
             "snapshots_written": {n: written_after[n] - written_before[n] for n in written_after},
             "leadership_changes": await leadership_changes(session, datacenter) - changes_before,
+            "raft_tick_stalls_since_start": await tick_stalls(session, datacenter),
         }
 
 

@@ -170,6 +170,8 @@ class _IdleRaft:
     tick_errors = 0
     resends_kept = 0
     snapshots_written = 0
+    tick_stalls = 0
+    longest_tick = 0.0
     disk_full = False
     disk_full_refusals = 0
     journal_syncs = 0
