@@ -30,6 +30,7 @@ from meshfed.replication.anti_entropy import FederationStateAntiEntropy
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.errors import RPCError
 from meshfed.rpc.service import RPCService
+from meshfed.server import gc_tuning
 from meshfed.server.acl.peers import ServerPeerCheck
 from meshfed.server.acl.resolver import ACLResolver, state_reader
 from meshfed.server.acl.rpc_permissions import rpc_authorizer
@@ -423,8 +424,16 @@ class Agent:
     # ---- serve and shutdown --------------------------------------------------------------------
 
     async def run(self) -> int:
+        """The server process's life (the CLI's `agent`). Process-wide settings live here, not in
+        `start`, which tests also call inside their own process."""
         loop = asyncio.get_running_loop()
+        # Benchmarks switch the tuning off to measure it (tests/bench/bench_federation_scale.py).
+        tuned = os.environ.get("MESHFED_GC_TUNING", "1") != "0"
+        if tuned:
+            gc_tuning.tune(self.metrics.registry)
         await self.start()
+        if tuned:
+            self._tasks.append(asyncio.create_task(gc_tuning.freeze_periodically(), name="gc-freeze"))
         signals = 0
 
         def on_signal() -> None:

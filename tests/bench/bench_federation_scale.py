@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 import uuid
 from typing import Any
@@ -215,17 +216,33 @@ def ratios(result: dict[str, Any], dcs: int) -> dict[str, Any]:
     }
 
 
+GC_TUNING_ENV = "MESHFED_GC_TUNING"
+
+
+def run(args: argparse.Namespace, gc_tuning: bool) -> dict[str, Any]:
+    os.environ[GC_TUNING_ENV] = "1" if gc_tuning else "0"  # inherited by the servers started next
+    try:
+        with meshfed_datacenter(SCALE_MESHFED_BASE, keep_data=args.keep_data) as datacenter:
+            return asyncio.run(scenario(datacenter, args.dcs, args.writes))
+    finally:
+        os.environ.pop(GC_TUNING_ENV, None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="meshfed large-federation benchmark (prints one JSON document)")
     parser.add_argument("--dcs", type=int, default=1000)
     parser.add_argument("--writes", type=int, default=20)
     parser.add_argument("--keep-data", action="store_true")
+    parser.add_argument("--compare-gc", action="store_true",
+                        help="also run the whole scenario first with the servers' collector tuning off (server/gc_tuning.py)")
     args = parser.parse_args()
     stop_cleanly_on_sigterm()
     started = time.monotonic()
     document: dict[str, Any] = {"benchmark": "federation_scale", "machine": machine()}
-    with meshfed_datacenter(SCALE_MESHFED_BASE, keep_data=args.keep_data) as datacenter:
-        result = asyncio.run(scenario(datacenter, args.dcs, args.writes))
+    if args.compare_gc:
+        untuned = run(args, gc_tuning=False)
+        document["gc_tuning_off"] = {"verdicts": ratios(untuned, args.dcs), "meshfed": untuned}
+    result = run(args, gc_tuning=True)
     document["verdicts"] = ratios(result, args.dcs)
     document["meshfed"] = result
     document["wall_seconds"] = round(time.monotonic() - started, 1)
