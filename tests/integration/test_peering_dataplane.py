@@ -115,7 +115,7 @@ def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_
         assert 'route="peer-remote:cluster-02"' in requests.get(gw2.admin + "/metrics", timeout=5).text
         assert 'route="service:socat"' in requests.get(gw1.admin + "/metrics", timeout=5).text
     finally:
-        for process in processes:
+        for process in reversed(processes):  # proxies first: a gateway then has no connection to drain
             if os.environ.get("MESHFED_KEEP_LOGS") or not process.alive():
                 print(f"--- {getattr(process, 'name', '') or getattr(process, 'node', '')} ---\n{process.log_tail(40)}")
             process.stop()
