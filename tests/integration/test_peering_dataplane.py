@@ -30,7 +30,7 @@ UPSTREAM_PORT = 30000 + (os.getpid() + 7) % 20000
 def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_path: Any) -> None:
     root = str(tmp_path)
     c1 = make_dc("dc1", count=1, config=_tls_config(root, "dc1"))
-    c2 = make_dc("dc2", count=1, config=_tls_config(root, "dc2"))
+    c2 = make_dc("dc2", count=1, config={**_tls_config(root, "dc2"), "peering_stream_timeout": "3s"})
     started = time.monotonic()
     for server in (*c1.servers, *c2.servers):  # both clusters boot at once
         server.start()
@@ -114,6 +114,21 @@ def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_
             assert not any(host.startswith(base1 + ".") for host, _ in peers)
         assert 'route="peer-remote:cluster-02"' in requests.get(gw2.admin + "/metrics", timeout=5).text
         assert 'route="service:socat"' in requests.get(gw1.admin + "/metrics", timeout=5).text
+
+        # Stream status: cluster-01 goes silent -> cluster-02 reads FAILING past its (3 s) timeout,
+        # ACTIVE again once cluster-01 answers; the heartbeat age is a metric per peering.
+        status = get(s2, "/v1/peering/cluster-01").json()
+        assert status["State"] == "ACTIVE" and status["StreamStatus"]["LastHeartbeat"], status
+        s1.stop()
+        wait_until(lambda: get(s2, "/v1/peering/cluster-01").json()["State"] == "FAILING", 15,
+                   what="cluster-02's peering FAILING while cluster-01 is down")
+        metrics = get(s2, "/v1/agent/metrics?format=prometheus").text
+        age = next(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                   if line.startswith('meshfed_peering_heartbeat_age_seconds{peer="cluster-01"}'))
+        assert age > 3.0
+        s1.start()
+        wait_until(lambda: get(s2, "/v1/peering/cluster-01").json()["State"] == "ACTIVE", 30,
+                   what="cluster-02's peering ACTIVE again")
     finally:
         for process in reversed(processes):  # proxies first: a gateway then has no connection to drain
             if os.environ.get("MESHFED_KEEP_LOGS") or not process.alive():
