@@ -47,3 +47,27 @@ def test_peer_sources_match_only_callers_of_that_peer_and_a_peer_caller_is_denie
     assert views.decide([entry(wildcard)], "api", "socat", False, source_peer="CLUSTER-02")[0] is True
     deny_local = {"Name": "*", "Action": "deny"}
     assert views.decide([entry(deny_local, allow_peer)], "web", "socat", True, source_peer="cluster-02")[0] is True
+
+
+def test_a_destination_peer_upstream_always_goes_through_gateways():
+    import pytest
+
+    from meshfed.server.dataplane.proxy_config import (
+        HOP_LOCAL_GATEWAY,
+        HOP_REMOTE_GATEWAY,
+        ProxyConfigError,
+        from_registration,
+        peered_first_hop,
+    )
+
+    def registration(**upstream):
+        return {"Kind": "connect-proxy", "Port": 21000, "Proxy": {"DestinationServiceName": "web", "Upstreams": [
+            {"DestinationName": "socat", "LocalBindPort": 9191, **upstream}]}}
+
+    (upstream,) = from_registration(registration(DestinationPeer="cluster-01")).upstreams
+    assert upstream.peer == "cluster-01" and upstream.datacenter == ""
+    with pytest.raises(ProxyConfigError, match="mutually exclusive"):
+        from_registration(registration(DestinationPeer="cluster-01", Datacenter="dc2"))
+    assert peered_first_hop("", "") == HOP_LOCAL_GATEWAY
+    assert peered_first_hop("none", "remote") == HOP_LOCAL_GATEWAY  # the upstream's own mode wins
+    assert peered_first_hop("", "remote") == HOP_REMOTE_GATEWAY
