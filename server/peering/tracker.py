@@ -5,7 +5,9 @@ Every exchange counts as a heartbeat both ways (the dialer's poll is the accepto
 from the dialer, its answer the dialer's heartbeat from the acceptor). A peering whose peer has
 said nothing for `timeout` reads FAILING (Consul: `defaultIncomingHeartbeatTimeout = 2m`) and
 ACTIVE again as soon as it answers. A new leader starts with an empty tracker whose clock starts
-at its election: a peer gets a full timeout to reach it before it reads FAILING.
+at its election: a peer gets a full timeout to reach it before it reads FAILING. A server that
+does not lead (a `?stale` read served by a follower) hears nothing, so it judges nothing: it
+shows the stored state without times.
 """
 
 from __future__ import annotations
@@ -43,12 +45,20 @@ class StreamTracker:
         self._lock = threading.Lock()
         self._since = clock()
         self._status: dict[str, StreamStatus] = {}
+        self.leading = False
 
     def restart(self) -> None:
         """A new leadership term: what an earlier term heard says nothing about the peer now."""
         with self._lock:
             self._since = self._clock()
             self._status.clear()
+            self.leading = True
+
+    def stop(self) -> None:
+        """The term ended: forget everything until the next one."""
+        with self._lock:
+            self._status.clear()
+            self.leading = False
 
     def _update(self, peer_name: str, **fields: float) -> None:
         with self._lock:
@@ -71,6 +81,8 @@ class StreamTracker:
             return self._status.get(peer_name.lower(), StreamStatus())
 
     def state(self, peer_name: str, stored: str) -> str:
+        if not self.leading:
+            return stored
         status = self.status(peer_name)
         return read_state(stored, status.last_receive, self._since, self._clock(), self.timeout)
 

@@ -50,12 +50,15 @@ class Peering:
     def import_routine(self) -> Callable[[], Awaitable[None]]:
         """A fresh loop per leadership term (the routine is cancelled on step-down)."""
 
-        def run() -> Awaitable[None]:
+        async def run() -> None:
             self.tracker.restart()
             loop = RoundLoop("peering_import", self.importer.round, label="peering import",
                              backoff=IMPORT_BACKOFF, rate=IMPORT_RATE, burst=1)
             self.import_status = loop.status
-            return loop.run()
+            try:
+                await loop.run()
+            finally:
+                self.tracker.stop()  # stepped down: stream status lives on the leader only
 
         return run
 
@@ -64,14 +67,15 @@ class Peering:
         _, peerings = self.state.peering_list()
         for p in peerings:
             labels = {"peer": p.name}
-            yield gauge("meshfed_peering_active", "1 while the peering reads ACTIVE", float(p.state == "ACTIVE"), labels)
+            yield gauge("meshfed_peering_active", "1 while the peering reads ACTIVE", float(self.tracker.state(p.name, p.state) == "ACTIVE"), labels)
             yield gauge("meshfed_peering_imported_services", "Services imported from the peer",
                         len(p.imported_services), labels)
             exported = [] if p.is_dialer else exported_service_names(self.state, p.name)
             yield gauge("meshfed_peering_exported_services", "Services exported to the peer", len(exported), labels)
-            yield gauge("meshfed_peering_heartbeat_age_seconds",
-                        "Seconds since the peer was last heard (leader only; FAILING past the timeout)",
-                        self.tracker.heartbeat_age(p.name), labels)
+            if self.tracker.leading:  # followers hear nothing from peers
+                yield gauge("meshfed_peering_heartbeat_age_seconds",
+                            "Seconds since the peer was last heard (leader only; FAILING past the timeout)",
+                            self.tracker.heartbeat_age(p.name), labels)
         status = self.import_status
         yield gauge("meshfed_peering_import_failures", "Consecutive failed import rounds (leader only)",
                     status.consecutive_failures)

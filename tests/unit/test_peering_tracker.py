@@ -24,6 +24,9 @@ def test_read_state_only_turns_active_into_failing_past_the_timeout():
 def test_tracker_fails_a_silent_peer_and_recovers_when_it_answers():
     clock = Clock()
     tracker = StreamTracker(timeout=5.0, clock=clock)
+    clock.now += 60
+    assert tracker.state("cluster-01", "ACTIVE") == "ACTIVE"  # not leading: judges nothing
+    tracker.restart()
     assert tracker.state("cluster-01", "ACTIVE") == "ACTIVE"  # a new term gives the peer a full timeout
     clock.now += 6
     assert tracker.state("cluster-01", "ACTIVE") == "FAILING"
@@ -37,4 +40,7 @@ def test_tracker_fails_a_silent_peer_and_recovers_when_it_answers():
     assert tracker.heartbeat_age("cluster-01") == 3.0
     tracker.restart()
     assert tracker.status("cluster-01").last_receive is None
+    assert tracker.state("cluster-01", "ACTIVE") == "ACTIVE"
+    clock.now += 6
+    tracker.stop()
     assert tracker.state("cluster-01", "ACTIVE") == "ACTIVE"
