@@ -43,9 +43,10 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from meshfed.fsm.consul_formats.timestamps import parse_rfc3339
-from meshfed.rpc.spiffe import SpiffeError, parse_service_uri, peered_service_sni, service_sni, service_uri
+from meshfed.rpc.spiffe import SpiffeError, parse_service_uri, service_sni, service_uri
 from meshfed.rpc.splice import close_writer, splice
-from meshfed.server.dataplane.connect_tls import ConnectContexts, build_contexts, leaf_issued_by, peer_uri
+from meshfed.server.dataplane.connect_tls import ConnectContexts, build_contexts, peer_uri
+from meshfed.server.dataplane.peer_trust import PeerTrust
 from meshfed.server.dataplane.proxy_config import (
     HOP_DIRECT,
     HOP_LOCAL_GATEWAY,
@@ -90,7 +91,7 @@ class ConnectProxy:
         self._rng = rng or random.Random()
         self._clock = clock
         self._roots: list[str] = []
-        self._peer_bundles: dict[str, dict[str, Any]] = {}  # lower(peer name) -> trust bundle JSON
+        self.peers = PeerTrust()
         self._leaf: dict[str, Any] | None = None
         self.contexts: ConnectContexts | None = None
         self.trust_domain = ""
@@ -112,16 +113,9 @@ class ConnectProxy:
             self._rebuild()
 
     def _set_bundles(self, body: Any) -> None:
-        bundles = {str(b.get("PeerName", "")).lower(): b for b in body or () if isinstance(b, dict)}
-        if bundles != self._peer_bundles:
-            self._peer_bundles = bundles
-            log.info("peer trust bundles: %s", ", ".join(
-                f"{name}={b.get('TrustDomain')}" for name, b in sorted(bundles.items())) or "-")
+        if self.peers.update(body):
+            log.info("peer trust bundles: %s", self.peers.describe())
             self._rebuild()
-
-    def _all_roots(self) -> list[str]:
-        peer_roots = [pem for b in self._peer_bundles.values() for pem in b.get("RootPEMs") or ()]
-        return list(dict.fromkeys([*self._roots, *peer_roots]))
 
     def _set_leaf(self, body: Any) -> None:
         if not isinstance(body, dict) or not body.get("CertPEM"):
@@ -142,7 +136,7 @@ class ConnectProxy:
         if self._leaf is None or not self._roots:
             return
         try:
-            self.contexts = build_contexts(self._leaf["CertPEM"], self._leaf["PrivateKeyPEM"], self._all_roots())
+            self.contexts = build_contexts(self._leaf["CertPEM"], self._leaf["PrivateKeyPEM"], self.peers.roots(self._roots))
         except (ssl.SSLError, ValueError, OSError) as exc:
             log.error("cannot use the new certificate material (keeping the previous): %s", exc)
             return
@@ -188,7 +182,7 @@ class ConnectProxy:
         try:
             ssl_object = writer.get_extra_info("ssl_object")
             uri, serial = peer_uri(ssl_object)
-            vouched, why = self._vouched_for(uri, ssl_object)
+            vouched, why = self.peers.vouched_for(uri, ssl_object)
             allowed, reason = await self._authorize(uri, serial) if vouched else (False, why)
             self.metrics.authorizations.labels("allow" if allowed else "deny").inc()
             if not allowed:
@@ -214,22 +208,6 @@ class ConnectProxy:
         finally:
             self.metrics.connections.labels("inbound", self.cfg.service, outcome).inc()
             await close_writer(writer)
-
-    def _vouched_for(self, uri: str, ssl_object: Any) -> tuple[bool, str]:
-        """A caller from a peer's trust domain must be signed by that peer's roots, and one from
-        ours by none of the peers' (both are trusted in the same TLS context)."""
-        try:
-            domain = parse_service_uri(uri).trust_domain
-        except SpiffeError:
-            return True, ""  # the authorize call refuses it with the server's reason
-        own = next((b for b in self._peer_bundles.values() if b.get("TrustDomain") == domain), None)
-        if own is not None:
-            ok = leaf_issued_by(ssl_object, own.get("RootPEMs") or ())
-            return ok, "" if ok else f"leaf for {domain} not signed by that peer's roots"
-        others = [pem for b in self._peer_bundles.values() for pem in b.get("RootPEMs") or ()]
-        if others and leaf_issued_by(ssl_object, others):
-            return False, f"leaf for {domain} signed by a peer's CA"
-        return True, ""
 
     async def _authorize(self, uri: str, serial: str) -> tuple[bool, str]:
         """The server's decision for this client identity, reused for AUTHORIZE_CACHE_SECONDS (a
@@ -280,19 +258,10 @@ class ConnectProxy:
         self._resolved[upstream] = (self._clock(), resolved)
         return resolved
 
-    def _bundle(self, upstream: Upstream) -> dict[str, Any]:
-        bundle = self._peer_bundles.get(upstream.peer.lower())
-        if bundle is None:
-            raise RuntimeError(f"no trust bundle for peer {upstream.peer!r} yet")
-        return bundle
-
     def target(self, upstream: Upstream) -> tuple[str, str]:
         """(SNI to dial, SPIFFE ID the destination must present) for one upstream."""
         if upstream.peer:
-            bundle = self._bundle(upstream)
-            domain = str(bundle.get("TrustDomain") or "")
-            sni = peered_service_sni(upstream.destination, str(bundle.get("RemotePeerName") or ""), domain)
-            return sni, service_uri(domain, str(bundle.get("Datacenter") or ""), upstream.destination)
+            return self.peers.target(upstream.peer, upstream.destination)
         target_dc = upstream.datacenter or self.datacenter
         return (service_sni(upstream.destination, target_dc, self.trust_domain),
                 service_uri(self.trust_domain, target_dc, upstream.destination))
@@ -301,8 +270,7 @@ class ConnectProxy:
         if upstream.peer:
             hop = peered_first_hop(upstream.mode, self.cfg.mode)
             if hop == HOP_REMOTE_GATEWAY:
-                gateways = [a.rpartition(":") for a in self._bundle(upstream).get("MeshGateways") or ()]
-                return hop, [(host, int(port)) for host, _, port in gateways if host and port.isdigit()]
+                return hop, self.peers.gateways(upstream.peer)
             rows = await self._rows("/v1/health/service/mesh-gateway?passing&stale")
             return hop, [a for a in (instance_address(row, False) for row in rows) if a is not None]
         target_dc = upstream.datacenter or self.datacenter

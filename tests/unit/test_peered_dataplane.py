@@ -71,3 +71,22 @@ def test_a_destination_peer_upstream_always_goes_through_gateways():
     assert peered_first_hop("", "") == HOP_LOCAL_GATEWAY
     assert peered_first_hop("none", "remote") == HOP_LOCAL_GATEWAY  # the upstream's own mode wins
     assert peered_first_hop("", "remote") == HOP_REMOTE_GATEWAY
+
+
+def test_peer_trust_builds_the_peered_target_and_unions_roots():
+    import pytest
+
+    from meshfed.server.dataplane.peer_trust import PeerTrust
+
+    trust = PeerTrust()
+    with pytest.raises(RuntimeError, match="no trust bundle"):
+        trust.target("cluster-01", "socat")
+    bundle = {"PeerName": "cluster-01", "TrustDomain": C1, "RootPEMs": ["B", "A"], "RemotePeerName": "cluster-02",
+              "Datacenter": "dc1", "MeshGateways": ["127.0.9.10:8443", "junk"]}
+    assert trust.update([bundle]) is True and trust.update([bundle]) is False
+    assert trust.target("Cluster-01", "socat") == (
+        f"socat.default.default.cluster-02.external.{C1}", f"spiffe://{C1}/ns/default/dc/dc1/svc/socat")
+    assert trust.gateways("cluster-01") == [("127.0.9.10", 8443)]
+    assert trust.roots(["A", "C"]) == ["A", "C", "B"]
+    assert trust.vouched_for("not a uri", None) == (True, "")  # left to the server's authorize
+    assert trust.vouched_for(f"spiffe://{C1}/ns/default/dc/dc1/svc/web", None)[0] is False  # no leaf
