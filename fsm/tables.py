@@ -148,6 +148,7 @@ def _raise_indexes_to_rows(tables: Tables) -> None:
         **tables.acl.rows(),
         "peerings": tables.peering.rows()["peerings"],
         "peering_imports": tables.peering.rows()["peering_imports"],
+        "peering_trust_bundles": tables.peering.rows()["peering_trust_bundles"],
     }
     for table, records in rows.items():
         for record in records:

@@ -6,6 +6,9 @@
 `<svc>.<ns>.<other dc>.internal.<trust domain>` -> a mesh gateway of that DC (WAN), which routes
 it to a sidecar there (reference/mesh-dataplane.md §7); for our own DC, `local_service` names the
 service and the gateway resolves its healthy sidecars from the catalog.
+`<svc>.<ns>.<partition>.<peer>.external.<td>` (peering.md §4, §7) -> when `td` is a peer's, that
+peer's mesh gateways (from its trust bundle); when it is ours, `local_service` names the service
+(a peer's proxy dialing something we export; the sidecar enforces the peer intentions).
 Anything else is unknown: the gateway closes the connection and counts it.
 """
 
@@ -14,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from meshfed.rpc.spiffe import parse_service_sni
+from meshfed.rpc.spiffe import parse_peered_sni, parse_service_sni
 
 Address = tuple[str, int]
 
@@ -48,9 +51,14 @@ class RoutingTable:
     local_servers: Mapping[str, Address] = field(default_factory=dict)  # lower-cased node -> RPC address
     remote_gateways: Mapping[str, Sequence[Address]] = field(default_factory=dict)  # lower-cased dc -> WAN addresses
     trust_domain: str = ""  # Connect's, from the CA roots; "" until known (service names are then unknown)
+    peer_gateways: Mapping[str, Sequence[Address]] = field(default_factory=dict)  # peer's trust domain -> its gateways
 
     def local_service(self, sni: str | None) -> str | None:
         """The service a service SNI of our own DC names, for the gateway to resolve; else None."""
+        peered = parse_peered_sni(sni) if sni else None
+        if peered is not None:
+            own = bool(self.trust_domain) and peered.trust_domain == self.trust_domain.lower()
+            return peered.service if own else None
         service = parse_service_sni(sni, self.trust_domain) if sni and self.trust_domain else None
         if service is None or service.datacenter != self.datacenter.lower():
             return None
@@ -59,6 +67,9 @@ class RoutingTable:
     def resolve(self, sni: str | None) -> tuple[str, list[Address]] | None:
         """(route label, candidate upstreams) or None for an unknown name (or a local service)."""
         parsed = parse_server_name(sni, self.domain)
+        if parsed is None and sni and (peered := parse_peered_sni(sni)) is not None:
+            gateways = list(self.peer_gateways.get(peered.trust_domain, ()))
+            return (f"peer-remote:{peered.peer}", gateways) if gateways else None
         if parsed is None:
             service = parse_service_sni(sni, self.trust_domain) if sni and self.trust_domain else None
             if service is None or service.datacenter == self.datacenter.lower():

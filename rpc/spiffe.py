@@ -80,3 +80,38 @@ def parse_service_sni(name: str, trust_domain: str) -> ServiceSNI | None:
         return None
     service, namespace, datacenter = labels
     return ServiceSNI(service, namespace, datacenter, trust_domain.lower())
+
+
+DEFAULT_PARTITION = "default"
+
+
+def peered_service_sni(service: str, peer: str, trust_domain: str, namespace: str = DEFAULT_NAMESPACE,
+                       partition: str = DEFAULT_PARTITION) -> str:
+    """`<svc>.<ns>.<partition>.<peer>.external.<trust-domain>` (reference peering.md §7): what a
+    proxy dials for an upstream imported from a peer. `peer` is the name the *exporter* gives the
+    peering and `trust_domain` the exporter's, so the exporter's gateway recognises its own
+    trust domain and routes to the service's sidecars."""
+    return f"{service}.{namespace}.{partition}.{peer}.external.{trust_domain}".lower()
+
+
+@dataclass(frozen=True)
+class PeeredSNI:
+    service: str
+    namespace: str
+    partition: str
+    peer: str
+    trust_domain: str
+
+
+def parse_peered_sni(name: str) -> PeeredSNI | None:
+    """Split a peered service SNI; None for anything else (internal names, server names, junk)."""
+    lowered = name.lower()
+    head, sep, trust_domain = lowered.partition(".external.")
+    if not sep or not trust_domain or ".external." in trust_domain:
+        return None
+    labels = head.split(".")
+    if len(labels) != 4 or not all(is_label(label) for label in labels):
+        return None
+    if not all(is_label(label) for label in trust_domain.split(".")):
+        return None
+    return PeeredSNI(*labels, trust_domain)

@@ -222,13 +222,22 @@ def _match_destination(entries: Sequence[Mapping[str, Any]], name: str) -> list[
     ]
 
 
-def _match_source(entries: Sequence[Mapping[str, Any]], name: str) -> list[dict[str, Any]]:
-    # Only local sources: a peer's service of the same name is a different service.
+def source_matches(source: Mapping[str, Any], name: str, peer: str = "") -> bool:
+    """Whether an intention source covers a caller `name` imported through the peering `peer`
+    ("" = a local caller). A peer's service of the same name is a different service: a source
+    without `Peer` never matches a peer's caller, and one with `Peer` only that peer's callers
+    (`Name = "*"` then covers all of them, reference peering.md §3)."""
+    if (source.get("Peer") or "").lower() != peer.lower():
+        return False
+    return source.get("Name") in (name, WILDCARD)
+
+
+def _match_source(entries: Sequence[Mapping[str, Any]], name: str, peer: str = "") -> list[dict[str, Any]]:
     return [
         _view(entry, source)
         for entry in entries
         for source in entry.get("Sources") or ()
-        if not source.get("Peer") and source.get("Name") in (name, WILDCARD)
+        if source_matches(source, name, peer)
     ]
 
 
@@ -291,6 +300,7 @@ def decide(
     default_allow: bool = True,
     *,
     source_type: str = DEFAULT_SOURCE_TYPE,
+    source_peer: str = "",
 ) -> tuple[bool, str]:
     """(allowed, reason) for a connection from `source` to `destination`.
 
@@ -298,18 +308,23 @@ def decide(
     covers `destination` decides. An L7 intention denies: a connection-level check cannot evaluate
     per-request rules, so allowing would be wrong for some requests. No intention → `default_allow`
     (see `default_allows`: the server passes what its ACL configuration says). Reasons are Consul's.
+    A caller imported through the peering `source_peer` matches only sources naming that peer,
+    and no intention means deny for it whatever the default: another cluster's services get in
+    only by an intention that names their peering.
     """
     _, source_name = parse_service_ref(source, allow_peer=False, field=BY_SOURCE)
     _, destination_name = parse_service_ref(destination, allow_peer=False, field=BY_DESTINATION)
     if source_type != DEFAULT_SOURCE_TYPE:
         raise ConfigEntryError("source-type", "unsupported SourceType")
     relevant = [entry for entry in entries if _is_intentions_entry(entry)]
-    for view in sorted(_match_source(relevant, source_name), key=sort_key):
+    for view in sorted(_match_source(relevant, source_name, source_peer), key=sort_key):
         target = view["DestinationName"]
         if target == WILDCARD or _names_equal(target, destination_name):
             if view.get("Permissions"):
                 return False, f"Matched L7 intention: {describe(view)}"
             return view.get("Action") == "allow", f"Matched L4 intention: {describe(view)}"
+    if source_peer:
+        return False, f"No intention admits {source_name} from peer {source_peer}"
     return default_allow, DEFAULT_REASON
 
 

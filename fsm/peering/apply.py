@@ -11,7 +11,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from meshfed.fsm.peering.commands import PeeringDelete, PeeringExchangeSecret, PeeringImportSet, PeeringWrite
+from meshfed.fsm.peering.commands import (
+    PeeringDelete,
+    PeeringExchangeSecret,
+    PeeringImportSet,
+    PeeringTrustBundleWrite,
+    PeeringWrite,
+)
 from meshfed.fsm.peering.records import (
     STATE_ACTIVE,
     STATE_DELETING,
@@ -77,6 +83,7 @@ def apply_write(writer: PeeringWrites, index: int, command: PeeringWrite) -> dic
         stored = replace(stored, imported_services=())
         new_secrets = PeeringSecrets(incoming.id)
         writer.replace_peering_imports(incoming.name, {}, index)
+        writer.drop_peering_trust_bundle(incoming.name, index)
     writer.put_peering(stored, index)
     if new_secrets != secrets or writer.peering_secret_row(incoming.id) is None:
         writer.put_peering_secrets(new_secrets, index)
@@ -124,9 +131,23 @@ def apply_import(writer: PeeringWrites, index: int, command: PeeringImportSet) -
     return True
 
 
+def apply_trust_bundle(writer: PeeringWrites, index: int, command: PeeringTrustBundleWrite) -> bool:
+    """False (nothing stored) when the peering is going away: a round that raced a delete or a
+    Terminated must not bring the peer's roots back."""
+    bundle = command.bundle
+    peering = writer.peering(bundle.peer_name)
+    if peering is None:
+        raise PeeringRejected(CODE_NOT_FOUND, f'Peering not found for "{bundle.peer_name}"')
+    if peering.state in (STATE_DELETING, STATE_TERMINATED):
+        return False
+    writer.put_peering_trust_bundle(replace(bundle, peer_name=peering.name, modify_index=index), index)
+    return True
+
+
 PEERING_HANDLERS: dict[type, Callable[[Any, int, Any], Any]] = {
     PeeringWrite: apply_write,
     PeeringExchangeSecret: apply_exchange,
     PeeringDelete: apply_delete,
     PeeringImportSet: apply_import,
+    PeeringTrustBundleWrite: apply_trust_bundle,
 }

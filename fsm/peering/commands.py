@@ -15,6 +15,8 @@ from meshfed.fsm.peering.records import (
     PEERING_STATES,
     ImportedService,
     Peering,
+    PeeringTrustBundle,
+    bundle_from_wire,
     imported_from_wire,
     peering_from_wire,
 )
@@ -62,8 +64,17 @@ class PeeringImportSet:
     services: tuple[ImportedService, ...] = ()
 
 
-PeeringCommand = PeeringWrite | PeeringExchangeSecret | PeeringDelete | PeeringImportSet
-PEERING_COMMANDS: tuple[type, ...] = (PeeringWrite, PeeringExchangeSecret, PeeringDelete, PeeringImportSet)
+@dataclass(frozen=True)
+class PeeringTrustBundleWrite:
+    """Store what a peer said about its mesh (its CA roots, trust domain, gateways); replaces the
+    previous bundle of that peering."""
+
+    bundle: PeeringTrustBundle
+
+
+PeeringCommand = PeeringWrite | PeeringExchangeSecret | PeeringDelete | PeeringImportSet | PeeringTrustBundleWrite
+PEERING_COMMANDS: tuple[type, ...] = (PeeringWrite, PeeringExchangeSecret, PeeringDelete, PeeringImportSet,
+                                      PeeringTrustBundleWrite)
 
 Problem = tuple[str, str]
 
@@ -100,6 +111,13 @@ def peering_shape_problem(command: Any) -> Problem | None:
             if imported.peer_name != command.peer_name:
                 return "Services", f"Services: {imported.service!r} names peer {imported.peer_name!r}"
         return peer_name_problem(command.peer_name, "PeerName")
+    if isinstance(command, PeeringTrustBundleWrite):
+        bundle = command.bundle
+        if not bundle.trust_domain:
+            return "TrustDomain", "TrustDomain: missing trust domain"
+        if not bundle.root_pems:
+            return "RootPEMs", "RootPEMs: a trust bundle needs at least one root"
+        return peer_name_problem(bundle.peer_name, "PeerName")
     return None
 
 
@@ -110,6 +128,7 @@ PEERING_TAGS: dict[type, str] = {
     PeeringExchangeSecret: "peer.exchange/1",
     PeeringDelete: "peer.del/1",
     PeeringImportSet: "peer.import/1",
+    PeeringTrustBundleWrite: "peer.bundle/1",
 }
 
 PEERING_DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -123,4 +142,5 @@ PEERING_DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "peer.import/1": lambda body: PeeringImportSet(
         body["peer_name"], tuple(imported_from_wire(s) for s in body.get("services") or ())
     ),
+    "peer.bundle/1": lambda body: PeeringTrustBundleWrite(bundle_from_wire(body["bundle"])),
 }

@@ -69,6 +69,28 @@ class ImportedService:
     modify_index: int = 0
 
 
+@dataclass(frozen=True)
+class PeeringTrustBundle:
+    """What a peer told us about its mesh (peering.md §1.1 PeeringTrustBundle, plus what our
+    proxies and gateway need to reach it): its Connect CA roots and trust domain (a caller whose
+    leaf chains to these roots and names this trust domain is imported through `peer_name`), the
+    name the peer gives this peering (the middle of the SNI our proxies dial:
+    `<svc>.default.default.<remote_peer_name>.external.<trust_domain>`), its datacenter and its
+    mesh gateways' WAN addresses."""
+
+    peer_name: str  # our local name of the peering
+    trust_domain: str = ""
+    root_pems: tuple[str, ...] = ()
+    remote_peer_name: str = ""
+    datacenter: str = ""
+    gateway_addresses: tuple[str, ...] = ()
+    modify_index: int = 0
+
+    def same_content(self, other: PeeringTrustBundle | None) -> bool:
+        return other is not None and dataclasses.replace(self, modify_index=0) == dataclasses.replace(
+            other, modify_index=0)
+
+
 def _tuple(value: Any) -> tuple[Any, ...]:
     return tuple(value or ())
 
@@ -92,5 +114,13 @@ def secrets_from_wire(data: dict[str, Any]) -> PeeringSecrets:
 def imported_from_wire(data: dict[str, Any]) -> ImportedService:
     return ImportedService(
         data["peer_name"], data["service"], tuple(csn_from_wire(n) for n in data.get("nodes") or ()),
+        data.get("modify_index") or 0,
+    )
+
+
+def bundle_from_wire(data: dict[str, Any]) -> PeeringTrustBundle:
+    return PeeringTrustBundle(
+        data["peer_name"], data.get("trust_domain") or "", _tuple(data.get("root_pems")),
+        data.get("remote_peer_name") or "", data.get("datacenter") or "", _tuple(data.get("gateway_addresses")),
         data.get("modify_index") or 0,
     )

@@ -11,12 +11,14 @@ from meshfed.fsm.peering.records import (
     ImportedService,
     Peering,
     PeeringSecrets,
+    PeeringTrustBundle,
+    bundle_from_wire,
     imported_from_wire,
     peering_from_wire,
     secrets_from_wire,
 )
 
-PEERING_TABLES = ("peerings", "peering_secrets", "peering_imports")
+PEERING_TABLES = ("peerings", "peering_secrets", "peering_imports", "peering_trust_bundles")
 
 
 class PeeringTables:
@@ -24,6 +26,7 @@ class PeeringTables:
         self.peerings: dict[str, Peering] = {}  # lower(name) -> row
         self.secrets: dict[str, PeeringSecrets] = {}  # peering id -> secrets
         self.imports: dict[str, dict[str, ImportedService]] = {}  # lower(peer name) -> service -> instances
+        self.bundles: dict[str, PeeringTrustBundle] = {}  # lower(peer name) -> what the peer said of its mesh
 
     def by_id(self, peering_id: str) -> Peering | None:
         return next((p for p in self.peerings.values() if p.id == peering_id), None)
@@ -33,6 +36,7 @@ class PeeringTables:
             "peerings": [self.peerings[k] for k in sorted(self.peerings)],
             "peering_secrets": [self.secrets[k] for k in sorted(self.secrets)],
             "peering_imports": [s for k in sorted(self.imports) for _, s in sorted(self.imports[k].items())],
+            "peering_trust_bundles": [self.bundles[k] for k in sorted(self.bundles)],
         }
 
 
@@ -65,6 +69,17 @@ class PeeringReads:
             services = self._tables.peering.imports.get(peer_name.lower(), {})
             found = [services[k] for k in sorted(services) if service is None or k == service]
             return self._tables.table_index["peering_imports"], found
+
+    def peering_trust_bundle(self, peer_name: str) -> PeeringTrustBundle | None:
+        with self._lock:
+            return self._tables.peering.bundles.get(peer_name.lower())
+
+    def peering_trust_bundles(self) -> tuple[int, list[PeeringTrustBundle]]:
+        """Every stored bundle, by peer name; only peerings that are not DELETING/TERMINATED
+        keep one (their apply drops it)."""
+        with self._lock:
+            b = self._tables.peering.bundles
+            return self._tables.table_index["peering_trust_bundles"], [b[k] for k in sorted(b)]
 
 
 class PeeringWrites:
@@ -102,6 +117,15 @@ class PeeringWrites:
         if self._peering.secrets.pop(row.id, None) is not None:
             self._bump("peering_secrets", index)
         self.replace_peering_imports(name, {}, index)
+        self.drop_peering_trust_bundle(name, index)
+
+    def put_peering_trust_bundle(self, bundle: PeeringTrustBundle, index: int) -> None:
+        self._peering.bundles[bundle.peer_name.lower()] = bundle
+        self._bump("peering_trust_bundles", index)
+
+    def drop_peering_trust_bundle(self, peer_name: str, index: int) -> None:
+        if self._peering.bundles.pop(peer_name.lower(), None) is not None:
+            self._bump("peering_trust_bundles", index)
 
     def replace_peering_imports(self, peer_name: str, services: dict[str, ImportedService], index: int) -> None:
         key = peer_name.lower()
@@ -114,8 +138,10 @@ class PeeringWrites:
         self._bump("peering_imports", index)
 
 
-_FROM_WIRE = {"peerings": peering_from_wire, "peering_secrets": secrets_from_wire, "peering_imports": imported_from_wire}
-_RECORD = {"peerings": Peering, "peering_secrets": PeeringSecrets, "peering_imports": ImportedService}
+_FROM_WIRE = {"peerings": peering_from_wire, "peering_secrets": secrets_from_wire, "peering_imports": imported_from_wire,
+              "peering_trust_bundles": bundle_from_wire}
+_RECORD = {"peerings": Peering, "peering_secrets": PeeringSecrets, "peering_imports": ImportedService,
+           "peering_trust_bundles": PeeringTrustBundle}
 
 
 def peering_export(tables: PeeringTables, to_wire: Callable[[Any], Any]) -> dict[str, Any]:
@@ -135,6 +161,8 @@ def peering_load(data: dict[str, Any], typed: Callable[[Any, type], Any]) -> Pee
                 tables.peerings[record.name.lower()] = record
             elif table == "peering_secrets":
                 tables.secrets[record.peering_id] = record
+            elif table == "peering_trust_bundles":
+                tables.bundles[record.peer_name.lower()] = record
             else:
                 tables.imports.setdefault(record.peer_name.lower(), {})[record.service] = record
     return tables

@@ -124,6 +124,11 @@ def _agent_register(facts: RouteFacts) -> list[Need]:
     return [Need("service", Access.WRITE, n) for n in names]
 
 
+def _trust_bundle_reader(facts: RouteFacts) -> list[Need]:
+    service = facts.query("service")
+    return [Need("service", Access.READ, service)] if service else [Need("peering", Access.READ)]
+
+
 def _agent_service_by_id(access: Access) -> NeedsOf:
     def needs(facts: RouteFacts) -> list[Need]:
         _, _, services = facts.state.catalog_node(facts.node_name)
@@ -148,6 +153,8 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     ("GET", "/v1/peering/{name}"): PEERING_READ,
     ("DELETE", "/v1/peering/{name}"): PEERING_WRITE,
     ("GET", "/v1/peerings"): PEERING_READ,
+    # Consul's TrustBundleListByService: a proxy or gateway names the service it acts for.
+    ("GET", "/v1/internal/peering/trust-bundles"): Declaration(_trust_bundle_reader),
     ("GET", "/v1/operator/raft/configuration"): OPERATOR_READ,
     ("GET", "/v1/agent/members"): Declaration(filter=filters.agent_members),
     ("GET", "/v1/agent/metrics"): Declaration(lambda facts: [Need("agent", Access.READ, facts.node_name)]),

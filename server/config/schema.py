@@ -200,6 +200,7 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "replication_apply_limit": _COUNT,
     "raft_snapshot_threshold": _integer(1, 2**31 - 1),
     "raft_snapshot_interval": _INTERVAL,
+    "peering_stream_timeout": _INTERVAL,
     "raft_journal_sync": _choice(("always", "interval")),
     "acl.enabled": _boolean,
     "acl.default_policy": _choice(ACL_DEFAULT_POLICIES),

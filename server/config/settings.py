@@ -112,6 +112,8 @@ class Config:
     replication_apply_limit: int = 100
     raft_snapshot_threshold: int = 8192
     raft_snapshot_interval: float = 300.0
+    # A peering whose peer said nothing for this long reads FAILING (peering.md §1.6: Consul's 2m).
+    peering_stream_timeout: float = 120.0
     # Consul keys found in the files that meshfed accepts but does not use (schema.UNUSED): one warning.
     unused_keys: tuple[str, ...] = ()
     # "always": an ack means synced to disk on a majority; "interval": in their page cache, synced

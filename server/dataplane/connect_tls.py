@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,24 @@ def peer_uri(ssl_object: ssl.SSLObject | None) -> tuple[str, str]:
     uris = [u for u in san.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith("spiffe://")]
     serial = cert.serial_number.to_bytes((cert.serial_number.bit_length() + 7) // 8, "big")
     return (uris[0] if len(uris) == 1 else ""), ":".join(f"{b:02x}" for b in serial)
+
+
+def leaf_issued_by(ssl_object: ssl.SSLObject | None, roots_pem: Sequence[str]) -> bool:
+    """Whether the verified peer leaf was signed directly by one of `roots_pem`.
+
+    A proxy that trusts its own roots and its peers' in one context must still tie a caller's
+    trust domain to the CA that vouches for it: otherwise a peer's CA could issue a leaf that
+    claims our trust domain (or another peer's). Python's ssl does not expose the verified chain
+    before 3.13, so this looks only at the leaf's direct issuer (a leaf signed through an
+    intermediate does not pass for a peer)."""
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return False
+    leaf = x509.load_der_x509_certificate(der)
+    for pem in roots_pem:
+        try:
+            leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(pem.encode()))
+            return True
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+    return False

@@ -7,7 +7,9 @@ run four loops until SIGTERM:
 - heartbeat: pass the TTL check every TTL/3; re-register when the servers forgot us;
 - local servers: blocking query on `/v1/catalog/service/consul` (servers publish themselves there);
 - remote gateways: blocking query on `/v1/internal/federation-states/mesh-gateways`;
-- trust domain: blocking query on `/v1/connect/ca/roots`, so service SNIs can be recognised.
+- trust domain: blocking query on `/v1/connect/ca/roots`, so service SNIs can be recognised;
+- peers: blocking query on `/v1/internal/peering/trust-bundles`: a peered SNI of a peer's trust
+  domain goes to that peer's gateways, one of ours to the exported service's sidecars.
 Service traffic (reference/mesh-dataplane.md §7): a service SNI of another DC goes to that DC's
 gateways; one of our own DC goes to a healthy sidecar of the service, looked up per connection
 (cached a second). The gateway never decrypts it: intentions are enforced by the sidecar.
@@ -213,6 +215,21 @@ class Gateway:
             log.info("Connect trust domain %s: routing service names", domain)
             self.table = replace(self.table, trust_domain=domain)
 
+    def _set_peers(self, bundles: Any) -> None:
+        peers: dict[str, list[Address]] = {}
+        for bundle in bundles or ():
+            addresses = []
+            for text in bundle.get("MeshGateways") or ():
+                host, _, port = str(text).rpartition(":")
+                if host and port.isdigit():
+                    addresses.append((host, int(port)))
+            if bundle.get("TrustDomain") and addresses:
+                peers[str(bundle["TrustDomain"]).lower()] = sorted(addresses)
+        if peers != {k: list(v) for k, v in self.table.peer_gateways.items()}:
+            log.info("peer gateways: %s", "; ".join(f"{td}={len(a)}" for td, a in sorted(peers.items())) or "-")
+        self.table = replace(self.table, peer_gateways=peers)
+        self.metrics.routes.labels("peer").set(len(peers))
+
     def _denials(self, what: str) -> DenialLog:
         facts = (self.cfg.node, self.cfg.datacenter, bool(self.cfg.token))
         return DenialLog(what, lambda server_text: denied_message(facts, what, server_text))
@@ -264,7 +281,7 @@ class Gateway:
         def on_failure() -> None:
             self.metrics.route_refresh_failures.labels(source).inc()
 
-        await follow(api, f"{path}?stale", source, apply, on_failure=on_failure,
+        await follow(api, f"{path}{'&' if '?' in path else '?'}stale", source, apply, on_failure=on_failure,
                      denials=self._denials(f"reading {source} ({path})"),
                      filtered_advice=f"routes may be missing; the token needs {token_rules(self.cfg.node, self.cfg.datacenter)}")
 
@@ -330,6 +347,9 @@ class Gateway:
                 self._follow(ServerAPI(session, cfg.http_addrs, cfg.token), "/v1/connect/ca/roots",
                              "trust_domain", self._set_trust_domain),
                 self.heartbeat(ServerAPI(session, cfg.http_addrs, cfg.token)),
+                self._follow(ServerAPI(session, cfg.http_addrs, cfg.token),
+                             "/v1/internal/peering/trust-bundles?service=mesh-gateway", "peers",
+                             self._set_peers),
                 self._follow(ServerAPI(session, cfg.http_addrs, cfg.token), "/v1/catalog/service/consul",
                              "local_servers", self._set_servers),
                 self._follow(ServerAPI(session, cfg.http_addrs, cfg.token), "/v1/internal/federation-states/mesh-gateways",

@@ -13,6 +13,14 @@ gateway, or a gateway of the destination DC), dial it with TLS and SNI
 `<svc>.default.<dc>.internal.<trust domain>` (gateways route on that name without decrypting), and
 accept only a server whose SPIFFE ID is that service in that DC.
 
+Peered upstreams (`DestinationPeer`, reference peering.md §4, §7): always through mesh gateways
+(our local one, or the peer's own with mode `remote`), SNI `<svc>.default.default.<the peer's
+name for us>.external.<peer trust domain>`, and the destination must present that service's
+identity in the peer's trust domain. The peers' trust bundles (a blocking watch on
+`/v1/internal/peering/trust-bundles`) join our roots in both TLS contexts; an inbound caller
+whose trust domain is a peer's must be signed by that peer's roots, and the server's authorize
+then matches it against intention sources naming that peering.
+
 Certificates: blocking watches on the leaf and the roots swap the TLS contexts used for *new*
 handshakes; open connections keep theirs. Until both have arrived, connections are refused.
 """
@@ -38,13 +46,16 @@ from meshfed.fsm.consul_formats.timestamps import parse_rfc3339
 from meshfed.rpc.spiffe import SpiffeError, parse_service_uri, service_sni, service_uri
 from meshfed.rpc.splice import close_writer, splice
 from meshfed.server.dataplane.connect_tls import ConnectContexts, build_contexts, peer_uri
+from meshfed.server.dataplane.peer_trust import PeerTrust
 from meshfed.server.dataplane.proxy_config import (
     HOP_DIRECT,
     HOP_LOCAL_GATEWAY,
+    HOP_REMOTE_GATEWAY,
     ProxyConfig,
     Upstream,
     first_hop,
     instance_address,
+    peered_first_hop,
 )
 from meshfed.server.dataplane.server_api import ServerAPI, follow, metrics_handler, start_admin
 
@@ -80,6 +91,7 @@ class ConnectProxy:
         self._rng = rng or random.Random()
         self._clock = clock
         self._roots: list[str] = []
+        self.peers = PeerTrust()
         self._leaf: dict[str, Any] | None = None
         self.contexts: ConnectContexts | None = None
         self.trust_domain = ""
@@ -101,6 +113,11 @@ class ConnectProxy:
             log.info("CA roots updated: %d root(s), trust domain %s", len(roots), self.trust_domain)
             self._rebuild()
 
+    def _set_bundles(self, body: Any) -> None:
+        if self.peers.update(body):
+            log.info("peer trust bundles: %s", self.peers.describe())
+            self._rebuild()
+
     def _set_leaf(self, body: Any) -> None:
         if not isinstance(body, dict) or not body.get("CertPEM"):
             return
@@ -120,7 +137,7 @@ class ConnectProxy:
         if self._leaf is None or not self._roots:
             return
         try:
-            self.contexts = build_contexts(self._leaf["CertPEM"], self._leaf["PrivateKeyPEM"], self._roots)
+            self.contexts = build_contexts(self._leaf["CertPEM"], self._leaf["PrivateKeyPEM"], self.peers.roots(self._roots))
         except (ssl.SSLError, ValueError, OSError) as exc:
             log.error("cannot use the new certificate material (keeping the previous): %s", exc)
             return
@@ -135,6 +152,8 @@ class ConnectProxy:
                    on_failure=lambda: self.metrics.watch_failures.labels("roots").inc()),
             follow(self.api, f"/v1/agent/connect/ca/leaf/{service}", "leaf certificate", self._set_leaf,
                    on_failure=lambda: self.metrics.watch_failures.labels("leaf").inc()),
+            follow(self.api, f"/v1/internal/peering/trust-bundles?service={service}", "peer trust bundles",
+                   self._set_bundles, on_failure=lambda: self.metrics.watch_failures.labels("peer_bundles").inc()),
         )
 
     # ---- inbound ---------------------------------------------------------------------------------
@@ -175,8 +194,10 @@ class ConnectProxy:
         """Called once the TLS handshake (with a verified client certificate) has completed."""
         outcome = "closed"
         try:
-            uri, serial = peer_uri(writer.get_extra_info("ssl_object"))
-            allowed, reason = await self._authorize(uri, serial)
+            ssl_object = writer.get_extra_info("ssl_object")
+            uri, serial = peer_uri(ssl_object)
+            vouched, why = self.peers.vouched_for(uri, ssl_object)
+            allowed, reason = await self._authorize(uri, serial) if vouched else (False, why)
             self.metrics.authorizations.labels("allow" if allowed else "deny").inc()
             if not allowed:
                 outcome = "denied"
@@ -251,7 +272,21 @@ class ConnectProxy:
         self._resolved[upstream] = (self._clock(), resolved)
         return resolved
 
+    def target(self, upstream: Upstream) -> tuple[str, str]:
+        """(SNI to dial, SPIFFE ID the destination must present) for one upstream."""
+        if upstream.peer:
+            return self.peers.target(upstream.peer, upstream.destination)
+        target_dc = upstream.datacenter or self.datacenter
+        return (service_sni(upstream.destination, target_dc, self.trust_domain),
+                service_uri(self.trust_domain, target_dc, upstream.destination))
+
     async def _resolve(self, upstream: Upstream) -> tuple[str, list[tuple[str, int]]]:
+        if upstream.peer:
+            hop = peered_first_hop(upstream.mode, self.cfg.mode)
+            if hop == HOP_REMOTE_GATEWAY:
+                return hop, self.peers.gateways(upstream.peer)
+            rows = await self._rows("/v1/health/service/mesh-gateway?passing&stale")
+            return hop, [a for a in (instance_address(row, False) for row in rows) if a is not None]
         target_dc = upstream.datacenter or self.datacenter
         hop = first_hop(self.datacenter, target_dc, await self._mode(upstream))
         remote = target_dc.lower() != self.datacenter.lower()
@@ -296,7 +331,12 @@ class ConnectProxy:
                             "instances" if hop == HOP_DIRECT else "mesh gateways")
                 return
             host, port = self._rng.choice(addresses)
-            sni = service_sni(upstream.destination, target_dc, self.trust_domain)
+            try:
+                sni, expected = self.target(upstream)
+            except RuntimeError as exc:
+                outcome = "resolve_failed"
+                log.warning("upstream %s: %s", label, exc)
+                return
             try:
                 up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(
                     host, port, ssl=contexts.client, server_hostname=sni, ssl_handshake_timeout=HANDSHAKE_TIMEOUT),
@@ -311,7 +351,6 @@ class ConnectProxy:
                             str(exc) or type(exc).__name__)
                 return
             try:
-                expected = service_uri(self.trust_domain, target_dc, upstream.destination)
                 presented, _ = peer_uri(up_writer.get_extra_info("ssl_object"))
                 if presented.lower() != expected.lower():
                     outcome = "wrong_identity"

@@ -36,6 +36,7 @@ class Upstream:
     datacenter: str = ""  # "" = the proxy's own
     local_bind_address: str = DEFAULT_LOCAL_BIND
     mode: str = ""  # MeshGateway.Mode set on the upstream itself
+    peer: str = ""  # DestinationPeer: a service imported through this (local) peering name
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,17 @@ def from_registration(service: Mapping[str, Any]) -> ProxyConfig:
         name = lookup(raw, "DestinationName")
         if not isinstance(name, str) or not name:
             raise ProxyConfigError(f"Proxy.Upstreams[{n}].DestinationName: missing")
+        peer = str(lookup(raw, "DestinationPeer") or "")
+        datacenter = str(lookup(raw, "Datacenter") or "")
+        if peer and datacenter:
+            raise ProxyConfigError(f"Proxy.Upstreams[{n}]: Datacenter and DestinationPeer are mutually exclusive")
         upstreams.append(Upstream(
             destination=name,
             local_bind_port=_port(lookup(raw, "LocalBindPort"), f"Proxy.Upstreams[{n}].LocalBindPort"),
-            datacenter=str(lookup(raw, "Datacenter") or ""),
+            datacenter=datacenter,
             local_bind_address=str(lookup(raw, "LocalBindAddress") or DEFAULT_LOCAL_BIND),
             mode=_mode(lookup(raw, "MeshGateway")),
+            peer=peer,
         ))
     local_port = lookup(proxy, "LocalServicePort")
     return ProxyConfig(
@@ -126,6 +132,13 @@ def first_hop(local_dc: str, upstream_dc: str, mode: str) -> str:
     if not upstream_dc or upstream_dc.lower() == local_dc.lower():
         return HOP_DIRECT
     return {"local": HOP_LOCAL_GATEWAY, "remote": HOP_REMOTE_GATEWAY}.get(mode.lower(), HOP_DIRECT)
+
+
+def peered_first_hop(upstream_mode: str, proxy_mode: str) -> str:
+    """A peered upstream always goes through mesh gateways (peering.md §4): the peer's own
+    gateways with mode `remote`, else our local gateway, which forwards by SNI to the peer's."""
+    mode = (upstream_mode or proxy_mode).lower()
+    return HOP_REMOTE_GATEWAY if mode == "remote" else HOP_LOCAL_GATEWAY
 
 
 def instance_address(csn: Mapping[str, Any], wan: bool) -> tuple[str, int] | None:

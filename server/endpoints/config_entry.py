@@ -125,6 +125,7 @@ class ConfigEntryEndpoint:
         header = self._retarget(header, entry["Kind"])
 
         async def local() -> tuple[QueryMeta, Any]:
+            self._check_peers(entry)
             _, existing = self._state.config_entry_get(entry["Kind"], entry["Name"])
             if existing is not None and is_same_content(existing.body, entry):
                 return self._queries.meta(self._state.index(*TABLES)), True
@@ -133,6 +134,16 @@ class ConfigEntryEndpoint:
             return self._queries.meta(self._state.index(*TABLES)), bool(result.value)
 
         return await self._router.serve("ConfigEntry/Apply", header, body, local, write=True)
+
+    def _check_peers(self, entry: dict[str, Any]) -> None:
+        """An intention source naming a peering this cluster does not have is a mistake (a typo
+        would silently admit nobody): 400, checked on the leader, which holds the peerings."""
+        if entry["Kind"] != "service-intentions":
+            return
+        for n, source in enumerate(entry.get("Sources") or ()):
+            peer = source.get("Peer") or ""
+            if peer and self._state.peering_get(peer)[1] is None:
+                raise invalid(f'Sources[{n}].Peer: there is no peering named "{peer}"')
 
     async def delete(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         """body: {"kind", "name", "cas"} -> bool."""

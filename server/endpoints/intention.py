@@ -146,8 +146,10 @@ class IntentionEndpoint:
         certificate carries `client_uri` open a connection to `target`? Answered from this
         server's replica (a proxy asks on every inbound connection; a Consul agent answers from
         its cache), so new intentions apply once they have replicated here.
-        The URI's trust domain and datacenter are not compared: the TLS layer already verified
-        the chain, and intentions match by service name."""
+        The TLS layer already verified the chain. A trust domain that is a peer's (from its
+        stored trust bundle) makes the caller that peer's service: only sources naming that
+        peering match it (reference peering.md §3). Any other trust domain is ours (WAN-federated
+        datacenters share one), and intentions match by service name."""
         target = body.get("target") if isinstance(body, dict) else None
         client_uri = body.get("client_uri") if isinstance(body, dict) else None
         if not isinstance(target, str) or not target:
@@ -158,9 +160,11 @@ class IntentionEndpoint:
             kind = "Service" if "Service" in str(exc) else "Connect"
             raise invalid(f"ClientCertURI not a valid {kind} identifier") from None
         local = dataclasses.replace(header, allow_stale=True)
+        _, bundles = self._state.peering_trust_bundles()
+        peer = next((b.peer_name for b in bundles if b.trust_domain == client.trust_domain), "")
 
         def decision(entries: list[dict[str, Any]]) -> dict[str, Any]:
-            allowed, reason = views.decide(entries, client.service, target, self._default_allow)
+            allowed, reason = views.decide(entries, client.service, target, self._default_allow, source_peer=peer)
             return {"Authorized": allowed, "Reason": reason}
 
         return await self._read("Intention/Authorize", local, body, decision)

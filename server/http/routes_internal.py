@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from meshfed.fsm.peering.records import PeeringTrustBundle
 from meshfed.fsm.records import csn_from_wire, federation_state_from_wire
 from meshfed.server.http.api import api_of, required_query
 from meshfed.server.http.params import BadRequest, parse_header
@@ -167,6 +168,24 @@ async def federation_check(request: web.Request) -> web.Response:
     return with_meta(report, meta)
 
 
+def trust_bundle_json(bundle: PeeringTrustBundle) -> dict[str, Any]:
+    return {
+        "PeerName": bundle.peer_name, "TrustDomain": bundle.trust_domain, "RootPEMs": list(bundle.root_pems),
+        "RemotePeerName": bundle.remote_peer_name, "Datacenter": bundle.datacenter,
+        "MeshGateways": list(bundle.gateway_addresses), "ModifyIndex": bundle.modify_index,
+    }
+
+
+async def trust_bundles(request: web.Request) -> web.Response:
+    """`/v1/internal/peering/trust-bundles` (blocking): every peer's Connect roots, trust domain,
+    the name it gives us and its gateways, for our proxies (verify peer callers and destinations,
+    build the SNI they dial) and our mesh gateway (route peered SNIs to the peer's gateways)."""
+    api = api_of(request)
+    meta, bundles = await api.queries.run(parse_header(request), ("peering_trust_bundles",),
+                                          api.state.peering_trust_bundles)
+    return with_meta([trust_bundle_json(b) for b in bundles], meta)
+
+
 def add(app: web.Application) -> None:
     app[GATEWAY_LIST_JSON] = GatewayListJson()
     app.router.add_get("/v1/internal/federation-states", list_states)
@@ -178,3 +197,4 @@ def add(app: web.Application) -> None:
     app.router.add_get("/v1/internal/gateway-locator", gateway_locator)
     app.router.add_get("/v1/internal/replication", replication)
     app.router.add_get("/v1/internal/federation/check", federation_check)
+    app.router.add_get("/v1/internal/peering/trust-bundles", trust_bundles)

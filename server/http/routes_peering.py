@@ -33,8 +33,10 @@ def peering_json(wire: dict[str, Any]) -> dict[str, Any]:
     shaped["StreamStatus"] = {
         "ImportedServices": list(wire["imported_services"]) or None,
         "ExportedServices": list(wire.get("exported_services") or []) or None,
-        # No long-lived stream yet: the import round is a poll (server/peering/importer.py).
-        "LastHeartbeat": None, "LastReceive": None, "LastSend": None,
+        # The leader's tracker (server/peering/tracker.py): each poll is a heartbeat both ways.
+        "LastHeartbeat": (wire.get("stream") or {}).get("last_heartbeat"),
+        "LastReceive": (wire.get("stream") or {}).get("last_receive"),
+        "LastSend": (wire.get("stream") or {}).get("last_send"),
     }
     shaped["CreateIndex"] = wire["create_index"]
     shaped["ModifyIndex"] = wire["modify_index"]

@@ -4,7 +4,10 @@ These are called by another cluster's leader, which holds no ACL token of ours: 
 the authentication. The establishment secret is spent once (in the FSM, compared in constant
 time there); every later call must present the stream secret it bought. ExportedServices stands
 in for the peerstream's ExportedService resources (peering.md §1.3): the dialer's leader polls it
-in a replication round (importer.py) instead of holding a bidirectional stream.
+in a replication round (importer.py) instead of holding a bidirectional stream. The poll carries
+the dialer's mesh description (its CA roots, trust domain, gateways: mesh.py) and the answer
+ours, so each side learns the other's trust bundle; it is served by our leader, which records
+the exchange as a heartbeat in its stream tracker and stores a changed bundle through Raft.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import grpc
 
 from meshfed.fsm.config_entries.schema import KIND_EXPORTED_SERVICES
-from meshfed.fsm.peering.commands import PeeringExchangeSecret, PeeringWrite
+from meshfed.fsm.peering.commands import PeeringExchangeSecret, PeeringTrustBundleWrite, PeeringWrite
 from meshfed.fsm.peering.records import STATE_DELETING, STATE_TERMINATED, Peering
 from meshfed.fsm.records import to_wire
 from meshfed.fsm.state import StateStore
@@ -27,6 +30,8 @@ from meshfed.rpc.service import Handler
 from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
 from meshfed.server.peering.exports import exported_to
+from meshfed.server.peering.mesh import local_mesh, peer_bundle
+from meshfed.server.peering.tracker import StreamTracker
 
 EXPORTED_SERVICES_NAME = "default"
 
@@ -43,7 +48,10 @@ def _denied(message: str = "invalid peering stream secret") -> RPCError:
 
 
 class PeeringAcceptor:
-    def __init__(self, *, state: StateStore, raft: Proposer, router: RequestRouter, queries: Queries) -> None:
+    def __init__(self, *, state: StateStore, raft: Proposer, router: RequestRouter, queries: Queries,
+                 datacenter: str = "", tracker: StreamTracker | None = None) -> None:
+        self._dc = datacenter
+        self._tracker = tracker or StreamTracker()
         self._state = state
         self._raft = raft
         self._router = router
@@ -109,12 +117,27 @@ class PeeringAcceptor:
         return await self._router.serve("Peering/Terminate", header, body, local, write=True)
 
     async def exported_services(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
-        """{PeerID, StreamSecret} -> {"Services": {name: [CheckServiceNode wire]}}; answered by
-        whichever server is asked, from its own state (a stale read is fine for a poll)."""
-        peering = self._authenticated(body)
-        services: dict[str, Any] = {}
-        for name in exported_service_names(self._state, peering.name):
-            _, nodes = self._state.health_service_nodes(name)
-            services[name] = [to_wire(csn) for csn in nodes]
-        index = self._state.index("nodes", "services", "checks", "config_entries")
-        return self._queries.meta(index), {"Services": services, "Datacenter": ""}
+        """{PeerID, StreamSecret, Mesh} -> {"Services": {name: [CheckServiceNode wire]}, "Mesh"}:
+        answered by our leader, the one server that tracks the stream and may write the bundle."""
+        self._authenticated(body)  # refuse a bad secret without a hop to the leader
+        header = RequestHeader(request_id=header.request_id or uuid.uuid4().hex, hops=header.hops)
+
+        async def local() -> tuple[QueryMeta, Any]:
+            peering = self._authenticated(body)
+            self._tracker.received(peering.name)
+            try:
+                bundle = peer_bundle(peering.name, body.get("Mesh"))
+            except ValueError as exc:
+                raise invalid(str(exc)) from None
+            if bundle is not None and not bundle.same_content(self._state.peering_trust_bundle(peering.name)):
+                await propose(self._raft, "", PeeringTrustBundleWrite(bundle))
+            services: dict[str, Any] = {}
+            for name in exported_service_names(self._state, peering.name):
+                _, nodes = self._state.health_service_nodes(name)
+                services[name] = [to_wire(csn) for csn in nodes]
+            index = self._state.index("nodes", "services", "checks", "config_entries")
+            self._tracker.sent(peering.name)
+            return self._queries.meta(index), {
+                "Services": services, "Datacenter": self._dc, "Mesh": local_mesh(self._state, self._dc, peering.name)}
+
+        return await self._router.serve("Peering/ExportedServices", header, body, local, write=True)

@@ -31,8 +31,9 @@ from meshfed.server.endpoints.writes import propose
 from meshfed.server.peering.acceptor import exported_service_names
 from meshfed.server.peering.dial import PeerDialer
 from meshfed.server.peering.token import PeeringToken, TokenError, decode_token, encode_token
+from meshfed.server.peering.tracker import StreamTracker
 
-TABLES = ("peerings", "peering_imports")
+TABLES = ("peerings", "peering_imports", "peering_trust_bundles")
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,9 @@ class PeeringEndpoint:
         router: RequestRouter,
         queries: Queries,
         dialer: PeerDialer,
+        tracker: StreamTracker | None = None,
     ) -> None:
+        self._tracker = tracker or StreamTracker()
         self._dc = datacenter
         self._server_name = server_name  # the name our gRPC certificate answers to
         self._ca_pems = ca_pems  # the CA a peer verifies our gRPC port against ("" without TLS)
@@ -200,9 +203,22 @@ class PeeringEndpoint:
     # ---- reads and delete (§D.5) -------------------------------------------------------------------
 
     def _view(self, peering: Peering) -> dict[str, Any]:
-        """The row's wire form plus what this side exports to the peer now (acceptors only)."""
+        """The row's wire form plus what this side exports to the peer now (acceptors only), the
+        peer's trust bundle (its Connect roots join `PeerCAPems`; an acceptor learns the dialer's
+        gateways as `PeerServerAddresses`, where Consul's peering-through-gateways puts them) and
+        the stream status this server's tracker holds (the leader's is the one that is fed)."""
         wire = to_wire(peering)
         wire["exported_services"] = [] if peering.is_dialer else exported_service_names(self._state, peering.name)
+        bundle = self._state.peering_trust_bundle(peering.name)
+        if bundle is not None:
+            wire["peer_ca_pems"] = list(dict.fromkeys([*peering.peer_ca_pems, *bundle.root_pems]))
+            if not wire["peer_server_addresses"]:
+                wire["peer_server_addresses"] = list(bundle.gateway_addresses)
+            wire["peer_trust_domain"] = bundle.trust_domain
+        status = self._tracker.status(peering.name)
+        wire["state"] = self._tracker.state(peering.name, peering.state)
+        wire["stream"] = {key: None if value is None else format_rfc3339(dt.datetime.fromtimestamp(value, dt.UTC))
+                          for key, value in status.__dict__.items()}
         return wire
 
     async def read(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:

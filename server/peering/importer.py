@@ -3,7 +3,9 @@ the ACTIVE dialing peerings, on the shared `RoundLoop` (pacing, backoff, status,
 
 A round asks each peer's servers for its exported services (authenticated by the stream secret,
 TLS verified against the peer's CA from the token) and proposes a `PeeringImportSet` only when
-the answer differs from what is stored, so an idle peering costs no Raft writes. A peer that no
+the answer differs from what is stored, so an idle peering costs no Raft writes. The call
+carries our mesh description (CA roots, trust domain, gateways) and the answer the peer's, stored
+as the peering's trust bundle when it changed; each round counts as a heartbeat both ways. A peer that no
 longer knows us (it deleted the peering) moves ours to TERMINATED, which drops the imports
 (peering.md §5); the row stays until deleted here.
 """
@@ -16,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from meshfed.fsm.peering.commands import PeeringImportSet, PeeringWrite
+from meshfed.fsm.peering.commands import PeeringImportSet, PeeringTrustBundleWrite, PeeringWrite
 from meshfed.fsm.peering.records import STATE_ACTIVE, STATE_TERMINATED, ImportedService, Peering
 from meshfed.fsm.records import csn_from_wire
 from meshfed.fsm.state import StateStore
@@ -25,6 +27,8 @@ from meshfed.rpc.errors import RPCError
 from meshfed.server.endpoints.ports import Proposer
 from meshfed.server.endpoints.writes import propose
 from meshfed.server.peering.dial import PeerDialer
+from meshfed.server.peering.mesh import local_mesh, peer_bundle
+from meshfed.server.peering.tracker import StreamTracker
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,10 @@ def imported_services(peer_name: str, answer: Any) -> tuple[ImportedService, ...
 
 
 class PeeringImporter:
-    def __init__(self, *, state: StateStore, raft: Proposer, dialer: PeerDialer) -> None:
+    def __init__(self, *, state: StateStore, raft: Proposer, dialer: PeerDialer, datacenter: str = "",
+                 tracker: StreamTracker | None = None) -> None:
+        self._dc = datacenter
+        self._tracker = tracker or StreamTracker()
         self._state = state
         self._raft = raft
         self._dialer = dialer
@@ -67,17 +74,24 @@ class PeeringImporter:
         if secrets is None or not secrets.stream:
             return
         try:
+            self._tracker.sent(peering.name)
             _, answer = await self._dialer.call(
                 peering.manual_server_addresses or peering.peer_server_addresses, peering.peer_ca_pems,
                 peering.peer_server_name, "Peering/ExportedServices",
-                {"PeerID": peering.peer_id, "StreamSecret": secrets.stream},
+                {"PeerID": peering.peer_id, "StreamSecret": secrets.stream,
+                 "Mesh": local_mesh(self._state, self._dc, peering.name)},
             )
+            self._tracker.received(peering.name)
         except RPCError as exc:
             if exc.code == grpc.StatusCode.NOT_FOUND:
+                self._tracker.forget(peering.name)
                 log.info("peer of peering %s no longer knows it: marking it %s", peering.name, STATE_TERMINATED)
                 await propose(self._raft, "", PeeringWrite(dataclasses.replace(peering, state=STATE_TERMINATED)))
                 return
             raise
+        bundle = peer_bundle(peering.name, answer.get("Mesh") if isinstance(answer, dict) else None)
+        if bundle is not None and not bundle.same_content(self._state.peering_trust_bundle(peering.name)):
+            await propose(self._raft, "", PeeringTrustBundleWrite(bundle))
         incoming = imported_services(peering.name, answer)
         _, stored = self._state.peering_imported(peering.name)
         if [(s.service, s.nodes) for s in stored] != [(s.service, s.nodes) for s in incoming]:

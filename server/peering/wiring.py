@@ -19,6 +19,7 @@ from meshfed.server.peering.acceptor import PeeringAcceptor, exported_service_na
 from meshfed.server.peering.dial import PeerDialer
 from meshfed.server.peering.endpoint import PeeringEndpoint
 from meshfed.server.peering.importer import PeeringImporter
+from meshfed.server.peering.tracker import StreamTracker
 
 # Import rounds per second: a new exported instance shows on the other side within about this
 # period; each round is one small RPC per ACTIVE dialing peering and no Raft write when idle.
@@ -40,6 +41,7 @@ class Peering:
     importer: PeeringImporter
     dialer: PeerDialer
     state: StateStore
+    tracker: StreamTracker
     import_status: ReplicationStatus = field(default_factory=lambda: ReplicationStatus("peering_import"))
 
     def handlers(self) -> dict[str, Handler]:
@@ -48,11 +50,15 @@ class Peering:
     def import_routine(self) -> Callable[[], Awaitable[None]]:
         """A fresh loop per leadership term (the routine is cancelled on step-down)."""
 
-        def run() -> Awaitable[None]:
+        async def run() -> None:
+            self.tracker.restart()
             loop = RoundLoop("peering_import", self.importer.round, label="peering import",
                              backoff=IMPORT_BACKOFF, rate=IMPORT_RATE, burst=1)
             self.import_status = loop.status
-            return loop.run()
+            try:
+                await loop.run()
+            finally:
+                self.tracker.stop()  # stepped down: stream status lives on the leader only
 
         return run
 
@@ -61,11 +67,15 @@ class Peering:
         _, peerings = self.state.peering_list()
         for p in peerings:
             labels = {"peer": p.name}
-            yield gauge("meshfed_peering_active", "1 while the peering reads ACTIVE", float(p.state == "ACTIVE"), labels)
+            yield gauge("meshfed_peering_active", "1 while the peering reads ACTIVE", float(self.tracker.state(p.name, p.state) == "ACTIVE"), labels)
             yield gauge("meshfed_peering_imported_services", "Services imported from the peer",
                         len(p.imported_services), labels)
             exported = [] if p.is_dialer else exported_service_names(self.state, p.name)
             yield gauge("meshfed_peering_exported_services", "Services exported to the peer", len(exported), labels)
+            if self.tracker.leading:  # followers hear nothing from peers
+                yield gauge("meshfed_peering_heartbeat_age_seconds",
+                            "Seconds since the peer was last heard (leader only; FAILING past the timeout)",
+                            self.tracker.heartbeat_age(p.name), labels)
         status = self.import_status
         yield gauge("meshfed_peering_import_failures", "Consecutive failed import rounds (leader only)",
                     status.consecutive_failures)
@@ -80,10 +90,14 @@ def build_peering(cfg: Config, *, state: StateStore, raft: Proposer, router: Req
     # can verify us; without TLS the token carries no CA and the peer dials in plaintext.
     ca_pem = _read(tls.ca_file) if tls.enabled else None
     ca_pems = (ca_pem.decode(),) if ca_pem else ()
+    tracker = StreamTracker(timeout=cfg.peering_stream_timeout)
     dialer = PeerDialer(_read(tls.cert_file) if tls.enabled else None, _read(tls.key_file) if tls.enabled else None)
     endpoint = PeeringEndpoint(
         datacenter=cfg.datacenter, server_name=f"server.{cfg.datacenter}.{cfg.domain.rstrip('.')}",
         ca_pems=lambda: ca_pems, state=state, raft=raft, router=router, queries=queries, dialer=dialer,
+        tracker=tracker,
     )
-    acceptor = PeeringAcceptor(state=state, raft=raft, router=router, queries=queries)
-    return Peering(endpoint, acceptor, PeeringImporter(state=state, raft=raft, dialer=dialer), dialer, state)
+    acceptor = PeeringAcceptor(state=state, raft=raft, router=router, queries=queries, datacenter=cfg.datacenter,
+                               tracker=tracker)
+    importer = PeeringImporter(state=state, raft=raft, dialer=dialer, datacenter=cfg.datacenter, tracker=tracker)
+    return Peering(endpoint, acceptor, importer, dialer, state, tracker)

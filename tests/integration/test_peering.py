@@ -125,6 +125,27 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
     assert "State: ACTIVE" in shown.stdout and "Imported Services: socat" in shown.stdout, shown.stderr
     assert get(a_follower, "/v1/peering/cluster-02").json()["StreamStatus"]["ExportedServices"] == ["socat"]
 
+    # Each side holds the other's Connect roots (the exchange carries both halves), and the
+    # leaders' stream status shows the polls as heartbeats.
+    def bundle_of(server: Any) -> dict[str, Any]:
+        bundles = get(server, "/v1/internal/peering/trust-bundles").json()
+        return bundles[0] if bundles else {}
+
+    a_roots = get(acceptor.leader(), "/v1/connect/ca/roots").json()
+    b_roots = get(b_server, "/v1/connect/ca/roots").json()
+    assert a_roots["TrustDomain"] != b_roots["TrustDomain"]  # two independent CAs
+    b_bundle = wait_until(lambda: bundle_of(b_server), 10, what="the acceptor's bundle on the dialer")
+    assert b_bundle["TrustDomain"] == a_roots["TrustDomain"] and b_bundle["RemotePeerName"] == "cluster-02"
+    assert b_bundle["RootPEMs"] == [r["RootCert"] for r in a_roots["Roots"]]
+    a_bundle = wait_until(lambda: bundle_of(a_follower), 10, what="the dialer's bundle on the acceptor")
+    assert a_bundle["TrustDomain"] == b_roots["TrustDomain"] and a_bundle["PeerName"] == "cluster-02"
+    b_view = get(b_server, "/v1/peering/cluster-01").json()
+    assert b_view["PeerCAPems"] == [decoded["CA"][0], *b_bundle["RootPEMs"]]
+    a_view = get(acceptor.leader(), "/v1/peering/cluster-02").json()
+    assert a_view["PeerCAPems"] == a_bundle["RootPEMs"]
+    for view in (a_view, b_view):
+        assert all(view["StreamStatus"][k] for k in ("LastHeartbeat", "LastReceive", "LastSend")), view
+
     # The imports are state: they survive a restart of the importing cluster.
     b_server.stop()
     b_server.start()
@@ -160,6 +181,7 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
     wait_until(lambda: get(b_server, "/v1/peering/cluster-01").json()["State"] == "TERMINATED", 15,
                what="the dialer's row TERMINATED")
     assert imported() == []
+    assert get(b_server, "/v1/internal/peering/trust-bundles").json() == []  # dropped with TERMINATED
     deleted = cli("delete", "-name", "cluster-01", "-http-addr", b_server.http)
     assert deleted.stdout.strip() == "Successfully submitted peering connection, cluster-01, for deletion"
     missing = get(b_server, "/v1/peering/cluster-01")

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from meshfed.fsm import CommandError, StateMachine, decode_batch, encode_batch, validate
-from meshfed.fsm.peering.commands import PeeringDelete, PeeringExchangeSecret, PeeringImportSet, PeeringWrite
-from meshfed.fsm.peering.records import ImportedService, Peering
+from meshfed.fsm.peering.commands import (
+    PeeringDelete,
+    PeeringExchangeSecret,
+    PeeringImportSet,
+    PeeringTrustBundleWrite,
+    PeeringWrite,
+)
+from meshfed.fsm.peering.records import ImportedService, Peering, PeeringTrustBundle
 from meshfed.fsm.records import CheckServiceNode, Node, NodeService
 
 
@@ -114,6 +120,7 @@ def test_commands_round_trip_through_the_log_encoding():
         PeeringExchangeSecret("p", "e", "s"),
         PeeringDelete("x"),
         PeeringImportSet("cluster-01", (ImportedService("cluster-01", "web", (instance(),)),)),
+        PeeringTrustBundleWrite(bundle()),
     ]
     decoded = [c for _, c in decode_batch(encode_batch([("", c) for c in commands]))]
     assert decoded == commands
@@ -130,3 +137,31 @@ def test_a_retried_exchange_is_answered_with_the_secret_that_was_stored():
     assert machine.state.peering_secrets("p-1").stream == "stream-1"
     (token,) = machine.apply(4, encode_batch([("t", PeeringWrite(acceptor(), establishment_secret="e2"))]))
     assert token.value == {"id": "p-1", "establishment_secret": "e2"}
+
+
+def bundle(peer="cluster-01"):
+    return PeeringTrustBundle(peer, "abc.consul", ("-----BEGIN CERTIFICATE-----",), "cluster-02", "dc1",
+                              ("127.0.0.9:8443",))
+
+
+def test_trust_bundle_is_stored_restored_and_dropped_on_delete_and_terminate():
+    log = Log()
+    assert not log.apply(PeeringTrustBundleWrite(bundle())).ok  # no such peering
+    assert not log.apply(PeeringTrustBundleWrite(PeeringTrustBundle("cluster-01", "td"))).ok  # no roots
+    log.apply(PeeringWrite(dialer(), stream_secret="s"))
+    assert log.apply(PeeringTrustBundleWrite(bundle())).ok
+    stored = log.machine.state.peering_trust_bundle("CLUSTER-01")
+    assert stored.same_content(bundle()) and stored.modify_index == log.index
+    copy = StateMachine()
+    copy.restore_data(log.machine.snapshot_data())
+    assert copy.state.peering_trust_bundles() == log.machine.state.peering_trust_bundles()
+    # The peer deleted its side: TERMINATED drops the bundle, and a late round cannot bring it back.
+    _, row = log.machine.state.peering_get("cluster-01")
+    log.apply(PeeringWrite(Peering(**{**row.__dict__, "state": "TERMINATED"})))
+    assert log.machine.state.peering_trust_bundle("cluster-01") is None
+    assert log.apply(PeeringTrustBundleWrite(bundle())).value is False
+    assert log.machine.state.peering_trust_bundles()[1] == []
+    log.apply(PeeringWrite(acceptor(), establishment_secret="e"))
+    log.apply(PeeringTrustBundleWrite(bundle("cluster-02")))
+    log.apply(PeeringDelete("cluster-02"))
+    assert log.machine.state.peering_trust_bundles()[1] == []

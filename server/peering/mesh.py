@@ -1,0 +1,79 @@
+"""What one cluster tells a peer about its mesh, and what it keeps of the peer's answer
+(reference peering.md §1.1 PeeringTrustBundle, §4 data plane).
+
+Each exchange carries, in both directions, the sender's Connect CA roots and trust domain (so the
+other side's sidecars can verify callers and destinations from this cluster), its datacenter,
+the name it gives the peering (the importer's proxies put it in the SNI they dial) and its mesh
+gateways' WAN addresses (where that traffic enters). The peerstream sends the acceptor's roots to
+the dialer and the dialer's to the acceptor; here the dialer's poll carries its own half and the
+answer the acceptor's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshfed.fsm.peering.records import PeeringTrustBundle
+from meshfed.fsm.state import StateStore
+from meshfed.server.ca.identity import trust_domain
+
+MESH_GATEWAY = "mesh-gateway"
+
+
+def local_mesh(state: StateStore, datacenter: str, peer_name: str) -> dict[str, Any] | None:
+    """This cluster's half of an exchange with the peering named `peer_name` here; None before
+    the Connect CA has roots (nothing to trust yet: the peer keeps what it had)."""
+    _, ca = state.ca_state()
+    roots = [str(r["RootCert"]) for r in (ca.roots if ca is not None else ()) if r.get("RootCert")]
+    if ca is None or not roots:
+        return None
+    return {
+        "TrustDomain": trust_domain(ca.cluster_id),
+        "RootPEMs": roots,
+        "PeerName": peer_name,
+        "Datacenter": datacenter,
+        "MeshGateways": gateway_addresses(state),
+    }
+
+
+def gateway_addresses(state: StateStore) -> list[str]:
+    """WAN `host:port` of every local mesh gateway whose checks pass (what a peer dials)."""
+    _, rows = state.health_service_nodes(MESH_GATEWAY, passing_only=True)
+    found = set()
+    for csn in rows:
+        service = csn.service
+        if service.kind != MESH_GATEWAY:
+            continue
+        wan = service.tagged_addresses.get("wan")
+        host, port = (wan.address, wan.port) if wan is not None and wan.address and wan.port else (
+            service.address or csn.node.address, service.port)
+        if host and port:
+            found.add(f"{host}:{port}")
+    return sorted(found)
+
+
+def _strings(value: Any, field: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{field}: expected a list of strings")
+    return tuple(value)
+
+
+def peer_bundle(peer_name: str, wire: Any) -> PeeringTrustBundle | None:
+    """The peer's half as the record we store for our peering `peer_name`; None when the peer
+    sent none (its CA is not initialised yet); ValueError when it is malformed."""
+    if wire is None:
+        return None
+    if not isinstance(wire, dict):
+        raise ValueError("peer's mesh description: expected a map")
+    domain, remote_name, datacenter = (wire.get(k) for k in ("TrustDomain", "PeerName", "Datacenter"))
+    if not isinstance(domain, str) or not domain:
+        raise ValueError("peer's mesh description: TrustDomain missing")
+    roots = _strings(wire.get("RootPEMs"), "RootPEMs")
+    if not roots:
+        raise ValueError("peer's mesh description: RootPEMs empty")
+    return PeeringTrustBundle(
+        peer_name=peer_name, trust_domain=domain.lower(), root_pems=roots,
+        remote_peer_name=remote_name if isinstance(remote_name, str) else "",
+        datacenter=datacenter if isinstance(datacenter, str) else "",
+        gateway_addresses=_strings(wire.get("MeshGateways") or [], "MeshGateways"),
+    )

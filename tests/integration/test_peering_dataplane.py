@@ -1,0 +1,136 @@
+"""Peered service traffic between two independent clusters (issue #11 step 4, peering.md §4, §7).
+
+Two single-server clusters with their own TLS CA and their own Connect CA (different trust
+domains), one mesh gateway each. cluster-01 exports socat (an echo service behind meshfed's
+sidecar); web's sidecar in cluster-02 has the upstream `{DestinationPeer = "cluster-01"}`. Its
+connection goes web's proxy -> cluster-02's gateway -> cluster-01's gateway -> socat's sidecar,
+which verifies web's leaf against cluster-02's trust bundle and asks its servers, where only an
+intention whose source names the peering admits it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+import requests
+
+from meshfed.server.cli.launcher import GatewayProcess, MeshProcess
+
+from .harness import wait_until
+from .test_dataplane import ECHO_PORT, echo_through, echoes, metric
+from .test_federation import tcp_peers
+from .test_peering import _tls_config, get, post
+
+UPSTREAM_PORT = 30000 + (os.getpid() + 7) % 20000
+
+
+def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_path: Any) -> None:
+    root = str(tmp_path)
+    c1 = make_dc("dc1", count=1, config=_tls_config(root, "dc1"))
+    c2 = make_dc("dc2", count=1, config={**_tls_config(root, "dc2"), "peering_stream_timeout": "3s"})
+    started = time.monotonic()
+    for server in (*c1.servers, *c2.servers):  # both clusters boot at once
+        server.start()
+    c1.wait_leader()
+    c2.wait_leader()
+    marks = {"leaders": time.monotonic() - started}
+    s1, s2 = c1.servers[0], c2.servers[0]
+    base1, base2 = s1.address.rsplit(".", 1)[0], s2.address.rsplit(".", 1)[0]
+    app_host, web_host = f"{base1}.30", f"{base2}.30"
+    processes = [
+        GatewayProcess("dc1", f"{base1}.10", [f"{s1.address}:8500"], f"{root}/gw1.log"),
+        GatewayProcess("dc2", f"{base2}.10", [f"{s2.address}:8500"], f"{root}/gw2.log"),
+        MeshProcess("echo", ["echo", "-listen", f"{app_host}:{ECHO_PORT}"], f"{root}/echo.log"),
+        MeshProcess("socat-proxy", ["proxy", "-sidecar-for", "socat", "-http-addr", f"{s1.address}:8500",
+                                    "-admin-bind", f"{app_host}:19100"], f"{root}/socat-proxy.log"),
+        MeshProcess("web-proxy", ["proxy", "-sidecar-for", "web", "-http-addr", f"{s2.address}:8500",
+                                  "-admin-bind", f"{web_host}:19100"], f"{root}/web-proxy.log"),
+    ]
+    gw1, gw2 = processes[0], processes[1]
+    try:
+        socat = {"ID": "socat", "Name": "socat", "Port": ECHO_PORT, "Address": app_host, "Connect": {"SidecarService": {
+            "Proxy": {"LocalServiceAddress": app_host, "Config": {"bind_address": app_host}}}}}
+        web = {"Name": "web", "Port": 8080, "Address": web_host, "Connect": {"SidecarService": {"Proxy": {
+            "Config": {"bind_address": web_host},
+            "Upstreams": [{"DestinationPeer": "cluster-01", "DestinationName": "socat",
+                           "LocalBindPort": UPSTREAM_PORT}]}}}}
+        assert requests.put(s1.http + "/v1/agent/service/register", json=socat, timeout=10).status_code == 200
+        assert requests.put(s2.http + "/v1/agent/service/register", json=web, timeout=10).status_code == 200
+        for process in processes:
+            process.start()
+
+        # The walkthrough: token in cluster-01, establish in cluster-02, export socat.
+        token = post(s1, "/v1/peering/token", {"PeerName": "cluster-02"}).json()["PeeringToken"]
+        established = post(s2, "/v1/peering/establish", {"PeerName": "cluster-01", "PeeringToken": token})
+        assert established.status_code == 200, established.text
+        entry = {"Kind": "exported-services", "Name": "default",
+                 "Services": [{"Name": "socat", "Consumers": [{"Peer": "cluster-02"}]}]}
+        assert requests.put(s1.http + "/v1/config", json=entry, timeout=10).json() is True
+
+        # Each side learns the other's gateways with its roots (shown as PeerServerAddresses on
+        # the acceptor, which has no server addresses of the dialer).
+        wait_until(lambda: get(s1, "/v1/peering/cluster-02").json().get("PeerServerAddresses") == [gw2.bind], 20,
+                   what="cluster-02's gateway known in cluster-01")
+        wait_until(lambda: [b["MeshGateways"] for b in get(s2, "/v1/internal/peering/trust-bundles").json()]
+                   == [[gw1.bind]], 20, what="cluster-01's gateway known in cluster-02")
+
+        # An intention naming a peering that does not exist is refused.
+        bad = {"Kind": "service-intentions", "Name": "socat",
+               "Sources": [{"Name": "web", "Peer": "cluster-09", "Action": "allow"}]}
+        refused = requests.put(s1.http + "/v1/config", json=bad, timeout=10)
+        assert refused.status_code == 400 and "Sources[0].Peer" in refused.text, refused.text
+
+        # No intention: the caller reaches socat's sidecar (through both gateways) and is denied
+        # there, although the cluster's default allows local callers.
+        socat_admin = f"{app_host}:19100"
+
+        def denied_once() -> bool:
+            echoes(UPSTREAM_PORT)
+            return metric(socat_admin, 'meshfed_proxy_authorizations_total{decision="deny"}') >= 1
+
+        marks["peered"] = time.monotonic() - started
+        wait_until(denied_once, 30, interval=0.5, what="web's connection denied at socat's sidecar")
+        marks["denied"] = time.monotonic() - started
+        assert not echoes(UPSTREAM_PORT)
+
+        allow = {"Kind": "service-intentions", "Name": "socat",
+                 "Sources": [{"Name": "web", "Peer": "cluster-02", "Action": "allow"}]}
+        assert requests.put(s1.http + "/v1/config", json=allow, timeout=10).json() is True
+        wait_until(lambda: echoes(UPSTREAM_PORT), 15, interval=0.3, what="bytes echoed from cluster-01")
+        marks["allowed"] = time.monotonic() - started
+        print("seconds since start:", {k: round(v, 1) for k, v in marks.items()})
+        assert echo_through(UPSTREAM_PORT, b"x" * 100_000) == b"x" * 100_000
+
+        # The path: web's proxy holds a connection to its own gateway only; each gateway counted
+        # its route (cluster-02's towards the peer, cluster-01's to socat's sidecar).
+        with socket.create_connection(("127.0.0.1", UPSTREAM_PORT), timeout=5) as held:
+            held.sendall(b"ping")
+            assert held.recv(4) == b"ping"
+            peers = tcp_peers(processes[4].process.pid)
+            assert (gw2.address, gw2.port) in peers
+            assert not any(host.startswith(base1 + ".") for host, _ in peers)
+        assert 'route="peer-remote:cluster-02"' in requests.get(gw2.admin + "/metrics", timeout=5).text
+        assert 'route="service:socat"' in requests.get(gw1.admin + "/metrics", timeout=5).text
+
+        # Stream status: cluster-01 goes silent -> cluster-02 reads FAILING past its (3 s) timeout,
+        # ACTIVE again once cluster-01 answers; the heartbeat age is a metric per peering.
+        status = get(s2, "/v1/peering/cluster-01").json()
+        assert status["State"] == "ACTIVE" and status["StreamStatus"]["LastHeartbeat"], status
+        s1.stop()
+        wait_until(lambda: get(s2, "/v1/peering/cluster-01").json()["State"] == "FAILING", 15,
+                   what="cluster-02's peering FAILING while cluster-01 is down")
+        metrics = get(s2, "/v1/agent/metrics?format=prometheus").text
+        age = next(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                   if line.startswith('meshfed_peering_heartbeat_age_seconds{peer="cluster-01"}'))
+        assert age > 3.0
+        s1.start()
+        wait_until(lambda: get(s2, "/v1/peering/cluster-01").json()["State"] == "ACTIVE", 30,
+                   what="cluster-02's peering ACTIVE again")
+    finally:
+        for process in reversed(processes):  # proxies first: a gateway then has no connection to drain
+            if os.environ.get("MESHFED_KEEP_LOGS") or not process.alive():
+                print(f"--- {getattr(process, 'name', '') or getattr(process, 'node', '')} ---\n{process.log_tail(40)}")
+            process.stop()
