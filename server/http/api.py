@@ -7,7 +7,7 @@ one way: the routes need the `Api`, the application needs the routes, neither ne
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
 from meshfed.server.endpoints.federation_state import FederationStateEndpoint
 from meshfed.server.endpoints.intention import IntentionEndpoint
+from meshfed.server.endpoints.operator_raft import OperatorRaftEndpoint
 from meshfed.server.endpoints.ports import Queries
 from meshfed.server.endpoints.snapshot import SnapshotEndpoint
 from meshfed.server.endpoints.status import StatusEndpoint
@@ -82,6 +83,8 @@ class Api:
     peering: PeeringEndpoint | None = None
     reloader: Reloader | None = None  # PUT /v1/agent/reload (None: the server was not started by the CLI)
     logs: LogHub | None = None  # GET /v1/agent/monitor
+    operator_raft: OperatorRaftEndpoint | None = None  # live Raft membership (None in hand-built test Apis)
+    leave: Callable[[str], Awaitable[None]] | None = None  # PUT /v1/agent/leave: leave the Raft configuration, stop
 
 
 API_KEY: web.AppKey[Api] = web.AppKey("meshfed_api", Api)

@@ -24,6 +24,7 @@ What this adapter adds to the library (reference/pysyncobj.md §6):
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import os
@@ -36,12 +37,13 @@ from pysyncobj import SyncObjConf
 from pysyncobj.config import FAIL_REASON
 
 from meshfed.fsm import Command, Noop, Result, StateMachine, encode_batch
+from meshfed.server.raft import membership
 from meshfed.server.raft import storage as raft_storage
 from meshfed.server.raft.durability import JOURNAL_SYNC_INTERVAL, SYNC_ALWAYS, SYNC_INTERVAL, DiskFullError
 from meshfed.server.raft.syncobj import FsmConsumer, GuardedSyncObj
 from meshfed.server.raft.trace import TRACE
 from meshfed.server.raft.transport import REPLICATION_CHUNK_BYTES, FrameStats, GuardedTransport
-from meshfed.server.raft.types import PeerHealth, RaftError, RaftStatus, RaftTimings
+from meshfed.server.raft.types import MembershipError, PeerHealth, RaftError, RaftStatus, RaftTimings
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +98,20 @@ class RaftNode:
         on_fatal: Callable[[str], None] | None = None,
         bind_address: str | None = None,
         sync_mode: str = SYNC_ALWAYS,
+        quiet_start: float = 0.0,
     ) -> None:
         if not cluster_key:
             raise ValueError("a cluster key is required: the Raft port speaks pickle")
         self.self_address = self_address
-        self.peers = [p for p in peers if p != self_address]
+        raft_dir = os.path.join(data_dir, "raft") if data_dir else None
+        saved = self.saved_members(data_dir)
+        if saved is not None:
+            # The membership this server last applied wins over the configured peers: after a
+            # live change the config no longer says who the members are.
+            if sorted(set(saved) - {self_address}) != sorted(set(peers) - {self_address}):
+                log.info("raft: starting with the saved members %s (not the configured peers)", ",".join(saved))
+            peers = saved
+        initial_peers = [p for p in peers if p != self_address]
         # Silence after which a member counts as failed: several missed heartbeat rounds, and more
         # than an election takes, so a slow tick does not flap it.
         self.failed_after = max(FAILED_AFTER_MIN, FAILED_AFTER_ELECTIONS * timings.election_max)
@@ -112,6 +123,7 @@ class RaftNode:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_errors = 0
+        self._tick_calls: collections.deque[Callable[[], None]] = collections.deque()  # run on the tick thread
         self._pending: list[tuple[str, Command, asyncio.Future[Result]]] = []
         self._inflight: dict[int, tuple[float, list[asyncio.Future[Result]]]] = {}
         self._batch_ids = itertools.count(1)
@@ -121,8 +133,7 @@ class RaftNode:
         self._snapshot_time = time.monotonic()
 
         journal_path = dump_path = None
-        if data_dir:
-            raft_dir = os.path.join(data_dir, "raft")
+        if raft_dir:
             os.makedirs(raft_dir, exist_ok=True)
             journal_path = os.path.join(raft_dir, "journal")
             dump_path = os.path.join(raft_dir, "snapshot")
@@ -153,7 +164,7 @@ class RaftNode:
             serializeChecker=self._snapshots.check if dump_path else None,
             logCompactionMinEntries=snapshot_threshold,
             logCompactionMinTime=snapshot_interval,
-            dynamicMembershipChange=False,
+            dynamicMembershipChange=True,  # server/raft/membership.py
             onStateChanged=self._state_changed,
             bindAddress=bind_address,
             # Peers named by DNS (e.g. Kubernetes pods) get new addresses on restart; the library's
@@ -164,10 +175,16 @@ class RaftNode:
             bindRetryTime=0.5,
         )
         self._sync = GuardedSyncObj(
-            self_address, self.peers, conf, consumers=[self._consumer], journal_path=journal_path,
+            self_address, initial_peers, conf, consumers=[self._consumer], journal_path=journal_path,
             sync_mode=sync_mode, transportClass=GuardedTransport,
         )
         self._guard = self._sync.meshfed_guard
+        self._sync.meshfed_raft_dir = raft_dir
+        self._sync.meshfed_check_add = self._addition_refusal
+        if quiet_start > 0:
+            # A server that just joined waits for the leader's first heartbeat instead of
+            # starting an election (with an empty log it cannot win one, but it would bump terms).
+            self._sync._SyncObj__raftElectionDeadline = time.monotonic() + quiet_start
         if journal_path:
             raft_storage.make_compaction_safe(self._sync._SyncObj__raftLog, journal_path)
         if TRACE is not None:
@@ -185,6 +202,8 @@ class RaftNode:
         while not self._stopping.is_set():
             try:
                 self._sync.doTick(TICK_PERIOD)
+                while self._tick_calls:
+                    self._tick_calls.popleft()()
             except Exception:
                 if self._sync.meshfed_fatal:
                     log.error("raft: %s", self._sync.meshfed_fatal)
@@ -326,6 +345,123 @@ class RaftNode:
                     future.set_exception(exc)
         if self._pending:
             self._flush()
+
+    # ---- membership (server/raft/membership.py) --------------------------------------------------
+
+    @staticmethod
+    def saved_members(data_dir: str | None) -> list[str] | None:
+        """The member list a server with this data dir last applied, or None (never changed)."""
+        return membership.load_members(os.path.join(data_dir, "raft")) if data_dir else None
+
+    @staticmethod
+    def join(self_address: str, seeds: Sequence[str], cluster_key: str, data_dir: str | None,
+             timeout: float = 60.0) -> list[str]:
+        """Blocking: have the leader add this server, before its Raft port starts talking.
+        Returns the member list (also saved, so a restart does not join again)."""
+        members = membership.join_cluster(self_address, seeds, cluster_key, time.monotonic() + timeout)
+        if data_dir:
+            raft_dir = os.path.join(data_dir, "raft")
+            os.makedirs(raft_dir, exist_ok=True)
+            membership.save_members(raft_dir, members)
+        return members
+
+    def members(self) -> list[str]:
+        """Every voter's Raft address, this server included (the membership it has applied)."""
+        return self._sync.meshfed_members()
+
+    @property
+    def peers(self) -> list[str]:
+        return [m for m in self.members() if m != self.self_address]
+
+    @property
+    def removed(self) -> bool:
+        """An entry removing this server reached it: it no longer belongs to the cluster."""
+        return bool(self._sync.meshfed_removed)
+
+    def _alive(self) -> dict[str, bool]:
+        return {address: health.alive for address, health in self.peer_health().items()}
+
+    def _addition_refusal(self, address: str) -> str | None:
+        return membership.addition_refusal(self.members(), self._alive(), address)
+
+    async def remove_server(self, address: str, timeout: float = 10.0) -> None:
+        """On the leader: remove a voter, unless the live voters left would not be a majority."""
+        if not self.is_leader():
+            raise RaftError("not the leader", maybe_applied=False)
+        if address == self.self_address:
+            raise MembershipError("the leader cannot remove itself: transfer leadership first")
+        refusal = membership.removal_refusal(self.members(), self._alive(), address)
+        if refusal:
+            raise MembershipError(refusal)
+        log.info("raft: removing %s from the cluster", address)
+        await self._membership_change(lambda done: self._sync.removeNodeFromCluster(address, callback=done), timeout)
+
+    async def _membership_change(self, submit: Callable[[Callable[[Any, int], None]], None], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            future: asyncio.Future[int] = loop.create_future()
+
+            def done(_result: Any, error: int, future: asyncio.Future[int] = future) -> None:
+                loop.call_soon_threadsafe(lambda: future.done() or future.set_result(int(error)))
+
+            submit(done)
+            try:
+                error = await asyncio.wait_for(future, max(0.1, deadline - loop.time()))
+            except TimeoutError:
+                raise RaftError("timed out waiting for the membership change to commit", maybe_applied=True) from None
+            if error == FAIL_REASON.SUCCESS:
+                return
+            if error != FAIL_REASON.REQUEST_DENIED or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.1)  # one change at a time: the previous one is still committing
+        if error == FAIL_REASON.REQUEST_DENIED:
+            raise MembershipError("another membership change is still committing; retry")
+        raise RaftError(NOT_APPLIED.get(error, f"membership change failed (reason {error})"),
+                        maybe_applied=error not in NOT_APPLIED)
+
+    async def transfer_leadership(self, target: str | None = None, timeout: float = 10.0) -> str:
+        """On the leader: hand leadership to `target` (or the most caught-up peer); returns the
+        new leader's address once it is known. The library refuses a target that is not fully
+        caught up, so under write load the request is repeated until one succeeds."""
+        if not self.is_leader():
+            raise RaftError("not the leader", maybe_applied=False)
+        if target is not None and target not in self.peers:
+            raise MembershipError(f"{target} is not a Raft member other than the leader")
+        if not self.peers:
+            raise MembershipError("there is no other server to transfer leadership to")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        sent, sent_at = False, 0.0
+        while loop.time() < deadline:
+            if not sent:
+                future: asyncio.Future[int] = loop.create_future()
+
+                def done(_result: Any, error: int, future: asyncio.Future[int] = future) -> None:
+                    loop.call_soon_threadsafe(lambda: future.done() or future.set_result(int(error)))
+
+                self._tick_calls.append(lambda: self._sync.transferLeadership(target, callback=done))
+                try:
+                    sent = await asyncio.wait_for(future, 2.0) == FAIL_REASON.SUCCESS
+                except TimeoutError:
+                    sent = False
+                if not sent:
+                    if not self.is_leader():
+                        break
+                    await asyncio.sleep(0.05)
+                    continue
+                sent_at = loop.time()
+            leader = self.leader()
+            if not self.is_leader() and leader and leader != self.self_address:
+                return leader
+            if self.is_leader() and loop.time() - sent_at > 2.0:
+                sent = False  # the forced election did not happen (target lost it): ask again
+            await asyncio.sleep(0.05)
+        if not self.is_leader() and self.leader() not in (None, self.self_address):
+            return str(self.leader())
+        raise MembershipError(
+            "leadership transfer did not complete: the target must be connected and fully caught up"
+        )
 
     # ---- status ----------------------------------------------------------------------------------
 

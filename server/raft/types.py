@@ -65,3 +65,8 @@ class RaftStatus:
     snapshot_index: int
     snapshot_bytes: int
     snapshot_age: float
+
+
+class MembershipError(Exception):
+    """A membership change or leadership transfer refused, with the reason for the operator
+    (a lost majority, an unknown member, a target not caught up). Never a server fault."""
