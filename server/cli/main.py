@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     peers = raft.add_parser("list-peers", help="print the Raft configuration")
     _add_http_flags(peers)
     peers.set_defaults(func=cmd_list_peers)
-    add_membership_commands(sub, raft, _add_http_flags)
+    add_membership_commands(sub, operator, raft, _add_http_flags)
 
     fed_state = operator.add_parser("federation-state", help="federation-state operations").add_subparsers(
         dest="action", metavar="ACTION")

@@ -4,11 +4,31 @@
 from __future__ import annotations
 
 import argparse
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from meshfed.server.cli.http import CLIError, http_request
+from meshfed.server.cli.http import CLIError, http_addr, http_request, table, token_of
+
+
+def _get_any_status(ns: argparse.Namespace, path: str, ok: tuple[int, ...]) -> tuple[int, Any]:
+    """(status, JSON body) of a GET whose non-200 answers in `ok` still carry the reply."""
+    request = urllib.request.Request(http_addr(ns).rstrip("/") + path)
+    if token_of(ns):
+        request.add_header("X-Consul-Token", token_of(ns))
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        if exc.code in ok:
+            return exc.code, json.loads(raw)
+        raise CLIError(f"GET {path}: HTTP {exc.code}: {raw.decode(errors='replace').strip()}") from None
+    except urllib.error.URLError as exc:
+        raise CLIError(f"cannot reach {http_addr(ns)}: {exc.reason}") from None
 
 
 def cmd_transfer_leader(ns: argparse.Namespace) -> int:
@@ -28,14 +48,29 @@ def cmd_remove_peer(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_autopilot_state(ns: argparse.Namespace) -> int:
+    """Consul's `operator autopilot state`, from GET /v1/operator/autopilot/health (a 429 there
+    only means unhealthy: the body is printed all the same)."""
+    status, health = _get_any_status(ns, "/v1/operator/autopilot/health", ok=(200, 429))
+    print(f"Healthy: {str(health['Healthy']).lower()}")
+    print(f"Failure Tolerance: {health['FailureTolerance']}")
+    rows = [("Name", "Address", "Leader", "Voter", "Healthy", "LastContact", "LastIndex")]
+    for s in health["Servers"]:
+        rows.append((s["Name"], s["Address"], str(s["Leader"]).lower(), str(s["Voter"]).lower(),
+                     str(s["Healthy"]).lower(), s["LastContact"] or "never", str(s["LastIndex"])))
+    print(table(rows))
+    return 0 if status == 200 else 2
+
+
 def cmd_leave(ns: argparse.Namespace) -> int:
     http_request(ns, "PUT", "/v1/agent/leave")
     print("Graceful leave complete")
     return 0
 
 
-def add_membership_commands(sub: Any, raft: Any, add_http_flags: Callable[[argparse.ArgumentParser], None]) -> None:
-    """`sub`: the top-level subcommands; `raft`: the `operator raft` ones."""
+def add_membership_commands(sub: Any, operator: Any, raft: Any,
+                            add_http_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+    """`sub`: the top-level subcommands; `operator`: the `operator` areas; `raft`: `operator raft`'s."""
     transfer = raft.add_parser("transfer-leader", help="move Raft leadership to another server")
     transfer.add_argument("-id", "--id", default="", help="the server to lead (default: the most caught-up)")
     add_http_flags(transfer)
@@ -46,6 +81,13 @@ def add_membership_commands(sub: Any, raft: Any, add_http_flags: Callable[[argpa
     remove.add_argument("-address", "--address", default="", help="the server's address (ip:port)")
     add_http_flags(remove)
     remove.set_defaults(func=cmd_remove_peer)
+
+    autopilot = operator.add_parser("autopilot", help="autopilot: server health").add_subparsers(
+        dest="action", metavar="ACTION")
+    autopilot.required = True
+    state = autopilot.add_parser("state", help="print the health of every server and the failure tolerance")
+    add_http_flags(state)
+    state.set_defaults(func=cmd_autopilot_state)
 
     leave = sub.add_parser("leave", help="make the server leave the datacenter gracefully, then stop")
     add_http_flags(leave)

@@ -1,13 +1,24 @@
 """Live Raft membership over HTTP, in Consul's shapes: `POST /v1/operator/raft/transfer-leader`,
-`DELETE /v1/operator/raft/peer` and `PUT /v1/agent/leave` (server/endpoints/operator_raft.py)."""
+`DELETE /v1/operator/raft/peer`, `PUT /v1/agent/leave` (server/endpoints/operator_raft.py) and
+autopilot's read side, `GET /v1/operator/autopilot/health`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from meshfed.fsm.consul_formats.durations import format_duration
+from meshfed.fsm.records import server_info_from_wire
 from meshfed.server.http.api import api_of
 from meshfed.server.http.params import BadRequest, parse_header
 from meshfed.server.http.respond import json_body
+from meshfed.server.raft import failure_tolerance
+
+# Consul autopilot's defaults: a server is healthy while it is alive, heard from within this
+# long, and at most this many entries behind the leader.
+LAST_CONTACT_THRESHOLD = 0.2  # seconds
+MAX_TRAILING_LOGS = 250
 
 # Consul's own text for a remove-peer that names no server.
 MISSING_PEER = "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove"
@@ -46,7 +57,40 @@ async def leave(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+def autopilot_health_of(config: dict[str, Any]) -> dict[str, Any]:
+    """Consul's OperatorHealthReply from the (leader's) Raft configuration rows. Pure."""
+    rows = config["servers"]
+    leader_index = max((row.get("last_index") or 0 for row in rows if row["leader"]), default=0)
+    servers = []
+    for row in rows:
+        info = server_info_from_wire(row["server"]) if row["server"] else None
+        contact, index = row.get("last_contact"), row.get("last_index")
+        healthy = (bool(row.get("alive")) and contact is not None
+                   and (row["leader"] or contact <= LAST_CONTACT_THRESHOLD)
+                   and index is not None and leader_index - index <= MAX_TRAILING_LOGS)
+        servers.append({
+            "ID": row["node"], "Name": row["node"],
+            "Address": info.rpc_address if info else row["raft_address"],
+            "SerfStatus": "alive" if row.get("alive") else "failed",
+            "Leader": row["leader"], "Voter": row.get("voter", True),
+            "LastContact": "" if contact is None else format_duration(round(contact, 3)),
+            "LastTerm": config.get("term", 0), "LastIndex": index or 0, "Healthy": healthy,
+        })
+    healthy_voters = sum(1 for server in servers if server["Healthy"] and server["Voter"])
+    voters = sum(1 for server in servers if server["Voter"])
+    return {"Healthy": healthy_voters == voters, "FailureTolerance": failure_tolerance(voters, healthy_voters),
+            "Servers": servers}
+
+
+async def autopilot_health(request: web.Request) -> web.Response:
+    """Consul answers 429 (with the same body) while the cluster is not healthy."""
+    _, config = await api_of(request).status.raft_configuration(parse_header(request), {})
+    reply = autopilot_health_of(config)
+    return json_body(reply, status=200 if reply["Healthy"] else 429)
+
+
 def add(app: web.Application) -> None:
+    app.router.add_get("/v1/operator/autopilot/health", autopilot_health)
     app.router.add_post("/v1/operator/raft/transfer-leader", transfer_leader)
     app.router.add_delete("/v1/operator/raft/peer", remove_peer)
     app.router.add_put("/v1/agent/leave", leave)

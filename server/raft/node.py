@@ -487,12 +487,15 @@ class RaftNode:
         within `failed_after` (heartbeats answer every `timings.heartbeat`): a killed or cut-off
         server turns failed within seconds, as serf reports it to Consul operators."""
         now = time.monotonic()
-        health = {self.self_address: PeerHealth(True, 0.0)}
+        sync = self._sync
+        leading = self.is_leader()
+        matched = dict(sync._SyncObj__raftMatchIndex) if leading else {}
+        health = {self.self_address: PeerHealth(True, 0.0, int(sync._SyncObj__getCurrentLogIndex()))}
         for address, node in self._peer_nodes():
             heard = self._sync.meshfed_peer_contact.get(address)
             age = None if heard is None else now - heard
             alive = bool(self._sync.isNodeConnected(node)) and age is not None and age < self.failed_after
-            health[address] = PeerHealth(alive, age)
+            health[address] = PeerHealth(alive, age, int(matched.get(node, 0)) if leading else None)
         return health
 
     def status(self) -> RaftStatus:

@@ -54,9 +54,17 @@ def test_grow_transfer_remove_leave_and_restart_without_losing_an_acknowledged_w
     # kill -9 a server, then remove it (asked of a follower: forwarded to the leader).
     s2.kill()
     wait_until(lambda: not raft_members(dc, s4)["dc1-s2"], 10, what="dc1-s2 reported failed")
+    hurt = dc.get(s1, "/v1/operator/autopilot/health")
+    assert hurt.status_code == 429 and hurt.json()["FailureTolerance"] == 0
     r = dc.session.delete(s1.http + "/v1/operator/raft/peer", params={"id": "dc1-s2"}, timeout=30)
     assert r.status_code == 200, r.text
     assert set(raft_members(dc, s4)) == {"dc1-s1", "dc1-s3", "dc1-s4"}
+    # Removing the dead server restored the fault tolerance: 3 healthy voters tolerate 1 failure.
+    def tolerates_one() -> bool:
+        health = dc.get(s3, "/v1/operator/autopilot/health").json()
+        return bool(health["Healthy"]) and health["FailureTolerance"] == 1
+
+    wait_until(tolerates_one, 10, interval=0.2, what="autopilot: healthy, failure tolerance 1")
     peers = cli(s3, "operator", "raft", "list-peers")
     assert peers.returncode == 0 and "dc1-s2" not in peers.stdout and "dc1-s4" in peers.stdout
     acked_after_removal = len(writers.acked)

@@ -94,3 +94,27 @@ def test_operator_names_map_to_raft_addresses() -> None:
         resolve_member(members, servers, server_id="nope")
     with pytest.raises(MembershipError, match="required"):
         resolve_member(members, servers)
+
+
+def _row(node: str, *, leader: bool = False, alive: bool = True, contact: float | None = 0.05,
+         index: int | None = 100) -> dict[str, object]:
+    return {"node": node, "raft_address": f"{node}:8301", "leader": leader, "voter": True, "server": None,
+            "alive": alive, "last_contact": contact, "last_index": index}
+
+
+def test_autopilot_health_counts_failure_tolerance_from_healthy_voters() -> None:
+    from meshfed.server.http.routes_operator import autopilot_health_of
+
+    healthy = autopilot_health_of({"servers": [_row("a", leader=True, contact=0.0), _row("b"), _row("c")],
+                                   "term": 4})
+    assert healthy["Healthy"] and healthy["FailureTolerance"] == 1
+    assert [s["Healthy"] for s in healthy["Servers"]] == [True, True, True]
+    assert healthy["Servers"][0]["LastTerm"] == 4 and healthy["Servers"][1]["LastIndex"] == 100
+
+    # A dead member, and one too far behind: tolerance 0 of 4 voters with 2 healthy.
+    hurt = autopilot_health_of({"servers": [_row("a", leader=True, contact=0.0), _row("b"),
+                                            _row("c", alive=False, contact=None, index=0),
+                                            _row("d", index=100 - 251)]})
+    assert not hurt["Healthy"] and hurt["FailureTolerance"] == 0
+    assert [s["Healthy"] for s in hurt["Servers"]] == [True, True, False, False]
+    assert hurt["Servers"][2]["SerfStatus"] == "failed" and hurt["Servers"][2]["LastContact"] == ""
