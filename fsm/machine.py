@@ -39,6 +39,7 @@ from typing import Any
 
 from meshfed.fsm.acl.apply import ACL_HANDLERS, ACLRejected
 from meshfed.fsm.commands import (
+    AutopilotConfigSet,
     CAStateSet,
     CatalogDeregister,
     CatalogRegister,
@@ -417,6 +418,15 @@ def _apply_ca_state_set(writer: StoreWriter, index: int, command: CAStateSet) ->
     return True
 
 
+def _apply_autopilot_config_set(writer: StoreWriter, index: int, command: AutopilotConfigSet) -> bool:
+    existing = writer.autopilot()
+    if command.cas is not None and (existing.modify_index if existing is not None else 0) != command.cas:
+        return False
+    created = existing.create_index if existing is not None else index
+    writer.put_autopilot(replace(command.config, create_index=created, modify_index=index), index)
+    return True
+
+
 def _apply_noop(writer: StoreWriter, index: int, command: Noop) -> int:
     return index
 
@@ -425,6 +435,7 @@ _HANDLERS: dict[type, Callable[[StoreWriter, int, Any], Any]] = {
     ConfigEntrySet: _apply_config_entry_set,
     ConfigEntryDelete: _apply_config_entry_delete,
     CAStateSet: _apply_ca_state_set,
+    AutopilotConfigSet: _apply_autopilot_config_set,
     CatalogRegister: _apply_register,
     CatalogDeregister: _apply_deregister,
     CheckUpdate: _apply_check_update,

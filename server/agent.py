@@ -39,6 +39,7 @@ from meshfed.server.ca.secondary import SecondaryCA
 from meshfed.server.config import Config, config_warnings
 from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.agent_services import AgentServices
+from meshfed.server.endpoints.autopilot import AutopilotEndpoint
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
@@ -52,6 +53,7 @@ from meshfed.server.http.app import build_app
 from meshfed.server.leader.acl_expiry import reap_expired_tokens
 from meshfed.server.leader.acl_init import run_initial_management
 from meshfed.server.leader.anti_entropy import CatalogGatewaySource, PrimaryStateSink
+from meshfed.server.leader.autopilot import clean_up_dead_servers
 from meshfed.server.leader.membership import publish_self
 from meshfed.server.leader.routines import LeaderRoutines
 from meshfed.server.leader.ttl import reap_ttl_checks
@@ -228,6 +230,7 @@ class Agent:
         catalog = CatalogEndpoint(state=state, raft=raft, router=router, queries=queries)
         status = StatusEndpoint(datacenter=cfg.datacenter, state=state, raft=raft, queries=queries, router=router)
         self.operator_raft = OperatorRaftEndpoint(state=state, raft=raft, router=router, queries=queries)
+        autopilot = AutopilotEndpoint(state=state, raft=raft, router=router, queries=queries)
         agent_services = AgentServices(node=cfg.node_name, address=cfg.advertise, datacenter=cfg.datacenter,
                                        state=state, raft=raft, router=router, queries=queries)
         self.peering = build_peering(cfg, state=state, raft=raft, router=router, queries=queries)
@@ -235,7 +238,7 @@ class Agent:
             **self.peering.handlers(), **federation.handlers(), **catalog.handlers(), **status.handlers(), **config_entries.handlers(),
             **intentions.handlers(), **self.connect_ca.handlers(),
             **acl.handlers(), **self.federation_wan.check.handlers(), **agent_services.handlers(),
-            **self.operator_raft.handlers(),
+            **self.operator_raft.handlers(), **autopilot.handlers(),
         }
 
         self.grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -287,6 +290,7 @@ class Agent:
             peering=self.peering.endpoint,
             reloader=self.reloader,
             operator_raft=self.operator_raft,
+            autopilot=autopilot,
             leave=self.leave_and_stop,
             logs=self.logs,
         )
@@ -377,6 +381,7 @@ class Agent:
             self.federation_wan.replication.track(self.secondary_ca.status)
             self.routines.add("connect-ca-secondary", self.secondary_ca.run)
         self.routines.add("peering-import", self.peering.import_routine())
+        self.routines.add("autopilot-dead-server-cleanup", lambda: clean_up_dead_servers(state, self.raft))
         self.routines.add(
             "ttl-checks", lambda: reap_ttl_checks(state, self.raft, on_expired=self.metrics.ttl_expired.inc)
         )

@@ -62,6 +62,37 @@ def cmd_autopilot_state(ns: argparse.Namespace) -> int:
     return 0 if status == 200 else 2
 
 
+def cmd_autopilot_get(ns: argparse.Namespace) -> int:
+    config = http_request(ns, "GET", "/v1/operator/autopilot/configuration")
+    for key in ("CleanupDeadServers", "LastContactThreshold", "MaxTrailingLogs", "MinQuorum",
+                "ServerStabilizationTime", "RedundancyZoneTag", "DisableUpgradeMigration", "UpgradeVersionTag"):
+        value = config.get(key)
+        shown = str(value).lower() if isinstance(value, bool) else f'"{value}"' if value == "" else value
+        print(f"{key} = {shown}")
+    return 0
+
+
+def _flag_bool(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise CLIError(f"-cleanup-dead-servers: {text!r}; accepted: true or false")
+    return text.lower() == "true"
+
+
+def cmd_autopilot_set(ns: argparse.Namespace) -> int:
+    """Consul's set-config: read, change the flags given, write back with cas."""
+    config = http_request(ns, "GET", "/v1/operator/autopilot/configuration")
+    changes = {"CleanupDeadServers": None if ns.cleanup_dead_servers is None else _flag_bool(ns.cleanup_dead_servers),
+               "LastContactThreshold": ns.last_contact_threshold, "MaxTrailingLogs": ns.max_trailing_logs,
+               "MinQuorum": ns.min_quorum, "ServerStabilizationTime": ns.server_stabilization_time}
+    config.update({key: value for key, value in changes.items() if value is not None})
+    cas = config.get("ModifyIndex", 0)
+    applied = http_request(ns, "PUT", f"/v1/operator/autopilot/configuration?cas={cas}", config)
+    if not applied:
+        raise CLIError("Configuration could not be atomically updated, please try again")
+    print("Configuration updated!")
+    return 0
+
+
 def cmd_leave(ns: argparse.Namespace) -> int:
     http_request(ns, "PUT", "/v1/agent/leave")
     print("Graceful leave complete")
@@ -88,6 +119,20 @@ def add_membership_commands(sub: Any, operator: Any, raft: Any,
     state = autopilot.add_parser("state", help="print the health of every server and the failure tolerance")
     add_http_flags(state)
     state.set_defaults(func=cmd_autopilot_state)
+    get_config = autopilot.add_parser("get-config", help="print the autopilot configuration")
+    add_http_flags(get_config)
+    get_config.set_defaults(func=cmd_autopilot_get)
+    set_config = autopilot.add_parser("set-config", help="change the autopilot configuration")
+    set_config.add_argument("-cleanup-dead-servers", "--cleanup-dead-servers", default=None, metavar="BOOL",
+                            help="remove dead servers automatically (true|false)")
+    set_config.add_argument("-last-contact-threshold", "--last-contact-threshold", default=None, metavar="DURATION")
+    set_config.add_argument("-max-trailing-logs", "--max-trailing-logs", type=int, default=None, metavar="N")
+    set_config.add_argument("-min-quorum", "--min-quorum", type=int, default=None, metavar="N",
+                            help="never let dead-server cleanup go below this many voters")
+    set_config.add_argument("-server-stabilization-time", "--server-stabilization-time", default=None,
+                            metavar="DURATION", help="how long a server must be dead before cleanup removes it")
+    add_http_flags(set_config)
+    set_config.set_defaults(func=cmd_autopilot_set)
 
     leave = sub.add_parser("leave", help="make the server leave the datacenter gracefully, then stop")
     add_http_flags(leave)

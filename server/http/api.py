@@ -20,6 +20,7 @@ from meshfed.server.ca.leaf_cache import LeafCache
 from meshfed.server.config.loader import Config
 from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.agent_services import AgentServices
+from meshfed.server.endpoints.autopilot import AutopilotEndpoint
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
@@ -84,6 +85,7 @@ class Api:
     reloader: Reloader | None = None  # PUT /v1/agent/reload (None: the server was not started by the CLI)
     logs: LogHub | None = None  # GET /v1/agent/monitor
     operator_raft: OperatorRaftEndpoint | None = None  # live Raft membership (None in hand-built test Apis)
+    autopilot: AutopilotEndpoint | None = None  # /v1/operator/autopilot/configuration
     leave: Callable[[str], Awaitable[None]] | None = None  # PUT /v1/agent/leave: leave the Raft configuration, stop
 
 

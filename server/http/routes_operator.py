@@ -10,9 +10,9 @@ from aiohttp import web
 
 from meshfed.fsm.consul_formats.durations import format_duration
 from meshfed.fsm.records import server_info_from_wire
-from meshfed.server.http.api import api_of
+from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.params import BadRequest, parse_header
-from meshfed.server.http.respond import json_body
+from meshfed.server.http.respond import json_body, with_meta
 from meshfed.server.raft import failure_tolerance
 
 # Consul autopilot's defaults: a server is healthy while it is alive, heard from within this
@@ -57,8 +57,10 @@ async def leave(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-def autopilot_health_of(config: dict[str, Any]) -> dict[str, Any]:
-    """Consul's OperatorHealthReply from the (leader's) Raft configuration rows. Pure."""
+def autopilot_health_of(config: dict[str, Any], last_contact_threshold: float = LAST_CONTACT_THRESHOLD,
+                        max_trailing_logs: int = MAX_TRAILING_LOGS) -> dict[str, Any]:
+    """Consul's OperatorHealthReply from the (leader's) Raft configuration rows and the
+    autopilot thresholds. Pure."""
     rows = config["servers"]
     leader_index = max((row.get("last_index") or 0 for row in rows if row["leader"]), default=0)
     servers = []
@@ -66,8 +68,8 @@ def autopilot_health_of(config: dict[str, Any]) -> dict[str, Any]:
         info = server_info_from_wire(row["server"]) if row["server"] else None
         contact, index = row.get("last_contact"), row.get("last_index")
         healthy = (bool(row.get("alive")) and contact is not None
-                   and (row["leader"] or contact <= LAST_CONTACT_THRESHOLD)
-                   and index is not None and leader_index - index <= MAX_TRAILING_LOGS)
+                   and (row["leader"] or contact <= last_contact_threshold)
+                   and index is not None and leader_index - index <= max_trailing_logs)
         servers.append({
             "ID": row["node"], "Name": row["node"],
             "Address": info.rpc_address if info else row["raft_address"],
@@ -84,12 +86,43 @@ def autopilot_health_of(config: dict[str, Any]) -> dict[str, Any]:
 
 async def autopilot_health(request: web.Request) -> web.Response:
     """Consul answers 429 (with the same body) while the cluster is not healthy."""
-    _, config = await api_of(request).status.raft_configuration(parse_header(request), {})
-    reply = autopilot_health_of(config)
+    api = api_of(request)
+    _, config = await api.status.raft_configuration(parse_header(request), {})
+    _, settings = api.state.autopilot_config()
+    reply = autopilot_health_of(config, settings.last_contact_threshold, settings.max_trailing_logs)
     return json_body(reply, status=200 if reply["Healthy"] else 429)
 
 
+def _autopilot(request: web.Request):  # type: ignore[no-untyped-def]
+    endpoint = api_of(request).autopilot
+    if endpoint is None:
+        raise BadRequest("this server does not serve the autopilot configuration")
+    return endpoint
+
+
+async def autopilot_get_configuration(request: web.Request) -> web.Response:
+    meta, config = await _autopilot(request).get_configuration(parse_header(request), {})
+    return with_meta(config, meta)
+
+
+async def autopilot_set_configuration(request: web.Request) -> web.Response:
+    """Consul's PUT: the body is the configuration; `?cas=` makes it a check-and-set. Answers
+    true, or false when `cas` did not match the stored ModifyIndex."""
+    raw_cas = request.query.get("cas")
+    cas = None
+    if raw_cas is not None:
+        try:
+            cas = int(raw_cas)
+        except ValueError:
+            raise BadRequest(f"Error parsing cas value: {raw_cas!r} is not an integer") from None
+    body = await read_json(request)
+    _, applied = await _autopilot(request).set_configuration(parse_header(request), {"config": body, "cas": cas})
+    return json_body(applied)
+
+
 def add(app: web.Application) -> None:
+    app.router.add_get("/v1/operator/autopilot/configuration", autopilot_get_configuration)
+    app.router.add_put("/v1/operator/autopilot/configuration", autopilot_set_configuration)
     app.router.add_get("/v1/operator/autopilot/health", autopilot_health)
     app.router.add_post("/v1/operator/raft/transfer-leader", transfer_leader)
     app.router.add_delete("/v1/operator/raft/peer", remove_peer)

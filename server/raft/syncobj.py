@@ -210,6 +210,12 @@ class GuardedSyncObj(SyncObj):
         log.info("raft: adding %s to the cluster", address)
         self.addNodeToCluster(address, callback)
 
+    def _removeNodeFromCluster(self, args: Any, callback: Any) -> None:  # noqa: N802 (library name)
+        """The utility protocol's `remove` would skip the quorum-safety check and the ACLs of
+        `operator raft remove-peer`; removals go through the HTTP/RPC path only."""
+        log.warning("raft: refused a removal of %s over the Raft port; use meshfed operator raft remove-peer", args)
+        callback(None, FAIL_REASON.REQUEST_DENIED)
+
     def _meshfed_install_cluster(self, cluster: list[str], last_index: int) -> None:
         """After a snapshot from the leader: its member list, then the membership entries the kept
         journal tail holds after it (the library would take the snapshot's list alone)."""

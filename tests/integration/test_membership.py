@@ -65,6 +65,11 @@ def test_grow_transfer_remove_leave_and_restart_without_losing_an_acknowledged_w
         return bool(health["Healthy"]) and health["FailureTolerance"] == 1
 
     wait_until(tolerates_one, 10, interval=0.2, what="autopilot: healthy, failure tolerance 1")
+    # Autopilot's configuration goes through the log: set on one server, read on another.
+    updated = cli(s3, "operator", "autopilot", "set-config", "-cleanup-dead-servers", "true", "-min-quorum", "3")
+    assert updated.returncode == 0 and "Configuration updated!" in updated.stdout, updated.stderr
+    shown = cli(s4, "operator", "autopilot", "get-config")
+    assert "CleanupDeadServers = true" in shown.stdout and "MinQuorum = 3" in shown.stdout, shown.stdout
     peers = cli(s3, "operator", "raft", "list-peers")
     assert peers.returncode == 0 and "dc1-s2" not in peers.stdout and "dc1-s4" in peers.stdout
     acked_after_removal = len(writers.acked)
