@@ -426,6 +426,8 @@ class RaftNode:
         caught up, so under write load the request is repeated until one succeeds."""
         if not self.is_leader():
             raise RaftError("not the leader", maybe_applied=False)
+        if target == self.self_address:
+            return target  # already there: a retried call whose first attempt moved leadership here
         if target is not None and target not in self.peers:
             raise MembershipError(f"{target} is not a Raft member other than the leader")
         if not self.peers:
