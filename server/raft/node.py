@@ -71,6 +71,10 @@ MAYBE_APPLIED = {
     FAIL_REASON.UNKNOWN_OUTCOME: "outcome unknown: this server installed a snapshot from the new leader",
 }
 
+# Seconds new proposals wait per leadership-transfer attempt (the in-flight ones drain meanwhile,
+# so the target can be caught up and stay so until its election); writes resume right after.
+TRANSFER_HOLD = 0.5
+TRANSFER_HOLD_LIMIT = 2.0  # never hold writes longer per call; later attempts run without holding
 FAILED_AFTER_MIN = 1.0  # seconds
 FAILED_AFTER_ELECTIONS = 3  # election timeouts of silence before a member is reported failed
 
@@ -128,6 +132,9 @@ class RaftNode:
         self._inflight: dict[int, tuple[float, list[asyncio.Future[Result]]]] = {}
         self._batch_ids = itertools.count(1)
         self._flush_scheduled = False
+        # While a leadership transfer is under way, new proposals wait (monotonic deadline): an
+        # entry appended after TimeoutNow leaves the target's log behind and voters refuse it.
+        self._hold_until = 0.0
         self.snapshot_index = 0
         self.snapshot_bytes = 0
         self._snapshot_time = time.monotonic()
@@ -263,6 +270,11 @@ class RaftNode:
     def _flush(self) -> None:
         self._flush_scheduled = False
         loop = self._loop or asyncio.get_running_loop()
+        held = self._hold_until - time.monotonic()
+        if held > 0:
+            self._flush_scheduled = True
+            loop.call_later(held, self._flush)
+            return
         self._expire_lost_batches()
         while self._pending and len(self._inflight) < MAX_INFLIGHT_BATCHES:
             batch = self._take_batch()
@@ -435,8 +447,10 @@ class RaftNode:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         sent, sent_at = False, 0.0
+        hold_limit = time.monotonic() + TRANSFER_HOLD_LIMIT
         while loop.time() < deadline:
             if not sent:
+                self._hold_until = min(time.monotonic() + TRANSFER_HOLD, hold_limit)
                 future: asyncio.Future[int] = loop.create_future()
 
                 def done(_result: Any, error: int, future: asyncio.Future[int] = future) -> None:
@@ -455,15 +469,23 @@ class RaftNode:
                 sent_at = loop.time()
             leader = self.leader()
             if not self.is_leader() and leader and leader != self.self_address:
+                self._release_hold()
                 return leader
             if self.is_leader() and loop.time() - sent_at > 2.0:
                 sent = False  # the forced election did not happen (target lost it): ask again
             await asyncio.sleep(0.05)
+        self._release_hold()
         if not self.is_leader() and self.leader() not in (None, self.self_address):
             return str(self.leader())
         raise MembershipError(
             "leadership transfer did not complete: the target must be connected and fully caught up"
         )
+
+    def _release_hold(self) -> None:
+        self._hold_until = 0.0
+        if self._pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
 
     # ---- status ----------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -97,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         acked = writers.stop()
         current = set(members(dc))
         restart = [s for s in dc.servers if s.node in current]
-        for server in restart:
-            server.stop()
+        for server in restart:  # SIGINT: a plain stop, never a leave (leave_on_terminate is SIGTERM only)
+            assert server.process is not None
+            server.process.send_signal(signal.SIGINT)
+            server.process.wait(30)
         for server in restart:
             server.start()
         dc.wait_leader(30)
