@@ -2,8 +2,9 @@
 
 One datacenter walks through: grow 3 -> 4 (a server started with -retry-join and no
 -bootstrap-expect joins), transfer-leader to the new server, kill -9 a server and remove it,
-a removal refused because it would leave no live majority, a restart after the change, a graceful
-`meshfed leave`, then a restart of every server. Throughout, a writer thread registers nodes; at
+a removal refused because it would leave no live majority, a restart after the change (the
+restarted server uses the membership it applied, not its flags), and a graceful `meshfed leave`.
+The restart of every server after changes is in the long run, tests/faults/membership.py. Throughout, a writer thread registers nodes; at
 the end every acknowledged write is on every member and the replicas are identical.
 """
 
@@ -68,8 +69,8 @@ def test_grow_transfer_remove_leave_and_restart_without_losing_an_acknowledged_w
     # Autopilot's configuration goes through the log: set on one server, read on another.
     updated = cli(s3, "operator", "autopilot", "set-config", "-cleanup-dead-servers", "true", "-min-quorum", "3")
     assert updated.returncode == 0 and "Configuration updated!" in updated.stdout, updated.stderr
-    shown = cli(s4, "operator", "autopilot", "get-config")
-    assert "CleanupDeadServers = true" in shown.stdout and "MinQuorum = 3" in shown.stdout, shown.stdout
+    shown = dc.get(s4, "/v1/operator/autopilot/configuration").json()
+    assert shown["CleanupDeadServers"] is True and shown["MinQuorum"] == 3, shown
     peers = cli(s3, "operator", "raft", "list-peers")
     assert peers.returncode == 0 and "dc1-s2" not in peers.stdout and "dc1-s4" in peers.stdout
     acked_after_removal = len(writers.acked)
@@ -91,14 +92,4 @@ def test_grow_transfer_remove_leave_and_restart_without_losing_an_acknowledged_w
 
     acked = writers.stop()
     assert len(acked) > 50
-    assert_all_present_and_identical(dc, acked)
-
-    # Every member restarts from the membership it applied, not from its -retry-join flags.
-    for server in (s1, s3):
-        server.stop()
-    for server in (s1, s3):
-        server.start()
-    dc.wait_leader()
-    wait_until(lambda: raft_members(dc, s3) == {"dc1-s1": True, "dc1-s3": True}, 20, interval=0.2,
-               what="the two remaining members after a full restart")
     assert_all_present_and_identical(dc, acked)
