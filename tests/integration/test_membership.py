@@ -52,6 +52,14 @@ def test_grow_transfer_remove_leave_and_restart_without_losing_an_acknowledged_w
     assert moved.returncode == 0, moved.stderr
     assert dc.leader() is s4
 
+    # Client mistakes are 400s that say what is wrong, never a 500.
+    missing = dc.session.delete(s1.http + "/v1/operator/raft/peer", timeout=10)
+    assert missing.status_code == 400 and "Must specify either ?id" in missing.text
+    unknown = dc.session.delete(s1.http + "/v1/operator/raft/peer", params={"id": "nope"}, timeout=10)
+    assert unknown.status_code == 400 and "'nope' was not found in the Raft configuration" in unknown.text
+    bad = dc.put(s1, "/v1/operator/autopilot/configuration", {"MinQuorum": -1})
+    assert bad.status_code == 400 and "MinQuorum" in bad.text
+
     # kill -9 a server, then remove it (asked of a follower: forwarded to the leader).
     s2.kill()
     wait_until(lambda: not raft_members(dc, s4)["dc1-s2"], 10, what="dc1-s2 reported failed")
