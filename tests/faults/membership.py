@@ -1,6 +1,7 @@
 """Long membership run, outside the test suite: `python -m tests.faults.membership [--rounds N]`.
 
-A 5-server datacenter (3 bootstrapped, 2 joined live) under four writer threads. Each round:
+A 5-server datacenter (3 bootstrapped, 2 joined live; snapshots every 40 entries, so joiners
+install the leader's snapshot) under four writer threads. Each round:
 kill -9 a random follower, remove it with `remove-peer`, start a brand-new server at a new address
 that joins, move leadership to a random member, and every third round retire one member with
 SIGTERM and `leave_on_terminate` and add another. At the end every server restarts, and the
@@ -24,6 +25,7 @@ import time
 import requests
 
 from meshfed.server.cli.launcher import ServerProcess
+from tests.faults.scenarios import SNAPSHOT_OFTEN
 from tests.integration.harness import Datacenter, wait_until
 from tests.integration.workload import Writers, durability_verdict
 
@@ -58,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     root = tempfile.mkdtemp(prefix="meshfed-fault-membership-")
     leave_config = os.path.join(root, "leave.json")
     with open(leave_config, "w") as handle:
-        json.dump({"leave_on_terminate": True}, handle)
-    dc = Datacenter("dc1", BASE, root, count=3)
+        # Snapshots every 40 entries: joiners and restarted servers install the leader's snapshot,
+        # which carries the member list (server/raft/syncobj.py _meshfed_install_cluster).
+        json.dump({"leave_on_terminate": True, **SNAPSHOT_OFTEN}, handle)
+    dc = Datacenter("dc1", BASE, root, count=3, config=SNAPSHOT_OFTEN)
     started = time.monotonic()
     timings: dict[str, list[float]] = {"join": [], "remove": [], "transfer": [], "leave": []}
     try:
