@@ -17,6 +17,7 @@ from meshfed.fsm.acl.commands import (
     ACLTokenSet,
 )
 from meshfed.fsm.commands import (
+    AutopilotConfigSet,
     CAStateSet,
     CatalogDeregister,
     CatalogRegister,
@@ -55,6 +56,7 @@ __all__ = [
     "ACLTokenBatchSet",
     "ACLTokenDelete",
     "ACLTokenSet",
+    "AutopilotConfigSet",
     "CAStateSet",
     "ConfigEntryDelete",
     "ConfigEntrySet",

@@ -27,6 +27,7 @@ from meshfed.fsm.acl.commands import ACL_COMMANDS, ACLCommand, acl_shape_problem
 from meshfed.fsm.peering.commands import PEERING_COMMANDS, PeeringCommand, peering_shape_problem
 from meshfed.fsm.records import (
     CHECK_STATUSES,
+    AutopilotConfig,
     CAState,
     ConfigEntry,
     FederationState,
@@ -113,6 +114,14 @@ class CAStateSet:
 
 
 @dataclass(frozen=True)
+class AutopilotConfigSet:
+    """Replace the autopilot configuration; `cas` is the ModifyIndex the proposer read."""
+
+    config: AutopilotConfig
+    cas: int | None = None
+
+
+@dataclass(frozen=True)
 class Noop:
     """Barrier for consistent reads: applying it proves every earlier entry is applied."""
 
@@ -127,6 +136,7 @@ Command = (
     | ConfigEntrySet
     | ConfigEntryDelete
     | CAStateSet
+    | AutopilotConfigSet
     | Noop
     | SnapshotRestoreChunk
     | SnapshotRestoreCommit
@@ -372,6 +382,14 @@ def validate(command: Command) -> None:
         check_type(command, CAStateSet, "")
         if sum(1 for root in command.state.roots if root.get("Active")) != 1 and command.state.roots:
             raise CommandError("Roots", "there must be exactly one active CA")
+    elif isinstance(command, AutopilotConfigSet):
+        check_type(command, AutopilotConfigSet, "")
+        config = command.config
+        for name, value in (("LastContactThreshold", config.last_contact_threshold),
+                            ("MaxTrailingLogs", config.max_trailing_logs), ("MinQuorum", config.min_quorum),
+                            ("ServerStabilizationTime", config.server_stabilization_time)):
+            if value < 0 or (isinstance(value, float) and not math.isfinite(value)):
+                raise CommandError(name, "must be a non-negative number")
     elif isinstance(command, Noop):
         return
     elif isinstance(command, RESTORE_COMMANDS):

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from meshfed.fsm.commands import (
+    AutopilotConfigSet,
     CAStateSet,
     CatalogDeregister,
     CatalogRegister,
@@ -213,6 +214,15 @@ def _apply_ca_state_set(writer: StoreWriter, index: int, command: CAStateSet) ->
     return True
 
 
+def _apply_autopilot_config_set(writer: StoreWriter, index: int, command: AutopilotConfigSet) -> bool:
+    existing = writer.autopilot()
+    if command.cas is not None and (existing.modify_index if existing is not None else 0) != command.cas:
+        return False
+    created = existing.create_index if existing is not None else index
+    writer.put_autopilot(replace(command.config, create_index=created, modify_index=index), index)
+    return True
+
+
 def _apply_noop(writer: StoreWriter, index: int, command: Noop) -> int:
     return index
 
@@ -227,5 +237,6 @@ HANDLERS: dict[type, Callable[[StoreWriter, int, Any], Any]] = {
     FederationStateUpsert: _apply_federation_state_upsert,
     FederationStateDelete: _apply_federation_state_delete,
     ServerRegister: _apply_server_register,
+    AutopilotConfigSet: _apply_autopilot_config_set,
     Noop: _apply_noop,
 }

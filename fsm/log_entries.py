@@ -14,6 +14,7 @@ import msgpack
 
 from meshfed.fsm.acl.commands import ACL_DECODERS, ACL_TAGS
 from meshfed.fsm.commands import (
+    AutopilotConfigSet,
     CAStateSet,
     CatalogDeregister,
     CatalogRegister,
@@ -31,6 +32,7 @@ from meshfed.fsm.commands import (
 )
 from meshfed.fsm.peering.commands import PEERING_DECODERS, PEERING_TAGS
 from meshfed.fsm.records import (
+    autopilot_config_from_wire,
     ca_state_from_wire,
     check_from_wire,
     config_entry_from_wire,
@@ -53,6 +55,7 @@ TAG_SERVER_REGISTER = "srv.reg/1"
 TAG_CONFIG_ENTRY_SET = "cfg.set/1"
 TAG_CONFIG_ENTRY_DELETE = "cfg.del/1"
 TAG_CA_STATE_SET = "ca.set/1"
+TAG_AUTOPILOT_CONFIG_SET = "autopilot.set/1"
 TAG_NOOP = "noop/1"
 
 _TAG_OF: dict[type, str] = {
@@ -65,6 +68,7 @@ _TAG_OF: dict[type, str] = {
     ConfigEntrySet: TAG_CONFIG_ENTRY_SET,
     ConfigEntryDelete: TAG_CONFIG_ENTRY_DELETE,
     CAStateSet: TAG_CA_STATE_SET,
+    AutopilotConfigSet: TAG_AUTOPILOT_CONFIG_SET,
     Noop: TAG_NOOP,
     **RESTORE_TAGS,
     **ACL_TAGS,
@@ -133,6 +137,9 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Command]] = {
     ),
     TAG_CONFIG_ENTRY_DELETE: lambda body: ConfigEntryDelete(kind=body["kind"], name=body["name"], cas=body.get("cas")),
     TAG_CA_STATE_SET: lambda body: CAStateSet(state=ca_state_from_wire(body["state"]), cas=body.get("cas")),
+    TAG_AUTOPILOT_CONFIG_SET: lambda body: AutopilotConfigSet(
+        config=autopilot_config_from_wire(body["config"]), cas=body.get("cas")
+    ),
     TAG_NOOP: lambda body: Noop(),
     **RESTORE_DECODERS,
     **ACL_DECODERS,

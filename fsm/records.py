@@ -228,6 +228,23 @@ class CAState:
     modify_index: int = 0
 
 
+@dataclass(frozen=True)
+class AutopilotConfig:
+    """Consul's autopilot configuration (`/v1/operator/autopilot/configuration`), replicated so
+    every server's leader routine reads the same settings. Defaults are Consul's except
+    `cleanup_dead_servers`, off: a removed meshfed server does not rejoin by itself when it comes
+    back (Consul's does, through serf), so removing one that is only down for maintenance would
+    need an operator to wipe and re-join it."""
+
+    cleanup_dead_servers: bool = False
+    last_contact_threshold: float = 0.2  # seconds
+    max_trailing_logs: int = 250
+    min_quorum: int = 0
+    server_stabilization_time: float = 10.0  # seconds
+    create_index: int = 0
+    modify_index: int = 0
+
+
 def _without_indexes(record: Any) -> dict[str, Any]:
     data = dataclasses.asdict(record)
     data.pop("create_index", None)
@@ -322,6 +339,10 @@ def server_info_from_wire(data: dict[str, Any]) -> ServerInfo:
 
 def config_entry_from_wire(data: dict[str, Any]) -> ConfigEntry:
     return _from_fields(ConfigEntry, data, {"body": _frozen_map})
+
+
+def autopilot_config_from_wire(data: dict[str, Any]) -> AutopilotConfig:
+    return _from_fields(AutopilotConfig, data, {})
 
 
 def ca_state_from_wire(data: dict[str, Any]) -> CAState:

@@ -36,6 +36,7 @@ from meshfed.fsm.peering.store import (
 )
 from meshfed.fsm.records import (
     STATUS_PASSING,
+    AutopilotConfig,
     CAState,
     CheckServiceNode,
     ConfigEntry,
@@ -237,6 +238,11 @@ class StateStore(ACLReads, PeeringReads):
         with self._lock:
             return self._tables.table_index["connect_ca"], self._tables.ca
 
+    def autopilot_config(self) -> tuple[int, AutopilotConfig]:
+        """The stored configuration, or Consul's defaults (index 0) when none was ever set."""
+        with self._lock:
+            return self._tables.table_index["autopilot"], self._tables.autopilot or AutopilotConfig()
+
     # ---- writes (state machine only) ------------------------------------------------------------
 
     @contextmanager
@@ -269,6 +275,7 @@ class StateStore(ACLReads, PeeringReads):
             servers = [t.servers[key] for key in sorted(t.servers)]
             entries = [t.config_entries[key] for key in sorted(t.config_entries)]
             ca = t.ca
+            autopilot = t.autopilot
             acl = acl_export(t.acl, to_wire)  # small tables; converted under the lock for brevity
             peering = peering_export(t.peering, to_wire)
 
@@ -282,6 +289,7 @@ class StateStore(ACLReads, PeeringReads):
                 "servers": [to_wire(server) for server in servers],
                 "config_entries": [to_wire(entry) for entry in entries],
                 "connect_ca": [to_wire(ca)] if ca is not None else [],
+                "autopilot": [to_wire(autopilot)] if autopilot is not None else [],
                 **acl,
                 **peering,
             }
@@ -421,3 +429,10 @@ class StoreWriter(ACLWrites, PeeringWrites):
     def put_ca(self, state: CAState, index: int) -> None:
         self._t.ca = state
         self._bump("connect_ca", index)
+
+    def autopilot(self) -> AutopilotConfig | None:
+        return self._t.autopilot
+
+    def put_autopilot(self, config: AutopilotConfig, index: int) -> None:
+        self._t.autopilot = config
+        self._bump("autopilot", index)

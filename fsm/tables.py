@@ -15,6 +15,7 @@ from meshfed.fsm.acl.store import ACL_TABLES, ACLTables, acl_load
 from meshfed.fsm.commands import check_record_types
 from meshfed.fsm.peering.store import PEERING_TABLES, PeeringTables, peering_load
 from meshfed.fsm.records import (
+    AutopilotConfig,
     CAState,
     CheckServiceNode,
     ConfigEntry,
@@ -23,6 +24,7 @@ from meshfed.fsm.records import (
     Node,
     NodeService,
     ServerInfo,
+    autopilot_config_from_wire,
     ca_state_from_wire,
     check_from_wire,
     config_entry_from_wire,
@@ -32,7 +34,8 @@ from meshfed.fsm.records import (
     service_from_wire,
 )
 
-TABLES = ("nodes", "services", "checks", "federation_states", "servers", "config_entries", "connect_ca", *ACL_TABLES,
+TABLES = ("nodes", "services", "checks", "federation_states", "servers", "config_entries", "connect_ca", "autopilot",
+          *ACL_TABLES,
           *PEERING_TABLES)
 
 
@@ -47,6 +50,7 @@ class Tables:
         self.servers: dict[str, ServerInfo] = {}  # lower(node) -> server
         self.config_entries: dict[tuple[str, str], ConfigEntry] = {}  # (lower kind, lower name) -> entry
         self.ca: CAState | None = None
+        self.autopilot: AutopilotConfig | None = None  # None: Consul's defaults, never set
         self.acl = ACLTables()
         self.peering = PeeringTables()
         self.table_index: dict[str, int] = dict.fromkeys(TABLES, 0)
@@ -118,6 +122,8 @@ def tables_from_export(data: dict[str, Any]) -> Tables:
             tables.config_entries[entry.key] = entry
         for wire in _list_of(data, "connect_ca")[:1]:
             tables.ca = _typed(ca_state_from_wire(wire), CAState)
+        for wire in _list_of(data, "autopilot")[:1]:
+            tables.autopilot = _typed(autopilot_config_from_wire(wire), AutopilotConfig)
         tables.acl = acl_load(data, _typed)
         tables.peering = peering_load(data, _typed)
         saved_index = data.get("table_index", {})
@@ -145,6 +151,7 @@ def _raise_indexes_to_rows(tables: Tables) -> None:
         "servers": list(tables.servers.values()),
         "config_entries": list(tables.config_entries.values()),
         "connect_ca": [tables.ca] if tables.ca is not None else [],
+        "autopilot": [tables.autopilot] if tables.autopilot is not None else [],
         **tables.acl.rows(),
         "peerings": tables.peering.rows()["peerings"],
         "peering_imports": tables.peering.rows()["peering_imports"],

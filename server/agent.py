@@ -29,6 +29,7 @@ from meshfed.fsm.records import ServerInfo
 from meshfed.replication.anti_entropy import FederationStateAntiEntropy
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.errors import RPCError
+from meshfed.rpc.header import RequestHeader
 from meshfed.rpc.service import RPCService
 from meshfed.server import gc_tuning
 from meshfed.server.acl.peers import ServerPeerCheck
@@ -40,11 +41,13 @@ from meshfed.server.ca.secondary import SecondaryCA
 from meshfed.server.config import Config, ConfigError, config_warnings
 from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.agent_services import AgentServices
+from meshfed.server.endpoints.autopilot import AutopilotEndpoint
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
 from meshfed.server.endpoints.federation_state import FederationStateEndpoint
 from meshfed.server.endpoints.intention import IntentionEndpoint
+from meshfed.server.endpoints.operator_raft import OperatorRaftEndpoint
 from meshfed.server.endpoints.snapshot import SnapshotEndpoint
 from meshfed.server.endpoints.status import StatusEndpoint
 from meshfed.server.http.api import Api
@@ -52,13 +55,14 @@ from meshfed.server.http.app import build_app
 from meshfed.server.leader.acl_expiry import reap_expired_tokens
 from meshfed.server.leader.acl_init import run_initial_management
 from meshfed.server.leader.anti_entropy import CatalogGatewaySource, PrimaryStateSink
+from meshfed.server.leader.autopilot import clean_up_dead_servers
 from meshfed.server.leader.membership import publish_self
 from meshfed.server.leader.routines import LeaderRoutines
 from meshfed.server.leader.ttl import reap_ttl_checks
 from meshfed.server.log_stream import LogHub
 from meshfed.server.metrics import Metrics, gauge, raft_fault_metrics
 from meshfed.server.peering.wiring import build_peering
-from meshfed.server.raft import RaftNode, RaftTimings
+from meshfed.server.raft import JoinError, RaftNode, RaftTimings
 from meshfed.server.reload import Reloader
 from meshfed.server.requests.blocking import QueryRunner
 from meshfed.server.requests.router import Router
@@ -74,6 +78,10 @@ SHUTDOWN_GRACE = 5.0
 HTTP_SHUTDOWN_TIMEOUT = 1.0
 # Thousands of blocking clients may connect at once (benchmarks overflowed the default 128).
 HTTP_BACKLOG = 2048
+JOIN_TIMEOUT = 60.0  # seconds a joining server keeps asking the running DC to add it
+LEAVE_TIMEOUT = 15.0  # seconds leave_on_terminate may take before the server stops anyway
+LEAVE_STOP_DELAY = 0.2  # seconds between answering PUT /v1/agent/leave and stopping
+JOIN_QUIET_START = 3.0  # seconds a new member waits for the leader before it may start an election
 
 
 class StartupError(Exception):
@@ -94,7 +102,24 @@ class Agent:
 
     # ---- startup -----------------------------------------------------------------------------
 
-    def _build_raft(self, loop: asyncio.AbstractEventLoop) -> RaftNode:
+    async def _join_members(self, data_dir: str | None) -> tuple[list[str], float]:
+        """The Raft peers to start with, and how long to stay quiet before a first election.
+        A server joining a running DC (retry_join without bootstrap_expect) that never joined
+        before asks the leader to add it first (server/raft/membership.py)."""
+        cfg = self.config
+        if not cfg.joins or RaftNode.saved_members(data_dir) is not None:
+            return list(cfg.retry_join), 0.0
+        log.info("joining the datacenter through %s", ",".join(cfg.retry_join))
+        try:
+            members = await asyncio.get_running_loop().run_in_executor(
+                None, RaftNode.join, cfg.raft_address, list(cfg.retry_join), cfg.encrypt, data_dir, JOIN_TIMEOUT
+            )
+        except JoinError as exc:
+            raise StartupError(str(exc)) from None
+        log.info("joined: the Raft members are now %s", ",".join(members))
+        return members, JOIN_QUIET_START
+
+    def _build_raft(self, loop: asyncio.AbstractEventLoop, peers: list[str], quiet_start: float) -> RaftNode:
         cfg = self.config
         data_dir = None if cfg.dev and not cfg.data_dir else cfg.data_dir
         if data_dir:
@@ -114,7 +139,8 @@ class Agent:
         try:
             return RaftNode(
                 self_address=cfg.raft_address,
-                peers=list(cfg.retry_join),
+                peers=peers,
+                quiet_start=quiet_start,
                 machine=self.machine,
                 cluster_key=cfg.encrypt,
                 data_dir=data_dir,
@@ -168,7 +194,9 @@ class Agent:
         cfg = self.config
         loop = asyncio.get_running_loop()
         self.routines = LeaderRoutines(self._barrier, on_step_down=self._step_down)
-        self.raft = raft = self._build_raft(loop)
+        data_dir = None if cfg.dev and not cfg.data_dir else cfg.data_dir
+        peers, quiet_start = await self._join_members(data_dir)
+        self.raft = raft = self._build_raft(loop, peers, quiet_start)
         state = self.machine.state
         self.pool = ConnectionPool(self._channel_credentials())
         self.queries = queries = QueryRunner(raft, self.watches, self.metrics.blocking_delta)
@@ -208,6 +236,8 @@ class Agent:
         )
         catalog = CatalogEndpoint(state=state, raft=raft, router=router, queries=queries)
         status = StatusEndpoint(datacenter=cfg.datacenter, state=state, raft=raft, queries=queries, router=router)
+        self.operator_raft = OperatorRaftEndpoint(state=state, raft=raft, router=router, queries=queries)
+        autopilot = AutopilotEndpoint(state=state, raft=raft, router=router, queries=queries)
         agent_services = AgentServices(node=cfg.node_name, address=cfg.advertise, datacenter=cfg.datacenter,
                                        state=state, raft=raft, router=router, queries=queries)
         self.peering = build_peering(cfg, state=state, raft=raft, router=router, queries=queries)
@@ -215,6 +245,7 @@ class Agent:
             **self.peering.handlers(), **federation.handlers(), **catalog.handlers(), **status.handlers(), **config_entries.handlers(),
             **intentions.handlers(), **self.connect_ca.handlers(),
             **acl.handlers(), **self.federation_wan.check.handlers(), **agent_services.handlers(),
+            **self.operator_raft.handlers(), **autopilot.handlers(),
         }
 
         self.grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -265,6 +296,9 @@ class Agent:
                                        term=lambda: raft.status().term),
             peering=self.peering.endpoint,
             reloader=self.reloader,
+            operator_raft=self.operator_raft,
+            autopilot=autopilot,
+            leave=self.leave_and_stop,
             logs=self.logs,
         )
         # Open blocking queries are cut at shutdown after HTTP_SHUTDOWN_TIMEOUT (clients retry), not
@@ -374,6 +408,7 @@ class Agent:
             self.federation_wan.replication.track(self.secondary_ca.status)
             self.routines.add("connect-ca-secondary", self.secondary_ca.run)
         self.routines.add("peering-import", self.peering.import_routine())
+        self.routines.add("autopilot-dead-server-cleanup", lambda: clean_up_dead_servers(state, self.raft))
         self.routines.add(
             "ttl-checks", lambda: reap_ttl_checks(state, self.raft, on_expired=self.metrics.ttl_expired.inc)
         )
@@ -425,6 +460,29 @@ class Agent:
         yield gauge("meshfed_rpc_forwarded_blocking_upstream", "Calls to the leader carrying those reads (shared)",
                     router.forwarded_blocking_upstream if router else 0)
 
+    # ---- leaving the datacenter ------------------------------------------------------------------
+
+    async def leave(self, token: str = "") -> None:
+        """Leave the Raft configuration: the leader removes this server (a leader hands its
+        leadership over first). Raises RPCError when refused, e.g. it would cost the majority."""
+        if self.raft.members() == [self.config.raft_address]:
+            return  # the last server: there is no configuration left to leave
+        header = RequestHeader(token=token or self.config.acl.tokens.agent)
+        await self.operator_raft.remove_peer(header, {"address": self.config.raft_address})
+        log.info("left the datacenter's Raft configuration")
+
+    async def leave_and_stop(self, token: str = "") -> None:
+        """PUT /v1/agent/leave: leave, then stop shortly after the answer went out."""
+        await self.leave(token)
+        asyncio.get_running_loop().call_later(LEAVE_STOP_DELAY, self._stop.set)
+
+    async def _leave_on_terminate(self) -> None:
+        try:
+            await asyncio.wait_for(self.leave(), LEAVE_TIMEOUT)
+        except (RPCError, TimeoutError) as exc:
+            log.error("leave_on_terminate: could not leave the Raft configuration (%s); stopping anyway", exc)
+        self._stop.set()
+
     # ---- serve and shutdown --------------------------------------------------------------------
 
     async def run(self) -> int:
@@ -440,10 +498,13 @@ class Agent:
             self._tasks.append(asyncio.create_task(gc_tuning.freeze_periodically(), name="gc-freeze"))
         signals = 0
 
-        def on_signal() -> None:
+        def on_signal(sig: signal.Signals) -> None:
             nonlocal signals
             signals += 1
-            if signals == 1:
+            if signals == 1 and sig == signal.SIGTERM and self.config.leave_on_terminate and not self._stop.is_set():
+                log.info("leaving the datacenter before shutting down (leave_on_terminate)")
+                self._tasks.append(asyncio.create_task(self._leave_on_terminate(), name="leave"))
+            elif signals == 1:
                 log.info("shutting down (send the signal again to exit at once)")
                 self._stop.set()
             else:
@@ -451,7 +512,7 @@ class Agent:
                 os._exit(1)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
+            loop.add_signal_handler(sig, on_signal, sig)
         if self.reloader is not None:
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, self._reload_on_signal))
         await self._stop.wait()

@@ -156,6 +156,12 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     # Consul's TrustBundleListByService: a proxy or gateway names the service it acts for.
     ("GET", "/v1/internal/peering/trust-bundles"): Declaration(_trust_bundle_reader),
     ("GET", "/v1/operator/raft/configuration"): OPERATOR_READ,
+    ("POST", "/v1/operator/raft/transfer-leader"): OPERATOR_WRITE,
+    ("GET", "/v1/operator/autopilot/health"): OPERATOR_READ,
+    ("GET", "/v1/operator/autopilot/configuration"): OPERATOR_READ,
+    ("PUT", "/v1/operator/autopilot/configuration"): OPERATOR_WRITE,
+    ("DELETE", "/v1/operator/raft/peer"): OPERATOR_WRITE,
+    ("PUT", "/v1/agent/leave"): Declaration(lambda facts: [Need("agent", Access.WRITE, facts.node_name)]),
     ("GET", "/v1/agent/members"): Declaration(filter=filters.agent_members),
     ("GET", "/v1/agent/metrics"): Declaration(lambda facts: [Need("agent", Access.READ, facts.node_name)]),
     ("GET", "/metrics"): Declaration(lambda facts: [Need("agent", Access.READ, facts.node_name)]),

@@ -117,6 +117,9 @@ RPC_METHODS: dict[str, RPCNeedsOf] = {
     "ConnectCA/SignIntermediate": lambda state, body: operator(Access.WRITE),
     "ConnectCA/Sign": _leaf_sign,
     "FederationState/Apply": lambda state, body: operator(Access.WRITE),
+    "Operator/RaftTransferLeader": lambda state, body: operator(Access.WRITE),
+    "Operator/RaftRemovePeer": lambda state, body: operator(Access.WRITE),
+    "Operator/AutopilotSetConfiguration": lambda state, body: operator(Access.WRITE),
     "Intention/Apply": _intention_apply,
     # Forwarded operator calls; the peer-facing Peering/ExchangeSecret and /ExportedServices are
     # authenticated by the peering's secrets, not by a token of ours (server/peering/acceptor.py).

@@ -25,6 +25,7 @@ from meshfed.server.cli.federation import add_commands as add_federation_command
 from meshfed.server.cli.flags import add_agent_arguments, agent_overrides, config_files
 from meshfed.server.cli.http import DEFAULT_HTTP_ADDR, CLIError, http_addr, http_request, table
 from meshfed.server.cli.http import add_http_flags as _add_http_flags
+from meshfed.server.cli.membership import add_membership_commands
 from meshfed.server.cli.operate import add_commands as add_operate_commands
 from meshfed.server.cli.operate import meshfed_version
 from meshfed.server.cli.peering import PeeringCommandError
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     peers = raft.add_parser("list-peers", help="print the Raft configuration")
     _add_http_flags(peers)
     peers.set_defaults(func=cmd_list_peers)
+    add_membership_commands(sub, operator, raft, _add_http_flags)
 
     fed_state = operator.add_parser("federation-state", help="federation-state operations").add_subparsers(
         dest="action", metavar="ACTION")

@@ -53,7 +53,8 @@ def check(config: Config, source_of: SourceOf) -> Config:
         peers = normalise_retry_join(config.retry_join, ports.raft, own)
     except ValueError as error:
         raise fail("retry_join", str(error)) from None
-    if len(peers) != config.bootstrap_expect - 1:
+    # bootstrap_expect = 1 with peers listed means "join a running datacenter" (Config.joins).
+    if config.bootstrap_expect > 1 and len(peers) != config.bootstrap_expect - 1:
         raise fail(
             "retry_join",
             f"lists {len(peers)} other server(s) but bootstrap_expect = {config.bootstrap_expect} needs exactly"

@@ -180,6 +180,7 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "primary_gateways": _address_list(port_required=True),
     "primary_gateways_interval": _INTERVAL,
     "disable_primary_gateway_fallback": _boolean,
+    "leave_on_terminate": _boolean,
     "connect.enabled": _boolean,
     "connect.enable_mesh_gateway_wan_federation": _boolean,
     "tls.defaults.ca_file": _string,
@@ -228,7 +229,7 @@ CONCATENATED = frozenset({"retry_join", "primary_gateways", "services"})
 # does differently (docs/configuration.md). HTTPS (`tls.https`, `ports.https`) stays an error: an
 # operator who asked for an encrypted API must not get a plain one with only a warning.
 UNUSED_KEYS = frozenset({
-    "leave_on_terminate", "skip_leave_on_interrupt", "rejoin_after_leave", "disable_update_check",
+    "skip_leave_on_interrupt", "rejoin_after_leave", "disable_update_check",
     "enable_syslog", "syslog_facility", "log_file", "log_json", "log_rotate_bytes", "log_rotate_duration",
     "log_rotate_max_files", "enable_script_checks", "enable_local_script_checks", "disable_remote_exec",
     "enable_debug", "ui", "node_id", "disable_host_node_id", "pid_file", "raft_protocol", "retry_interval",

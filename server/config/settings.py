@@ -92,6 +92,8 @@ class Config:
     server: bool = True
     bootstrap_expect: int = 1
     retry_join: tuple[str, ...] = ()
+    # SIGTERM makes a server leave the Raft configuration before it stops (Consul's key).
+    leave_on_terminate: bool = False
     encrypt: str = ""
     domain: str = "consul"
     dev: bool = False
@@ -127,6 +129,12 @@ class Config:
     def primary(self) -> str:
         """A datacenter that names no primary is its own primary."""
         return self.primary_datacenter or self.datacenter
+
+    @property
+    def joins(self) -> bool:
+        """retry_join without bootstrap_expect: join a running datacenter (the leader adds this
+        server live) instead of bootstrapping one with a fixed member list."""
+        return self.bootstrap_expect == 1 and bool(self.retry_join)
 
     @property
     def is_primary(self) -> bool:

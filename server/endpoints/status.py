@@ -77,6 +77,10 @@ class StatusEndpoint:
 
         return await self._here_or_in("Status/Peers", header, body, local)
 
+    def _raft_term(self) -> int:
+        status = getattr(self._raft, "status", None)  # absent on the in-memory twin
+        return int(status().term) if callable(status) else 0
+
     async def raft_configuration(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         """{"servers": [{"node", "raft_address", "leader", "voter", "server": wire|None, "alive",
         "last_contact": seconds|None}], "index"}; liveness is the answering server's view, which is
@@ -100,8 +104,9 @@ class StatusEndpoint:
                         "server": to_wire(info) if info else None,
                         "alive": peer.alive if peer else False,
                         "last_contact": peer.last_contact if peer else None,
+                        "last_index": peer.last_index if peer else None,
                     }
                 )
-            return self._queries.meta(index), {"servers": rows, "index": max(1, index)}
+            return self._queries.meta(index), {"servers": rows, "index": max(1, index), "term": self._raft_term()}
 
         return await self._router.serve("Status/RaftConfiguration", header, body, local, write=False)

@@ -7,7 +7,7 @@ one way: the routes need the `Api`, the application needs the routes, neither ne
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,11 +20,13 @@ from meshfed.server.ca.leaf_cache import LeafCache
 from meshfed.server.config.loader import Config
 from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.agent_services import AgentServices
+from meshfed.server.endpoints.autopilot import AutopilotEndpoint
 from meshfed.server.endpoints.catalog import CatalogEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
 from meshfed.server.endpoints.federation_state import FederationStateEndpoint
 from meshfed.server.endpoints.intention import IntentionEndpoint
+from meshfed.server.endpoints.operator_raft import OperatorRaftEndpoint
 from meshfed.server.endpoints.ports import Queries
 from meshfed.server.endpoints.snapshot import SnapshotEndpoint
 from meshfed.server.endpoints.status import StatusEndpoint
@@ -82,6 +84,9 @@ class Api:
     peering: PeeringEndpoint | None = None
     reloader: Reloader | None = None  # PUT /v1/agent/reload (None: the server was not started by the CLI)
     logs: LogHub | None = None  # GET /v1/agent/monitor
+    operator_raft: OperatorRaftEndpoint | None = None  # live Raft membership (None in hand-built test Apis)
+    autopilot: AutopilotEndpoint | None = None  # /v1/operator/autopilot/configuration
+    leave: Callable[[str], Awaitable[None]] | None = None  # PUT /v1/agent/leave: leave the Raft configuration, stop
 
 
 API_KEY: web.AppKey[Api] = web.AppKey("meshfed_api", Api)

@@ -26,6 +26,7 @@ from meshfed.server.http import (
     routes_health,
     routes_intentions,
     routes_internal,
+    routes_operator,
     routes_peering,
     routes_snapshot,
     routes_unsupported,
@@ -84,6 +85,7 @@ def build_app(api: Api) -> web.Application:
     routes_catalog.add(app)
     routes_connect.add(app)
     routes_agent.add(app)
+    routes_operator.add(app)
     routes_agent_services.add(app)
     routes_health.add(app)
     routes_config.add(app)

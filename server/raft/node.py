@@ -24,6 +24,7 @@ What this adapter adds to the library (reference/pysyncobj.md §6):
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import os
@@ -38,6 +39,7 @@ from pysyncobj.config import FAIL_REASON
 
 from meshfed.fsm import Command, Noop, Result, StateMachine, encode_batch
 from meshfed.server.raft import storage as raft_storage
+from meshfed.server.raft.changes import MAYBE_APPLIED, NOT_APPLIED, MembershipOps
 from meshfed.server.raft.durability import JOURNAL_SYNC_INTERVAL, SYNC_ALWAYS, SYNC_INTERVAL, DiskFullError
 from meshfed.server.raft.syncobj import FsmConsumer, GuardedSyncObj
 from meshfed.server.raft.trace import TRACE
@@ -58,23 +60,11 @@ DEFAULT_TIMINGS = RaftTimings()
 DNS_CACHE_TIME = 5.0
 DNS_FAIL_CACHE_TIME = 1.0  # stay clear of PySyncObj's 64 KiB chunking edge (reference §3)
 
-# Failure reasons after which the command certainly did not commit: retrying is always safe.
-NOT_APPLIED = {
-    FAIL_REASON.QUEUE_FULL: "raft queue full",
-    FAIL_REASON.MISSING_LEADER: "no cluster leader",
-    FAIL_REASON.DISCARDED: "entry discarded by a new leader",
-    FAIL_REASON.NOT_LEADER: "not the leader",
-    FAIL_REASON.REQUEST_DENIED: "request denied",
-}
-MAYBE_APPLIED = {
-    FAIL_REASON.UNKNOWN_OUTCOME: "outcome unknown: this server installed a snapshot from the new leader",
-}
-
 FAILED_AFTER_MIN = 1.0  # seconds
 FAILED_AFTER_ELECTIONS = 3  # election timeouts of silence before a member is reported failed
 
 
-class RaftNode:
+class RaftNode(MembershipOps):
     """One Raft member. Thread model: PySyncObj state is touched only by our tick thread;
     asyncio callers go through `apply`/`barrier`, whose completions come back with
     `loop.call_soon_threadsafe`. Nothing on the event loop ever blocks on Raft.
@@ -97,11 +87,20 @@ class RaftNode:
         on_fatal: Callable[[str], None] | None = None,
         bind_address: str | None = None,
         sync_mode: str = SYNC_ALWAYS,
+        quiet_start: float = 0.0,
     ) -> None:
         if not cluster_key:
             raise ValueError("a cluster key is required: the Raft port speaks pickle")
         self.self_address = self_address
-        self.peers = [p for p in peers if p != self_address]
+        raft_dir = os.path.join(data_dir, "raft") if data_dir else None
+        saved = self.saved_members(data_dir)
+        if saved is not None:
+            # The membership this server last applied wins over the configured peers: after a
+            # live change the config no longer says who the members are.
+            if sorted(set(saved) - {self_address}) != sorted(set(peers) - {self_address}):
+                log.info("raft: starting with the saved members %s (not the configured peers)", ",".join(saved))
+            peers = saved
+        initial_peers = [p for p in peers if p != self_address]
         # Silence after which a member counts as failed: several missed heartbeat rounds, and more
         # than an election takes, so a slow tick does not flap it.
         self.failed_after = max(FAILED_AFTER_MIN, FAILED_AFTER_ELECTIONS * timings.election_max)
@@ -113,10 +112,14 @@ class RaftNode:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_errors = 0
+        self._tick_calls: collections.deque[Callable[[], None]] = collections.deque()  # run on the tick thread
         self._pending: list[tuple[str, Command, asyncio.Future[Result]]] = []
         self._inflight: dict[int, tuple[float, list[asyncio.Future[Result]]]] = {}
         self._batch_ids = itertools.count(1)
         self._flush_scheduled = False
+        # While a leadership transfer is under way, new proposals wait (monotonic deadline): an
+        # entry appended after TimeoutNow leaves the target's log behind and voters refuse it.
+        self._hold_until = 0.0
         self.snapshot_index = 0
         self.snapshot_bytes = 0
         self.snapshots_written = 0
@@ -126,8 +129,7 @@ class RaftNode:
         self._snapshot_time = time.monotonic()
 
         journal_path = dump_path = None
-        if data_dir:
-            raft_dir = os.path.join(data_dir, "raft")
+        if raft_dir:
             os.makedirs(raft_dir, exist_ok=True)
             journal_path = os.path.join(raft_dir, "journal")
             dump_path = os.path.join(raft_dir, "snapshot")
@@ -158,7 +160,7 @@ class RaftNode:
             serializeChecker=self._snapshots.check if dump_path else None,
             logCompactionMinEntries=snapshot_threshold,  # jittered below
             logCompactionMinTime=snapshot_interval,
-            dynamicMembershipChange=False,
+            dynamicMembershipChange=True,  # server/raft/membership.py
             onStateChanged=self._state_changed,
             bindAddress=bind_address,
             # Peers named by DNS (e.g. Kubernetes pods) get new addresses on restart; the library's
@@ -171,10 +173,16 @@ class RaftNode:
         self._conf, self._snapshot_every, self._rng = conf, (snapshot_threshold, snapshot_interval), random.Random()
         self._jitter_snapshots()
         self._sync = GuardedSyncObj(
-            self_address, self.peers, conf, consumers=[self._consumer], journal_path=journal_path,
+            self_address, initial_peers, conf, consumers=[self._consumer], journal_path=journal_path,
             sync_mode=sync_mode, transportClass=GuardedTransport,
         )
         self._guard = self._sync.meshfed_guard
+        self._sync.meshfed_raft_dir = raft_dir
+        self._sync.meshfed_check_add = self._addition_refusal
+        if quiet_start > 0:
+            # A server that just joined waits for the leader's first heartbeat instead of
+            # starting an election (with an empty log it cannot win one, but it would bump terms).
+            self._sync._SyncObj__raftElectionDeadline = time.monotonic() + quiet_start
         if journal_path:
             raft_storage.make_compaction_safe(self._sync._SyncObj__raftLog, journal_path)
         if TRACE is not None:
@@ -193,6 +201,8 @@ class RaftNode:
             started = time.monotonic()
             try:
                 self._sync.doTick(TICK_PERIOD)
+                while self._tick_calls:
+                    self._tick_calls.popleft()()
             except Exception:
                 if self._sync.meshfed_fatal:
                     log.error("raft: %s", self._sync.meshfed_fatal)
@@ -260,6 +270,11 @@ class RaftNode:
     def _flush(self) -> None:
         self._flush_scheduled = False
         loop = self._loop or asyncio.get_running_loop()
+        held = self._hold_until - time.monotonic()
+        if held > 0:
+            self._flush_scheduled = True
+            loop.call_later(held, self._flush)
+            return
         self._expire_lost_batches()
         while self._pending and len(self._inflight) < MAX_INFLIGHT_BATCHES:
             batch = self._take_batch()
@@ -367,12 +382,15 @@ class RaftNode:
         within `failed_after` (heartbeats answer every `timings.heartbeat`): a killed or cut-off
         server turns failed within seconds, as serf reports it to Consul operators."""
         now = time.monotonic()
-        health = {self.self_address: PeerHealth(True, 0.0)}
+        sync = self._sync
+        leading = self.is_leader()
+        matched = dict(sync._SyncObj__raftMatchIndex) if leading else {}
+        health = {self.self_address: PeerHealth(True, 0.0, int(sync._SyncObj__getCurrentLogIndex()))}
         for address, node in self._peer_nodes():
             heard = self._sync.meshfed_peer_contact.get(address)
             age = None if heard is None else now - heard
             alive = bool(self._sync.isNodeConnected(node)) and age is not None and age < self.failed_after
-            health[address] = PeerHealth(alive, age)
+            health[address] = PeerHealth(alive, age, int(matched.get(node, 0)) if leading else None)
         return health
 
     def status(self) -> RaftStatus:

@@ -12,6 +12,9 @@ The overrides, each with its reason at the method:
   acknowledgements. In "always" sync mode the journal is synced at the start of every tick (before
   the leader counts itself toward a commit) and before a follower's append acknowledgement leaves
   (server/raft/durability.py);
+- `_SyncObj__doChangeCluster` / `_addNodeToCluster`: dynamic membership. Every change the library
+  applies is written to the members file (server/raft/membership.py), and a join request over the
+  utility protocol is refused unless this node leads and the quorum-safety rule allows it;
 - `_SyncObj__getEntries`: bounded frames. An AppendEntries message carries at most one batch of
   entries, so an entry that does not fit is sent alone, in chunks (server/raft/transport.py
   derives the frame cap from that).
@@ -32,6 +35,7 @@ from meshfed.fsm import CommandError, Result, StateMachine, decode_batch
 from meshfed.server.raft import storage as raft_storage
 from meshfed.server.raft.durability import SYNC_ALWAYS, JournalGuard, is_append_ack
 from meshfed.server.raft.log_matching import plan_append, plan_unanchored
+from meshfed.server.raft.membership import save_members
 from meshfed.server.raft.trace import TRACE
 
 log = logging.getLogger(__name__)
@@ -97,6 +101,10 @@ class GuardedSyncObj(SyncObj):
         self.meshfed_rewritten_appends = 0
         self.meshfed_sync_mode = sync_mode
         self.meshfed_guard = JournalGuard(None, sync_mode)  # replaced once the journal exists
+        self.meshfed_raft_dir: str | None = None  # where the members file lives (None: in memory only)
+        # Asked on the tick thread before a join request is accepted: why to refuse, or None.
+        self.meshfed_check_add: Callable[[str], str | None] = lambda address: None
+        self.meshfed_removed = False  # a committed-or-pending entry removed this node
         super().__init__(*args, **kwargs)
         journal = self._SyncObj__raftLog
         self.meshfed_guard = JournalGuard(journal if isinstance(journal, FileJournal) else None, sync_mode)
@@ -125,7 +133,7 @@ class GuardedSyncObj(SyncObj):
 
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802 (library name)
         try:
-            _, last, prev, _cluster = self._SyncObj__serializer.deserialize()
+            _, last, prev, cluster = self._SyncObj__serializer.deserialize()
             last, prev = raft_storage.as_entry(last), raft_storage.as_entry(prev)
             journal = self._SyncObj__raftLog
             current = [raft_storage.as_entry(journal[i]) for i in range(len(journal))]
@@ -150,6 +158,8 @@ class GuardedSyncObj(SyncObj):
                 self._SyncObj__raftCommitIndex = last[1]
                 journal.setRaftCommitIndex(last[1])
             self._fail_callbacks_covered_by_snapshot(last[1])
+            if clearJournal:
+                self._meshfed_install_cluster(list(cluster), last[1])
             last_index = journal[len(journal) - 1][1]
             if self._SyncObj__raftCommitIndex > last_index:
                 self._SyncObj__raftCommitIndex = last_index
@@ -161,6 +171,66 @@ class GuardedSyncObj(SyncObj):
             # node resync from the leader.
             self.meshfed_fatal = f"cannot load the Raft snapshot: {exc}"
             raise
+
+    def meshfed_members(self) -> list[str]:
+        return sorted([str(self.selfNode.id), *(str(n.id) for n in self.otherNodes)])
+
+    def _meshfed_save_members(self) -> None:
+        if self.meshfed_raft_dir:
+            try:
+                save_members(self.meshfed_raft_dir, self.meshfed_members())
+            except OSError:
+                log.exception("raft: could not write the members file; a restart would use the old membership")
+
+    def _SyncObj__doChangeCluster(self, request: Any, reverse: bool = False) -> bool:  # noqa: N802
+        changed = bool(SyncObj._SyncObj__doChangeCluster(self, request, reverse))
+        if len(request) >= 2 and str(request[1]) == str(self.selfNode.id) and request[0] == "rem":
+            # PySyncObj never drops its own node; note it so the server can say it was removed.
+            self.meshfed_removed = not reverse
+        if changed:
+            log.info("raft: membership %s %s%s; members now %s", request[0], request[1], " (rolled back)" if reverse else "",
+                     ",".join(self.meshfed_members()))
+            self._meshfed_save_members()
+        return changed
+
+    def _addNodeToCluster(self, args: Any, callback: Any) -> None:  # noqa: N802 (library name)
+        """A join request over the utility protocol (server/raft/membership.py join_cluster)."""
+        address = str(args[0])
+        if not self._isLeader():
+            callback(None, FAIL_REASON.NOT_LEADER)
+            return
+        if address in self.meshfed_members():
+            callback(None, FAIL_REASON.SUCCESS)  # a rejoin after a lost answer: already a member
+            return
+        refusal = self.meshfed_check_add(address)
+        if refusal:
+            log.warning("raft: join of %s refused: %s", address, refusal)
+            callback(None, FAIL_REASON.REQUEST_DENIED)
+            return
+        log.info("raft: adding %s to the cluster", address)
+        self.addNodeToCluster(address, callback)
+
+    def _removeNodeFromCluster(self, args: Any, callback: Any) -> None:  # noqa: N802 (library name)
+        """The utility protocol's `remove` would skip the quorum-safety check and the ACLs of
+        `operator raft remove-peer`; removals go through the HTTP/RPC path only."""
+        log.warning("raft: refused a removal of %s over the Raft port; use meshfed operator raft remove-peer", args)
+        callback(None, FAIL_REASON.REQUEST_DENIED)
+
+    def _meshfed_install_cluster(self, cluster: list[str], last_index: int) -> None:
+        """After a snapshot from the leader: its member list, then the membership entries the kept
+        journal tail holds after it (the library would take the snapshot's list alone)."""
+        if not cluster:
+            return
+        me = str(self.selfNode.id)
+        self._SyncObj__updateClusterConfiguration([m for m in cluster if m != me])
+        journal = self._SyncObj__raftLog
+        for i in range(len(journal)):
+            command, index = journal[i][0], journal[i][1]
+            if index > last_index:
+                request = self._SyncObj__parseChangeClusterRequest(command)
+                if request is not None:
+                    SyncObj._SyncObj__doChangeCluster(self, request)
+        self._meshfed_save_members()
 
     def _fail_callbacks_covered_by_snapshot(self, last_applied: int) -> None:
         """An installed snapshot jumps over log indexes whose commit callbacks the library then

@@ -49,6 +49,9 @@ class PeerHealth:
 
     alive: bool
     last_contact: float | None  # seconds since its last message; None when never heard from
+    # The last log index known to be on that member: its match index on the leader (this node's
+    # own last index for itself); None where this node does not track it (on a follower).
+    last_index: int | None = None
 
 
 @dataclass
@@ -65,3 +68,8 @@ class RaftStatus:
     snapshot_index: int
     snapshot_bytes: int
     snapshot_age: float
+
+
+class MembershipError(Exception):
+    """A membership change or leadership transfer refused, with the reason for the operator
+    (a lost majority, an unknown member, a target not caught up). Never a server fault."""

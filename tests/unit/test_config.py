@@ -446,10 +446,10 @@ def test_peer_count_must_match_bootstrap_expect(write: Callable[..., str]) -> No
     assert (error.source, error.key) == (join_file, "retry_join")
 
 
-def test_single_server_must_not_list_peers(write: Callable[..., str]) -> None:
-    error = load_error([write(base_hcl() + 'retry_join = ["10.0.0.2"]\n')])
-    assert error.key == "retry_join"
-    assert "needs exactly 0" in error.reason
+def test_peers_without_bootstrap_expect_join_a_running_datacenter(write: Callable[..., str]) -> None:
+    config = load([write(base_hcl() + 'retry_join = ["10.0.0.2"]\n')])
+    assert config.joins and config.retry_join == ("10.0.0.2:8301",)
+    assert not load([write(base_hcl())]).joins
 
 
 @pytest.mark.parametrize(

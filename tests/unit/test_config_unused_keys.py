@@ -36,9 +36,9 @@ def test_consul_keys_meshfed_does_not_use_load_with_one_warning(tmp_path: Path) 
     path = tmp_path / "server.hcl"
     path.write_text(CONSUL_SERVER_HCL)
     config = load([str(path)], dev=True)
-    assert config.unused_keys == ("addresses", "leave_on_terminate", "ports.grpc", "ports.grpc_tls",
+    assert config.unused_keys == ("addresses", "ports.grpc", "ports.grpc_tls",
                                   "tls.defaults.tls_min_version", "tls.grpc", "ui_config")
-    assert config.ports.http == 8500 and config.connect.enabled  # used keys still apply
+    assert config.ports.http == 8500 and config.connect.enabled and config.leave_on_terminate  # used keys apply
     listed = [w for w in config_warnings(config) if "not used" in w]
     assert len(listed) == 1
     assert "ports.grpc, ports.grpc_tls" in listed[0] and "ui_config" in listed[0]

@@ -558,5 +558,5 @@ def test_a_100_command_batch_applies_in_one_entry():
 
 def test_tables_constant_lists_what_notifications_use():
     assert set(TABLES) == {"nodes", "services", "checks", "federation_states", "servers", "config_entries",
-                           "connect_ca", "acl_tokens", "acl_policies", "acl_roles",
+                           "connect_ca", "autopilot", "acl_tokens", "acl_policies", "acl_roles",
                            "peerings", "peering_secrets", "peering_imports", "peering_trust_bundles"}
