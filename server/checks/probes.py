@@ -9,6 +9,7 @@ import errno
 import ssl
 
 import aiohttp
+from multidict import CIMultiDict
 
 from meshfed.server.checks.decide import OUTPUT_MAX_SIZE, Result, http_error, http_result, tcp_result
 from meshfed.server.checks.spec import CheckSpec
@@ -72,18 +73,23 @@ class HTTPProber:
         if self._session is None:
             # No connection reuse: each run measures a fresh connect, as Consul's checks do.
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
-        headers = {"User-Agent": USER_AGENT, "Accept": ACCEPT}
-        for name, values in spec.header:
-            if values:
-                headers[name] = values[-1]
+        headers: CIMultiDict[str] = CIMultiDict({"User-Agent": USER_AGENT, "Accept": ACCEPT})
+        for name, values in spec.header:  # the check's own headers replace the defaults, every value sent
+            headers.popall(name, None)
+            for value in values:
+                headers.add(name, value)
         try:
             async with self._session.request(
                 spec.method, spec.target, headers=headers, data=spec.body or None,
                 timeout=aiohttp.ClientTimeout(total=spec.timeout), allow_redirects=not spec.disable_redirects,
                 ssl=self._insecure if spec.tls_skip_verify else True,
+                server_hostname=spec.tls_server_name or None,
             ) as response:
                 body = await response.content.read(OUTPUT_MAX_SIZE)
                 return http_result(spec.method, spec.target, response.status, response.reason or "", body)
+        except aiohttp.ClientSSLError as exc:
+            reason = getattr(exc.os_error, "reason", None) or go_error(exc.os_error)
+            return http_error(spec.method, spec.target, f"tls: {str(reason).lower().replace('_', ' ')}")
         except aiohttp.ClientConnectorError as exc:
             return http_error(spec.method, spec.target, f"dial tcp {exc.host}:{exc.port}: {go_error(exc.os_error)}")
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:

@@ -32,6 +32,7 @@ class CheckSpec:
     header: tuple[tuple[str, tuple[str, ...]], ...] = ()
     body: str = ""
     tls_skip_verify: bool = False
+    tls_server_name: str = ""
     disable_redirects: bool = False
     alias_service: str = ""
 
@@ -72,5 +73,6 @@ def spec_of(check: HealthCheck) -> CheckSpec | None:
                             if isinstance(v, list))) if isinstance(header, Mapping) else (),
         body=body if isinstance(body, str) else "",
         tls_skip_verify=lookup(definition, "TLSSkipVerify") is True,
+        tls_server_name=server_name if isinstance(server_name := lookup(definition, "TLSServerName"), str) else "",
         disable_redirects=lookup(definition, "DisableRedirects") is True,
     )
