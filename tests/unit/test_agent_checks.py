@@ -7,7 +7,10 @@ import random
 
 import pytest
 
+from meshfed.fsm.acl import Authorizer, DefaultPolicy, parse_rules
 from meshfed.fsm.records import STATUS_CRITICAL, STATUS_PASSING, STATUS_WARNING, HealthCheck
+from meshfed.server.acl.filters import agent_checks
+from meshfed.server.acl.resolver import Identity
 from meshfed.server.checks.decide import (
     NEW_CHECK_RETRY,
     Result,
@@ -178,3 +181,18 @@ def test_a_write_only_when_status_or_output_changed() -> None:
     assert needs_write(stored, Result(STATUS_PASSING, "other"))
     assert needs_write(stored, Result(STATUS_CRITICAL, "TCP connect h:1: Success"))
     assert not needs_write(None, Result(STATUS_CRITICAL, "x"))  # deregistered: nothing to update
+
+
+# ---- /v1/agent/checks ACL filter ---------------------------------------------------------------
+
+
+def test_agent_checks_are_filtered_as_consuls_agent_filters_them() -> None:
+    """service:read alone shows a service's checks (no node:read needed); a node-level check needs
+    node:read on the node."""
+    rules = parse_rules('service "web" { policy = "read" }')
+    identity = Identity("a-1", Authorizer.from_rules([rules], DefaultPolicy.DENY))
+    answer = {"service:web": {"Node": "n1", "ServiceName": "web"}, "service:db": {"Node": "n1", "ServiceName": "db"},
+              "maintenance": {"Node": "n1", "ServiceName": ""}}
+    assert agent_checks(identity, answer) == ({"service:web": answer["service:web"]}, True)
+    reader = Identity("a-2", Authorizer.from_rules([parse_rules('node "n1" { policy = "read" }')], DefaultPolicy.DENY))
+    assert agent_checks(reader, answer) == ({"maintenance": answer["maintenance"]}, True)
