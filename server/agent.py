@@ -38,6 +38,7 @@ from meshfed.server.acl.rpc_permissions import rpc_authorizer
 from meshfed.server.ca.leaf_cache import LeafCache
 from meshfed.server.ca.primary import bootstrap_primary_ca
 from meshfed.server.ca.secondary import SecondaryCA
+from meshfed.server.checks.runner import CheckRunner
 from meshfed.server.config import Config, ConfigError, config_warnings
 from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.agent_services import AgentServices
@@ -334,6 +335,12 @@ class Agent:
         )
         self._tasks.append(asyncio.create_task(publish_self(state, raft, self.watches, me), name="publish-self"))
         self._start_service_definitions(agent_services, loop)
+        # The agent's TCP/HTTP/alias checks of this server's own node: every server, not the leader.
+        self.check_runner = CheckRunner(
+            node=cfg.node_name, state=state, watches=self.watches, raft=raft,
+            on_run=lambda kind, result: self.metrics.agent_checks_run.labels(kind, result).inc(),
+            on_write=self.metrics.agent_check_updates.inc)
+        self._tasks.append(asyncio.create_task(self.check_runner.run(), name="agent-checks"))
         log.info(
             "meshfed server %s started: datacenter=%s primary=%s raft=%s rpc=%s http=%s peers=%s",
             cfg.node_name, cfg.datacenter, cfg.primary, cfg.raft_address, rpc_bind,

@@ -78,6 +78,12 @@ class Metrics:
         self.cross_dc_calls = Counter(
             "meshfed_rpc_cross_dc_calls", "Cross-DC RPC attempts through gateways", ["datacenter", "outcome"], registry=r
         )
+        self.agent_checks_run = Counter(
+            "meshfed_agent_checks_run", "Agent check runs (alias: re-evaluations that changed the result)",
+            ["type", "result"], registry=r)
+        self.agent_check_updates = Counter(
+            "meshfed_agent_check_updates", "Agent check results written through Raft (status or output changed)",
+            registry=r)
         self.ttl_expired = Counter("meshfed_ttl_checks_expired", "TTL checks marked critical for missing updates", registry=r)
         self.leader_changes = Counter("meshfed_raft_leadership_changes", "Times this server gained or lost leadership", registry=r)
         self.acl_resolve_time = Histogram(

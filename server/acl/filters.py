@@ -46,6 +46,22 @@ def agent_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return kept, len(kept) != len(answer)
 
 
+def agent_checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """`{id: AgentCheck}`, as Consul's agent filters it: service:read on a service's check,
+    node:read on the node for a node-level check."""
+    if not isinstance(answer, Mapping):
+        return answer, False
+
+    def allowed(row: Any) -> bool:
+        if not isinstance(row, Mapping):
+            return False
+        service = lookup(row, "ServiceName")
+        return _can_read(identity, "service", service) if service else _can_read(identity, "node", lookup(row, "Node"))
+
+    kept = {cid: row for cid, row in answer.items() if allowed(row)}
+    return kept, len(kept) != len(answer)
+
+
 def catalog_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return _keep_rows(answer, lambda row: _can_read(identity, "node", lookup(row, "Node")))
 

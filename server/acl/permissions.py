@@ -179,6 +179,7 @@ ROUTES: dict[tuple[str, str], Declaration] = {
     ("PUT", "/v1/agent/service/deregister/{id}"): Declaration(_agent_service_by_id(Access.WRITE)),
     ("GET", "/v1/agent/service/{id}"): Declaration(_agent_service_by_id(Access.READ)),
     ("GET", "/v1/agent/services"): Declaration(filter=filters.agent_services),
+    ("GET", "/v1/agent/checks"): Declaration(filter=filters.agent_checks),
     ("GET", "/v1/catalog/services"): Declaration(filter=filters.catalog_services),
     ("GET", "/v1/catalog/nodes"): Declaration(filter=filters.catalog_nodes),
     ("GET", "/v1/catalog/service/{service}"): Declaration(filter=filters.catalog_service_nodes),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshfed.fsm import CatalogDeregister, CatalogRegister, Command
-from meshfed.fsm.records import NodeService, check_from_wire, node_from_wire, service_from_wire
+from meshfed.fsm.records import HealthCheck, NodeService, check_from_wire, node_from_wire, service_from_wire
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
@@ -46,6 +46,9 @@ class AgentServices:
 
     def service(self, service_id: str) -> NodeService | None:
         return self.services()[1].get(service_id)
+
+    def checks(self) -> tuple[int, list[HealthCheck]]:
+        return self._state.health_checks(node=self.node)
 
     def sidecar_ports(self, excluding: str) -> set[int]:
         return {s.port for s in self.services()[1].values() if s.id != excluding and s.port}

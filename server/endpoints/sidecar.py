@@ -11,10 +11,14 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from meshfed.fsm.consul_formats.field_lookup import lookup
+from meshfed.server.checks.definition import tcp_address
 
 SIDECAR_MIN_PORT, SIDECAR_MAX_PORT = 21000, 21255
 SIDECAR_SUFFIX = "-sidecar-proxy"
 DEFAULT_LOCAL_SERVICE_ADDRESS = "127.0.0.1"
+LISTENING_CHECK_NAME = "Connect Sidecar Listening"
+ALIASING_CHECK_PREFIX = "Connect Sidecar Aliasing "
+LISTENING_CHECK_INTERVAL = "10s"
 
 
 class SidecarError(ValueError):
@@ -78,7 +82,21 @@ def sidecar_registration(parent: Mapping[str, Any], taken_ports: Collection[int]
     for key in ("TaggedAddresses", "Weights", "EnableTagOverride"):
         if lookup(spec, key) is not None:
             sidecar[key] = lookup(spec, key)
+    own_checks = {key: lookup(spec, key) for key in ("Check", "Checks") if lookup(spec, key)}
+    sidecar.update(own_checks or {"Checks": default_checks(parent_id, sidecar["Address"] or proxy["LocalServiceAddress"],
+                                                           port)})
     return sidecar
+
+
+def default_checks(parent_id: str, address: str, port: int) -> list[dict[str, Any]]:
+    """Consul's sidecarDefaultChecks: the proxy's public port accepts connections, and the parent
+    is healthy (an alias of it). The address is the sidecar's own, else the local service's: the
+    proxy runs next to it. Both start critical, so a sidecar whose proxy has not started is not
+    among the passing instances."""
+    return [
+        {"Name": LISTENING_CHECK_NAME, "TCP": tcp_address(address, port), "Interval": LISTENING_CHECK_INTERVAL},
+        {"Name": ALIASING_CHECK_PREFIX + parent_id, "AliasService": parent_id},
+    ]
 
 
 def without_sidecar_spec(parent: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 from meshfed.fsm.consul_formats.field_lookup import lookup
 from meshfed.fsm.records import to_wire
 from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.server.checks.definition import CheckDefinitionError, agent_check_fields
 from meshfed.server.endpoints.agent_services import AgentServices
 from meshfed.server.endpoints.sidecar import (
     SidecarError,
@@ -30,8 +31,9 @@ from meshfed.server.http.params import BadRequest
 CHECK_KEYS = ("Check", "Checks")
 
 
-def _checks(service: Mapping[str, Any], service_id: str, name: str) -> list[dict[str, Any]]:
-    """A service's own `Check`/`Checks`, with the ids and names Consul's agent gives them."""
+def _checks(service: Mapping[str, Any], service_id: str, name: str, node: str) -> list[dict[str, Any]]:
+    """A service's own `Check`/`Checks`, with the ids and names Consul's agent gives them, and
+    for TCP, HTTP and alias checks the settings the check runner reads (server/checks/)."""
     single = lookup(service, "Check")
     many = lookup(service, "Checks") or []
     if not isinstance(many, list):
@@ -42,8 +44,13 @@ def _checks(service: Mapping[str, Any], service_id: str, name: str) -> list[dict
         if not isinstance(check, Mapping):
             raise BadRequest(f"Checks[{n - 1}]: must be an object")
         default_id = f"service:{service_id}" if len(checks) == 1 else f"service:{service_id}:{n}"
+        try:
+            run_by_agent = agent_check_fields(check, node)
+        except CheckDefinitionError as exc:
+            raise BadRequest(f"Invalid check: {exc}") from None
         out.append({**check, "CheckID": lookup(check, "CheckID", "ID") or default_id,
-                    "Name": lookup(check, "Name") or f"Service '{name}' check", "ServiceID": service_id})
+                    "Name": lookup(check, "Name") or f"Service '{name}' check", "ServiceID": service_id,
+                    **run_by_agent})
     return out
 
 
@@ -57,7 +64,7 @@ def _catalog_body(node: str, address: str, datacenter: str, service: Mapping[str
     body.pop("Name", None)
     node_record, svc, checks = decode_catalog_register(
         {"Node": node, "Address": address, "Datacenter": datacenter, "Service": body,
-         "Checks": _checks(service, service_id, name)}, datacenter)
+         "Checks": _checks(service, service_id, name, node)}, datacenter)
     return {"node": to_wire(node_record), "service": to_wire(svc), "checks": to_wire(checks)}
 
 

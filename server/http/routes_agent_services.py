@@ -1,5 +1,5 @@
-"""`/v1/agent/service/register`, `/v1/agent/service/deregister/<id>`, `/v1/agent/services` and
-`/v1/agent/service/<id>` (reference/mesh-dataplane.md §1).
+"""`/v1/agent/service/register`, `/v1/agent/service/deregister/<id>`, `/v1/agent/services`,
+`/v1/agent/service/<id>` and `/v1/agent/checks` (reference/mesh-dataplane.md §1).
 
 The bodies of register and deregister live in server/http/agent_registration.py, shared with the
 service definitions of the config files. Deregistering a service removes its sidecar with it.
@@ -18,7 +18,7 @@ from meshfed.server.http.agent_registration import deregister_service, register_
 from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.params import BadRequest, parse_header, row_filter
 from meshfed.server.http.respond import json_body, meta_headers
-from meshfed.server.http.shapes import service_json
+from meshfed.server.http.shapes import check_json, service_json
 
 
 def _agent(request: web.Request) -> AgentServices:
@@ -70,8 +70,24 @@ async def get_service(request: web.Request) -> web.Response:
     return json_body(agent_service_json(agent, service), headers=meta_headers(api_of(request).queries.meta(index)))
 
 
+async def list_checks(request: web.Request) -> web.Response:
+    """Consul's `/v1/agent/checks`: {CheckID: AgentCheck} of this agent's node, from this replica
+    (the agent answers about itself); the status is the one the check runner last wrote."""
+    agent = _agent(request)
+    predicate = row_filter(request, filter_schemas.CHECK)
+    index, checks = agent.checks()
+    rows = {}
+    for check in checks:
+        row = check_json(check, tags_as_lists=True)
+        del row["CreateIndex"], row["ModifyIndex"]  # AgentCheck has no Raft indexes
+        if predicate is None or predicate(row):
+            rows[check.check_id] = row
+    return json_body(rows, headers=meta_headers(api_of(request).queries.meta(max(1, index))))
+
+
 def add(app: web.Application) -> None:
     app.router.add_put("/v1/agent/service/register", register)
     app.router.add_put("/v1/agent/service/deregister/{id}", deregister)
     app.router.add_get("/v1/agent/services", list_services)
     app.router.add_get("/v1/agent/service/{id}", get_service)
+    app.router.add_get("/v1/agent/checks", list_checks)

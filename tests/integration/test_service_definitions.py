@@ -22,7 +22,7 @@ service {
     config { connect_timeout_ms = 500 }
   } } }
 }
-services = [{ name = "db", port = 5432 }]
+services = [{ name = "db", port = 5432, check = { tcp = "127.0.0.1:5432", interval = "1s" } }]
 """
 
 
@@ -54,8 +54,13 @@ def test_config_dir_services_register_survive_a_restart_and_follow_reloads(make_
         "DestinationName": "x", "LocalBindPort": 9191, "Datacenter": "dc1"}
     assert proxy["Config"] == {"connect_timeout_ms": 500}  # a user map: keys as written
     assert (proxy["DestinationServiceName"], proxy["LocalServicePort"]) == ("socat", 8181)
-    connect = dc.get(server, "/v1/health/connect/socat?passing").json()
+    connect = dc.get(server, "/v1/health/connect/socat").json()
     assert [entry["Service"]["ID"] for entry in connect] == ["socat-sidecar-proxy"]
+    # No proxy listens on the sidecar's port: its default TCP check keeps it out of the passing set.
+    assert dc.get(server, "/v1/health/connect/socat?passing").json() == []
+    # A file's TCP check is run by the agent like one registered over HTTP.
+    wait_until(lambda: "dial tcp 127.0.0.1:5432: connect: connection refused" == dc.get(
+        server, "/v1/agent/checks").json().get("service:db", {}).get("Output"), 5, what="db's TCP check run")
     assert "service definitions: registered" in server.log_tail(200)
     assert dc.put(server, "/v1/agent/service/register", {"Name": "web-http", "Port": 80}).status_code == 200
 
@@ -67,7 +72,7 @@ def test_config_dir_services_register_survive_a_restart_and_follow_reloads(make_
 
     # Edit: db removed from the file, socat's port changed. The HTTP-registered service stays.
     services_file.write_text(SERVICES_HCL.replace("port = 8181", "port = 8282").replace(
-        'services = [{ name = "db", port = 5432 }]', ""), encoding="utf-8")
+        SERVICES_HCL.splitlines()[-1], ""), encoding="utf-8")
     assert dc.put(server, "/v1/agent/reload").status_code == 200
     edited = wait_until(lambda: _has(dc, "socat", "web-http", absent=("db",)), 10, what="db deregistered")
     assert edited["socat"]["Port"] == 8282
