@@ -17,16 +17,13 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Iterator
 
 import grpc
 from aiohttp import web
-from prometheus_client.core import GaugeMetricFamily
 
 from meshfed.fsm import StateMachine
 from meshfed.fsm.intentions import default_allows as intention_default_allows
 from meshfed.fsm.records import ServerInfo
-from meshfed.replication.anti_entropy import FederationStateAntiEntropy
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import RequestHeader
@@ -36,8 +33,6 @@ from meshfed.server.acl.peers import ServerPeerCheck
 from meshfed.server.acl.resolver import ACLResolver, state_reader
 from meshfed.server.acl.rpc_permissions import rpc_authorizer
 from meshfed.server.ca.leaf_cache import LeafCache
-from meshfed.server.ca.primary import bootstrap_primary_ca
-from meshfed.server.ca.secondary import SecondaryCA
 from meshfed.server.checks.runner import CheckRunner
 from meshfed.server.config import Config, ConfigError, config_warnings
 from meshfed.server.endpoints.acl import ACLEndpoint
@@ -53,15 +48,11 @@ from meshfed.server.endpoints.snapshot import SnapshotEndpoint
 from meshfed.server.endpoints.status import StatusEndpoint
 from meshfed.server.http.api import Api
 from meshfed.server.http.app import build_app
-from meshfed.server.leader.acl_expiry import reap_expired_tokens
-from meshfed.server.leader.acl_init import run_initial_management
-from meshfed.server.leader.anti_entropy import CatalogGatewaySource, PrimaryStateSink
-from meshfed.server.leader.autopilot import clean_up_dead_servers
 from meshfed.server.leader.membership import publish_self
 from meshfed.server.leader.routines import LeaderRoutines
-from meshfed.server.leader.ttl import reap_ttl_checks
+from meshfed.server.leader.wiring import add_leader_routines
 from meshfed.server.log_stream import LogHub
-from meshfed.server.metrics import Metrics, gauge, raft_fault_metrics
+from meshfed.server.metrics import Metrics, live_metrics
 from meshfed.server.peering.wiring import build_peering
 from meshfed.server.raft import JoinError, RaftNode, RaftTimings
 from meshfed.server.reload import Reloader
@@ -320,12 +311,14 @@ class Agent:
 
         for warning in config_warnings(cfg):
             log.warning("config: %s", warning)
-        self.metrics.add_live(self._live_metrics)
+        self.metrics.add_live(lambda: live_metrics(self.raft, self.machine.state, getattr(self, "router", None)))
         self.metrics.add_live(self.federation_wan.live_metrics)
         self.metrics.add_live(self.peering.live_metrics)
         self.federation_wan.start()
         raft.start(loop)
-        self._add_leader_routines()
+        add_leader_routines(
+            self.routines, cfg, state, raft, watches=self.watches, federation=self.federation,
+            federation_wan=self.federation_wan, connect_ca=self.connect_ca, peering=self.peering, metrics=self.metrics)
         me = ServerInfo(
             node=cfg.node_name,
             datacenter=cfg.datacenter,
@@ -382,90 +375,8 @@ class Agent:
         if not self.config.is_primary:
             resolver.use_primary(acl.resolve_remote)
 
-    def _add_leader_routines(self) -> None:
-        cfg = self.config
-        state = self.machine.state
-        def anti_entropy() -> Awaitable[None]:
-            # Every DC keeps its own federation state, with or without WAN federation
-            # (reference §6.2). A fresh loop per leadership term: no debounce or failure count
-            # carried over from an earlier term.
-            return FederationStateAntiEntropy(
-                cfg.datacenter,
-                CatalogGatewaySource(cfg.datacenter, state, self.watches),
-                PrimaryStateSink(cfg.primary, self.federation, token=cfg.acl.tokens.replication),
-                sync_interval=cfg.federation_state_anti_entropy_sync_interval,
-                refresh_interval=cfg.federation_state_refresh_interval,
-                on_outcome=self._anti_entropy_outcome,
-            ).run()
-
-        self.routines.add("federation-state-anti-entropy", anti_entropy)
-        self.federation_wan.add_leader_routines(self.routines)
-        # The Connect CA (connect-data §C): bootstrapped by the primary's leader, an intermediate
-        # signed by the primary for each secondary's leader.
-        if cfg.is_primary:
-            self.routines.add("connect-ca-bootstrap", lambda: bootstrap_primary_ca(state, self.raft))
-        else:
-            handlers = self.connect_ca.handlers()
-            self.secondary_ca = SecondaryCA(
-                datacenter=cfg.datacenter, primary_datacenter=cfg.primary, state=state, raft=self.raft,
-                call=lambda method, header, body: handlers[method](header, body),
-                on_round=self.federation_wan.replication.replication_round,
-                token=cfg.acl.tokens.replication,
-            )
-            self.federation_wan.replication.track(self.secondary_ca.status)
-            self.routines.add("connect-ca-secondary", self.secondary_ca.run)
-        self.routines.add("peering-import", self.peering.import_routine())
-        self.routines.add("autopilot-dead-server-cleanup", lambda: clean_up_dead_servers(state, self.raft))
-        self.routines.add(
-            "ttl-checks", lambda: reap_ttl_checks(state, self.raft, on_expired=self.metrics.ttl_expired.inc)
-        )
-        if cfg.acl.enabled:
-            self.routines.add("acl-token-reaping", lambda: reap_expired_tokens(state, self.raft, primary=cfg.is_primary))
-            if cfg.is_primary and cfg.acl.tokens.initial_management:
-                secret = cfg.acl.tokens.initial_management
-                self.routines.add("acl-initial-management", lambda: run_initial_management(secret, state, self.raft))
-
-    def _anti_entropy_outcome(self, outcome: str) -> None:
-        self.metrics.anti_entropy_syncs.labels(outcome).inc()
-        if outcome == "synced":
-            self.metrics.anti_entropy_last_sync.set_to_current_time()
-
     async def _barrier(self) -> int:
         return await self.raft.barrier()
-
-    def _live_metrics(self) -> Iterator[GaugeMetricFamily]:
-        status = self.raft.status()
-        yield gauge("consul_raft_state_leader", "1 if this server is the Raft leader", 1.0 if status.state == "leader" else 0.0)
-        yield gauge("consul_server_isLeader", "1 if this server is the Raft leader, 0 elsewhere", 1.0 if status.state == "leader" else 0.0)
-        yield gauge("meshfed_raft_term", "Current Raft term", status.term)
-        yield gauge("meshfed_raft_commit_index", "Raft commit index", status.commit_index)
-        yield gauge("meshfed_raft_last_applied", "Last applied Raft index", status.last_applied)
-        yield gauge("meshfed_raft_apply_lag", "Committed entries not yet applied", status.commit_index - status.last_applied)
-        yield gauge("meshfed_raft_log_entries", "Entries in the Raft log since the last snapshot", status.log_entries)
-        yield gauge("meshfed_raft_last_contact_seconds", "Seconds since the last leader contact",
-                    0.0 if status.last_contact == float("inf") else status.last_contact)
-        yield gauge("meshfed_raft_known_leader", "1 if a leader is known", 1.0 if status.leader else 0.0)
-        yield gauge("meshfed_raft_snapshot_age_seconds", "Seconds since the last snapshot", status.snapshot_age)
-        yield gauge("meshfed_raft_snapshot_bytes", "Size of the last snapshot", status.snapshot_bytes)
-        yield gauge("meshfed_raft_snapshots_written", "Snapshots this server wrote since it started", self.raft.snapshots_written)
-        yield gauge("meshfed_raft_tick_errors", "Raft tick failures (a wedged state machine shows here)", self.raft.tick_errors)
-        yield gauge("meshfed_raft_resends_kept", "Re-sent AppendEntries whose held entries were kept, not truncated",
-                    self.raft.resends_kept)
-        yield from raft_fault_metrics(self.raft)
-        for peer, connected in status.peers_connected.items():
-            yield gauge("meshfed_raft_peer_connected", "1 if the Raft link to a peer is up", 1.0 if connected else 0.0, {"peer": peer})
-        state = self.machine.state
-        _, nodes = state.catalog_nodes()
-        _, services = state.catalog_services()
-        _, fed_states = state.federation_state_list()
-        yield gauge("meshfed_catalog_nodes", "Nodes in the catalog", len(nodes))
-        yield gauge("meshfed_catalog_services", "Distinct services in the catalog", len(services))
-        yield gauge("meshfed_federation_states", "Federation states stored", len(fed_states))
-        router = getattr(self, "router", None)  # absent while the agent is still being wired
-        yield gauge("meshfed_rpc_forwarded_blocking_callers", "Blocking reads waiting here on the leader's answer",
-                    router.forwarded_blocking_callers if router else 0)
-        yield gauge("meshfed_rpc_forwarded_blocking_upstream", "Calls to the leader carrying those reads (shared)",
-                    router.forwarded_blocking_upstream if router else 0)
 
     # ---- leaving the datacenter ------------------------------------------------------------------
 

@@ -170,3 +170,38 @@ def json_snapshot(registry: CollectorRegistry) -> dict[str, Any]:
             else:
                 gauges.append({**entry, "Value": sample.value})
     return {"Gauges": gauges, "Counters": counters, "Samples": samples, "Points": []}
+
+
+def live_metrics(raft: Any, state: Any, router: Any) -> Iterator[GaugeMetricFamily]:
+    """The gauges read from the live Raft node, state store and router at each scrape.
+    `router` is None while the agent is still being wired."""
+    status = raft.status()
+    yield gauge("consul_raft_state_leader", "1 if this server is the Raft leader", 1.0 if status.state == "leader" else 0.0)
+    yield gauge("consul_server_isLeader", "1 if this server is the Raft leader, 0 elsewhere", 1.0 if status.state == "leader" else 0.0)
+    yield gauge("meshfed_raft_term", "Current Raft term", status.term)
+    yield gauge("meshfed_raft_commit_index", "Raft commit index", status.commit_index)
+    yield gauge("meshfed_raft_last_applied", "Last applied Raft index", status.last_applied)
+    yield gauge("meshfed_raft_apply_lag", "Committed entries not yet applied", status.commit_index - status.last_applied)
+    yield gauge("meshfed_raft_log_entries", "Entries in the Raft log since the last snapshot", status.log_entries)
+    yield gauge("meshfed_raft_last_contact_seconds", "Seconds since the last leader contact",
+                0.0 if status.last_contact == float("inf") else status.last_contact)
+    yield gauge("meshfed_raft_known_leader", "1 if a leader is known", 1.0 if status.leader else 0.0)
+    yield gauge("meshfed_raft_snapshot_age_seconds", "Seconds since the last snapshot", status.snapshot_age)
+    yield gauge("meshfed_raft_snapshot_bytes", "Size of the last snapshot", status.snapshot_bytes)
+    yield gauge("meshfed_raft_snapshots_written", "Snapshots this server wrote since it started", raft.snapshots_written)
+    yield gauge("meshfed_raft_tick_errors", "Raft tick failures (a wedged state machine shows here)", raft.tick_errors)
+    yield gauge("meshfed_raft_resends_kept", "Re-sent AppendEntries whose held entries were kept, not truncated",
+                raft.resends_kept)
+    yield from raft_fault_metrics(raft)
+    for peer, connected in status.peers_connected.items():
+        yield gauge("meshfed_raft_peer_connected", "1 if the Raft link to a peer is up", 1.0 if connected else 0.0, {"peer": peer})
+    _, nodes = state.catalog_nodes()
+    _, services = state.catalog_services()
+    _, fed_states = state.federation_state_list()
+    yield gauge("meshfed_catalog_nodes", "Nodes in the catalog", len(nodes))
+    yield gauge("meshfed_catalog_services", "Distinct services in the catalog", len(services))
+    yield gauge("meshfed_federation_states", "Federation states stored", len(fed_states))
+    yield gauge("meshfed_rpc_forwarded_blocking_callers", "Blocking reads waiting here on the leader's answer",
+                router.forwarded_blocking_callers if router else 0)
+    yield gauge("meshfed_rpc_forwarded_blocking_upstream", "Calls to the leader carrying those reads (shared)",
+                router.forwarded_blocking_upstream if router else 0)

@@ -18,12 +18,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from meshfed.fsm.state import StateStore
 from meshfed.replication.loop import ReplicationStatus
-from meshfed.server.agent import Agent
 from meshfed.server.cli.main import build_parser
 from meshfed.server.config.loader import ConfigError, generate_key, load
 from meshfed.server.dataplane.gateway import GatewayMetrics
-from meshfed.server.metrics import REPLICATED_TYPES, Metrics
+from meshfed.server.metrics import REPLICATED_TYPES, Metrics, live_metrics
 from meshfed.server.raft.node import RaftStatus
 from meshfed.server.wan.replication import SecondaryReplication
 
@@ -165,7 +165,7 @@ def test_gateway_unit_command_line_parses_with_the_example_environment() -> None
 
 
 class _IdleRaft:
-    """Just enough of RaftNode for Agent._live_metrics, with one peer so per-peer gauges appear."""
+    """Just enough of RaftNode for `live_metrics`, with one peer so per-peer gauges appear."""
 
     tick_errors = 0
     resends_kept = 0
@@ -195,9 +195,7 @@ def exported_names() -> set[str]:
     for registry in (Metrics().registry, GatewayMetrics().registry):
         for family in registry.collect():
             names.update(family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type])
-    agent = Agent(load([], {"node_name": "s1", "encrypt": generate_key()}, dev=True))
-    agent.raft = _IdleRaft()  # type: ignore[assignment]
-    names.update(family.name for family in agent._live_metrics())
+    names.update(family.name for family in live_metrics(_IdleRaft(), StateStore(), None))
     replication = SimpleNamespace(statuses={name: ReplicationStatus(name, running=True) for name in REPLICATED_TYPES})
     names.update(family.name for family in SecondaryReplication.live_metrics(replication))  # type: ignore[arg-type]
     return names
