@@ -41,10 +41,11 @@ from meshfed.fsm import Command, Noop, Result, StateMachine, encode_batch
 from meshfed.server.raft import storage as raft_storage
 from meshfed.server.raft.changes import MAYBE_APPLIED, NOT_APPLIED, MembershipOps
 from meshfed.server.raft.durability import JOURNAL_SYNC_INTERVAL, SYNC_ALWAYS, SYNC_INTERVAL, DiskFullError
+from meshfed.server.raft.status import NodeStatus
 from meshfed.server.raft.syncobj import FsmConsumer, GuardedSyncObj
 from meshfed.server.raft.trace import TRACE
-from meshfed.server.raft.transport import REPLICATION_CHUNK_BYTES, FrameStats, GuardedTransport
-from meshfed.server.raft.types import PeerHealth, RaftError, RaftStatus, RaftTimings
+from meshfed.server.raft.transport import REPLICATION_CHUNK_BYTES, GuardedTransport
+from meshfed.server.raft.types import RaftError, RaftTimings
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ FAILED_AFTER_MIN = 1.0  # seconds
 FAILED_AFTER_ELECTIONS = 3  # election timeouts of silence before a member is reported failed
 
 
-class RaftNode(MembershipOps):
+class RaftNode(NodeStatus, MembershipOps):
     """One Raft member. Thread model: PySyncObj state is touched only by our tick thread;
     asyncio callers go through `apply`/`barrier`, whose completions come back with
     `loop.call_soon_threadsafe`. Nothing on the event loop ever blocks on Raft.
@@ -357,93 +358,6 @@ class RaftNode(MembershipOps):
                     future.set_exception(exc)
         if self._pending:
             self._flush()
-
-    # ---- status ----------------------------------------------------------------------------------
-
-    def is_leader(self) -> bool:
-        return bool(self._sync._isLeader())
-
-    def leader(self) -> str | None:
-        leader = self._sync._getLeader()
-        return None if leader is None else str(getattr(leader, "id", leader))
-
-    def last_contact(self) -> float:
-        """Seconds since this node last heard from a leader (0 when it is the leader)."""
-        if self.is_leader():
-            return 0.0
-        contact = self._sync.meshfed_last_leader_contact
-        return float("inf") if contact == 0 else time.monotonic() - contact
-
-    def known_leader(self) -> bool:
-        return self.leader() is not None
-
-    def peer_health(self) -> dict[str, PeerHealth]:
-        """Every member by Raft address. A peer is alive while its connection is up and it spoke
-        within `failed_after` (heartbeats answer every `timings.heartbeat`): a killed or cut-off
-        server turns failed within seconds, as serf reports it to Consul operators."""
-        now = time.monotonic()
-        sync = self._sync
-        leading = self.is_leader()
-        matched = dict(sync._SyncObj__raftMatchIndex) if leading else {}
-        health = {self.self_address: PeerHealth(True, 0.0, int(sync._SyncObj__getCurrentLogIndex()))}
-        for address, node in self._peer_nodes():
-            heard = self._sync.meshfed_peer_contact.get(address)
-            age = None if heard is None else now - heard
-            alive = bool(self._sync.isNodeConnected(node)) and age is not None and age < self.failed_after
-            health[address] = PeerHealth(alive, age, int(matched.get(node, 0)) if leading else None)
-        return health
-
-    def status(self) -> RaftStatus:
-        sync = self._sync
-        state_code = sync._SyncObj__raftState
-        peers = {p: bool(sync.isNodeConnected(node)) for p, node in self._peer_nodes()}
-        return RaftStatus(
-            state={0: "follower", 1: "candidate", 2: "leader"}.get(state_code, "follower"),
-            leader=self.leader(),
-            term=sync.raftCurrentTerm,
-            commit_index=sync.raftCommitIndex,
-            last_applied=sync.raftLastApplied,
-            has_quorum=bool(sync.hasQuorum) if self.is_leader() else self.known_leader(),
-            last_contact=self.last_contact(),
-            peers_connected=peers,
-            log_entries=sync._getRaftLogSize(),
-            snapshot_index=self.snapshot_index,
-            snapshot_bytes=self.snapshot_bytes,
-            snapshot_age=time.monotonic() - self._snapshot_time,
-        )
-
-    def _peer_nodes(self) -> list[tuple[str, Any]]:
-        return [(str(node.id), node) for node in self._sync.otherNodes]
-
-    @property
-    def tick_errors(self) -> int:
-        return self._tick_errors
-
-    @property
-    def resends_kept(self) -> int:
-        """AppendEntries re-sends whose already-held entries the log-matching guard kept
-        (server/raft/log_matching.py); each one is a write PySyncObj alone would have put at risk."""
-        return int(self._sync.meshfed_rewritten_appends)
-
-    @staticmethod
-    def oversized_frames() -> int:
-        """Raft-port connections dropped because they declared a frame larger than any peer sends."""
-        return FrameStats.oversized
-
-    @property
-    def disk_full(self) -> bool:
-        return self._guard.disk_full
-
-    @property
-    def disk_full_refusals(self) -> int:
-        return self._guard.disk_full_refusals
-
-    @property
-    def journal_syncs(self) -> int:
-        return self._guard.syncs
-
-    def force_snapshot(self) -> None:
-        self._sync.forceLogCompaction()
 
     # ---- callbacks from the tick thread ----------------------------------------------------------
 

@@ -24,7 +24,7 @@ from meshfed.server.cli.main import build_parser
 from meshfed.server.config.loader import ConfigError, generate_key, load
 from meshfed.server.dataplane.gateway import GatewayMetrics
 from meshfed.server.metrics import REPLICATED_TYPES, Metrics, live_metrics
-from meshfed.server.raft.node import RaftStatus
+from meshfed.server.raft.types import RaftStatus
 from meshfed.server.wan.replication import SecondaryReplication
 
 ROOT = Path(__file__).resolve().parents[2]
