@@ -112,7 +112,7 @@ def cmd_gateway(ns: argparse.Namespace) -> int:
 def cmd_demo(ns: argparse.Namespace) -> int:
     from meshfed.server.cli.demo import run_demo
 
-    return run_demo(base=ns.base, data_dir=ns.data_dir, keep_data=ns.keep_data)
+    return run_demo(base=ns.base, data_dir=ns.data_dir, keep_data=ns.keep_data, peering=ns.peering)
 
 
 # ---- parser -------------------------------------------------------------------------------------
@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-data-dir", "--data-dir", dest="data_dir", default="", help="where to keep data, never removed (default: a temp dir, removed on exit)")
     demo.add_argument("-keep-data", "--keep-data", dest="keep_data", action="store_true",
                       help="keep the temp dir (data, certificates, keys, logs) on exit")
+    demo.add_argument("-peering", "--peering", action="store_true",
+                      help="two independent clusters joined by cluster peering instead of WAN federation")
     demo.set_defaults(func=cmd_demo)
     return parser
 
