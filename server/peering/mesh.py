@@ -36,6 +36,14 @@ def local_mesh(state: StateStore, datacenter: str, peer_name: str) -> dict[str, 
     }
 
 
+def peer_through_mesh_gateways(state: StateStore) -> bool:
+    """The `mesh` entry's `Peering.PeerThroughMeshGateways` (peering.md §4): peers reach this
+    cluster's servers through its mesh gateways, never directly."""
+    _, entry = state.config_entry_get("mesh", "mesh")
+    peering = (entry.body if entry is not None else {}).get("Peering") or {}
+    return bool(isinstance(peering, dict) and peering.get("PeerThroughMeshGateways"))
+
+
 def gateway_addresses(state: StateStore) -> list[str]:
     """WAN `host:port` of every local mesh gateway whose checks pass (what a peer dials)."""
     _, rows = state.health_service_nodes(MESH_GATEWAY, passing_only=True)

@@ -10,6 +10,8 @@ intention whose source names the peering admits it.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import socket
 import time
@@ -62,8 +64,17 @@ def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_
         for process in processes:
             process.start()
 
-        # The walkthrough: token in cluster-01, establish in cluster-02, export socat.
-        token = post(s1, "/v1/peering/token", {"PeerName": "cluster-02"}).json()["PeeringToken"]
+        # The walkthrough: token in cluster-01, establish in cluster-02, export socat. cluster-01
+        # peers through its mesh gateway (peering.md §4): its token lists the gateway, not servers;
+        # generating one before the gateway is registered and healthy is refused.
+        mesh = {"Kind": "mesh", "Name": "mesh", "Peering": {"PeerThroughMeshGateways": True}}
+        assert requests.put(s1.http + "/v1/config", json=mesh, timeout=10).json() is True
+        answers: list[requests.Response] = []
+        wait_until(lambda: answers.append(post(s1, "/v1/peering/token", {"PeerName": "cluster-02"}))
+                   or answers[-1].status_code == 200, 20, interval=0.3, what="a token listing cluster-01's gateway")
+        assert answers[0].status_code == 200 or "no healthy mesh gateway" in answers[0].text, answers[0].text
+        token = answers[-1].json()["PeeringToken"]
+        assert json.loads(base64.b64decode(token))["ServerAddresses"] == [gw1.bind]
         established = post(s2, "/v1/peering/establish", {"PeerName": "cluster-01", "PeeringToken": token})
         assert established.status_code == 200, established.text
         entry = {"Kind": "exported-services", "Name": "default",
@@ -113,6 +124,14 @@ def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_
             assert (gw2.address, gw2.port) in peers
             assert not any(host.startswith(base1 + ".") for host, _ in peers)
         assert 'route="peer-remote:cluster-02"' in requests.get(gw2.admin + "/metrics", timeout=5).text
+
+        # Control plane through cluster-01's gateway: cluster-02's server holds a connection to
+        # that gateway and none to cluster-01's server, which holds none from cluster-02's.
+        dialer_peers = tcp_peers(s2.process.pid)
+        assert (gw1.address, gw1.port) in dialer_peers, dialer_peers
+        assert not any(host == s1.address for host, _ in dialer_peers), dialer_peers
+        assert not any(host == s2.address for host, _ in tcp_peers(s1.process.pid))
+        assert 'route="local:any"' in requests.get(gw1.admin + "/metrics", timeout=5).text
         assert 'route="service:socat"' in requests.get(gw1.admin + "/metrics", timeout=5).text
 
         # Stream status: cluster-01 goes silent -> cluster-02 reads FAILING past its (3 s) timeout,
