@@ -30,7 +30,7 @@ from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
 from meshfed.server.peering.acceptor import exported_service_names
 from meshfed.server.peering.dial import PeerDialer
-from meshfed.server.peering.mesh import gateway_addresses, peer_through_mesh_gateways
+from meshfed.server.peering.mesh import dial_addresses, gateway_addresses, peer_through_mesh_gateways
 from meshfed.server.peering.token import PeeringToken, TokenError, decode_token, encode_token
 from meshfed.server.peering.tracker import StreamTracker
 
@@ -204,7 +204,7 @@ class PeeringEndpoint:
         if secrets is None or not secrets.stream:
             return
         try:
-            await self._dialer.call(row.manual_server_addresses or row.peer_server_addresses, row.peer_ca_pems,
+            await self._dialer.call(dial_addresses(self._state, row), row.peer_ca_pems,
                                     row.peer_server_name, "Peering/Terminate",
                                     {"PeerID": row.peer_id, "StreamSecret": secrets.stream})
         except RPCError as exc:

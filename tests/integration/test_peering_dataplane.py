@@ -67,8 +67,11 @@ def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_
         # The walkthrough: token in cluster-01, establish in cluster-02, export socat. cluster-01
         # peers through its mesh gateway (peering.md §4): its token lists the gateway, not servers;
         # generating one before the gateway is registered and healthy is refused.
+        # cluster-02 too: once cluster-01's trust bundle (its server name, its gateways) reached
+        # cluster-02's gateway, cluster-02's leader calls cluster-01 through that local gateway.
         mesh = {"Kind": "mesh", "Name": "mesh", "Peering": {"PeerThroughMeshGateways": True}}
-        assert requests.put(s1.http + "/v1/config", json=mesh, timeout=10).json() is True
+        for server in (s1, s2):
+            assert requests.put(server.http + "/v1/config", json=mesh, timeout=10).json() is True
         answers: list[requests.Response] = []
         wait_until(lambda: answers.append(post(s1, "/v1/peering/token", {"PeerName": "cluster-02"}))
                    or answers[-1].status_code == 200, 20, interval=0.3, what="a token listing cluster-01's gateway")
@@ -125,10 +128,13 @@ def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_
             assert not any(host.startswith(base1 + ".") for host, _ in peers)
         assert 'route="peer-remote:cluster-02"' in requests.get(gw2.admin + "/metrics", timeout=5).text
 
-        # Control plane through cluster-01's gateway: cluster-02's server holds a connection to
-        # that gateway and none to cluster-01's server, which holds none from cluster-02's.
+        # Control plane through both gateways: cluster-02's server calls its own gateway (which
+        # routes cluster-01's server name to cluster-01's gateway, which routes it to a server)
+        # and holds no connection to cluster-01's server, which holds none from cluster-02's.
+        wait_until(lambda: "peer-server:server.dc1.consul" in requests.get(gw2.admin + "/metrics", timeout=5).text,
+                   15, interval=0.3, what="cluster-02's calls to cluster-01 through its own gateway")
         dialer_peers = tcp_peers(s2.process.pid)
-        assert (gw1.address, gw1.port) in dialer_peers, dialer_peers
+        assert (gw2.address, gw2.port) in dialer_peers, dialer_peers
         assert not any(host == s1.address for host, _ in dialer_peers), dialer_peers
         assert not any(host == s2.address for host, _ in tcp_peers(s1.process.pid))
         assert 'route="local:any"' in requests.get(gw1.admin + "/metrics", timeout=5).text
