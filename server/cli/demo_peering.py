@@ -8,6 +8,8 @@ runs web's sidecar with the upstream `{DestinationPeer = "cluster-01", Destinati
 The walkthrough then does what an operator does: generate a token in cluster-01, establish with
 it in cluster-02, export socat to cluster-02 and allow `web` from that peer with an intention;
 web's bytes go web's sidecar -> cluster-02's gateway -> cluster-01's gateway -> socat's sidecar.
+Both clusters peer through their mesh gateways (the `mesh` entry), so the servers' own calls take
+the same path: cluster-02's leader -> its gateway -> cluster-01's gateway -> a cluster-01 server.
 
 SERVERS_PER_CLUSTER servers each, as the federation demo's DCs (both clusters are up and peered
 in about 11 s on 2 cores)."""
@@ -33,6 +35,7 @@ from meshfed.server.cli.launcher import (
 from meshfed.server.config.loader import generate_key
 
 SERVERS_PER_CLUSTER = 3
+MESH_ENTRY = {"Kind": "mesh", "Name": "mesh", "Peering": {"PeerThroughMeshGateways": True}}
 # Peer name -> (datacenter, the name the other cluster is known by there).
 CLUSTERS = {"cluster-01": ("dc1", "cluster-02"), "cluster-02": ("dc2", "cluster-01")}
 
@@ -108,7 +111,10 @@ def walkthrough(root: str, base: str, where: str, everything: list[ChildProcess]
           "in cluster-02")
     demo_mesh.retrying_send([(c1.servers[0].http, "PUT", "/v1/agent/service/register", socat)], management["cluster-01"])
     demo_mesh.retrying_send([(c2.servers[0].http, "PUT", "/v1/agent/service/register", web)], management["cluster-02"])
-    print("  cluster-01: POST /v1/peering/token {PeerName: cluster-02}")
+    print("  both clusters: mesh entry Peering.PeerThroughMeshGateways = true (servers talk only through the gateways)")
+    for name, dc in (("cluster-01", c1), ("cluster-02", c2)):
+        demo_mesh.retrying_send([(dc.servers[0].http, "PUT", "/v1/config", MESH_ENTRY)], management[name])
+    print("  cluster-01: POST /v1/peering/token {PeerName: cluster-02} (it lists cluster-01's gateway)")
     answer = demo_mesh.retrying_send([(c1.servers[0].http, "POST", "/v1/peering/token", {"PeerName": "cluster-02"})],
                                      management["cluster-01"])
     print("  cluster-02: POST /v1/peering/establish {PeerName: cluster-01, PeeringToken: <the token>}")

@@ -195,9 +195,16 @@ def test_peering_demo_echoes_through_the_peering_and_sigterm_stops_every_child(t
             url = f"{http}/v1/peering/{peer}"
             assert requests.get(url, headers={"X-Consul-Token": tokens[name]}, timeout=10).json()["State"] == "ACTIVE"
             assert requests.get(url, headers={"X-Consul-Token": other}, timeout=10).status_code == 403
-        # The bytes went through both gateways: cluster-02's towards the peer, cluster-01's to socat.
+        # The bytes went through both gateways: cluster-02's towards the peer, cluster-01's to socat;
+        # the servers peer through them too (the demo's mesh entries).
         assert 'route="peer-remote:' in requests.get(f"http://{second}.10:19000/metrics", timeout=5).text
         assert 'route="service:socat"' in requests.get(f"http://{base}.10:19000/metrics", timeout=5).text
+        assert 'route="local:any"' in requests.get(f"http://{base}.10:19000/metrics", timeout=5).text
+        deadline = time.monotonic() + 15
+        while 'route="peer-server:server.dc1.consul"' not in requests.get(f"http://{second}.10:19000/metrics",
+                                                                          timeout=5).text:
+            assert time.monotonic() < deadline, "cluster-02's leader does not call cluster-01 through its gateway"
+            time.sleep(0.3)
 
         demo.process.send_signal(signal.SIGTERM)
         _assert_everything_stopped(demo, children, root)
