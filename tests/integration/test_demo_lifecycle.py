@@ -19,6 +19,7 @@ from pathlib import Path
 import requests
 
 from .conftest import next_block
+from .test_federation import tcp_peers
 
 
 class Demo:
@@ -205,6 +206,16 @@ def test_peering_demo_echoes_through_the_peering_and_sigterm_stops_every_child(t
                                                                           timeout=5).text:
             assert time.monotonic() < deadline, "cluster-02's leader does not call cluster-01 through its gateway"
             time.sleep(0.3)
+
+        # Socket audit: no server of one cluster holds a connection to a server of the other.
+        servers = {1: f"{base}.", 2: f"{second}."}
+        audited = 0
+        for pid, cmdline in _cmdlines().items():
+            if pid in children and b"\0-server\0" in cmdline:
+                audited += 1
+                other = servers[2 if b"\0dc1\0" in cmdline else 1]
+                assert not [(h, p) for h, p in tcp_peers(pid) if h.startswith(other) and h != other + "10"], cmdline
+        assert audited == 6
 
         demo.process.send_signal(signal.SIGTERM)
         _assert_everything_stopped(demo, children, root)
