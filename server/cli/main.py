@@ -196,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("-log-level", "--log-level", default="info")
     gateway.set_defaults(func=cmd_gateway)
 
-    demo = sub.add_parser("demo", help="start a local 3-server datacenter on 127.0.x.y and print its endpoints")
+    demo = sub.add_parser("demo", help="start two federated datacenters (or, with -peering, two peered clusters) "
+                                       "on 127.0.x.y and print their endpoints")
     demo.add_argument("-base", "--base", default="127.0.1", help="first three octets of the loopback block (default 127.0.1)")
     demo.add_argument("-data-dir", "--data-dir", dest="data_dir", default="", help="where to keep data, never removed (default: a temp dir, removed on exit)")
     demo.add_argument("-keep-data", "--keep-data", dest="keep_data", action="store_true",
