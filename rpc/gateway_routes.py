@@ -6,6 +6,8 @@
 `<svc>.<ns>.<other dc>.internal.<trust domain>` -> a mesh gateway of that DC (WAN), which routes
 it to a sidecar there (reference/mesh-dataplane.md §7); for our own DC, `local_service` names the
 service and the gateway resolves its healthy sidecars from the catalog.
+A dialed peer's server name (from its trust bundle) -> that peer's gateways, unless it names our
+own DC (peering through mesh gateways: our servers reach a peer's only this way).
 `<svc>.<ns>.<partition>.<peer>.external.<td>` (peering.md §4, §7) -> when `td` is a peer's, that
 peer's mesh gateways (from its trust bundle); when it is ours, `local_service` names the service
 (a peer's proxy dialing something we export; the sidecar enforces the peer intentions).
@@ -52,6 +54,9 @@ class RoutingTable:
     remote_gateways: Mapping[str, Sequence[Address]] = field(default_factory=dict)  # lower-cased dc -> WAN addresses
     trust_domain: str = ""  # Connect's, from the CA roots; "" until known (service names are then unknown)
     peer_gateways: Mapping[str, Sequence[Address]] = field(default_factory=dict)  # peer's trust domain -> its gateways
+    # A dialed peer's server name (lower-cased) -> its gateways: our servers' control-plane calls
+    # to that peer when the mesh entry says PeerThroughMeshGateways (peering.md §4).
+    peer_servers: Mapping[str, Sequence[Address]] = field(default_factory=dict)
 
     def local_service(self, sni: str | None) -> str | None:
         """The service a service SNI of our own DC names, for the gateway to resolve; else None."""
@@ -67,6 +72,10 @@ class RoutingTable:
     def resolve(self, sni: str | None) -> tuple[str, list[Address]] | None:
         """(route label, candidate upstreams) or None for an unknown name (or a local service)."""
         parsed = parse_server_name(sni, self.domain)
+        peer_server = (sni or "").lower().rstrip(".")
+        if peer_server in self.peer_servers and (parsed is None or parsed.datacenter != self.datacenter.lower()):
+            # Never for our own DC's name: our servers stay ours even if a peer's share the name.
+            return (f"peer-server:{peer_server}", list(self.peer_servers[peer_server]))
         if parsed is None and sni and (peered := parse_peered_sni(sni)) is not None:
             gateways = list(self.peer_gateways.get(peered.trust_domain, ()))
             return (f"peer-remote:{peered.peer}", gateways) if gateways else None

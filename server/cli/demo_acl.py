@@ -60,17 +60,21 @@ def write_secret(root: str, name: str, secret: str) -> str:
     return path
 
 
-def seed_calls(dcs: Sequence[FederatedDatacenter], tokens: DemoTokens,
-               services: Sequence[str]) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """Policies and tokens, written in the primary (global tokens replicate to the others)."""
+def seed_calls(dcs: Sequence[FederatedDatacenter], tokens: DemoTokens, services: Sequence[str],
+               replication: bool = True) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """Policies and tokens, written in the primary (global tokens replicate to the others).
+    `replication=False`: a cluster of its own (peering), with no secondary to replicate to."""
     server = dcs[0].servers[0].http
     calls: list[tuple[str, str, str, dict[str, Any]]] = [
-        (server, "PUT", "/v1/acl/policy", {"Name": "replication", "Rules": REPLICATION_RULES,
-                                           "Description": "dc2's ACL replication and cross-DC calls"}),
         (server, "PUT", "/v1/acl/policy", {"Name": "mesh-gateway", "Rules": MESH_GATEWAY_RULES}),
-        (server, "PUT", "/v1/acl/token", {"Description": "replication", "SecretID": tokens.replication,
-                                          "Policies": [{"Name": "replication"}]}),
     ]
+    if replication:
+        calls += [
+            (server, "PUT", "/v1/acl/policy", {"Name": "replication", "Rules": REPLICATION_RULES,
+                                               "Description": "dc2's ACL replication and cross-DC calls"}),
+            (server, "PUT", "/v1/acl/token", {"Description": "replication", "SecretID": tokens.replication,
+                                              "Policies": [{"Name": "replication"}]}),
+        ]
     for dc in dcs:
         node = dc.gateway.node or f"gw-{dc.name}-{dc.gateway.address}"
         calls.append((server, "PUT", "/v1/acl/token", {

@@ -73,12 +73,14 @@ def registrations(dcs: Sequence[FederatedDatacenter]) -> list[tuple[str, str, st
     ]
 
 
-def send(base: str, method: str, path: str, body: Any, token: str = "") -> None:
+def send(base: str, method: str, path: str, body: Any, token: str = "") -> Any:
+    """The decoded JSON answer (None for an empty one)."""
     request = urllib.request.Request(base + path, data=json.dumps(body).encode(), method=method)
     if token:
         request.add_header("X-Consul-Token", token)
     with urllib.request.urlopen(request, timeout=15) as response:
-        response.read()
+        raw = response.read()
+    return json.loads(raw) if raw.strip() else None
 
 
 def echoes(host: str, port: int, payload: bytes = b"hello") -> bool:
@@ -102,15 +104,18 @@ def wait_for_echo(host: str, port: int, timeout: float) -> None:
     raise TimeoutError(f"no echo through {host}:{port} within {timeout:.0f}s")
 
 
-def retrying_send(calls: Sequence[tuple[str, str, str, dict[str, Any]]], token: str = "", timeout: float = 30) -> None:
-    """Each write, retried while the DC settles (a 5xx or a refused connection right after start)."""
+def retrying_send(calls: Sequence[tuple[str, str, str, dict[str, Any]]], token: str = "", timeout: float = 30) -> Any:
+    """Each write, retried while the DC settles (a 5xx or a refused connection right after start);
+    returns the last call's answer."""
+    answer = None
     for base, method, path, body in calls:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                send(base, method, path, body, token)
+                answer = send(base, method, path, body, token)
                 break
             except (urllib.error.URLError, OSError) as exc:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{method} {path} on {base}: {exc}") from None
                 time.sleep(0.5)
+    return answer

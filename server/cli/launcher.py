@@ -294,8 +294,11 @@ class MeshProcess(ChildProcess):
 
 
 def federation_files(root: str, datacenter: str, primary: str, nodes: Sequence[str], primary_gateways: Sequence[str],
-                     extra: dict[str, Any] | None = None) -> list[str]:
-    """TLS material and one config file per server of `datacenter`; returns the config paths."""
+                     extra: dict[str, Any] | None = None, peering: bool = False) -> list[str]:
+    """TLS material (one CA per `root`) and one config file per server of `datacenter`; returns the
+    config paths. `peering`: an independent cluster (its own primary, no WAN federation) whose
+    servers take TLS connections without a client certificate of their CA: a peer's leader dials
+    them with a certificate of its own cluster's CA (reference peering.md §2)."""
     from meshfed.rpc.tls import CertFiles, create_ca, create_server_cert
 
     tls_dir = os.path.join(root, "tls")
@@ -307,10 +310,10 @@ def federation_files(root: str, datacenter: str, primary: str, nodes: Sequence[s
         cert = create_server_cert(tls_dir, ca, datacenter, node=node)
         config: dict[str, Any] = {
             "primary_datacenter": primary,
-            "connect": {"enabled": True, "enable_mesh_gateway_wan_federation": True},
+            "connect": {"enabled": True, "enable_mesh_gateway_wan_federation": not peering},
             "tls": {
                 "defaults": {"ca_file": ca.cert_file, "cert_file": cert.cert_file, "key_file": cert.key_file,
-                             "verify_incoming": True, "verify_outgoing": True},
+                             "verify_incoming": not peering, "verify_outgoing": True},
                 "internal_rpc": {"verify_server_hostname": True},
             },
         }

@@ -113,7 +113,7 @@ def cmd_gateway(ns: argparse.Namespace) -> int:
 def cmd_demo(ns: argparse.Namespace) -> int:
     from meshfed.server.cli.demo import run_demo
 
-    return run_demo(base=ns.base, data_dir=ns.data_dir, keep_data=ns.keep_data)
+    return run_demo(base=ns.base, data_dir=ns.data_dir, keep_data=ns.keep_data, peering=ns.peering)
 
 
 # ---- parser -------------------------------------------------------------------------------------
@@ -198,11 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("-log-level", "--log-level", default="info")
     gateway.set_defaults(func=cmd_gateway)
 
-    demo = sub.add_parser("demo", help="start a local 3-server datacenter on 127.0.x.y and print its endpoints")
+    demo = sub.add_parser("demo", help="start two federated datacenters (or, with -peering, two peered clusters) "
+                                       "on 127.0.x.y and print their endpoints")
     demo.add_argument("-base", "--base", default="127.0.1", help="first three octets of the loopback block (default 127.0.1)")
     demo.add_argument("-data-dir", "--data-dir", dest="data_dir", default="", help="where to keep data, never removed (default: a temp dir, removed on exit)")
     demo.add_argument("-keep-data", "--keep-data", dest="keep_data", action="store_true",
                       help="keep the temp dir (data, certificates, keys, logs) on exit")
+    demo.add_argument("-peering", "--peering", action="store_true",
+                      help="two independent clusters joined by cluster peering instead of WAN federation")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -217,6 +217,7 @@ class Gateway:
 
     def _set_peers(self, bundles: Any) -> None:
         peers: dict[str, list[Address]] = {}
+        servers: dict[str, list[Address]] = {}
         for bundle in bundles or ():
             addresses = []
             for text in bundle.get("MeshGateways") or ():
@@ -225,9 +226,11 @@ class Gateway:
                     addresses.append((host, int(port)))
             if bundle.get("TrustDomain") and addresses:
                 peers[str(bundle["TrustDomain"]).lower()] = sorted(addresses)
+            if bundle.get("PeerServerName") and addresses:
+                servers[str(bundle["PeerServerName"]).lower()] = sorted(addresses)
         if peers != {k: list(v) for k, v in self.table.peer_gateways.items()}:
             log.info("peer gateways: %s", "; ".join(f"{td}={len(a)}" for td, a in sorted(peers.items())) or "-")
-        self.table = replace(self.table, peer_gateways=peers)
+        self.table = replace(self.table, peer_gateways=peers, peer_servers=servers)
         self.metrics.routes.labels("peer").set(len(peers))
 
     def _denials(self, what: str) -> DenialLog:

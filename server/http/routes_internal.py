@@ -168,11 +168,14 @@ async def federation_check(request: web.Request) -> web.Response:
     return with_meta(report, meta)
 
 
-def trust_bundle_json(bundle: PeeringTrustBundle) -> dict[str, Any]:
+def trust_bundle_json(bundle: PeeringTrustBundle, server_name: str = "") -> dict[str, Any]:
+    """`server_name`: the name the peer's servers answer to, on a peering we dial (our mesh gateway
+    routes it to the peer's gateways when we peer through mesh gateways, peering.md §4)."""
     return {
         "PeerName": bundle.peer_name, "TrustDomain": bundle.trust_domain, "RootPEMs": list(bundle.root_pems),
         "RemotePeerName": bundle.remote_peer_name, "Datacenter": bundle.datacenter,
-        "MeshGateways": list(bundle.gateway_addresses), "ModifyIndex": bundle.modify_index,
+        "MeshGateways": list(bundle.gateway_addresses), "PeerServerName": server_name,
+        "ModifyIndex": bundle.modify_index,
     }
 
 
@@ -183,7 +186,9 @@ async def trust_bundles(request: web.Request) -> web.Response:
     api = api_of(request)
     meta, bundles = await api.queries.run(parse_header(request), ("peering_trust_bundles",),
                                           api.state.peering_trust_bundles)
-    return with_meta([trust_bundle_json(b) for b in bundles], meta)
+    rows = {b.peer_name: api.state.peering_get(b.peer_name)[1] for b in bundles}
+    return with_meta([trust_bundle_json(b, row.peer_server_name if row is not None and row.is_dialer else "")
+                      for b, row in ((b, rows[b.peer_name]) for b in bundles)], meta)
 
 
 def add(app: web.Application) -> None:

@@ -30,6 +30,7 @@ from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
 from meshfed.server.peering.acceptor import exported_service_names
 from meshfed.server.peering.dial import PeerDialer
+from meshfed.server.peering.mesh import dial_addresses, gateway_addresses, peer_through_mesh_gateways
 from meshfed.server.peering.token import PeeringToken, TokenError, decode_token, encode_token
 from meshfed.server.peering.tracker import StreamTracker
 
@@ -112,6 +113,18 @@ class PeeringEndpoint:
             _, existing = self._state.peering_get(name)
             if existing is not None and existing.is_dialer:
                 raise invalid(f'cannot create peering with name: "{name}"; there is already an established peering')
+            if peer_through_mesh_gateways(self._state):
+                # The dialer then reaches our servers only through our gateways, which route the
+                # server name in the token (an SNI, TLS end to end) to a local server. Checked
+                # before the secret is written: a refused token changes nothing.
+                addresses = tuple(gateway_addresses(self._state))
+                if not addresses:
+                    raise invalid("mesh entry has Peering.PeerThroughMeshGateways but no healthy mesh gateway is "
+                                  "registered: start one before generating a token")
+            else:
+                addresses = tuple(s.rpc_address for s in self._state.servers()[1] if s.rpc_address)
+            if not addresses:
+                raise invalid("a grpc bind port must be specified in the configuration for all servers")
             row = existing or Peering(id=str(uuid.uuid4()), name=name, meta=meta, created_at=_now())
             if row.state == STATE_TERMINATED:
                 # The dialer deleted its side; a new token starts the same row over.
@@ -119,9 +132,6 @@ class PeeringEndpoint:
             result = await propose(self._raft, header.request_id,
                                    PeeringWrite(row, establishment_secret=str(uuid.uuid4())))
             secret = result.value["establishment_secret"]
-            addresses = tuple(s.rpc_address for s in self._state.servers()[1] if s.rpc_address)
-            if not addresses:
-                raise invalid("a grpc bind port must be specified in the configuration for all servers")
             token = PeeringToken(
                 ca=self._ca_pems(), server_addresses=addresses, manual_server_addresses=tuple(external),
                 server_name=self._server_name, peer_id=row.id, establishment_secret=secret,
@@ -194,7 +204,7 @@ class PeeringEndpoint:
         if secrets is None or not secrets.stream:
             return
         try:
-            await self._dialer.call(row.manual_server_addresses or row.peer_server_addresses, row.peer_ca_pems,
+            await self._dialer.call(dial_addresses(self._state, row), row.peer_ca_pems,
                                     row.peer_server_name, "Peering/Terminate",
                                     {"PeerID": row.peer_id, "StreamSecret": secrets.stream})
         except RPCError as exc:

@@ -27,7 +27,7 @@ from meshfed.rpc.errors import RPCError
 from meshfed.server.endpoints.ports import Proposer
 from meshfed.server.endpoints.writes import propose
 from meshfed.server.peering.dial import PeerDialer
-from meshfed.server.peering.mesh import local_mesh, peer_bundle
+from meshfed.server.peering.mesh import dial_addresses, local_mesh, peer_bundle
 from meshfed.server.peering.tracker import StreamTracker
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class PeeringImporter:
         try:
             self._tracker.sent(peering.name)
             _, answer = await self._dialer.call(
-                peering.manual_server_addresses or peering.peer_server_addresses, peering.peer_ca_pems,
+                dial_addresses(self._state, peering), peering.peer_ca_pems,
                 peering.peer_server_name, "Peering/ExportedServices",
                 {"PeerID": peering.peer_id, "StreamSecret": secrets.stream,
                  "Mesh": local_mesh(self._state, self._dc, peering.name)},

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshfed.fsm.peering.records import PeeringTrustBundle
+from meshfed.fsm.peering.records import Peering, PeeringTrustBundle
 from meshfed.fsm.state import StateStore
 from meshfed.server.ca.identity import trust_domain
 
@@ -36,16 +36,38 @@ def local_mesh(state: StateStore, datacenter: str, peer_name: str) -> dict[str, 
     }
 
 
-def gateway_addresses(state: StateStore) -> list[str]:
-    """WAN `host:port` of every local mesh gateway whose checks pass (what a peer dials)."""
+def peer_through_mesh_gateways(state: StateStore) -> bool:
+    """The `mesh` entry's `Peering.PeerThroughMeshGateways` (peering.md §4): peers reach this
+    cluster's servers through its mesh gateways, never directly."""
+    _, entry = state.config_entry_get("mesh", "mesh")
+    peering = (entry.body if entry is not None else {}).get("Peering") or {}
+    return bool(isinstance(peering, dict) and peering.get("PeerThroughMeshGateways"))
+
+
+def dial_addresses(state: StateStore, peering: Peering) -> tuple[str, ...]:
+    """Where our leader calls a peer we dial: with PeerThroughMeshGateways, our own gateways (LAN),
+    which route the peer's server name to the peer's gateways, once the peer's trust bundle told
+    them where those are; before that (the establishment exchange, the first round) and without
+    the flag, the addresses from the token (the peer's gateways if the peer has the flag)."""
+    direct = peering.manual_server_addresses or peering.peer_server_addresses
+    if not peer_through_mesh_gateways(state):
+        return direct
+    bundle = state.peering_trust_bundle(peering.name)
+    local = tuple(gateway_addresses(state, wan=False)) if bundle is not None and bundle.gateway_addresses else ()
+    return local or direct
+
+
+def gateway_addresses(state: StateStore, wan: bool = True) -> list[str]:
+    """`host:port` of every local mesh gateway whose checks pass: WAN (what a peer dials) or LAN
+    (what our own servers dial)."""
     _, rows = state.health_service_nodes(MESH_GATEWAY, passing_only=True)
     found = set()
     for csn in rows:
         service = csn.service
         if service.kind != MESH_GATEWAY:
             continue
-        wan = service.tagged_addresses.get("wan")
-        host, port = (wan.address, wan.port) if wan is not None and wan.address and wan.port else (
+        tagged = service.tagged_addresses.get("wan" if wan else "lan")
+        host, port = (tagged.address, tagged.port) if tagged is not None and tagged.address and tagged.port else (
             service.address or csn.node.address, service.port)
         if host and port:
             found.add(f"{host}:{port}")

@@ -19,6 +19,7 @@ from pathlib import Path
 import requests
 
 from .conftest import next_block
+from .test_federation import tcp_peers
 
 
 class Demo:
@@ -159,6 +160,68 @@ def test_sighup_while_starting_stops_every_child_and_keep_data_keeps_the_files(t
         _assert_everything_stopped(demo, children, root)
         assert "stopping (SIGHUP)" in demo.output()
         assert glob.glob(os.path.join(root, "dc1", "dc1-s1.log")), "-keep-data did not keep the files"
+    finally:
+        if demo.process.poll() is None:
+            demo.process.kill()
+
+
+def test_peering_demo_echoes_through_the_peering_and_sigterm_stops_every_child(tmp_path: Path) -> None:
+    """`meshfed demo -peering` (issue #11 item 7): two independent clusters, peered by the
+    walkthrough's own calls; the printed command reaches socat in cluster-01 from cluster-02."""
+    base = f"127.0.{next_block()}"
+    second = f"{base.rsplit('.', 1)[0]}.{int(base.rsplit('.', 1)[1]) + 1}"
+    next_block()
+    started = time.monotonic()
+    demo = Demo(base, tmp_path, "-peering")
+    try:
+        demo.wait_for("peering is up", timeout=60)
+        ready = time.monotonic() - started
+        root = demo.root()
+        children = demo.children()
+        assert len(children) == 11, demo.output()  # 3 + 3 servers, 2 gateways, echo and two sidecars
+        match = re.search(r"try: nc (\S+) (\d+)", demo.output())
+        assert match, demo.output()
+        with socket.create_connection((match.group(1), int(match.group(2))), timeout=5) as conn:
+            conn.sendall(b"through the peering\n")
+            assert conn.recv(64) == b"through the peering\n"
+
+        # Independent clusters: each has its own management token (the other's is refused there),
+        # and each reads the peering ACTIVE.
+        tokens = {name: Path(root, f"{name}-management-token").read_text().strip()
+                  for name in ("cluster-01", "cluster-02")}
+        peerings = {"cluster-01": (f"http://{base}.1:8500", "cluster-02"),
+                    "cluster-02": (f"http://{second}.1:8500", "cluster-01")}
+        for name, (http, peer) in peerings.items():
+            other = tokens["cluster-02" if name == "cluster-01" else "cluster-01"]
+            url = f"{http}/v1/peering/{peer}"
+            assert requests.get(url, headers={"X-Consul-Token": tokens[name]}, timeout=10).json()["State"] == "ACTIVE"
+            assert requests.get(url, headers={"X-Consul-Token": other}, timeout=10).status_code == 403
+        # The bytes went through both gateways: cluster-02's towards the peer, cluster-01's to socat;
+        # the servers peer through them too (the demo's mesh entries).
+        assert 'route="peer-remote:' in requests.get(f"http://{second}.10:19000/metrics", timeout=5).text
+        assert 'route="service:socat"' in requests.get(f"http://{base}.10:19000/metrics", timeout=5).text
+        assert 'route="local:any"' in requests.get(f"http://{base}.10:19000/metrics", timeout=5).text
+        deadline = time.monotonic() + 15
+        while 'route="peer-server:server.dc1.consul"' not in requests.get(f"http://{second}.10:19000/metrics",
+                                                                          timeout=5).text:
+            assert time.monotonic() < deadline, "cluster-02's leader does not call cluster-01 through its gateway"
+            time.sleep(0.3)
+
+        # Socket audit: no server of one cluster holds a connection to a server of the other.
+        servers = {1: f"{base}.", 2: f"{second}."}
+        audited = 0
+        for pid, cmdline in _cmdlines().items():
+            if pid in children and b"\0-server\0" in cmdline:
+                audited += 1
+                other = servers[2 if b"\0dc1\0" in cmdline else 1]
+                assert not [(h, p) for h, p in tcp_peers(pid) if h.startswith(other) and h != other + "10"], cmdline
+        assert audited == 6
+
+        demo.process.send_signal(signal.SIGTERM)
+        _assert_everything_stopped(demo, children, root)
+        assert "stopping (SIGTERM)" in demo.output()
+        assert not os.path.exists(root)
+        print(f"peering demo ready after {ready:.1f}s, stopped after {time.monotonic() - started:.1f}s")
     finally:
         if demo.process.poll() is None:
             demo.process.kill()

@@ -10,6 +10,8 @@ intention whose source names the peering admits it.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import socket
 import time
@@ -59,11 +61,25 @@ def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_
                            "LocalBindPort": UPSTREAM_PORT}]}}}}
         assert requests.put(s1.http + "/v1/agent/service/register", json=socat, timeout=10).status_code == 200
         assert requests.put(s2.http + "/v1/agent/service/register", json=web, timeout=10).status_code == 200
+        # cluster-01 peers through its mesh gateway (peering.md §4): its token lists the gateway,
+        # not servers; before a gateway is registered a token is refused and nothing is written.
+        # cluster-02 too: once cluster-01's trust bundle (its server name, its gateways) reached
+        # cluster-02's gateway, cluster-02's leader calls cluster-01 through that local gateway.
+        mesh = {"Kind": "mesh", "Name": "mesh", "Peering": {"PeerThroughMeshGateways": True}}
+        for server in (s1, s2):
+            assert requests.put(server.http + "/v1/config", json=mesh, timeout=10).json() is True
+        early = post(s1, "/v1/peering/token", {"PeerName": "cluster-02"})
+        assert early.status_code == 400 and "no healthy mesh gateway" in early.text, early.text
+        assert get(s1, "/v1/peerings").json() == []
         for process in processes:
             process.start()
 
         # The walkthrough: token in cluster-01, establish in cluster-02, export socat.
-        token = post(s1, "/v1/peering/token", {"PeerName": "cluster-02"}).json()["PeeringToken"]
+        answers: list[requests.Response] = []
+        wait_until(lambda: answers.append(post(s1, "/v1/peering/token", {"PeerName": "cluster-02"}))
+                   or answers[-1].status_code == 200, 20, interval=0.3, what="a token listing cluster-01's gateway")
+        token = answers[-1].json()["PeeringToken"]
+        assert json.loads(base64.b64decode(token))["ServerAddresses"] == [gw1.bind]
         established = post(s2, "/v1/peering/establish", {"PeerName": "cluster-01", "PeeringToken": token})
         assert established.status_code == 200, established.text
         entry = {"Kind": "exported-services", "Name": "default",
@@ -113,6 +129,17 @@ def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_
             assert (gw2.address, gw2.port) in peers
             assert not any(host.startswith(base1 + ".") for host, _ in peers)
         assert 'route="peer-remote:cluster-02"' in requests.get(gw2.admin + "/metrics", timeout=5).text
+
+        # Control plane through both gateways: cluster-02's server calls its own gateway (which
+        # routes cluster-01's server name to cluster-01's gateway, which routes it to a server)
+        # and holds no connection to cluster-01's server, which holds none from cluster-02's.
+        wait_until(lambda: "peer-server:server.dc1.consul" in requests.get(gw2.admin + "/metrics", timeout=5).text,
+                   15, interval=0.3, what="cluster-02's calls to cluster-01 through its own gateway")
+        dialer_peers = tcp_peers(s2.process.pid)
+        assert (gw2.address, gw2.port) in dialer_peers, dialer_peers
+        assert not any(host == s1.address for host, _ in dialer_peers), dialer_peers
+        assert not any(host == s2.address for host, _ in tcp_peers(s1.process.pid))
+        assert 'route="local:any"' in requests.get(gw1.admin + "/metrics", timeout=5).text
         assert 'route="service:socat"' in requests.get(gw1.admin + "/metrics", timeout=5).text
 
         # Stream status: cluster-01 goes silent -> cluster-02 reads FAILING past its (3 s) timeout,
@@ -130,7 +157,12 @@ def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_
         wait_until(lambda: get(s2, "/v1/peering/cluster-01").json()["State"] == "ACTIVE", 30,
                    what="cluster-02's peering ACTIVE again")
     finally:
-        for process in reversed(processes):  # proxies first: a gateway then has no connection to drain
+        # Proxies first, then the servers (whose peering calls go through the gateways): a gateway
+        # then has no connection to drain and stops at once.
+        for process in reversed(processes):
+            if process is gw2:
+                c2.stop()
+                c1.stop()
             if os.environ.get("MESHFED_KEEP_LOGS") or not process.alive():
                 print(f"--- {getattr(process, 'name', '') or getattr(process, 'node', '')} ---\n{process.log_tail(40)}")
             process.stop()

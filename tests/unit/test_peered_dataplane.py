@@ -31,6 +31,19 @@ def test_gateway_routes_a_peer_trust_domain_to_its_gateways_and_its_own_to_the_s
     assert unknown.resolve(sni) is None and unknown.local_service(sni) is None
 
 
+def test_gateway_routes_a_dialed_peers_server_name_to_its_gateways_but_never_our_own_dc():
+    """PeerThroughMeshGateways (peering.md §4): our leader's calls to a peer enter our gateway
+    with the peer's server name; a peer whose DC shares our name cannot capture our servers."""
+    local = {"dc2-s1": ("127.0.2.1", 8300)}
+    table = RoutingTable(datacenter="dc2", local_servers=local,
+                         peer_servers={"server.dc1.consul": [("127.0.9.10", 8443)]})
+    assert table.resolve("SERVER.dc1.consul") == ("peer-server:server.dc1.consul", [("127.0.9.10", 8443)])
+    assert table.resolve("server.dc3.consul") is None
+    same_name = RoutingTable(datacenter="dc1", local_servers=local,
+                             peer_servers={"server.dc1.consul": [("127.0.9.10", 8443)]})
+    assert same_name.resolve("server.dc1.consul") == ("local:any", [("127.0.2.1", 8300)])
+
+
 def entry(*sources):
     return {"Kind": "service-intentions", "Name": "socat", "Sources": list(sources)}
 
