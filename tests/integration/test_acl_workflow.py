@@ -138,8 +138,10 @@ def test_mesh_gateway_token_from_file_or_environment(make_dc, tmp_path, monkeypa
     monkeypatch.delenv("CONSUL_HTTP_TOKEN_FILE", raising=False)
     anonymous.start()
     try:
+        # The registration's refusal (the gateway's other reads are refused too, and logged).
         line = wait_until(lambda: next((text for text in anonymous.log_tail(50).splitlines()
-                                        if "refused by the servers' ACLs" in text), None), timeout=15,
+                                        if "refused by the servers' ACLs" in text and "'node:write'" in text),
+                                       None), timeout=15,
                           what="the gateway's refusal line")
         assert "[ERROR]" in line and "anonymous token lacks permission 'node:write' on \"gw-dc1\"" in line
         assert 'service "mesh-gateway" write' in line and "-token-file" in line
