@@ -83,6 +83,45 @@ def test_a_dead_gateway_is_named_with_its_fix_and_exits_2(fed: list[FederatedDat
     wait_until(lambda: check(dc2).returncode == 0, 60, interval=1, what="dc2 green again after the gateway restart")
 
 
+def members(http: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "meshfed.server.cli", "members", "-http-addr", http, *flags],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_members_wan_lists_the_servers_of_every_datacenter(fed: list[FederatedDatacenter]) -> None:
+    """`meshfed members -wan`: the servers of every DC, the remote ones asked through the WAN (mesh
+    gateways) for their Raft configuration; a DC that cannot answer is named. Runs last on this
+    federation: it takes both gateways down."""
+    dcs = fed
+    dc1, dc2 = dcs
+    for asked in (dc1, dc2):
+        def every_server_alive(asked: FederatedDatacenter = asked) -> bool:
+            result = members(asked.servers[0].http, "-wan")
+            rows = [line.split() for line in result.stdout.splitlines()[1:]]
+            names = {row[0] for row in rows}
+            return (result.returncode == 0 and names == {f"{s.node}.{s.datacenter}" for dc in dcs for s in dc.servers}
+                    and all(row[2] == "alive" for row in rows))
+
+        wait_until(every_server_alive, 30, interval=1, what=f"members -wan from {asked.name}")
+    result = members(dc2.servers[0].http, "-wan")
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert sum(row[5] == "true" for row in rows) == 2  # one leader per DC
+    for dc in dcs:  # one kind of address for every DC: the server RPC address
+        assert {row[1] for row in rows if row[4] == dc.name} == {f"{s.address}:8300" for s in dc.servers}
+
+    lan = members(dc2.servers[0].http)  # without -wan: this DC only, plain node names
+    assert {line.split()[0] for line in lan.stdout.splitlines()[1:]} == {s.node for s in dc2.servers}
+
+    # dc1 unreachable from dc2 (both its gateway and dc2's gone): dc2's servers still listed,
+    # dc1 named on stderr, exit 1.
+    dc1.gateway.stop()
+    dc2.gateway.stop()
+    broken = members(dc2.servers[0].http, "-wan")
+    assert broken.returncode == 1
+    assert "cannot list the servers of dc1" in broken.stderr
+    assert {line.split()[0] for line in broken.stdout.splitlines()[1:]} == {f"{s.node}.dc2" for s in dc2.servers}
+
+
 def test_unreachable_server_is_exit_1_not_a_verdict() -> None:
     result = subprocess.run([sys.executable, "-m", "meshfed.server.cli", "federation", "check",
                              "-http-addr", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
