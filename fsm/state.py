@@ -171,11 +171,7 @@ class StateStore(ACLReads, PeeringReads):
         """All instances of a service kind (e.g. `mesh-gateway`), by node name then service id."""
         with self._lock:
             t = self._tables
-            found = [
-                t.check_service_node(node_key, instance)
-                for node_key, instance in t.instances()
-                if instance.kind == kind
-            ]
+            found = [t.check_service_node(node_key, instance) for node_key, instance in t.instances_of_kind(kind)]
             return t.max_index(("nodes", "services", "checks")), found
 
     def checks_of_type(self, check_type: str) -> list[HealthCheck]:
@@ -356,7 +352,7 @@ class StoreWriter(ACLWrites, PeeringWrites):
         self._bump("nodes", index)
 
     def put_service(self, node: str, service: NodeService, index: int) -> None:
-        self._t.services.setdefault(node.lower(), {})[service.id] = service
+        self._t.set_service(node.lower(), service)
         self._bump("services", index)
 
     def put_check(self, check: HealthCheck, index: int) -> None:
@@ -373,7 +369,7 @@ class StoreWriter(ACLWrites, PeeringWrites):
         key = node.lower()
         if self._t.nodes.pop(key, None) is not None:
             self._bump("nodes", index)
-        if self._t.services.pop(key, None):
+        if self._t.drop_services_of(key):
             self._bump("services", index)
         if self._t.checks.pop(key, None):
             self._bump("checks", index)
@@ -381,11 +377,8 @@ class StoreWriter(ACLWrites, PeeringWrites):
     def delete_service(self, node: str, service_id: str, index: int) -> None:
         """Remove a service instance and its checks; a missing service changes nothing."""
         key = node.lower()
-        services = self._t.services.get(key, {})
-        if services.pop(service_id, None) is None:
+        if self._t.drop_service(key, service_id) is None:
             return
-        if not services:
-            del self._t.services[key]
         self._bump("services", index)
         checks = self._t.checks.get(key, {})
         for check_id in [cid for cid, check in checks.items() if check.service_id == service_id]:

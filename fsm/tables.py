@@ -45,6 +45,10 @@ class Tables:
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}  # lower(node) -> Node
         self.services: dict[str, dict[str, NodeService]] = {}  # lower(node) -> service id -> service
+        # kind -> {(lower(node), service id)} for instances with a kind (gateways, proxies): the
+        # leader's anti-entropy reads the mesh gateways on every catalog change, and a scan of
+        # every instance made each write cost O(catalog). Kept by set/drop_service only.
+        self.by_kind: dict[str, set[tuple[str, str]]] = {}
         self.checks: dict[str, dict[str, HealthCheck]] = {}  # lower(node) -> check id -> check
         self.federation_states: dict[str, FederationState] = {}  # lower(datacenter) -> state
         self.servers: dict[str, ServerInfo] = {}  # lower(node) -> server
@@ -65,6 +69,42 @@ class Tables:
         own = [c for c in self.checks.get(node_key, {}).values() if c.service_id == service.id]
         checks = sorted(self.node_checks(node_key) + own, key=lambda c: c.check_id)
         return CheckServiceNode(node=self.nodes[node_key], service=service, checks=tuple(checks))
+
+    def set_service(self, node_key: str, service: NodeService) -> None:
+        services = self.services.setdefault(node_key, {})
+        old = services.get(service.id)
+        if old is not None and old.kind != service.kind:
+            self._unindex(node_key, old)
+        services[service.id] = service
+        if service.kind:
+            self.by_kind.setdefault(service.kind, set()).add((node_key, service.id))
+
+    def drop_service(self, node_key: str, service_id: str) -> NodeService | None:
+        services = self.services.get(node_key, {})
+        old = services.pop(service_id, None)
+        if old is not None:
+            self._unindex(node_key, old)
+            if not services:
+                del self.services[node_key]
+        return old
+
+    def drop_services_of(self, node_key: str) -> bool:
+        services = self.services.pop(node_key, None)
+        for old in (services or {}).values():
+            self._unindex(node_key, old)
+        return bool(services)
+
+    def _unindex(self, node_key: str, service: NodeService) -> None:
+        keys = self.by_kind.get(service.kind)
+        if keys is not None:
+            keys.discard((node_key, service.id))
+            if not keys:
+                del self.by_kind[service.kind]
+
+    def instances_of_kind(self, kind: str) -> list[tuple[str, NodeService]]:
+        """Instances of one kind, in `instances()` order, without scanning the others."""
+        return [(node_key, self.services[node_key][service_id])
+                for node_key, service_id in sorted(self.by_kind.get(kind, ()))]
 
     def instances(self) -> Iterator[tuple[str, NodeService]]:
         """Every service instance as (node key, service), by node name then service id."""
@@ -106,7 +146,7 @@ def tables_from_export(data: dict[str, Any]) -> Tables:
         for node_key, wire in _list_of(data, "services"):
             service = _typed(service_from_wire(wire), NodeService)
             _require_node(tables, node_key, f"service {service.id!r}")
-            tables.services.setdefault(node_key, {})[service.id] = service
+            tables.set_service(node_key, service)
         for wire in _list_of(data, "checks"):
             check = _typed(check_from_wire(wire), HealthCheck)
             _require_node(tables, check.node.lower(), f"check {check.check_id!r}")
