@@ -141,10 +141,6 @@ class SnapshotWriter:
         if dump_path and os.path.exists(self._writing_path):
             os.remove(self._writing_path)  # a write cut short by a crash: never installed
 
-    @property
-    def writing(self) -> bool:
-        return self._job is not None
-
     def serialize(self, tmp_path: str, raft_data: Sequence[Any]) -> None:
         last, prev, cluster = raft_data
         cluster_ids = [getattr(node, "id", str(node)) for node in cluster]
