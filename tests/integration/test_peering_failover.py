@@ -1,0 +1,118 @@
+"""Peering across leader crashes on either side (issue #11: "leader kill on each side with the
+stream re-established and imports intact").
+
+One pair of 3-server clusters for the module (tests/integration/peered.py): cluster-01 accepts
+and exports socat, cluster-02 dials and imports it. kill -9 of the acceptor's leader, then of the
+dialer's: each time a socat instance registered in cluster-01 during the outage must show in
+cluster-02 within a bound, cluster-02's imports must never be empty or shrink while the peers
+reconnect, and both rows must read ACTIVE with something heard from the peer after the crash.
+Only the HTTP API is read, so the test holds for a polling importer and for a stream alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from meshfed.server.cli.launcher import ServerProcess
+
+from .conftest import next_block
+from .harness import Datacenter, wait_until
+from .peered import (
+    ACCEPTOR_PEER,
+    DIALER_PEER,
+    ImportWatch,
+    PeeredClusters,
+    heard_since,
+    imported_nodes,
+    new_leader,
+    peering_row,
+    register_instance,
+    start_peered,
+)
+
+# From cluster-01's acknowledgement of a write to cluster-02 answering with it, across a leader
+# change on either side (an election, then the peers finding each other's new leader).
+VISIBLE_WITHIN = 15.0
+# A peer silent for this long reads FAILING: short, so "ACTIVE again" at the end means the peers
+# really talk again rather than the 2-minute default not having run out yet.
+STREAM_TIMEOUT = "5s"
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeeredClusters]:
+    root = str(tmp_path_factory.mktemp("peering-failover"))
+    clusters = start_peered(root, f"127.0.{next_block()}", f"127.0.{next_block()}",
+                            config={"peering_stream_timeout": STREAM_TIMEOUT})
+    yield clusters
+    clusters.stop()
+
+
+@pytest.fixture(autouse=True)
+def logs_on_failure(pair: PeeredClusters, request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(pair.logs(60))
+
+
+def crash_leader_and_recover(pair: PeeredClusters, side: Datacenter) -> tuple[ServerProcess, dict[str, Any]]:
+    """kill -9 `side`'s leader, register a new socat instance in cluster-01 meanwhile, and
+    return once cluster-02 shows it; cluster-02's answers are watched the whole time."""
+    before = imported_nodes(pair.dialer.servers[0], stale=True)
+    assert before == set(pair.registered), before
+    victim = side.leader()
+    watched = [s for s in pair.dialer.servers if s is not victim and s.alive()]
+    watch = ImportWatch(watched, before)
+    watch.start()
+    try:
+        killed_at, killed_wall = time.monotonic(), time.time()
+        victim.kill()
+        leader = new_leader(side, victim)
+        elected = time.monotonic() - killed_at
+        node, acknowledged = register_instance(pair)
+        wait_until(lambda: all(node in imported_nodes(s, stale=True) for s in watched), VISIBLE_WITHIN,
+                   interval=0.05, what=f"{node} imported on every live cluster-02 server")
+        visible = time.monotonic() - acknowledged
+        # Both rows ACTIVE, each having heard its peer since the crash: the peers talk again,
+        # through the new leader on the side that lost its own.
+        wait_until(lambda: heard_since(peering_row(pair.dialer, ACCEPTOR_PEER), killed_wall)
+                   and heard_since(peering_row(pair.acceptor, DIALER_PEER), killed_wall),
+                   VISIBLE_WITHIN, interval=0.2, what="both peering rows ACTIVE and heard from since the crash")
+    finally:
+        watch.finish()
+    timings = {"elected_s": round(elected, 2), "visible_after_ack_s": round(visible, 2), "reads": watch.reads,
+               "default_read_failures": watch.default_failures}
+    print(f"{side.name} leader {victim.node} killed -> {leader.node}: {timings}")
+    assert watch.reads > 10, timings  # the watch really ran through the outage
+    assert watch.incomplete == [], f"imports emptied or shrank during the outage: {watch.incomplete[:5]}"
+    assert watch.stale_failures == [], f"cluster-02 did not answer ?stale: {watch.stale_failures[:5]}"
+    return victim, timings
+
+
+def test_acceptor_leader_killed(pair: PeeredClusters) -> None:
+    _, timings = crash_leader_and_recover(pair, pair.acceptor)
+    # cluster-02 kept its leader, so its default (consistent) reads never failed either.
+    assert timings["default_read_failures"] == 0, timings
+
+
+def test_dialer_leader_killed_then_both_restarted(pair: PeeredClusters) -> None:
+    victim, _ = crash_leader_and_recover(pair, pair.dialer)
+
+    # The crashed servers come back: the dialer's catches up on every imported instance from its
+    # Raft log, and the peering stays ACTIVE on both sides.
+    restarted_at = time.time()
+    for server in [*pair.acceptor.servers, *pair.dialer.servers]:
+        if not server.alive():
+            server.start()
+    wait_until(lambda: imported_nodes(victim, stale=True) == set(pair.registered), 20, interval=0.1,
+               what=f"the restarted {victim.node} answering every imported instance")
+    wait_until(lambda: heard_since(peering_row(pair.dialer, ACCEPTOR_PEER), restarted_at)
+               and heard_since(peering_row(pair.acceptor, DIALER_PEER), restarted_at),
+               VISIBLE_WITHIN, interval=0.2, what="both peering rows ACTIVE after the restarts")
+    node, _ = register_instance(pair)
+    wait_until(lambda: node in imported_nodes(victim, stale=True), VISIBLE_WITHIN, interval=0.1,
+               what=f"{node} imported after the restarts")
