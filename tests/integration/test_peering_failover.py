@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import requests
 
 from meshfed.server.cli.launcher import ServerProcess
 
@@ -24,6 +26,7 @@ from .harness import Datacenter, wait_until
 from .peered import (
     ACCEPTOR_PEER,
     DIALER_PEER,
+    IMPORTED_PATH,
     ImportWatch,
     PeeredClusters,
     heard_since,
@@ -91,6 +94,28 @@ def crash_leader_and_recover(pair: PeeredClusters, side: Datacenter) -> tuple[Se
     assert watch.incomplete == [], f"imports emptied or shrank during the outage: {watch.incomplete[:5]}"
     assert watch.stale_failures == [], f"cluster-02 did not answer ?stale: {watch.stale_failures[:5]}"
     return victim, timings
+
+
+def test_blocking_read_of_imports_waits_for_the_next_import(pair: PeeredClusters) -> None:
+    """A `?peer=` read is a blocking query like any health read: with the index of the current
+    answer it waits for a change (a client watching imports would otherwise spin), and the next
+    imported instance ends the wait early."""
+    server = pair.dialer.followers()[0]
+    current = requests.get(server.http + IMPORTED_PATH, timeout=10)
+    index = int(current.headers["X-Consul-Index"])
+    started = time.monotonic()
+    unchanged = requests.get(server.http + IMPORTED_PATH + f"&index={index}&wait=2s", timeout=10)
+    assert time.monotonic() - started >= 1.9, "a blocking read of imports returned before anything changed"
+    assert unchanged.json() == current.json()
+
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(requests.get, server.http + IMPORTED_PATH + f"&index={index}&wait=30s", timeout=40)
+        time.sleep(0.3)  # parked before the write
+        node, acknowledged = register_instance(pair)
+        answer = waiting.result()
+    assert time.monotonic() - acknowledged < VISIBLE_WITHIN
+    assert int(answer.headers["X-Consul-Index"]) > index
+    assert node in {row["Node"]["Node"] for row in answer.json()}
 
 
 def test_acceptor_leader_killed(pair: PeeredClusters) -> None:
