@@ -93,27 +93,35 @@ def imported_csn_json(imported: ImportedService, peer: str) -> list[dict[str, An
     return rows
 
 
+# The table an import writes (fsm/peering/store.py): a blocking `?peer=` read parks on it.
+IMPORTS_TABLES = ("peering_imports",)
+
+
 async def imported_health(request: web.Request) -> web.Response:
     """`/v1/health/service/<svc>?peer=<name>`: only what that peer exports to us; an unknown peer
-    is `[]` (200). Never mixed into answers without `?peer`."""
+    is `[]` (200). Never mixed into answers without `?peer`. Blocking (`?index=`) like the local
+    read, so a client watching imports waits for the next import instead of spinning."""
     api = api_of(request)
     peer = request.query["peer"].lower()
-    index, found = api.state.peering_imported(peer, request.match_info["service"])
+    service = request.match_info["service"]
+    meta, found = await api.queries.run(parse_header(request), IMPORTS_TABLES,
+                                        lambda: api.state.peering_imported(peer, service))
     rows = [row for imported in found for row in imported_csn_json(imported, peer)]
     if flag(request, "passing"):
         rows = [row for row in rows if all(c["Status"] == "passing" for c in row["Checks"])]
-    return json_body(rows, headers=meta_headers(api.queries.meta(index)))
+    return json_body(rows, headers=meta_headers(meta))
 
 
 async def imported_services(request: web.Request) -> web.Response:
     """`/v1/catalog/services?peer=<name>`: {service: [tags]} of what that peer exports to us."""
     api = api_of(request)
-    index, found = api.state.peering_imported(request.query["peer"])
+    peer = request.query["peer"]
+    meta, found = await api.queries.run(parse_header(request), IMPORTS_TABLES, lambda: api.state.peering_imported(peer))
     services = {
         imported.service: sorted({tag for csn in imported.nodes for tag in csn.service.tags})
         for imported in found
     }
-    return json_body(services, headers=meta_headers(api.queries.meta(index)))
+    return json_body(services, headers=meta_headers(meta))
 
 
 def add(app: web.Application) -> None:
