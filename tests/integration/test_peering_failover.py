@@ -118,6 +118,23 @@ def test_blocking_read_of_imports_waits_for_the_next_import(pair: PeeredClusters
     assert node in {row["Node"]["Node"] for row in answer.json()}
 
 
+def test_peer_reads_never_answer_local_instances(pair: PeeredClusters) -> None:
+    """cluster-02 has a socat of its own (with a sidecar): every `?peer=cluster-01` read answers
+    imported instances only, marked with the peer, never the local ones (issue #11 item 3)."""
+    server = pair.dialer.servers[0]
+    local = {"Name": "socat", "Port": 7000, "Connect": {"SidecarService": {}}}
+    assert requests.put(server.http + "/v1/agent/service/register", json=local, timeout=10).status_code == 200
+    wait_until(lambda: requests.get(server.http + "/v1/health/connect/socat", timeout=10).json(), 10,
+               what="cluster-02's own socat sidecar")
+    imported = imported_nodes(server)
+    catalog = requests.get(server.http + "/v1/catalog/service/socat?peer=" + ACCEPTOR_PEER, timeout=10).json()
+    assert {(row["Node"], row["PeerName"]) for row in catalog} == {(node, ACCEPTOR_PEER) for node in imported}
+    for path in ("/v1/health/connect/socat", "/v1/catalog/connect/socat"):
+        rows = requests.get(server.http + path + "?peer=" + ACCEPTOR_PEER, timeout=10).json()
+        # cluster-01 exports socat without a sidecar: nothing serves Connect for it there.
+        assert rows == [], f"{path}?peer= answered instances of cluster-02: {rows}"
+
+
 def test_acceptor_leader_killed(pair: PeeredClusters) -> None:
     _, timings = crash_leader_and_recover(pair, pair.acceptor)
     # cluster-02 kept its leader, so its default (consistent) reads never failed either.
