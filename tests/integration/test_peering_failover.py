@@ -7,6 +7,8 @@ dialer's: each time a socat instance registered in cluster-01 during the outage 
 cluster-02 within a bound, cluster-02's imports must never be empty or shrink while the peers
 reconnect, and both rows must read ACTIVE with something heard from the peer after the crash.
 Only the HTTP API is read, so the test holds for a polling importer and for a stream alike.
+Two cheaper checks share the clusters first: the `?peer=` reads block on `?index=` like local
+reads, and never answer cluster-02's own instances.
 """
 
 from __future__ import annotations
