@@ -56,7 +56,7 @@ def _is_service(instance: NodeService, service: str) -> bool:
     return instance.service == service
 
 
-def _serves_connect(instance: NodeService, service: str) -> bool:
+def serves_connect(instance: NodeService, service: str) -> bool:
     """A sidecar whose destination is `service`, or `service` itself when it speaks Connect natively."""
     if instance.kind == CONNECT_PROXY_KIND:
         return lookup(instance.proxy, "DestinationServiceName") == service
@@ -137,7 +137,7 @@ class StateStore(ACLReads, PeeringReads):
     def catalog_service_nodes(
         self, service: str, tag: str | None = None, connect: bool = False
     ) -> tuple[int, list[tuple[Node, NodeService]]]:
-        matches = _serves_connect if connect else _is_service
+        matches = serves_connect if connect else _is_service
         with self._lock:
             t = self._tables
             found = [
@@ -154,7 +154,7 @@ class StateStore(ACLReads, PeeringReads):
         with a check that is not passing (so warning is dropped too, as in Consul). With `connect`,
         the instances that accept Connect traffic for it instead: its sidecar proxies and
         Connect-native instances (`/v1/health/connect/<service>`)."""
-        matches = _serves_connect if connect else _is_service
+        matches = serves_connect if connect else _is_service
         with self._lock:
             t = self._tables
             found = [

@@ -99,6 +99,8 @@ async def node(request: web.Request) -> web.Response:
 
 
 async def service_nodes(request: web.Request) -> web.Response:
+    if request.query.get("peer"):
+        return await routes_peering.imported_catalog(request)
     predicate = both(row_filter(request, filter_schemas.SERVICE_NODE), node_meta_filter(request, "NodeMeta"))
     body = {"service": request.match_info["service"], "tag": request.query.get("tag")}
     meta, pairs = await api_of(request).catalog.service_nodes(parse_header(request), body)

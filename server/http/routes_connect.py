@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from meshfed.fsm.records import csn_from_wire, node_from_wire, service_from_wire
-from meshfed.server.http import filter_schemas
+from meshfed.server.http import filter_schemas, routes_peering
 from meshfed.server.http.api import api_of
 from meshfed.server.http.params import both, flag, keep, node_meta_filter, parse_header, row_filter
 from meshfed.server.http.respond import with_meta
@@ -16,6 +16,8 @@ from meshfed.server.http.shapes import catalog_service_json, csn_json
 
 
 async def catalog_connect(request: web.Request) -> web.Response:
+    if request.query.get("peer"):  # what serves Connect for the service among the peer's imports
+        return await routes_peering.imported_catalog(request, connect=True)
     predicate = both(row_filter(request, filter_schemas.SERVICE_NODE), node_meta_filter(request, "NodeMeta"))
     body = {"service": request.match_info["service"], "tag": request.query.get("tag"), "connect": True}
     meta, pairs = await api_of(request).catalog.service_nodes(parse_header(request), body)
@@ -24,6 +26,8 @@ async def catalog_connect(request: web.Request) -> web.Response:
 
 
 async def health_connect(request: web.Request) -> web.Response:
+    if request.query.get("peer"):
+        return await routes_peering.imported_health(request, connect=True)
     predicate = both(row_filter(request, filter_schemas.CHECK_SERVICE_NODE), node_meta_filter(request, "Node", "Meta"))
     body = {"service": request.match_info["service"], "tag": request.query.get("tag"),
             "passing": flag(request, "passing"), "connect": True}

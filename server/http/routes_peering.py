@@ -3,15 +3,18 @@ of imported services (peering.md §2). The rules live in server/peering/; this m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from meshfed.fsm.peering.records import ImportedService
+from meshfed.fsm.records import CheckServiceNode
+from meshfed.fsm.state import serves_connect
 from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.params import BadRequest, flag, parse_header
 from meshfed.server.http.respond import json_body, meta_headers, with_meta
-from meshfed.server.http.shapes import csn_json
+from meshfed.server.http.shapes import catalog_service_json, csn_json
 from meshfed.server.peering.endpoint import PeeringEndpoint
 
 
@@ -93,27 +96,62 @@ def imported_csn_json(imported: ImportedService, peer: str) -> list[dict[str, An
     return rows
 
 
-async def imported_health(request: web.Request) -> web.Response:
-    """`/v1/health/service/<svc>?peer=<name>`: only what that peer exports to us; an unknown peer
-    is `[]` (200). Never mixed into answers without `?peer`."""
+# The table an import writes (fsm/peering/store.py): a blocking `?peer=` read parks on it.
+IMPORTS_TABLES = ("peering_imports",)
+
+
+def _imported(
+    request: web.Request, connect: bool
+) -> tuple[str, Callable[[], tuple[int, list[CheckServiceNode]]]]:
+    """The `?peer=` peer's imported instances of the path's service, or (`connect`) those that
+    serve Connect for it, selected as the local reads select (fsm/state.py), with a query that
+    runs under the request's blocking rules."""
     api = api_of(request)
     peer = request.query["peer"].lower()
-    index, found = api.state.peering_imported(peer, request.match_info["service"])
-    rows = [row for imported in found for row in imported_csn_json(imported, peer)]
+    service = request.match_info["service"]
+
+    def query() -> tuple[int, list[CheckServiceNode]]:
+        index, found = api.state.peering_imported(peer, None if connect else service)
+        csns = [csn for imported in found for csn in imported.nodes]
+        if connect:
+            csns = [csn for csn in csns if serves_connect(csn.service, service)]
+        return index, csns
+
+    return peer, query
+
+
+async def imported_health(request: web.Request, connect: bool = False) -> web.Response:
+    """`/v1/health/service/<svc>?peer=<name>` (and `/v1/health/connect/<svc>?peer=`): only what
+    that peer exports to us; an unknown peer is `[]` (200). Never mixed into answers without
+    `?peer`, nor local instances into answers with it. Blocking (`?index=`) like the local read,
+    so a client watching imports waits for the next import instead of spinning."""
+    peer, query = _imported(request, connect)
+    meta, csns = await api_of(request).queries.run(parse_header(request), IMPORTS_TABLES, query)
+    rows = imported_csn_json(ImportedService(peer, request.match_info["service"], tuple(csns)), peer)
     if flag(request, "passing"):
         rows = [row for row in rows if all(c["Status"] == "passing" for c in row["Checks"])]
-    return json_body(rows, headers=meta_headers(api.queries.meta(index)))
+    return json_body(rows, headers=meta_headers(meta))
+
+
+async def imported_catalog(request: web.Request, connect: bool = False) -> web.Response:
+    """`/v1/catalog/service/<svc>?peer=<name>` (and `/v1/catalog/connect/<svc>?peer=`): the
+    imported instances in the catalog's flat shape, with `PeerName` set."""
+    peer, query = _imported(request, connect)
+    meta, csns = await api_of(request).queries.run(parse_header(request), IMPORTS_TABLES, query)
+    rows = [{**catalog_service_json(csn.node, csn.service), "PeerName": peer} for csn in csns]
+    return json_body(rows, headers=meta_headers(meta))
 
 
 async def imported_services(request: web.Request) -> web.Response:
     """`/v1/catalog/services?peer=<name>`: {service: [tags]} of what that peer exports to us."""
     api = api_of(request)
-    index, found = api.state.peering_imported(request.query["peer"])
+    peer = request.query["peer"]
+    meta, found = await api.queries.run(parse_header(request), IMPORTS_TABLES, lambda: api.state.peering_imported(peer))
     services = {
         imported.service: sorted({tag for csn in imported.nodes for tag in csn.service.tags})
         for imported in found
     }
-    return json_body(services, headers=meta_headers(api.queries.meta(index)))
+    return json_body(services, headers=meta_headers(meta))
 
 
 def add(app: web.Application) -> None:
