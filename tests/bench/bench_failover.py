@@ -1,6 +1,6 @@
 """Leader failover: kill -9 of the leader, time to the first acknowledged write (issue #13 goal 5).
 
-Setup: one 3-server datacenter with the default Raft timings (127.0.216.x). Writers send
+Setup: one 3-server datacenter with the default Raft timings (127.0.218.x). Writers send
 `PUT /v1/catalog/register` (a node with a service) to the two servers that will survive, one new
 write every `--interval` seconds whether or not earlier ones answered, so a write stuck on the dead
 leader never holds back the next. Each round kills the leader with SIGKILL, records the first
@@ -45,7 +45,7 @@ from .common import (
     summarize_seconds,
 )
 
-BASE = "127.0.216"  # no test or other benchmark uses this block
+BASE = "127.0.218"  # no test or other benchmark uses this block
 WRITE_TIMEOUT = 5.0
 CATCH_UP_TIMEOUT = 30.0
 
