@@ -91,6 +91,27 @@ async def outbox(run: Callable[[Send], Awaitable[None]]) -> AsyncIterator[Any]:
         task.cancel()
 
 
+async def relay(upstream: ClientStream, incoming: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A handler's body that passes a stream through to `upstream` (another server's stream,
+    its first message already sent): what the caller sends goes up, what comes down is yielded;
+    either end closing or failing ends both."""
+
+    async def forward() -> None:
+        async for received in incoming:
+            await upstream.send(received)
+        await upstream.done_writing()
+
+    task = asyncio.ensure_future(forward())
+    try:
+        async for received in upstream.messages():
+            yield received
+    finally:
+        task.cancel()
+        upstream.close()
+        if task.done() and not task.cancelled():
+            task.exception()  # the same failure ends `messages()`; retrieved so it is not logged twice
+
+
 class ClientStream:
     """The client's end of an open stream. `receive()` returns the next message or raises
     `EOFError` when the server ended the stream cleanly, `RPCError` when it failed; a closed
@@ -99,8 +120,6 @@ class ClientStream:
     def __init__(self, call: grpc.aio.StreamStreamCall, method: str, address: str) -> None:
         self._call = call
         self.what = f"stream {method} to {address}"
-        self.bytes_sent = 0
-        self.bytes_received = 0
         self._closed = False
 
     async def _guard(self, step: Awaitable[Any]) -> Any:
@@ -136,7 +155,6 @@ class ClientStream:
     async def send(self, message: Any) -> None:
         data = encode_message(message)
         await self._guard(self._call.write(data))
-        self.bytes_sent += len(data)
 
     async def receive(self) -> Any:
         data = await self._guard(self._call.read())
@@ -145,7 +163,6 @@ class ClientStream:
             if code != grpc.StatusCode.OK:
                 raise await self._ended()
             raise EOFError(f"{self.what} ended by the server")
-        self.bytes_received += len(data)
         return decode_message(data)
 
     async def messages(self) -> AsyncIterator[Any]:
@@ -173,11 +190,9 @@ async def open_stream(channel: grpc.aio.Channel, method: str, address: str, head
                       first: Any) -> ClientStream:
     call = channel.stream_stream("/" + method.lstrip("/"))(wait_for_ready=False)
     stream = ClientStream(call, method, address)
-    data = encode_request(header, first)
     try:
-        await stream._guard(call.write(data))
+        await stream._guard(call.write(encode_request(header, first)))
     except BaseException:
         call.cancel()
         raise
-    stream.bytes_sent += len(data)
     return stream

@@ -85,7 +85,6 @@ def test_messages_flow_both_ways_and_a_half_close_ends_the_handler_cleanly() -> 
             assert [m async for m in stream.messages()] == ["client done"]
             with pytest.raises(EOFError):
                 await stream.receive()
-            assert stream.bytes_sent > 10_000 and stream.bytes_received > 10_000
 
     run(scenario())
 
