@@ -28,6 +28,7 @@ from meshfed.server.endpoints.ports import LeaderStreams, Proposer, Queries, Req
 from meshfed.server.endpoints.writes import propose
 from meshfed.server.peering.messages import STREAM_METHOD
 from meshfed.server.peering.session import StreamEnded, StreamHub
+from meshfed.server.raft import RaftError
 
 
 def _denied(message: str = "invalid peering stream secret") -> RPCError:
@@ -123,7 +124,9 @@ class PeeringAcceptor:
         try:
             async for message in outbox(lambda send: session.run(incoming, send)):
                 yield message
-        except StreamEnded as exc:
+        except (StreamEnded, RaftError) as exc:  # the dialer redials
             raise unavailable(str(exc)) from None
+        except ValueError as exc:  # a malformed message: the dialer redials and starts over
+            raise invalid(f"peering stream: {exc}") from None
         finally:
             self._hub.close(session)

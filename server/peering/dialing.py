@@ -101,6 +101,8 @@ class StreamDialer:
                     turn += 1
             except (StreamEnded, ValueError) as exc:
                 reason = str(exc)
+            except Exception as exc:  # e.g. a Raft write failed: keep the peering's task alive
+                reason = f"{type(exc).__name__}: {exc}"
             failures = 1 if time.monotonic() - started > HEALTHY_STREAM_SECONDS else failures + 1
             wait = REDIAL_BACKOFF.delay(failures)
             log.log(logging.WARNING if should_log_failure(failures) else logging.DEBUG,
