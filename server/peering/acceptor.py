@@ -27,7 +27,7 @@ from meshfed.rpc.stream import StreamMethod, outbox, relay
 from meshfed.server.endpoints.ports import LeaderStreams, Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
 from meshfed.server.peering.messages import STREAM_METHOD
-from meshfed.server.peering.session import StreamEnded, StreamHub
+from meshfed.server.peering.session import StreamEnded, StreamHub, announced_timeout
 from meshfed.server.raft import RaftError
 
 
@@ -120,7 +120,7 @@ class PeeringAcceptor:
         if not self._hub.leading:
             raise unavailable("this server was just elected and does not serve peering streams yet; retry")
         peering = self._authenticated(first)  # again on the leader, which holds the truth
-        session = self._hub.open(peering)
+        session = self._hub.open(peering, peer_timeout=announced_timeout(first.get("HeartbeatTimeout")))
         try:
             async for message in outbox(lambda send: session.run(incoming, send)):
                 yield message

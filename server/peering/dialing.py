@@ -118,7 +118,7 @@ class StreamDialer:
             raise StreamEnded("no stream secret stored for the peering")
         stream: ClientStream = await self._dialer.open_stream(
             address, peering.peer_ca_pems, peering.peer_server_name, STREAM_METHOD,
-            open_message(peering.peer_id, secrets.stream, hub.datacenter))
+            open_message(peering.peer_id, secrets.stream, hub.datacenter, hub.tracker.timeout))
 
         def same_addresses(row: Peering) -> str:
             return "" if dial_addresses(hub.state, row) == addresses else "the addresses to dial changed"

@@ -7,7 +7,7 @@ the stream), both sides send the same kinds, each a map with a `Type`:
   Services    {"Services": {name: [CheckServiceNode wire]}}                  the full export set, on open
   Upsert      {"Service": name, "Nodes": [...]}                              one service changed
   Delete      {"Service": name}                                              one service no longer exported
-  Heartbeat   {}                                                             every heartbeat interval
+  Heartbeat   {"Timeout": the sender's silence timeout}                      every heartbeat interval
   Terminated  {}                                                             the sender deleted the peering
 Consul sends one resource per Response with ACK/NACKs; here the stream is ordered and a broken
 message ends the stream (the dialer redials and the full set is sent again), so no ACKs.
@@ -34,8 +34,9 @@ TYPES = (MESH, SERVICES, UPSERT, DELETE, HEARTBEAT, TERMINATED)
 Exports = dict[str, list[Any]]  # service name -> its instances as CheckServiceNode wire maps
 
 
-def open_message(peer_id: str, stream_secret: str, datacenter: str) -> dict[str, Any]:
-    return {"PeerID": peer_id, "StreamSecret": stream_secret,
+def open_message(peer_id: str, stream_secret: str, datacenter: str, timeout: float) -> dict[str, Any]:
+    """`HeartbeatTimeout`: the dialer's silence timeout, which the acceptor's heartbeats must beat."""
+    return {"PeerID": peer_id, "StreamSecret": stream_secret, "HeartbeatTimeout": timeout,
             "Remote": {"Partition": "default", "Datacenter": datacenter}}
 
 

@@ -5,7 +5,7 @@ on the stream it serves (acceptor.py); after the first message the two are symme
 runs three tasks until one ends:
 * sender: our mesh description and exports, on open and then whenever the state store says the
   inputs changed (a watch on the tables they come from, never a poll), plus a Heartbeat every
-  `heartbeat` seconds; it also ends the session when the peering row stops being ACTIVE or the
+  `heartbeat` seconds (shorter when the peer announces a shorter silence timeout than ours); it also ends the session when the peering row stops being ACTIVE or the
   caller's `still_valid` says so (the dialer's addresses changed);
 * receiver: applies the peer's messages; a Terminated marks the peering TERMINATED (imports and
   bundle dropped by the FSM, peering.md §5); silence past the tracker's timeout ends the stream;
@@ -58,14 +58,25 @@ class StreamEnded(Exception):
     """The stream should close and (on the dialer) be dialed again; the message says why."""
 
 
+MIN_HEARTBEAT_INTERVAL = 0.25  # whatever timeout a peer announces
+
+
 def heartbeat_interval(timeout: float) -> float:
-    """Well under the peer's silence timeout (same setting on both sides by default): a quarter
-    of it, at most Consul's 15 s."""
-    return min(HEARTBEAT_INTERVAL, timeout / 4)
+    """Well under a silence timeout: a quarter of it, at most Consul's 15 s."""
+    return max(MIN_HEARTBEAT_INTERVAL, min(HEARTBEAT_INTERVAL, timeout / 4))
+
+
+def announced_timeout(value: Any) -> float | None:
+    """The silence timeout a peer announced (in its first message or its Heartbeats), so our
+    heartbeats come often enough for its setting, which may be shorter than ours."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return float(value)
 
 
 class PeerSession:
-    def __init__(self, hub: StreamHub, peering: Peering, still_valid: Callable[[Peering], str] | None = None) -> None:
+    def __init__(self, hub: StreamHub, peering: Peering, still_valid: Callable[[Peering], str] | None = None,
+                 peer_timeout: float | None = None) -> None:
         self._hub = hub
         self.peering = peering
         self.name = peering.name
@@ -75,6 +86,9 @@ class PeerSession:
         self.closed: asyncio.Future[None] = loop.create_future()  # the transport is closed
         self._import = ImportView()
         self._dirty = asyncio.Event()
+        self._heartbeat = hub.heartbeat
+        self._retimed: asyncio.Future[None] = loop.create_future()
+        self._peer_timeout(peer_timeout)
         self.terminated_here = False  # we sent Terminated: the other end must not be redialed
 
     def stop(self, reason: str) -> None:
@@ -119,6 +133,13 @@ class PeerSession:
                 task.cancel()
             tracker.connected(self.name, False)
 
+    def _peer_timeout(self, timeout: float | None) -> None:
+        interval = min(self._hub.heartbeat, heartbeat_interval(timeout)) if timeout else self._hub.heartbeat
+        if interval != self._heartbeat:
+            self._heartbeat = interval
+            if not self._retimed.done():
+                self._retimed.set_result(None)  # the sender's wait was for the old interval
+
     def _invalid(self) -> str:
         """Why the session should end now, or ""."""
         _, row = self._hub.state.peering_get(self.name)
@@ -132,9 +153,11 @@ class PeerSession:
         hub = self._hub
         sent_mesh: Any = object()
         sent_exports: Exports | None = None
-        next_heartbeat = 0.0
+        last_heartbeat = -HEARTBEAT_INTERVAL
         while True:
             futures = hub.watches.futures(WATCHED_TABLES)  # taken before reading: no change missed
+            if self._retimed.done():
+                self._retimed = asyncio.get_running_loop().create_future()
             reason = self._invalid()
             if reason:
                 raise StreamEnded(reason)
@@ -147,10 +170,11 @@ class PeerSession:
                 await send(change)
             sent_exports = exports
             now = time.monotonic()
-            if now >= next_heartbeat:
-                await send(message(HEARTBEAT))
-                next_heartbeat = now + hub.heartbeat
-            await hub.watches.wait_any(futures, max(0.0, next_heartbeat - time.monotonic()))
+            if now >= last_heartbeat + self._heartbeat:
+                await send(message(HEARTBEAT, Timeout=hub.tracker.timeout))
+                last_heartbeat = now
+            wait = last_heartbeat + self._heartbeat - time.monotonic()
+            await hub.watches.wait_any([*futures, self._retimed], max(0.0, wait))
 
     async def _receiver(self, incoming: AsyncIterator[Any]) -> None:
         hub, messages = self._hub, aiter(incoming)
@@ -163,6 +187,8 @@ class PeerSession:
                 raise StreamEnded(f"nothing heard from the peer for {hub.tracker.timeout:.0f}s") from None
             kind = kind_of(received)
             hub.tracker.received(self.name, heartbeat=kind == HEARTBEAT, size=len(encode_message(received)))
+            if kind == HEARTBEAT:
+                self._peer_timeout(announced_timeout(received.get("Timeout")))
             if kind == TERMINATED:
                 log.info("peer of peering %s deleted it: marking it %s", self.name, STATE_TERMINATED)
                 _, row = hub.state.peering_get(self.name)
@@ -204,9 +230,10 @@ class StreamHub:
     def leading(self) -> bool:
         return self.tracker.leading
 
-    def open(self, peering: Peering, still_valid: Callable[[Peering], str] | None = None) -> PeerSession:
+    def open(self, peering: Peering, still_valid: Callable[[Peering], str] | None = None,
+             peer_timeout: float | None = None) -> PeerSession:
         """A session for `peering`, replacing (stopping) one still registered for it."""
-        session = PeerSession(self, peering, still_valid)
+        session = PeerSession(self, peering, still_valid, peer_timeout)
         old = self._live.get(peering.name.lower())
         if old is not None:
             old.stop("replaced by a newer stream for the same peering")

@@ -192,3 +192,36 @@ def test_silence_past_the_timeout_and_a_step_down_end_the_stream() -> None:
             await running
 
     run(scenario())
+
+
+def test_heartbeats_come_often_enough_for_the_peer_s_shorter_timeout() -> None:
+    async def scenario() -> None:
+        twin = RaftTwin()
+        hub = side(twin, Peering(id="a-1", name="cluster-02", state=STATE_ACTIVE), timeout=120.0)
+        row = twin.state.peering_get("cluster-02")[1]
+        heard, out = Pipe(), Pipe()
+
+        def heartbeats() -> int:
+            return sum(m["Type"] == HEARTBEAT for m in out.sent)
+
+        # Announced in the dialer's first message: 1 s -> a heartbeat every 0.25 s, not every 15 s.
+        running = asyncio.ensure_future(hub.open(row, peer_timeout=1.0).run(heard.incoming(), out.send))
+        await asyncio.sleep(0.9)
+        assert heartbeats() >= 3 and out.sent[-1] == message(HEARTBEAT, Timeout=120.0)
+        hub.stop_all("done")
+        with pytest.raises(StreamEnded):
+            await running
+
+        # Announced in a Heartbeat from the acceptor: the dialer's sender is woken and retimed.
+        out.sent.clear()
+        running = asyncio.ensure_future(hub.open(row).run(heard.incoming(), out.send))
+        await asyncio.sleep(0.3)
+        assert heartbeats() == 1
+        await heard.send(message(HEARTBEAT, Timeout=2.0))
+        await asyncio.sleep(0.6)
+        assert heartbeats() >= 2
+        hub.stop_all("done")
+        with pytest.raises(StreamEnded):
+            await running
+
+    run(scenario())
