@@ -17,7 +17,7 @@ from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.errors import RPCError, invalid
 from meshfed.rpc.header import RequestHeader
 from meshfed.rpc.service import RPCService
-from meshfed.rpc.stream import Send, StreamMethod, outbox
+from meshfed.rpc.stream import Send, StreamMethod, outbox, relay
 
 ENDED: list[str] = []
 
@@ -149,5 +149,40 @@ def test_client_cancel_ends_the_handler_and_an_unreachable_server_is_a_transport
                 dead = await pool.open_stream("127.0.0.1:1", "Test/Echo", RequestHeader(), {})
                 await dead.receive()
             assert unreachable.value.code == grpc.StatusCode.UNAVAILABLE and unreachable.value.transport
+
+    run(scenario())
+
+
+def test_relay_passes_a_stream_through_to_another_server_both_ways_with_its_errors() -> None:
+    async def scenario() -> None:
+        async with serving() as (upstream_address, upstream_pool):
+            async def relaying(header: RequestHeader, first: Any, incoming: AsyncIterator[Any]) -> AsyncIterator[Any]:
+                upstream = await upstream_pool.open_stream(upstream_address, "Test/Echo", header.forwarded(), first)
+                async for message in relay(upstream, incoming):
+                    yield message
+
+            front = grpc.aio.server()
+            front.add_generic_rpc_handlers([RPCService({"Test/Relay": StreamMethod(relaying)})])
+            port = front.add_insecure_port("127.0.0.1:0")
+            await front.start()
+            pool = ConnectionPool()
+            try:
+                stream = await pool.open_stream(f"127.0.0.1:{port}", "Test/Relay", RequestHeader(token="t"), "hi")
+                assert await stream.receive() == {"first": "hi", "token": "t"}
+                await stream.send({"n": 1})
+                assert await stream.receive() == {"n": 1}
+                await stream.done_writing()  # the half-close travels up; the upstream's last word comes down
+                assert [m async for m in stream.messages()] == ["client done"]
+
+                stream = await pool.open_stream(f"127.0.0.1:{port}", "Test/Relay", RequestHeader(), {})
+                await stream.receive()
+                await stream.send("fail")
+                with pytest.raises(RPCError) as failed:
+                    await stream.receive()
+                assert failed.value.code == grpc.StatusCode.INVALID_ARGUMENT
+                assert failed.value.message == "Message: fail is refused"
+            finally:
+                await pool.close()
+                await front.stop(grace=None)
 
     run(scenario())
