@@ -33,7 +33,7 @@ class StreamStatus:
 
 @dataclass(frozen=True)
 class StreamCounters:
-    connected: bool = False
+    streams: int = 0  # open now: briefly 2 while a new stream replaces one not yet closed
     bytes_sent: int = 0
     bytes_received: int = 0
     reconnects: int = 0
@@ -78,13 +78,11 @@ class StreamTracker:
             old = self._status.get(peer_name.lower(), StreamStatus())
             self._status[peer_name.lower()] = StreamStatus(**{**old.__dict__, **fields})
 
-    def _count(self, peer_name: str, connected: bool | None = None, **added: int) -> None:
+    def _count(self, peer_name: str, **added: int) -> None:
         with self._lock:
             old = self._counters.get(peer_name.lower(), StreamCounters())
-            fields: dict[str, int | bool] = {k: getattr(old, k) + v for k, v in added.items()}
-            if connected is not None:
-                fields["connected"] = connected
-            self._counters[peer_name.lower()] = dataclasses.replace(old, **fields)  # type: ignore[arg-type]
+            self._counters[peer_name.lower()] = dataclasses.replace(
+                old, **{k: getattr(old, k) + v for k, v in added.items()})
 
     def received(self, peer_name: str, heartbeat: bool = False, size: int = 0) -> None:
         now = self._clock()
@@ -100,7 +98,7 @@ class StreamTracker:
 
     def connected(self, peer_name: str, up: bool) -> None:
         """A stream for the peering opened (`up`) or ended; an ending counts as a reconnect."""
-        self._count(peer_name, connected=up, reconnects=0 if up else 1)
+        self._count(peer_name, streams=1 if up else -1, reconnects=0 if up else 1)
 
     def counters(self, peer_name: str) -> StreamCounters:
         with self._lock:

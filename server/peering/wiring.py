@@ -77,7 +77,7 @@ class Peering:
                         self.tracker.heartbeat_age(p.name), labels)
             counters = self.tracker.counters(p.name)
             yield gauge("meshfed_peering_stream_connected", "1 while this leader holds the peering's stream",
-                        float(counters.connected), labels)
+                        float(counters.streams > 0), labels)
             yield gauge("meshfed_peering_stream_bytes_sent", "Bytes sent on the peering's streams this term",
                         counters.bytes_sent, labels)
             yield gauge("meshfed_peering_stream_bytes_received", "Bytes received on the peering's streams this term",

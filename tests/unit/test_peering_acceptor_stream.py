@@ -118,7 +118,7 @@ def test_the_leader_serves_only_while_its_routine_runs_and_a_step_down_ends_the_
         hub.tracker.restart()  # the leader routine started
         stream = handler.stream_resources(RequestHeader(), first, incoming())
         assert [(await anext(stream))["Type"] for _ in range(3)] == [MESH, SERVICES, HEARTBEAT]
-        assert hub.tracker.counters("cluster-02").connected
+        assert hub.tracker.counters("cluster-02").streams == 1
         hub.stop_all("this server no longer leads")
         with pytest.raises(RPCError) as ended:
             await anext(stream)

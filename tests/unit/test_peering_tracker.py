@@ -44,7 +44,7 @@ def test_tracker_fails_a_silent_peer_and_recovers_when_it_answers():
     tracker.connected("cluster-01", True)
     tracker.sent("cluster-01", size=7)
     tracker.connected("cluster-01", False)
-    assert tracker.counters("cluster-01") == StreamCounters(connected=False, bytes_sent=7, bytes_received=15,
+    assert tracker.counters("cluster-01") == StreamCounters(streams=0, bytes_sent=7, bytes_received=15,
                                                             reconnects=1)
     tracker.restart()
     assert tracker.status("cluster-01").last_receive is None and tracker.counters("cluster-01") == StreamCounters()
