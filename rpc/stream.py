@@ -120,7 +120,8 @@ class ClientStream:
     def __init__(self, call: grpc.aio.StreamStreamCall, method: str, address: str) -> None:
         self._call = call
         self.what = f"stream {method} to {address}"
-        self._closed = False
+        self._closed: str | None = None  # why we closed it ("" when nobody said)
+        self._on_close: list[Callable[[], None]] = []
 
     async def _guard(self, step: Awaitable[Any]) -> Any:
         try:
@@ -131,7 +132,9 @@ class ClientStream:
             raise await self._ended() from None
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if task is not None and task.cancelling() == 0 and self._closed:
+            if task is not None and task.cancelling() == 0 and self._closed is not None:
+                if self._closed:  # closed with a reason the other end should hear (a relay's leader moved)
+                    raise RPCError(grpc.StatusCode.UNAVAILABLE, f"{self.what} closed: {self._closed}") from None
                 raise RPCError(grpc.StatusCode.CANCELLED, f"{self.what} closed here") from None
             if task is not None and task.cancelling() == 0:  # the channel closed under us
                 raise RPCError(grpc.StatusCode.UNAVAILABLE, f"{self.what} failed: channel closed",
@@ -180,10 +183,18 @@ class ClientStream:
         except RPCError:
             pass  # the call already ended: nothing left to half-close
 
-    def close(self) -> None:
-        """Cancel the call (idempotent): the server's handler sees its stream end."""
-        self._closed = True
+    def on_close(self, callback: Callable[[], None]) -> None:
+        self._on_close.append(callback)
+
+    def close(self, reason: str = "") -> None:
+        """Cancel the call (idempotent): the server's handler sees its stream end; a reader here
+        gets UNAVAILABLE with `reason` when one is given, else CANCELLED."""
+        if self._closed is None:
+            self._closed = reason
         self._call.cancel()
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            callback()
 
 
 async def open_stream(channel: grpc.aio.Channel, method: str, address: str, header: RequestHeader,

@@ -249,12 +249,23 @@ class Router:
         if self._on_forward:
             self._on_forward("leader")
         try:
-            return await self._pool.open_stream(leader_address, method, header.forwarded(), first,
-                                                server_name=self._server_name)
+            stream = await self._pool.open_stream(leader_address, method, header.forwarded(), first,
+                                                  server_name=self._server_name)
         except RPCError as exc:
             if exc.transport:
                 self._pool.discard(leader_address, self._server_name)
             raise
+        # As for a forwarded call: once our view of the leader moves away from the server the
+        # stream went to, close it (a cut-off leader may keep its socket open), so the relay
+        # ends and the dialer redials towards the new leader.
+        moved = self._watch_from(leader_address)
+
+        def leader_moved(_: asyncio.Future[None]) -> None:
+            stream.close(f"{ERR_LEADER_MOVED} (was {leader_address})")
+
+        moved.add_done_callback(leader_moved)
+        stream.on_close(lambda: (moved.remove_done_callback(leader_moved), self._unwatch(leader_address, moved)))
+        return stream
 
     def _serve_here(self, header: RequestHeader, write: bool) -> bool:
         if self._raft.is_leader():

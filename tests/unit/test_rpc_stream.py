@@ -135,6 +135,20 @@ def test_client_cancel_ends_the_handler_and_an_unreachable_server_is_a_transport
                 await asyncio.sleep(0.05)
             assert ENDED == ["echo"]
 
+            # Closed with a reason (a relay whose leader moved): the reader hears it as UNAVAILABLE.
+            stream = await pool.open_stream(address, "Test/Echo", RequestHeader(), {})
+            await stream.receive()
+            closes: list[str] = []
+            stream.on_close(lambda: closes.append("x"))
+            reader = asyncio.ensure_future(stream.receive())
+            await asyncio.sleep(0.05)
+            stream.close("leader moved")
+            stream.close()
+            with pytest.raises(RPCError) as moved:
+                await reader
+            assert moved.value.code == grpc.StatusCode.UNAVAILABLE and moved.value.message.endswith("leader moved")
+            assert closes == ["x"]
+
             # A reader cancelled by its own task stays cancelled (not turned into an error).
             stream = await pool.open_stream(address, "Test/Echo", RequestHeader(), {})
             await stream.receive()
