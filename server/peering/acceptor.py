@@ -109,9 +109,10 @@ class PeeringAcceptor:
         """The dialer's stream (peering.md §1.2): its first message authenticates it. Only our
         leader holds peering streams; any other server relays the stream to the leader, because
         a dialer that peers through mesh gateways reaches whichever server the gateway picks
-        and cannot choose the leader (peering.md §4). When leadership moves the leader ends its
-        streams (and so the relays); the dialer redials and lands on the new leader."""
-        peering = self._authenticated(first)  # refuse a bad secret without a hop to the leader
+        and cannot choose the leader (peering.md §4). When leadership moves the old leader ends
+        its streams and a relaying follower drops its relay (Router.open_leader_stream); the
+        dialer redials and lands on the new leader."""
+        peering = self._authenticated(first)  # on every server: a bad secret costs no hop
         upstream = await self._leader_streams.open_leader_stream(STREAM_METHOD, header, first)
         if upstream is not None:
             async for message in relay(upstream, incoming):
@@ -119,7 +120,6 @@ class PeeringAcceptor:
             return
         if not self._hub.leading:
             raise unavailable("this server was just elected and does not serve peering streams yet; retry")
-        peering = self._authenticated(first)  # again on the leader, which holds the truth
         session = self._hub.open(peering, peer_timeout=announced_timeout(first.get("HeartbeatTimeout")))
         try:
             async for message in outbox(lambda send: session.run(incoming, send)):
