@@ -90,6 +90,7 @@ class PeerSession:
         self._retimed: asyncio.Future[None] = loop.create_future()
         self._peer_timeout(peer_timeout)
         self.terminated_here = False  # we sent Terminated: the other end must not be redialed
+        self._terminated_there = False  # the peer sent it: the receiver ends the session
 
     def stop(self, reason: str) -> None:
         if not self._stop.done():
@@ -142,6 +143,8 @@ class PeerSession:
 
     def _invalid(self) -> str:
         """Why the session should end now, or ""."""
+        if self._terminated_there:
+            return ""  # the receiver is marking the row TERMINATED and ends the session cleanly
         _, row = self._hub.state.peering_get(self.name)
         if row is None or row.id != self.peering.id:
             return "the peering was deleted"
@@ -191,6 +194,7 @@ class PeerSession:
                 self._peer_timeout(announced_timeout(received.get("Timeout")))
             if kind == TERMINATED:
                 log.info("peer of peering %s deleted it: marking it %s", self.name, STATE_TERMINATED)
+                self._terminated_there = True
                 _, row = hub.state.peering_get(self.name)
                 if row is not None and row.id == self.peering.id:
                     await propose(hub.raft, "", PeeringWrite(dataclasses.replace(row, state=STATE_TERMINATED)))
