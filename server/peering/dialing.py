@@ -127,12 +127,19 @@ class StreamDialer:
         try:
             await session.run(stream.messages(), stream.send)
             if session.terminated_here:
+                # Half-close, then let the peer finish: it closes once it has stored TERMINATED
+                # (cancelling earlier could cut its write short).
                 await stream.done_writing()
                 try:
-                    await asyncio.wait_for(stream.receive(), CLOSE_GRACE)  # the peer's close
-                except (EOFError, RPCError, TimeoutError):
+                    await asyncio.wait_for(_drain(stream), CLOSE_GRACE)
+                except (RPCError, TimeoutError):
                     pass
             return True
         finally:
             stream.close()
             hub.close(session)
+
+
+async def _drain(stream: ClientStream) -> None:
+    async for _ in stream.messages():
+        pass

@@ -132,6 +132,8 @@ class PeerSession:
         finally:
             for task in tasks:
                 task.cancel()
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: one ending is reported above, not logged again
             tracker.connected(self.name, False)
 
     def _peer_timeout(self, timeout: float | None) -> None:
