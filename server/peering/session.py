@@ -74,6 +74,11 @@ def announced_timeout(value: Any) -> float | None:
     return float(value)
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class PeerSession:
     def __init__(self, hub: StreamHub, peering: Peering, still_valid: Callable[[Peering], str] | None = None,
                  peer_timeout: float | None = None) -> None:
@@ -132,8 +137,9 @@ class PeerSession:
         finally:
             for task in tasks:
                 task.cancel()
-                if task.done() and not task.cancelled():
-                    task.exception()  # retrieved: one ending is reported above, not logged again
+                # A task may still end with an error of its transport while being cancelled:
+                # the session's ending is reported once, by run, not again by asyncio.
+                task.add_done_callback(_retrieve)
             tracker.connected(self.name, False)
 
     def _peer_timeout(self, timeout: float | None) -> None:
