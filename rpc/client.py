@@ -15,9 +15,9 @@ from typing import Any
 import grpc
 
 from meshfed.rpc.codec import decode_response, encode_request
-from meshfed.rpc.errors import RPCError
+from meshfed.rpc.errors import RPCError, from_status
 from meshfed.rpc.header import QueryMeta, RequestHeader
-from meshfed.rpc.service import APPLICATION_ERROR_KEY
+from meshfed.rpc.stream import ClientStream, open_stream
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +70,7 @@ class ConnectionPool:
         try:
             response = await stub(encode_request(header, body), timeout=timeout, wait_for_ready=False)
         except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            details = exc.details() or code.name
-            if _raised_by_handler(exc):
-                raise RPCError(code, details) from None
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise RPCError(code, f"rpc {method} to {address} timed out after {timeout:.1f}s") from None
-            if code == grpc.StatusCode.UNAVAILABLE:
-                raise RPCError(code, f"rpc {method} to {address} failed: {details}", transport=True) from None
-            raise RPCError(code, details) from None
+            raise from_status(exc, f"rpc {method} to {address}", timeout) from None
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling() == 0:
@@ -89,6 +81,12 @@ class ConnectionPool:
                 ) from None
             raise
         return decode_response(response)
+
+    async def open_stream(self, address: str, method: str, header: RequestHeader, first: Any, *,
+                          server_name: str = "") -> ClientStream:
+        """A bidirectional stream to `/<method>` on `address` over the pooled channel, its first
+        message (header and `first`) sent; no deadline: the caller closes it (rpc/stream.py)."""
+        return await open_stream(self.channel(address, server_name), method, address, header, first)
 
     async def close(self) -> None:
         channels, self._channels = list(self._channels.values()), {}
@@ -102,7 +100,3 @@ class ConnectionPool:
         if channel is not None:
             asyncio.ensure_future(channel.close(grace=None))
 
-
-def _raised_by_handler(exc: grpc.aio.AioRpcError) -> bool:
-    metadata = exc.trailing_metadata() or ()
-    return any(key == APPLICATION_ERROR_KEY for key, _ in metadata)

@@ -28,7 +28,7 @@ def _unpack(data: bytes) -> Any:
         raise invalid(f"undecodable message: {exc}") from None
 
 
-def _pack(message: dict[str, Any]) -> bytes:
+def _pack(message: Any) -> bytes:
     # A value msgpack cannot carry (an integer beyond 64 bits, a lone surrogate, nesting past 511
     # levels) is the caller's input, not a server fault: INVALID_ARGUMENT, never a traceback.
     try:
@@ -57,3 +57,12 @@ def decode_response(data: bytes) -> tuple[QueryMeta, Any]:
     if not isinstance(message, dict):
         raise invalid("response must be a map")
     return QueryMeta.from_wire(message.get("m")), message.get("b")
+
+
+def encode_message(value: Any) -> bytes:
+    """One message of a stream after its first (which is a request: header and body)."""
+    return _pack(value)
+
+
+def decode_message(data: bytes) -> Any:
+    return _unpack(data)

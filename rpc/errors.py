@@ -13,6 +13,11 @@ ERR_NO_LEADER = "No cluster leader"
 ERR_NO_PATH = "No path to datacenter"
 ERR_NO_SERVER = "Remote DC has no server currently reachable"
 
+# Trailing metadata that marks a status as raised by a handler (an RPCError), as opposed to one
+# made up by gRPC itself (connection refused, reset): the client passes the former through with
+# its message untouched, so Consul's texts ("No cluster leader") survive forwarding hops.
+APPLICATION_ERROR_KEY = "meshfed-error"
+
 
 class RPCError(Exception):
     """`transport` is True when the call never reached a handler (connect failure, closed
@@ -46,3 +51,22 @@ def conflict(message: str) -> RPCError:
 
 def internal(message: str) -> RPCError:
     return RPCError(grpc.StatusCode.INTERNAL, message)
+
+
+def raised_by_handler(exc: grpc.aio.AioRpcError) -> bool:
+    metadata = exc.trailing_metadata() or ()
+    return any(key == APPLICATION_ERROR_KEY for key, _ in metadata)
+
+
+def from_status(exc: grpc.aio.AioRpcError, what: str, timeout: float | None = None) -> RPCError:
+    """A failed call's status as the RPCError the caller sees; `what` names the call in messages
+    gRPC made up (a handler's own message is passed through untouched)."""
+    code = exc.code()
+    details = exc.details() or code.name
+    if raised_by_handler(exc):
+        return RPCError(code, details)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and timeout is not None:
+        return RPCError(code, f"{what} timed out after {timeout:.1f}s")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return RPCError(code, f"{what} failed: {details}", transport=True)
+    return RPCError(code, details)

@@ -3,7 +3,8 @@
 Methods are addressed as `/<Service>/<Method>` (e.g. `/FederationState/List`, as Consul names
 them). A handler is `async (header, body) -> (meta, body)` and raises `RPCError` for anything a
 client should see; any other exception becomes INTERNAL with the message logged here, never a
-traceback on the wire.
+traceback on the wire. A `StreamMethod` registers a bidirectional stream instead (stream.py),
+checked the same way on its first message.
 """
 
 from __future__ import annotations
@@ -17,15 +18,11 @@ from typing import Any, Protocol
 import grpc
 
 from meshfed.rpc.codec import decode_request, encode_response
-from meshfed.rpc.errors import RPCError
+from meshfed.rpc.errors import APPLICATION_ERROR_KEY, RPCError
 from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.stream import StreamMethod, stream_rpc_handler
 
 log = logging.getLogger(__name__)
-
-# Trailing metadata that marks a status as raised by a handler (an RPCError), as opposed to one
-# made up by gRPC itself (connection refused, reset): the client passes the former through with
-# its message untouched, so Consul's texts ("No cluster leader") survive forwarding hops.
-APPLICATION_ERROR_KEY = "meshfed-error"
 
 Handler = Callable[[RequestHeader, Any], Awaitable[tuple[QueryMeta, Any]]]
 # (method, seconds, error code name or "") for metrics
@@ -57,7 +54,7 @@ def peer_dns_names(context: grpc.aio.ServicerContext) -> list[str]:
 
 class RPCService(grpc.GenericRpcHandler):
     def __init__(
-        self, handlers: Mapping[str, Handler], observe: CallObserver | None = None, authorize: Authorize | None = None,
+        self, handlers: Mapping[str, Handler | StreamMethod], observe: CallObserver | None = None, authorize: Authorize | None = None,
         peer_check: PeerCheck | None = None,
     ) -> None:
         self._handlers = {"/" + name.lstrip("/"): (name.lstrip("/"), h) for name, h in handlers.items()}
@@ -74,18 +71,24 @@ class RPCService(grpc.GenericRpcHandler):
         authorize = self._authorize
         peer_check = self._peer_check if self._peer_check is not None and method in self._peer_check.methods else None
 
+        async def prepare(method: str, header: RequestHeader, body: Any, context: grpc.aio.ServicerContext) -> None:
+            if peer_check is not None:
+                peer_check(method, peer_dns_names(context))
+            if authorize is not None:
+                checked = authorize(method, header, body)
+                if inspect.isawaitable(checked):
+                    await checked
+
+        if isinstance(handler, StreamMethod):
+            return stream_rpc_handler(method, handler.handler, prepare)
+
         async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             started = time.perf_counter()
             failure: RPCError | None = None
             response = b""
             try:
                 header, body = decode_request(request)
-                if peer_check is not None:
-                    peer_check(method, peer_dns_names(context))
-                if authorize is not None:
-                    checked = authorize(method, header, body)
-                    if inspect.isawaitable(checked):
-                        await checked
+                await prepare(method, header, body, context)
                 meta, result = await handler(header, body)
                 response = encode_response(meta, result)
             except RPCError as exc:

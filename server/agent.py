@@ -232,7 +232,8 @@ class Agent:
         autopilot = AutopilotEndpoint(state=state, raft=raft, router=router, queries=queries)
         agent_services = AgentServices(node=cfg.node_name, address=cfg.advertise, datacenter=cfg.datacenter,
                                        state=state, raft=raft, router=router, queries=queries)
-        self.peering = build_peering(cfg, state=state, raft=raft, router=router, queries=queries)
+        self.peering = build_peering(cfg, state=state, raft=raft, router=router, leader_streams=router, queries=queries,
+                                     watches=self.watches)
         handlers = {
             **self.peering.handlers(), **federation.handlers(), **catalog.handlers(), **status.handlers(), **config_entries.handlers(),
             **intentions.handlers(), **self.connect_ca.handlers(),

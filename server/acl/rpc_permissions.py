@@ -121,8 +121,8 @@ RPC_METHODS: dict[str, RPCNeedsOf] = {
     "Operator/RaftRemovePeer": lambda state, body: operator(Access.WRITE),
     "Operator/AutopilotSetConfiguration": lambda state, body: operator(Access.WRITE),
     "Intention/Apply": _intention_apply,
-    # Forwarded operator calls; the peer-facing Peering/ExchangeSecret and /ExportedServices are
-    # authenticated by the peering's secrets, not by a token of ours (server/peering/acceptor.py).
+    # Forwarded operator calls; the peer-facing Peering/ExchangeSecret, /StreamResources and
+    # /Terminate are authenticated by the peering's secrets, not by a token of ours (server/peering/acceptor.py).
     "Peering/GenerateToken": lambda state, body: [Need("peering", Access.WRITE)],
     "Peering/Establish": lambda state, body: [Need("peering", Access.WRITE)],
     "Peering/Delete": lambda state, body: [Need("peering", Access.WRITE)],

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from meshfed.fsm import Command, Result
 from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.stream import ClientStream
 
 if TYPE_CHECKING:
     from meshfed.server.raft.types import PeerHealth
@@ -103,6 +104,15 @@ class RequestRouter(Protocol):
         *,
         write: bool,
     ) -> T | tuple[QueryMeta, Any]: ...
+
+
+@runtime_checkable
+class LeaderStreams(Protocol):
+    """Where a stream that only the leader serves goes when it reaches another server."""
+
+    async def open_leader_stream(self, method: str, header: RequestHeader, first: Any) -> ClientStream | None:
+        """None when this server leads; else the stream opened on the leader, to relay."""
+        ...
 
 
 @runtime_checkable

@@ -57,7 +57,7 @@ def add_leader_routines(routines: LeaderRoutines, cfg: Config, state: StateStore
         )
         federation_wan.replication.track(secondary_ca.status)
         routines.add("connect-ca-secondary", secondary_ca.run)
-    routines.add("peering-import", peering.import_routine())
+    routines.add("peering-streams", peering.stream_routine())
     routines.add("autopilot-dead-server-cleanup", lambda: clean_up_dead_servers(state, raft))
     routines.add(
         "ttl-checks", lambda: reap_ttl_checks(state, raft, on_expired=metrics.ttl_expired.inc)

@@ -1,2 +1,3 @@
 """Cluster peering on the server: the token, the endpoints (generate, establish, exchange, read,
-list, delete, exported services) and the importing leader routine (connect-data.md §D)."""
+list, delete), the peering stream each side's leader holds and what it carries (connect-data.md
+§D, peering.md §1)."""

@@ -1,13 +1,10 @@
-"""The acceptor's peer-facing RPCs: ExchangeSecret (connect-data.md §D.3) and ExportedServices.
+"""The acceptor's peer-facing RPCs: ExchangeSecret (connect-data.md §D.3), the stream
+(StreamResources, peering.md §1) and the Terminate fallback.
 
 These are called by another cluster's leader, which holds no ACL token of ours: the secret is
 the authentication. The establishment secret is spent once (in the FSM, compared in constant
-time there); every later call must present the stream secret it bought. ExportedServices stands
-in for the peerstream's ExportedService resources (peering.md §1.3): the dialer's leader polls it
-in a replication round (importer.py) instead of holding a bidirectional stream. The poll carries
-the dialer's mesh description (its CA roots, trust domain, gateways: mesh.py) and the answer
-ours, so each side learns the other's trust bundle; it is served by our leader, which records
-the exchange as a heartbeat in its stream tracker and stores a changed bundle through Raft.
+time there); every later call must present the stream secret it bought (compared in constant
+time here). The stream itself is symmetric once open (session.py).
 """
 
 from __future__ import annotations
@@ -15,32 +12,23 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from meshfed.fsm.config_entries.schema import KIND_EXPORTED_SERVICES
-from meshfed.fsm.peering.commands import PeeringExchangeSecret, PeeringTrustBundleWrite, PeeringWrite
+from meshfed.fsm.peering.commands import PeeringExchangeSecret, PeeringWrite
 from meshfed.fsm.peering.records import STATE_DELETING, STATE_TERMINATED, Peering
-from meshfed.fsm.records import to_wire
 from meshfed.fsm.state import StateStore
-from meshfed.rpc.errors import RPCError, invalid, not_found
+from meshfed.rpc.errors import RPCError, invalid, not_found, unavailable
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
-from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
+from meshfed.rpc.stream import StreamMethod, outbox, relay
+from meshfed.server.endpoints.ports import LeaderStreams, Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
-from meshfed.server.peering.exports import exported_to
-from meshfed.server.peering.mesh import local_mesh, peer_bundle
-from meshfed.server.peering.tracker import StreamTracker
-
-EXPORTED_SERVICES_NAME = "default"
-
-
-def exported_service_names(state: StateStore, peer_name: str) -> list[str]:
-    """What the local `exported-services` entry offers to the peering named `peer_name` here."""
-    _, entry = state.config_entry_get(KIND_EXPORTED_SERVICES, EXPORTED_SERVICES_NAME)
-    _, services = state.catalog_services()
-    return exported_to(entry.body if entry is not None else None, peer_name, services)
+from meshfed.server.peering.messages import STREAM_METHOD
+from meshfed.server.peering.session import StreamEnded, StreamHub, announced_timeout
+from meshfed.server.raft import RaftError
 
 
 def _denied(message: str = "invalid peering stream secret") -> RPCError:
@@ -49,18 +37,18 @@ def _denied(message: str = "invalid peering stream secret") -> RPCError:
 
 class PeeringAcceptor:
     def __init__(self, *, state: StateStore, raft: Proposer, router: RequestRouter, queries: Queries,
-                 datacenter: str = "", tracker: StreamTracker | None = None) -> None:
-        self._dc = datacenter
-        self._tracker = tracker or StreamTracker()
+                 hub: StreamHub, leader_streams: LeaderStreams) -> None:
+        self._hub = hub
+        self._leader_streams = leader_streams
         self._state = state
         self._raft = raft
         self._router = router
         self._queries = queries
 
-    def handlers(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, Handler | StreamMethod]:
         return {
             "Peering/ExchangeSecret": self.exchange_secret,
-            "Peering/ExportedServices": self.exported_services,
+            STREAM_METHOD: StreamMethod(self.stream_resources),
             "Peering/Terminate": self.terminate,
         }
 
@@ -116,28 +104,29 @@ class PeeringAcceptor:
 
         return await self._router.serve("Peering/Terminate", header, body, local, write=True)
 
-    async def exported_services(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
-        """{PeerID, StreamSecret, Mesh} -> {"Services": {name: [CheckServiceNode wire]}, "Mesh"}:
-        answered by our leader, the one server that tracks the stream and may write the bundle."""
-        self._authenticated(body)  # refuse a bad secret without a hop to the leader
-        header = RequestHeader(request_id=header.request_id or uuid.uuid4().hex, hops=header.hops)
-
-        async def local() -> tuple[QueryMeta, Any]:
-            peering = self._authenticated(body)
-            self._tracker.received(peering.name)
-            try:
-                bundle = peer_bundle(peering.name, body.get("Mesh"))
-            except ValueError as exc:
-                raise invalid(str(exc)) from None
-            if bundle is not None and not bundle.same_content(self._state.peering_trust_bundle(peering.name)):
-                await propose(self._raft, "", PeeringTrustBundleWrite(bundle))
-            services: dict[str, Any] = {}
-            for name in exported_service_names(self._state, peering.name):
-                _, nodes = self._state.health_service_nodes(name)
-                services[name] = [to_wire(csn) for csn in nodes]
-            index = self._state.index("nodes", "services", "checks", "config_entries")
-            self._tracker.sent(peering.name)
-            return self._queries.meta(index), {
-                "Services": services, "Datacenter": self._dc, "Mesh": local_mesh(self._state, self._dc, peering.name)}
-
-        return await self._router.serve("Peering/ExportedServices", header, body, local, write=True)
+    async def stream_resources(self, header: RequestHeader, first: Any,
+                               incoming: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """The dialer's stream (peering.md §1.2): its first message authenticates it. Only our
+        leader holds peering streams; any other server relays the stream to the leader, because
+        a dialer that peers through mesh gateways reaches whichever server the gateway picks
+        and cannot choose the leader (peering.md §4). When leadership moves the old leader ends
+        its streams and a relaying follower drops its relay (Router.open_leader_stream); the
+        dialer redials and lands on the new leader."""
+        peering = self._authenticated(first)  # on every server: a bad secret costs no hop
+        upstream = await self._leader_streams.open_leader_stream(STREAM_METHOD, header, first)
+        if upstream is not None:
+            async for message in relay(upstream, incoming):
+                yield message
+            return
+        if not self._hub.leading:
+            raise unavailable("this server was just elected and does not serve peering streams yet; retry")
+        session = self._hub.open(peering, peer_timeout=announced_timeout(first.get("HeartbeatTimeout")))
+        try:
+            async for message in outbox(lambda send: session.run(incoming, send)):
+                yield message
+        except (StreamEnded, RaftError) as exc:  # the dialer redials
+            raise unavailable(str(exc)) from None
+        except ValueError as exc:  # a malformed message: the dialer redials and starts over
+            raise invalid(f"peering stream: {exc}") from None
+        finally:
+            self._hub.close(session)

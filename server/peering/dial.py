@@ -12,6 +12,7 @@ import grpc
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.stream import ClientStream
 
 DIAL_TIMEOUT = 2.0
 
@@ -56,6 +57,19 @@ class PeerDialer:
                 failures.append(f"{address}: {exc}")
         raise RPCError(grpc.StatusCode.UNAVAILABLE, "could not reach the peer's servers: " + "; ".join(failures),
                        transport=True)
+
+    async def open_stream(self, address: str, ca_pems: tuple[str, ...], server_name: str, method: str,
+                          first: Any) -> ClientStream:
+        """A stream to one of the peer's addresses (the caller rotates through them); a
+        transport failure drops the channel so the next dial connects afresh."""
+        pool = self._pool(ca_pems)
+        name = server_name if ca_pems else ""
+        try:
+            return await pool.open_stream(address, method, RequestHeader(), first, server_name=name)
+        except RPCError as exc:
+            if exc.transport:
+                pool.discard(address, name)
+            raise
 
     async def close(self) -> None:
         for pool in self._pools.values():

@@ -2,8 +2,8 @@
 
 Operator-facing (called through the HTTP API, forwarded to the leader like every write):
 GenerateToken, Establish, Read, List, Delete. Peer-facing (called by another cluster's leader,
-authenticated by a secret, never by an ACL token): ExchangeSecret and ExportedServices, in
-acceptor.py. The leader does the dialing, so a dial never depends on which server the operator
+authenticated by a secret, never by an ACL token): ExchangeSecret, the stream and Terminate,
+in acceptor.py. The leader does the dialing, so a dial never depends on which server the operator
 happened to ask.
 """
 
@@ -28,11 +28,11 @@ from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
 from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
-from meshfed.server.peering.acceptor import exported_service_names
 from meshfed.server.peering.dial import PeerDialer
+from meshfed.server.peering.exports import exported_service_names
 from meshfed.server.peering.mesh import dial_addresses, gateway_addresses, peer_through_mesh_gateways
+from meshfed.server.peering.session import StreamHub
 from meshfed.server.peering.token import PeeringToken, TokenError, decode_token, encode_token
-from meshfed.server.peering.tracker import StreamTracker
 
 TABLES = ("peerings", "peering_imports", "peering_trust_bundles")
 
@@ -76,9 +76,10 @@ class PeeringEndpoint:
         router: RequestRouter,
         queries: Queries,
         dialer: PeerDialer,
-        tracker: StreamTracker | None = None,
+        hub: StreamHub,
     ) -> None:
-        self._tracker = tracker or StreamTracker()
+        self._hub = hub
+        self._tracker = hub.tracker
         self._dc = datacenter
         self._server_name = server_name  # the name our gRPC certificate answers to
         self._ca_pems = ca_pems  # the CA a peer verifies our gRPC port against ("" without TLS)
@@ -198,8 +199,11 @@ class PeeringEndpoint:
         return secret
 
     async def _tell_peer_terminated(self, row: Peering) -> None:
-        """Best effort, as Consul's Terminated message is: a peer we cannot reach learns it when it
-        next hears from us (never, once we are gone), which the operator sees as a stale row there."""
+        """Best effort, as Consul's Terminated message is: on the live stream when one is
+        connected here, else (a dialer) by a Terminate call. A dialer we cannot tell learns it
+        when it redials (NotFound); an acceptor we cannot reach keeps a stale row."""
+        if await self._hub.terminate(row.name) or not row.is_dialer:
+            return
         secrets = self._state.peering_secrets(row.id)
         if secrets is None or not secrets.stream:
             return
@@ -213,12 +217,12 @@ class PeeringEndpoint:
     # ---- reads and delete (§D.5) -------------------------------------------------------------------
 
     def _view(self, peering: Peering) -> dict[str, Any]:
-        """The row's wire form plus what this side exports to the peer now (acceptors only), the
+        """The row's wire form plus what this side exports to the peer now, the
         peer's trust bundle (its Connect roots join `PeerCAPems`; an acceptor learns the dialer's
         gateways as `PeerServerAddresses`, where Consul's peering-through-gateways puts them) and
         the stream status this server's tracker holds (the leader's is the one that is fed)."""
         wire = to_wire(peering)
-        wire["exported_services"] = [] if peering.is_dialer else exported_service_names(self._state, peering.name)
+        wire["exported_services"] = exported_service_names(self._state, peering.name)
         bundle = self._state.peering_trust_bundle(peering.name)
         if bundle is not None:
             wire["peer_ca_pems"] = list(dict.fromkeys([*peering.peer_ca_pems, *bundle.root_pems]))
@@ -256,7 +260,7 @@ class PeeringEndpoint:
 
         async def local() -> tuple[QueryMeta, Any]:
             _, row = self._state.peering_get(name)
-            if row is not None and row.is_dialer and row.state == STATE_ACTIVE:
+            if row is not None and row.state == STATE_ACTIVE:
                 await self._tell_peer_terminated(row)
             await propose(self._raft, header.request_id, PeeringDelete(name))
             return self._queries.meta(self._state.index(*TABLES)), {}

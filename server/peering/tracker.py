@@ -1,8 +1,9 @@
 """Stream status of each peering, kept in memory on the leader (reference peering.md §1.5, §1.6).
 
 Not Raft state: a heartbeat every few seconds per peering would otherwise be a log entry each.
-Every exchange counts as a heartbeat both ways (the dialer's poll is the acceptor's heartbeat
-from the dialer, its answer the dialer's heartbeat from the acceptor). A peering whose peer has
+Both ends of the stream (the dialer's leader and the acceptor's) feed their own tracker: any
+message received is LastReceive, a Heartbeat message also LastHeartbeat, any message sent
+LastSend; the byte counts and whether a stream is connected are metrics. A peering whose peer has
 said nothing for `timeout` reads FAILING (Consul: `defaultIncomingHeartbeatTimeout = 2m`) and
 ACTIVE again as soon as it answers. A new leader starts with an empty tracker whose clock starts
 at its election: a peer gets a full timeout to reach it before it reads FAILING. A server that
@@ -12,6 +13,7 @@ shows the stored state without times.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +29,14 @@ class StreamStatus:
     last_heartbeat: float | None = None  # wall-clock seconds
     last_receive: float | None = None
     last_send: float | None = None
+
+
+@dataclass(frozen=True)
+class StreamCounters:
+    streams: int = 0  # open now: briefly 2 while a new stream replaces one not yet closed
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    reconnects: int = 0
 
 
 def read_state(stored: str, last_receive: float | None, since: float, now: float, timeout: float) -> str:
@@ -45,6 +55,7 @@ class StreamTracker:
         self._lock = threading.Lock()
         self._since = clock()
         self._status: dict[str, StreamStatus] = {}
+        self._counters: dict[str, StreamCounters] = {}
         self.leading = False
 
     def restart(self) -> None:
@@ -52,12 +63,14 @@ class StreamTracker:
         with self._lock:
             self._since = self._clock()
             self._status.clear()
+            self._counters.clear()
             self.leading = True
 
     def stop(self) -> None:
         """The term ended: forget everything until the next one."""
         with self._lock:
             self._status.clear()
+            self._counters.clear()
             self.leading = False
 
     def _update(self, peer_name: str, **fields: float) -> None:
@@ -65,16 +78,36 @@ class StreamTracker:
             old = self._status.get(peer_name.lower(), StreamStatus())
             self._status[peer_name.lower()] = StreamStatus(**{**old.__dict__, **fields})
 
-    def received(self, peer_name: str) -> None:
-        now = self._clock()
-        self._update(peer_name, last_receive=now, last_heartbeat=now)
+    def _count(self, peer_name: str, **added: int) -> None:
+        with self._lock:
+            old = self._counters.get(peer_name.lower(), StreamCounters())
+            self._counters[peer_name.lower()] = dataclasses.replace(
+                old, **{k: getattr(old, k) + v for k, v in added.items()})
 
-    def sent(self, peer_name: str) -> None:
+    def received(self, peer_name: str, heartbeat: bool = False, size: int = 0) -> None:
+        now = self._clock()
+        if heartbeat:
+            self._update(peer_name, last_receive=now, last_heartbeat=now)
+        else:
+            self._update(peer_name, last_receive=now)
+        self._count(peer_name, bytes_received=size)
+
+    def sent(self, peer_name: str, size: int = 0) -> None:
         self._update(peer_name, last_send=self._clock())
+        self._count(peer_name, bytes_sent=size)
+
+    def connected(self, peer_name: str, up: bool) -> None:
+        """A stream for the peering opened (`up`) or ended; an ending counts as a reconnect."""
+        self._count(peer_name, streams=1 if up else -1, reconnects=0 if up else 1)
+
+    def counters(self, peer_name: str) -> StreamCounters:
+        with self._lock:
+            return self._counters.get(peer_name.lower(), StreamCounters())
 
     def forget(self, peer_name: str) -> None:
         with self._lock:
             self._status.pop(peer_name.lower(), None)
+            self._counters.pop(peer_name.lower(), None)
 
     def status(self, peer_name: str) -> StreamStatus:
         with self._lock:

@@ -258,8 +258,12 @@ class RaftNode(NodeStatus, MembershipOps):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)  # let proposals from the same loop iteration join this batch
+        gathered = asyncio.gather(*futures)
+        # A proposer cancelled while waiting (a leader routine stopping) leaves the gather
+        # holding a CancelledError nobody reads; read it so asyncio does not log it as lost.
+        gathered.add_done_callback(lambda done: done.cancelled() or done.exception())
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+            return list(await asyncio.wait_for(gathered, timeout))
         except TimeoutError:
             raise RaftError("timed out waiting for the raft commit", maybe_applied=True) from None
 

@@ -32,6 +32,7 @@ from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.codec import encode_request
 from meshfed.rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, unavailable
 from meshfed.rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, QueryMeta, RequestHeader
+from meshfed.rpc.stream import ClientStream
 from meshfed.server.endpoints.ports import LeaderLookup
 from meshfed.server.raft import RaftError
 from meshfed.server.requests.coalesce import Coalescer, coalesce_key
@@ -234,6 +235,37 @@ class Router:
                     del self._moved[sent_to]  # later calls to the same address start a fresh wait
                     if not moved.done():
                         moved.set_result(None)
+
+    async def open_leader_stream(self, method: str, header: RequestHeader, first: Any) -> ClientStream | None:
+        """None on the leader (serve the stream here); elsewhere the same stream opened on the
+        leader, for the caller to relay. No holding: a stream's dialer redials on its own."""
+        if self._raft.is_leader():
+            return None
+        if header.hops > MAX_FORWARD_HOPS:
+            raise unavailable(f"stream {method} forwarded too many times (routing loop?)")
+        leader_address = self.leader_rpc_address()
+        if leader_address is None:
+            raise unavailable(ERR_NO_LEADER)
+        if self._on_forward:
+            self._on_forward("leader")
+        try:
+            stream = await self._pool.open_stream(leader_address, method, header.forwarded(), first,
+                                                  server_name=self._server_name)
+        except RPCError as exc:
+            if exc.transport:
+                self._pool.discard(leader_address, self._server_name)
+            raise
+        # As for a forwarded call: once our view of the leader moves away from the server the
+        # stream went to, close it (a cut-off leader may keep its socket open), so the relay
+        # ends and the dialer redials towards the new leader.
+        moved = self._watch_from(leader_address)
+
+        def leader_moved(_: asyncio.Future[None]) -> None:
+            stream.close(f"{ERR_LEADER_MOVED} (was {leader_address})")
+
+        moved.add_done_callback(leader_moved)
+        stream.on_close(lambda: (moved.remove_done_callback(leader_moved), self._unwatch(leader_address, moved)))
+        return stream
 
     def _serve_here(self, header: RequestHeader, write: bool) -> bool:
         if self._raft.is_leader():

@@ -2,8 +2,8 @@
 
 Each cluster is its own primary with its own TLS CA; cluster-01 accepts, cluster-02 dials. The
 dialer's leader verifies the acceptor's gRPC certificate against the CA carried in the token
-(cluster-02's own CA would refuse it), spends the establishment secret once, then imports what
-cluster-01 exports to it.
+(cluster-02's own CA would refuse it), spends the establishment secret once, then holds the
+peering stream, over which each side imports what the other exports to it.
 """
 
 from __future__ import annotations
@@ -125,8 +125,20 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
     assert "State: ACTIVE" in shown.stdout and "Imported Services: socat" in shown.stdout, shown.stderr
     assert get(a_follower, "/v1/peering/cluster-02").json()["StreamStatus"]["ExportedServices"] == ["socat"]
 
-    # Each side holds the other's Connect roots (the exchange carries both halves), and the
-    # leaders' stream status shows the polls as heartbeats.
+    # The stream runs both ways: the acceptor imports what the dialer exports to it (through any
+    # acceptor server: the stream is held by the acceptor's leader, reads forward there).
+    assert requests.put(b_server.http + "/v1/catalog/register", json={
+        "Node": "web1", "Address": "10.2.2.2", "Service": {"Service": "web", "Port": 8080}}, timeout=10).ok
+    assert requests.put(b_server.http + "/v1/config", json={
+        "Kind": "exported-services", "Name": "default",
+        "Services": [{"Name": "web", "Consumers": [{"Peer": "cluster-01"}]}]}, timeout=10).json() is True
+    rows = wait_until(lambda: get(a_follower, "/v1/health/service/web?peer=cluster-02").json(), 10,
+                      what="web imported into cluster-01")
+    assert [(r["Node"]["Node"], r["Service"]["PeerName"]) for r in rows] == [("web1", "cluster-02")]
+    assert get(a_follower, "/v1/peering/cluster-02").json()["StreamStatus"]["ImportedServices"] == ["web"]
+
+    # Each side holds the other's Connect roots (the stream carries both halves), and both
+    # leaders' stream status is live.
     def bundle_of(server: Any) -> dict[str, Any]:
         bundles = get(server, "/v1/internal/peering/trust-bundles").json()
         return bundles[0] if bundles else {}
@@ -152,7 +164,8 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
     dialer.wait_leader()
     assert [r["Node"]["Node"] for r in imported()] == ["box1"]
 
-    # The acceptor's leader goes away: the dialer's rounds reach another of its servers, and a new
+    # The acceptor's leader goes away: the dialer's stream is redialed (a follower relays it to the
+    # new leader), and a new
     # instance registered under the new leader shows on the other side.
     old_leader = acceptor.leader()
     old_leader.stop()
@@ -166,6 +179,10 @@ def test_token_establish_export_import_delete(make_dc: Any, tmp_path: Any) -> No
     metrics = get(b_server, "/v1/agent/metrics?format=prometheus").text
     assert 'meshfed_peering_imported_services{peer="cluster-01"} 1.0' in metrics
     assert 'meshfed_peering_active{peer="cluster-01"} 1.0' in metrics
+    assert 'meshfed_peering_stream_connected{peer="cluster-01"} 1.0' in metrics
+    sent = next(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                if line.startswith('meshfed_peering_stream_bytes_received{peer="cluster-01"}'))
+    assert sent > 0
 
     # Removing the export removes the import.
     entry["Services"] = []

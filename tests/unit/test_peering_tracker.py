@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshfed.server.peering.tracker import StreamTracker, read_state
+from meshfed.server.peering.tracker import StreamCounters, StreamTracker, read_state
 
 
 class Clock:
@@ -32,14 +32,22 @@ def test_tracker_fails_a_silent_peer_and_recovers_when_it_answers():
     assert tracker.state("cluster-01", "ACTIVE") == "FAILING"
     tracker.sent("cluster-01")
     assert tracker.state("cluster-01", "ACTIVE") == "FAILING"  # sending proves nothing about the peer
-    tracker.received("Cluster-01")
+    tracker.received("Cluster-01", size=10)
+    assert tracker.status("cluster-01").last_heartbeat is None  # a data message is no heartbeat
+    clock.now += 1
+    tracker.received("Cluster-01", heartbeat=True, size=5)
     status = tracker.status("cluster-01")
-    assert status.last_heartbeat == status.last_receive == clock.now and status.last_send == clock.now
+    assert status.last_heartbeat == status.last_receive == clock.now and status.last_send == clock.now - 1
     assert tracker.state("cluster-01", "ACTIVE") == "ACTIVE"
     clock.now += 3
     assert tracker.heartbeat_age("cluster-01") == 3.0
+    tracker.connected("cluster-01", True)
+    tracker.sent("cluster-01", size=7)
+    tracker.connected("cluster-01", False)
+    assert tracker.counters("cluster-01") == StreamCounters(streams=0, bytes_sent=7, bytes_received=15,
+                                                            reconnects=1)
     tracker.restart()
-    assert tracker.status("cluster-01").last_receive is None
+    assert tracker.status("cluster-01").last_receive is None and tracker.counters("cluster-01") == StreamCounters()
     assert tracker.state("cluster-01", "ACTIVE") == "ACTIVE"
     clock.now += 6
     tracker.stop()

@@ -479,3 +479,59 @@ def test_many_calls_in_flight_share_one_watcher_and_all_move_to_the_new_leader()
         assert router._moved == {} and router._watcher is not None and router._watcher.done()
 
     asyncio.run(scenario())
+
+
+class FakeStream:
+    def __init__(self) -> None:
+        self.closed: str | None = None
+        self.callbacks: list[Any] = []
+
+    def on_close(self, callback: Any) -> None:
+        self.callbacks.append(callback)
+
+    def close(self, reason: str = "") -> None:
+        if self.closed is None:
+            self.closed = reason
+        callbacks, self.callbacks = self.callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+class StreamPool(FakePool):
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: list[tuple[str, str, RequestHeader, Any]] = []
+
+    async def open_stream(self, address: str, method: str, header: RequestHeader, first: Any, *,
+                          server_name: str = "") -> FakeStream:
+        self.opened.append((address, method, header, first))
+        return FakeStream()
+
+
+def test_a_stream_reaching_a_follower_is_opened_on_the_leader_and_closed_when_the_leader_moves() -> None:
+    async def scenario() -> None:
+        pool = StreamPool()
+        router, raft, _, forwards = make(pool=pool)
+        stream = await router.open_leader_stream("Peering/StreamResources", RequestHeader(hops=1), {"PeerID": "p"})
+        assert isinstance(stream, FakeStream) and forwards == ["leader"]
+        assert [(a, m, h.hops, f) for a, m, h, f in pool.opened] == [
+            (LEADER_RPC, "Peering/StreamResources", 2, {"PeerID": "p"})]
+        raft.leader_address = NEW_LEADER_RAFT  # an election: the relay must not keep the old leader
+        await asyncio.sleep(router_module.LEADER_RECHECK_INTERVAL * 2)
+        assert stream.closed is not None and router_module.ERR_LEADER_MOVED in stream.closed
+
+        steady = await router.open_leader_stream("Peering/StreamResources", RequestHeader(), {})
+        assert isinstance(steady, FakeStream)
+        steady.close()  # the relay ended on its own: nothing left to watch
+        assert router._moved == {}
+
+        raft.leading = True
+        assert await router.open_leader_stream("Peering/StreamResources", RequestHeader(), {}) is None
+        raft.leading, raft.leader_address = False, None
+        with pytest.raises(RPCError) as no_leader:
+            await router.open_leader_stream("Peering/StreamResources", RequestHeader(), {})
+        assert no_leader.value.message == ERR_NO_LEADER
+        with pytest.raises(RPCError, match="forwarded too many times"):
+            await router.open_leader_stream("Peering/StreamResources", RequestHeader(hops=MAX_FORWARD_HOPS + 1), {})
+
+    asyncio.run(scenario())
