@@ -67,6 +67,10 @@ class Node:
         )
 
 
+# A sidecar's service kind (Consul's); its `Proxy.DestinationServiceName` names the service it fronts.
+CONNECT_PROXY_KIND = "connect-proxy"
+
+
 @dataclass(frozen=True)
 class NodeService:
     id: str

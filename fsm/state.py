@@ -35,6 +35,7 @@ from meshfed.fsm.peering.store import (
     peering_export,
 )
 from meshfed.fsm.records import (
+    CONNECT_PROXY_KIND,
     STATUS_PASSING,
     AutopilotConfig,
     CAState,
@@ -48,8 +49,6 @@ from meshfed.fsm.records import (
     to_wire,
 )
 from meshfed.fsm.tables import TABLES, Tables, tables_from_export
-
-CONNECT_PROXY_KIND = "connect-proxy"
 
 
 def _is_service(instance: NodeService, service: str) -> bool:

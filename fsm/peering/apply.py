@@ -23,9 +23,11 @@ from meshfed.fsm.peering.records import (
     STATE_DELETING,
     STATE_PENDING,
     STATE_TERMINATED,
+    ImportedService,
     PeeringSecrets,
 )
 from meshfed.fsm.peering.store import PeeringWrites
+from meshfed.fsm.records import CONNECT_PROXY_KIND
 from meshfed.fsm.results import CODE_CONFLICT, CODE_INVALID, CODE_NOT_FOUND
 
 # A secret that does not match is a conflict here; the endpoint answers it as PermissionDenied.
@@ -117,6 +119,12 @@ def apply_delete(writer: PeeringWrites, index: int, command: PeeringDelete) -> b
     return True
 
 
+def _synthetic_sidecars(service: ImportedService) -> bool:
+    """The exporter's `<svc>-sidecar-proxy` set for a mesh service: stored and served on
+    `health/connect?peer=`, but not a service the peer shares, so not in ImportedServices."""
+    return bool(service.nodes) and all(n.service.kind == CONNECT_PROXY_KIND for n in service.nodes)
+
+
 def apply_import(writer: PeeringWrites, index: int, command: PeeringImportSet) -> bool:
     peering = writer.peering(command.peer_name)
     if peering is None:
@@ -124,7 +132,7 @@ def apply_import(writer: PeeringWrites, index: int, command: PeeringImportSet) -
     if peering.state in (STATE_DELETING, STATE_TERMINATED):
         return False  # a round that raced a delete imports nothing
     services = {s.service: replace(s, modify_index=index) for s in command.services}
-    names = tuple(sorted(services))
+    names = tuple(sorted(name for name, s in services.items() if not _synthetic_sidecars(s)))
     writer.replace_peering_imports(command.peer_name, services, index)
     if names != peering.imported_services:
         writer.put_peering(replace(peering, imported_services=names, modify_index=index), index)

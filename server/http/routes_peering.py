@@ -36,7 +36,7 @@ def peering_json(wire: dict[str, Any]) -> dict[str, Any]:
     shaped["StreamStatus"] = {
         "ImportedServices": list(wire["imported_services"]) or None,
         "ExportedServices": list(wire.get("exported_services") or []) or None,
-        # The leader's tracker (server/peering/tracker.py): each poll is a heartbeat both ways.
+        # The leader's tracker (server/peering/tracker.py), fed by the peering stream.
         "LastHeartbeat": (wire.get("stream") or {}).get("last_heartbeat"),
         "LastReceive": (wire.get("stream") or {}).get("last_receive"),
         "LastSend": (wire.get("stream") or {}).get("last_send"),

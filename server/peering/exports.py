@@ -1,6 +1,12 @@
 """Which local services an `exported-services` entry offers to one peer (reference peering.md
 §1.3). `exported_to` decides and is pure; the two readers below take its inputs from the state
-store (the entry, the catalog) and the instances the stream sends."""
+store (the entry, the catalog) and the instances the stream sends.
+
+A service in the mesh (one with a sidecar or Connect-native instances) also goes out as a
+synthetic `<svc>-sidecar-proxy` set, one instance per healthy mesh gateway at its WAN address,
+with `Connect.PeerMeta` naming the SNI and SPIFFE ID the peer's proxies dial and verify: what
+the importing side serves on `/v1/health/connect/<svc>?peer=`, as Consul's exporter sends it.
+Our own proxies resolve a peered upstream from the trust bundle and do not need it."""
 
 from __future__ import annotations
 
@@ -9,8 +15,11 @@ from typing import Any
 
 from meshfed.fsm.config_entries.schema import KIND_EXPORTED_SERVICES
 from meshfed.fsm.consul_formats.field_lookup import lookup
-from meshfed.fsm.records import to_wire
+from meshfed.fsm.records import CONNECT_PROXY_KIND, CheckServiceNode, NodeService, to_wire
 from meshfed.fsm.state import StateStore
+from meshfed.rpc.spiffe import peered_service_sni, service_uri
+from meshfed.server.ca.identity import trust_domain
+from meshfed.server.peering.mesh import MESH_GATEWAY
 
 WILDCARD = "*"
 EXPORTED_SERVICES_NAME = "default"
@@ -42,7 +51,39 @@ def exported_service_names(state: StateStore, peer_name: str) -> list[str]:
     return exported_to(entry.body if entry is not None else None, peer_name, services)
 
 
-def exported_instances(state: StateStore, peer_name: str) -> dict[str, list[Any]]:
-    """Every exported service's instances (healthy or not), as the stream sends them."""
-    return {name: [to_wire(csn) for csn in state.health_service_nodes(name)[1]]
-            for name in exported_service_names(state, peer_name)}
+SIDECAR_SUFFIX = "-sidecar-proxy"
+DEFAULT_PROTOCOL = "tcp"
+
+
+def exported_instances(state: StateStore, peer_name: str, datacenter: str) -> dict[str, list[Any]]:
+    """Every exported service's instances (healthy or not), as the stream sends them, plus the
+    synthetic sidecar set of each exported service in the mesh (module docstring)."""
+    exports: dict[str, list[Any]] = {}
+    gateways = state.health_service_nodes(MESH_GATEWAY, passing_only=True)[1]
+    _, ca = state.ca_state()
+    domain = trust_domain(ca.cluster_id) if ca is not None and ca.cluster_id else ""
+    for name in exported_service_names(state, peer_name):
+        exports[name] = [to_wire(csn) for csn in state.health_service_nodes(name)[1]]
+        if gateways and domain and state.health_service_nodes(name, connect=True)[1]:
+            exports[name + SIDECAR_SUFFIX] = [
+                to_wire(csn) for csn in sidecar_set(name, gateways, peer_name, domain, datacenter)]
+    return exports
+
+
+def sidecar_set(service: str, gateways: list[CheckServiceNode], peer_name: str, domain: str,
+                datacenter: str) -> list[CheckServiceNode]:
+    """One connect-proxy instance for `service` per mesh gateway, at the gateway's WAN address."""
+    peer_meta = {"SNI": [peered_service_sni(service, peer_name, domain)],
+                 "SpiffeID": [service_uri(domain, datacenter, service)], "Protocol": DEFAULT_PROTOCOL}
+    found = []
+    for gateway in gateways:
+        if gateway.service.kind != MESH_GATEWAY:
+            continue
+        wan = gateway.service.tagged_addresses.get("wan")
+        address, port = (wan.address, wan.port) if wan is not None and wan.address and wan.port else (
+            gateway.service.address or gateway.node.address, gateway.service.port)
+        proxy = NodeService(id=service + SIDECAR_SUFFIX, service=service + SIDECAR_SUFFIX, kind=CONNECT_PROXY_KIND,
+                            address=address, port=port, proxy={"DestinationServiceName": service},
+                            connect={"PeerMeta": peer_meta})
+        found.append(CheckServiceNode(node=gateway.node, service=proxy, checks=gateway.checks))
+    return found

@@ -4,9 +4,9 @@
 Each exchange carries, in both directions, the sender's Connect CA roots and trust domain (so the
 other side's sidecars can verify callers and destinations from this cluster), its datacenter,
 the name it gives the peering (the importer's proxies put it in the SNI they dial) and its mesh
-gateways' WAN addresses (where that traffic enters). The peerstream sends the acceptor's roots to
-the dialer and the dialer's to the acceptor; here the dialer's poll carries its own half and the
-answer the acceptor's.
+gateways' WAN addresses (where that traffic enters). Each side sends its half on the peering
+stream when the stream opens and again whenever it changes (session.py), as Consul's peerstream
+sends the trust bundle.
 """
 
 from __future__ import annotations

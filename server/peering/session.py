@@ -176,7 +176,7 @@ class PeerSession:
             if mesh != sent_mesh:
                 await send(message(MESH, Mesh=mesh))
                 sent_mesh = mesh
-            exports = exported_instances(hub.state, self.name)
+            exports = exported_instances(hub.state, self.name, hub.datacenter)
             for change in export_changes(sent_exports, exports):
                 await send(change)
             sent_exports = exports

@@ -92,6 +92,16 @@ def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_
                    what="cluster-02's gateway known in cluster-01")
         wait_until(lambda: [b["MeshGateways"] for b in get(s2, "/v1/internal/peering/trust-bundles").json()]
                    == [[gw1.bind]], 20, what="cluster-01's gateway known in cluster-02")
+        # The exporter's synthetic sidecar set: its gateway, with the SNI a peer's proxy dials.
+        def peered_sidecars() -> list[tuple[str, str]]:
+            rows = get(s2, "/v1/health/connect/socat?peer=cluster-01").json()
+            return [(f"{r['Service']['Address']}:{r['Service']['Port']}", r["Service"]["PeerName"],
+                     *r["Service"]["Connect"]["PeerMeta"]["SNI"]) for r in rows]
+
+        wait_until(lambda: [row[:2] for row in peered_sidecars()] == [(gw1.bind, "cluster-01")], 20,
+                   what="socat's sidecar set at cluster-01's gateway, imported in cluster-02")
+        assert peered_sidecars()[0][2].startswith("socat.default.default.cluster-02.external.")
+        assert get(s2, "/v1/peering/cluster-01").json()["StreamStatus"]["ImportedServices"] == ["socat"]
 
         # An intention naming a peering that does not exist is refused.
         bad = {"Kind": "service-intentions", "Name": "socat",

@@ -165,3 +165,18 @@ def test_trust_bundle_is_stored_restored_and_dropped_on_delete_and_terminate():
     log.apply(PeeringTrustBundleWrite(bundle("cluster-02")))
     log.apply(PeeringDelete("cluster-02"))
     assert log.machine.state.peering_trust_bundles()[1] == []
+
+
+def test_imported_services_count_services_not_their_synthetic_sidecar_sets():
+    """The exporter sends `<svc>-sidecar-proxy` beside a mesh service (server/peering/exports.py);
+    ImportedServices lists the services a peer shares, as the exporter's ExportedServices does."""
+    log = Log()
+    log.apply(PeeringWrite(dialer(), stream_secret="s"))
+    proxy = CheckServiceNode(Node(node="gw", address="10.0.0.9"), NodeService(
+        id="web-sidecar-proxy", service="web-sidecar-proxy", kind="connect-proxy", port=443,
+        proxy={"DestinationServiceName": "web"}))
+    imports = (ImportedService("cluster-01", "web", (instance(),)),
+               ImportedService("cluster-01", "web-sidecar-proxy", (proxy,)))
+    assert log.apply(PeeringImportSet("cluster-01", imports)).ok
+    assert log.machine.state.peering_get("cluster-01")[1].imported_services == ("web",)
+    assert len(log.machine.state.peering_imported("cluster-01")[1]) == 2  # stored, only not counted
