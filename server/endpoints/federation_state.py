@@ -1,4 +1,5 @@
-"""FederationState.* (reference/federation.md §3): Apply, Get, List, ListMeshGateways.
+"""FederationState.* (reference/federation.md §3): Apply, Get, List, ListMeshGateways, and meshfed's
+ListSince (issue #13): only what changed after the caller's index, for the secondaries' replicators.
 
 Every write is re-targeted to the primary datacenter before routing, wherever it arrives, so
 secondaries only ever change federation states through replication.
@@ -57,6 +58,7 @@ class FederationStateEndpoint:
             "FederationState/Apply": self.apply,
             "FederationState/Get": self.get,
             "FederationState/List": self.list,
+            "FederationState/ListSince": self.list_since,
             "FederationState/ListMeshGateways": self.list_mesh_gateways,
         }
 
@@ -117,6 +119,28 @@ class FederationStateEndpoint:
             return meta, self._wire.wire_list(states)
 
         return await self._router.serve("FederationState/List", header, body, local, write=False)
+
+    async def list_since(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"since": index} (defaults to the header's MinQueryIndex) -> {"resync": True} when
+        only a full List is correct (fsm/federation_changes.py), else {"resync": False, "states":
+        [wire of each record changed after `since`], "deleted": [lower-cased datacenters]}.
+
+        A blocking query like List: with MinQueryIndex it waits for a change after that index, so
+        a replicator long-polls on it and each write costs what it changed, not the table."""
+        since = body.get("since", header.min_query_index) if isinstance(body, dict) else header.min_query_index
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise invalid("invalid request: since must be an integer >= 0")
+
+        async def local() -> tuple[QueryMeta, Any]:
+            started = time.perf_counter()
+            meta, delta = await self._queries.run(header, TABLES, lambda: self._state.federation_state_changes(since))
+            self._observe("list_since", time.perf_counter() - started)
+            if delta is None:
+                return meta, {"resync": True}
+            return meta, {"resync": False, "states": [self._wire.wire(s) for s in delta.states],
+                          "deleted": list(delta.deleted)}
+
+        return await self._router.serve("FederationState/ListSince", header, body, local, write=False)
 
     async def list_mesh_gateways(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         async def local() -> tuple[QueryMeta, Any]:
