@@ -164,3 +164,30 @@ def test_a_read_for_another_datacenter_is_served_there() -> None:
             await dc2.endpoint.list(RequestHeader(datacenter="dc1"), {})
 
     asyncio.run(scenario())
+
+
+def test_list_since_answers_changes_deletions_and_resync() -> None:
+    dc1 = DC("dc1")
+
+    async def scenario() -> None:
+        for name in ("dc2", "dc3", "dc4"):
+            await dc1.endpoint.apply(RequestHeader(), {"op": "upsert", "state": wire_state(name)})
+        await dc1.endpoint.apply(RequestHeader(), {"op": "delete", "state": {"datacenter": "DC3"}})
+        _, full = await dc1.endpoint.list_since(RequestHeader(), {"since": 0})
+        assert full == {"resync": True}
+        meta, delta = await dc1.endpoint.list_since(RequestHeader(min_query_index=1), {"since": 1})
+        assert meta.index == 4 and delta["resync"] is False
+        assert [s["datacenter"] for s in delta["states"]] == ["dc4"] and delta["deleted"] == ["dc3"]
+        _, ahead = await dc1.endpoint.list_since(RequestHeader(), {"since": 99})
+        assert ahead == {"resync": True}
+        _, barrier = await dc1.endpoint.list_since(RequestHeader(), {"since": 0, "index_only": True})
+        assert barrier == {}
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("since", [-1, "3", True, 1.5])
+def test_list_since_refuses_a_bad_index(since: Any) -> None:
+    with pytest.raises(RPCError, match="since must be an integer") as caught:
+        asyncio.run(DC("dc1").endpoint.list_since(RequestHeader(), {"since": since}))
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
