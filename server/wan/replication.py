@@ -62,8 +62,8 @@ REPLICATED = ("federation_state", "config_entry")
 # A full resync of 1,000 DCs one record per paced apply took 10 s at the default limit of 100/s;
 # this many concurrent proposals per paced step are committed together by the Raft layer.
 FEDERATION_APPLY_BATCH = 64
-# "0" turns off the delta long-poll (FederationState/ListSince): every round lists the whole table,
-# as before issue #13. Read when a leadership term starts; for benchmarks' same-run baselines.
+# "0" turns off the delta long-poll (FederationState/ListSince) and batched applies: every round
+# lists the whole table and applies one record per paced step, as before issue #13. Read when a leadership term starts; for benchmarks' same-run baselines.
 DELTA_ENV = "MESHFED_FEDERATION_DELTA"
 
 
@@ -200,7 +200,7 @@ class SecondaryReplication:
             # Only federation-state fetches feed the locator's replication signal (reference §7.3).
             await self._run_replicator(
                 delegate, lambda error: self._locator.set_replication_result(error, from_replication=True),
-                apply_batch=FEDERATION_APPLY_BATCH,
+                apply_batch=FEDERATION_APPLY_BATCH if delta_replication_enabled() else 1,
             )
         finally:
             self._locator.reset_replication_signal()
