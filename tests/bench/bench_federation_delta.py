@@ -17,12 +17,13 @@ Figures per mode and table:
 - `GET /v1/internal/federation-states/mesh-gateways` on the dc1 leader and a dc1 follower (default
   consistency), p50/p99 over LIST_SAMPLES sequential reads;
 - isolated-write lag dc1 -> dc2: one write of a small record, then a blocking read on a dc2 server
-  until it shows; p50/p99 over `--writes` writes, one at a time;
+  until it shows; p50/p99 over `--writes` writes, one at a time, ISOLATION_SECONDS apart (more than
+  one replication round at the default `replication_rate` of 1/s);
 - CPU seconds of the three dc1 servers (from /proc) per write, over those writes (the gateways'
   mesh-gateway long-polls and dc2's replication long-poll are what each write wakes);
 - with 1,000 DCs only: dc3's full resync, from its leader being elected to holding every record.
 
-    python -m tests.bench.bench_federation_delta [--dcs 1000] [--writes 30] [--only delta|baseline]
+    python -m tests.bench.bench_federation_delta [--dcs 1000] [--writes 12] [--only delta|baseline]
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ BASES = ("127.0.214", "127.0.215", "127.0.216")
 LIST_PATH = "/v1/internal/federation-states/mesh-gateways"
 LIST_SAMPLES = 30
 LOAD_CONCURRENCY = 32
+ISOLATION_SECONDS = 1.05
 DELTA_ENV = "MESHFED_FEDERATION_DELTA"
 SERVER_NAME = "server.dc1.consul"
 
@@ -106,7 +108,9 @@ async def lag(session: aiohttp.ClientSession, pool: ConnectionPool, dc1: Federat
     cpu_before = cpu(dc1)
     for i in range(writes):
         marker = f"2026-01-01T00:00:{i % 60:02d}.{i:06d}Z-{label}"
-        await asyncio.sleep(0.05)  # isolated writes: the previous round has settled
+        # Isolated writes: replication rounds are rate-limited (replication_rate = 1/s, burst 5, the
+        # defaults, as Consul's); a write closer than that to the previous one measures the bucket.
+        await asyncio.sleep(ISOLATION_SECONDS)
         written = time.perf_counter()
         await apply(pool, primary, FederationState("bench-dc", updated_at=marker))
         await wait_visible(session, dc2.servers[i % 3].http, marker)
@@ -129,8 +133,10 @@ async def load(pool: ConnectionPool, dc1: FederatedDatacenter, count: int) -> fl
 
 
 async def holds(session: aiohttp.ClientSession, http: str, count: int) -> bool:
+    """At least `count` DCs with gateways, read from the cached gateway list (the full-record list
+    is re-encoded on every read and polling it would load the servers we are timing)."""
     try:
-        async with session.get(http + "/v1/internal/federation-states?stale") as r:
+        async with session.get(http + LIST_PATH + "?stale") as r:
             return r.status == 200 and len(await r.json()) >= count
     except aiohttp.ClientError:
         return False
@@ -141,7 +147,7 @@ async def wait_holding(session: aiohttp.ClientSession, dc: FederatedDatacenter, 
     while time.perf_counter() - started < timeout:
         if all([await holds(session, s.http, count) for s in dc.servers]):
             return time.perf_counter() - started
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.25)
     raise TimeoutError(f"{dc.name} did not reach {count} federation states in {timeout} s")
 
 
@@ -170,7 +176,7 @@ async def scenario(root: str, dcs: list[FederatedDatacenter], args: argparse.Nam
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             small = await table(session, pool, dc1, dc2, args.writes, f"{label}-small")
             load_seconds = await load(pool, dc1, args.dcs)
-            total = args.dcs + 3  # dc1, dc2, bench-dc
+            total = args.dcs + 2  # DCs with gateways: the loaded ones, dc1 and dc2
             await wait_holding(session, dc2, total, 120)
             big = await table(session, pool, dc1, dc2, args.writes, f"{label}-big")
             started = time.perf_counter()
@@ -220,7 +226,7 @@ def verdicts(result: dict[str, Any], dcs: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="meshfed federation-delta benchmark (prints one JSON document)")
     parser.add_argument("--dcs", type=int, default=1000)
-    parser.add_argument("--writes", type=int, default=30)
+    parser.add_argument("--writes", type=int, default=12)
     parser.add_argument("--only", choices=("delta", "baseline"), default=None)
     parser.add_argument("--keep-data", action="store_true")
     args = parser.parse_args()
