@@ -139,7 +139,7 @@ class StateMachine:
     def _apply_command(self, writer: StoreWriter, raft_index: int, command: Command) -> Result:
         index = raft_index + self._index_offset  # per command: a restore earlier in the entry moves it
         try:
-            validate(command)
+            validate(command, types_checked=True)  # decode_batch type-checked every command
             if isinstance(command, SnapshotRestoreChunk):
                 return success(self._staging.stage(command))
             if isinstance(command, SnapshotRestoreCommit):

@@ -29,6 +29,7 @@ from typing import Any
 from meshfed.fsm.acl.store import ACLReads, ACLWrites, acl_export
 from meshfed.fsm.config_entries import config_entry_key
 from meshfed.fsm.consul_formats.field_lookup import lookup
+from meshfed.fsm.federation_changes import FederationStateDelta
 from meshfed.fsm.peering.store import (
     PeeringReads,
     PeeringWrites,
@@ -96,6 +97,18 @@ class StateStore(ACLReads, PeeringReads):
             t = self._tables
             states = [t.federation_states[key] for key in sorted(t.federation_states)]
             return t.table_index["federation_states"], states
+
+    def federation_state_changes(self, since: int) -> tuple[int, FederationStateDelta | None]:
+        """The table index and what changed after `since` (None: the caller must resync in full;
+        fsm/federation_changes.py says when). O(changes since), not O(table)."""
+        with self._lock:
+            t = self._tables
+            table_index = t.table_index["federation_states"]
+            changes = t.federation_changes.since(since, table_index)
+            if changes is None:
+                return table_index, None
+            states = [t.federation_states[key] for key in changes.upserted]
+            return table_index, FederationStateDelta(since, tuple(states), changes.deleted)
 
     def federation_state_mesh_gateways(self) -> tuple[int, dict[str, list[CheckServiceNode]]]:
         with self._lock:
@@ -320,6 +333,7 @@ class StoreWriter(ACLWrites, PeeringWrites):
         Raises ValueError and then changes nothing."""
         tables = tables_from_export(data)
         tables.table_index = dict.fromkeys(TABLES, index)
+        tables.federation_changes.reset(index)
         vars(self._t).update(vars(tables))  # in place: the store and this writer share `_t`
         self.changed.update(TABLES)
 
@@ -393,12 +407,16 @@ class StoreWriter(ACLWrites, PeeringWrites):
         self._bump("checks", index)
 
     def put_federation_state(self, state: FederationState, index: int) -> None:
-        self._t.federation_states[state.datacenter.lower()] = state
+        key = state.datacenter.lower()
+        self._t.federation_states[key] = state
         self._bump("federation_states", index)
+        self._t.federation_changes.upserted(key, index)
 
     def delete_federation_state(self, datacenter: str, index: int) -> None:
-        if self._t.federation_states.pop(datacenter.lower(), None) is not None:
+        key = datacenter.lower()
+        if self._t.federation_states.pop(key, None) is not None:
             self._bump("federation_states", index)
+            self._t.federation_changes.deleted(key, index)
 
     def put_server(self, server: ServerInfo, index: int) -> None:
         self._t.servers[server.node.lower()] = server

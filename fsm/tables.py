@@ -13,6 +13,7 @@ from typing import Any
 
 from meshfed.fsm.acl.store import ACL_TABLES, ACLTables, acl_load
 from meshfed.fsm.commands import check_record_types
+from meshfed.fsm.federation_changes import FederationChanges
 from meshfed.fsm.peering.store import PEERING_TABLES, PeeringTables, peering_load
 from meshfed.fsm.records import (
     AutopilotConfig,
@@ -51,6 +52,9 @@ class Tables:
         self.by_kind: dict[str, set[tuple[str, str]]] = {}
         self.checks: dict[str, dict[str, HealthCheck]] = {}  # lower(node) -> check id -> check
         self.federation_states: dict[str, FederationState] = {}  # lower(datacenter) -> state
+        # What changed after an index, for FederationState/ListSince; not snapshotted (a restore
+        # resets its horizon, see fsm/federation_changes.py).
+        self.federation_changes = FederationChanges()
         self.servers: dict[str, ServerInfo] = {}  # lower(node) -> server
         self.config_entries: dict[tuple[str, str], ConfigEntry] = {}  # (lower kind, lower name) -> entry
         self.ca: CAState | None = None
@@ -177,6 +181,8 @@ def tables_from_export(data: dict[str, Any]) -> Tables:
     except Exception as exc:  # a malformed record: KeyError, TypeError, AttributeError, ...
         raise ValueError(f"malformed snapshot record: {type(exc).__name__}: {exc}") from exc
     _raise_indexes_to_rows(tables)
+    # The change log is not in the snapshot: nothing at or before the restored index is answerable.
+    tables.federation_changes.reset(tables.table_index["federation_states"])
     return tables
 
 

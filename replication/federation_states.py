@@ -5,12 +5,16 @@ meshfed diffs by the primary's modify index stored with each replicated copy
 a new leader, whose last remote index starts at 0, then rewrites nothing that is already current
 (operators.md #9196). When the primary's index went backwards (it was rebuilt, so its indexes mean
 nothing to us), the diff compares content instead.
+
+Once it holds an index, the replicator asks only for what changed since (`FederationState/ListSince`,
+issue #13): with 1,000 DCs a change then costs one record on each side instead of the table.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from meshfed.fsm.records import FederationState
 from meshfed.replication.replicator import Diff
@@ -40,6 +44,28 @@ def diff_federation_states(local: Sequence[FederationState], remote: Sequence[Fe
     return Diff(deletions=deletions, updates=updates)
 
 
+@dataclass(frozen=True)
+class RemoteChanges:
+    """The primary's `FederationState/ListSince` answer: records changed after our index, and the
+    lower-cased datacenters deleted since."""
+
+    states: tuple[FederationState, ...]
+    deleted: tuple[str, ...]
+
+
+def diff_federation_changes(lookup: Callable[[str], FederationState | None], changes: RemoteChanges) -> Diff[FederationState]:
+    """Pure: the delta's counterpart of `diff_federation_states`, reading only the rows it names.
+    A deleted datacenter we do not hold and a record we already hold at that primary index (a
+    round applied twice) are skipped."""
+    deletions = [ours for dc in sorted(set(changes.deleted)) if (ours := lookup(dc)) is not None]
+    updates = []
+    for theirs in changes.states:
+        ours = lookup(theirs.datacenter)
+        if ours is None or ours.primary_modify_index != theirs.modify_index:
+            updates.append(replicated_copy(theirs))
+    return Diff(deletions=deletions, updates=updates)
+
+
 def replicated_copy(remote: FederationState) -> FederationState:
     """Local indexes come from our Raft; the primary's modify index is kept alongside."""
     return dataclasses.replace(remote, primary_modify_index=remote.modify_index, create_index=0, modify_index=0)
@@ -54,7 +80,13 @@ class FederationStateDelegate:
         local: Callable[[], list[FederationState]],
         upsert: Callable[[FederationState], Awaitable[None]],
         delete: Callable[[str], Awaitable[None]],
+        fetch_changes: Callable[[int], Awaitable[tuple[int, RemoteChanges | None]]] | None = None,
+        lookup: Callable[[str], FederationState | None] | None = None,
     ) -> None:
+        # With `fetch_changes` (and `lookup` to read one local row) the replicator long-polls for
+        # deltas once it holds an index; without, every round lists and diffs the whole table.
+        self.fetch_changes = fetch_changes if lookup is not None else None
+        self._lookup = lookup or (lambda dc: None)
         self._fetch = fetch
         self._local = local
         self._upsert = upsert
@@ -68,6 +100,9 @@ class FederationStateDelegate:
 
     def diff(self, local: Sequence[FederationState], remote: Sequence[FederationState], full: bool) -> Diff[FederationState]:
         return diff_federation_states(local, remote, full)
+
+    def diff_changes(self, changes: RemoteChanges) -> Diff[FederationState]:
+        return diff_federation_changes(self._lookup, changes)
 
     async def delete_local(self, item: FederationState) -> None:
         await self._delete(item.datacenter)

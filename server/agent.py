@@ -205,6 +205,8 @@ class Agent:
             router=router,
             queries=queries,
             observe=self.metrics.observe_federation_state,
+            # MESHFED_FEDERATION_DELTA=0: followers forward the whole list again (benchmark baseline).
+            datacenter=cfg.datacenter if os.environ.get("MESHFED_FEDERATION_DELTA", "1") != "0" else "",
         )
         self.config_entries = config_entries = ConfigEntryEndpoint(
             datacenter=cfg.datacenter, primary_datacenter=cfg.primary, state=state, raft=raft, router=router,

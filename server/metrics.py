@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summ
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-FEDERATION_STATE_OPS = ("apply", "get", "list", "list_mesh_gateways")
+FEDERATION_STATE_OPS = ("apply", "get", "list", "list_since", "list_mesh_gateways")
 REPLICATED_TYPES = ("federation_state", "config_entry", "ca_roots", "acl_policies", "acl_roles", "acl_tokens")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 

@@ -117,6 +117,12 @@ RPC_METHODS: dict[str, RPCNeedsOf] = {
     "ConnectCA/SignIntermediate": lambda state, body: operator(Access.WRITE),
     "ConnectCA/Sign": _leaf_sign,
     "FederationState/Apply": lambda state, body: operator(Access.WRITE),
+    # The replicators' delta read (issue #13): operator:read, as Consul asks for FederationState.List
+    # and the replication token's recommended rules grant. Not server-only: List is not either, and
+    # a new secondary must be able to sync before the primary holds its federation state. The
+    # index-only form is a follower's read barrier for mesh-gateway reads (which any token may
+    # make, filtered): it reveals an index and no record, so it needs nothing.
+    "FederationState/ListSince": lambda state, body: [] if body.get("index_only") is True else operator(Access.READ),
     "Operator/RaftTransferLeader": lambda state, body: operator(Access.WRITE),
     "Operator/RaftRemovePeer": lambda state, body: operator(Access.WRITE),
     "Operator/AutopilotSetConfiguration": lambda state, body: operator(Access.WRITE),

@@ -1,4 +1,5 @@
-"""FederationState.* (reference/federation.md §3): Apply, Get, List, ListMeshGateways.
+"""FederationState.* (reference/federation.md §3): Apply, Get, List, ListMeshGateways, and meshfed's
+ListSince (issue #13): only what changed after the caller's index, for the secondaries' replicators.
 
 Every write is re-targeted to the primary datacenter before routing, wherever it arrives, so
 secondaries only ever change federation states through replication.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meshfed.fsm import FederationStateDelete, FederationStateUpsert
@@ -25,6 +26,7 @@ from meshfed.server.endpoints.writes import propose
 
 TABLES = ("federation_states",)
 
+BARRIER_CATCH_UP = 2.0  # seconds a follower waits to apply the leader's index before forwarding the list
 OP_UPSERT = "upsert"
 OP_DELETE = "delete"
 
@@ -43,8 +45,12 @@ class FederationStateEndpoint:
         router: RequestRouter,
         queries: Queries,
         observe: Callable[[str, float], None] | None = None,
+        datacenter: str = "",
     ) -> None:
         self._primary = primary_datacenter
+        # This server's datacenter; when set, a follower answers default-consistency mesh-gateway
+        # reads from its own store after an index-only barrier on the leader (list_mesh_gateways).
+        self._datacenter = datacenter
         self._state = state
         self._raft = raft
         self._router = router
@@ -57,6 +63,7 @@ class FederationStateEndpoint:
             "FederationState/Apply": self.apply,
             "FederationState/Get": self.get,
             "FederationState/List": self.list,
+            "FederationState/ListSince": self.list_since,
             "FederationState/ListMeshGateways": self.list_mesh_gateways,
         }
 
@@ -118,6 +125,32 @@ class FederationStateEndpoint:
 
         return await self._router.serve("FederationState/List", header, body, local, write=False)
 
+    async def list_since(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """body: {"since": index} (defaults to the header's MinQueryIndex) -> {"resync": True} when
+        only a full List is correct (fsm/federation_changes.py), else {"resync": False, "states":
+        [wire of each record changed after `since`], "deleted": [lower-cased datacenters]}.
+
+        A blocking query like List: with MinQueryIndex it waits for a change after that index, so
+        a replicator long-polls on it and each write costs what it changed, not the table."""
+        since = body.get("since", header.min_query_index) if isinstance(body, dict) else header.min_query_index
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise invalid("invalid request: since must be an integer >= 0")
+        index_only = isinstance(body, dict) and body.get("index_only") is True
+
+        async def local() -> tuple[QueryMeta, Any]:
+            if index_only:  # a follower's read barrier: the table index, no data
+                meta, _ = await self._queries.run(header, TABLES, lambda: (self._state.index(*TABLES), None))
+                return meta, {}
+            started = time.perf_counter()
+            meta, delta = await self._queries.run(header, TABLES, lambda: self._state.federation_state_changes(since))
+            self._observe("list_since", time.perf_counter() - started)
+            if delta is None:
+                return meta, {"resync": True}
+            return meta, {"resync": False, "states": [self._wire.wire(s) for s in delta.states],
+                          "deleted": list(delta.deleted)}
+
+        return await self._router.serve("FederationState/ListSince", header, body, local, write=False)
+
     async def list_mesh_gateways(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         async def local() -> tuple[QueryMeta, Any]:
             started = time.perf_counter()
@@ -125,4 +158,36 @@ class FederationStateEndpoint:
             self._observe("list_mesh_gateways", time.perf_counter() - started)
             return meta, self._wire.mesh_gateways(states)
 
-        return await self._router.serve("FederationState/ListMeshGateways", header, body, local, write=False)
+        target = header.datacenter or self._datacenter
+        if not self._datacenter or target.lower() != self._datacenter.lower():
+            return await self._router.serve("FederationState/ListMeshGateways", header, body, local, write=False)
+        return await self._mesh_gateways_after_barrier(header, body, local)
+
+    async def _mesh_gateways_after_barrier(
+        self, header: RequestHeader, body: Any, local: Callable[[], Awaitable[tuple[QueryMeta, Any]]]
+    ) -> tuple[QueryMeta, Any]:
+        """Where the router would forward to the leader, forward only an index-only ListSince (the
+        same blocking wait, a reply of a few bytes), then answer from this server's own store once
+        it has applied that index: with 1,000 DCs the leader no longer msgpack-encodes 3 MB per
+        follower call, nor the follower decodes and compares it. The answer is as fresh as the
+        leader's (the entry that set the leader's index is applied here before we read). If this
+        store does not catch up within BARRIER_CATCH_UP seconds, the whole list is forwarded."""
+        served_here = False
+
+        async def here() -> tuple[QueryMeta, Any]:
+            nonlocal served_here
+            served_here = True
+            return await local()
+
+        answer = await self._router.serve("FederationState/ListSince", header,
+                                          {"since": header.min_query_index, "index_only": True}, here, write=False)
+        if served_here:
+            return answer
+        meta, _ = answer
+        caught_up = RequestHeader(datacenter=header.datacenter, allow_stale=True, min_query_index=meta.index - 1,
+                                  max_query_time=BARRIER_CATCH_UP)
+        local_meta, states = await self._queries.run(caught_up, TABLES, self._state.federation_state_list)
+        if local_meta.index < meta.index:
+            return await self._router.serve("FederationState/ListMeshGateways", header, body, local, write=False)
+        self._observe("list_mesh_gateways", 0.0)
+        return meta, self._wire.mesh_gateways(states)

@@ -15,11 +15,13 @@ replication gauges list every loop that copies from the primary. On step-down th
 from __future__ import annotations
 
 import datetime
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import grpc
 from prometheus_client.core import GaugeMetricFamily
 
 from meshfed.fsm import (
@@ -40,9 +42,10 @@ from meshfed.fsm.records import ConfigEntry, FederationState, federation_state_f
 from meshfed.fsm.state import StateStore
 from meshfed.replication.acl_delegates import policy_delegate, role_delegate, token_delegate
 from meshfed.replication.config_entries import ConfigEntryDelegate
-from meshfed.replication.federation_states import FederationStateDelegate
+from meshfed.replication.federation_states import FederationStateDelegate, RemoteChanges
 from meshfed.replication.loop import ReplicationStatus
 from meshfed.replication.replicator import Delegate, Replicator
+from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import RequestHeader
 from meshfed.server.config.loader import Config
 from meshfed.server.endpoints.acl import ACLEndpoint
@@ -56,6 +59,16 @@ from meshfed.server.raft import RaftNode
 from meshfed.server.wan.gateway_locator import GatewayLocator
 
 REPLICATED = ("federation_state", "config_entry")
+# A full resync of 1,000 DCs one record per paced apply took 10 s at the default limit of 100/s;
+# this many concurrent proposals per paced step are committed together by the Raft layer.
+FEDERATION_APPLY_BATCH = 64
+# "0" turns off the delta long-poll (FederationState/ListSince) and batched applies: every round
+# lists the whole table and applies one record per paced step, as before issue #13. Read when a leadership term starts; for benchmarks' same-run baselines.
+DELTA_ENV = "MESHFED_FEDERATION_DELTA"
+
+
+def delta_replication_enabled() -> bool:
+    return os.environ.get(DELTA_ENV, "1") != "0"
 ACL_REPLICATED = ("acl_policies", "acl_roles", "acl_tokens")
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time, as Consul shows "never"
 
@@ -153,6 +166,21 @@ class SecondaryReplication:
         meta, states = await self._endpoint.list(header, {})
         return meta.index, [federation_state_from_wire(s) for s in states]
 
+    async def _fetch_changes(self, since: int) -> tuple[int, RemoteChanges | None]:
+        """A long-poll for what changed after `since`; None asks for a full resync, also when the
+        primary predates ListSince (UNIMPLEMENTED) or our token may List but not ListSince."""
+        header = self._primary_header(since)
+        try:
+            meta, body = await self._endpoint.list_since(header, {"since": since})
+        except RPCError as exc:
+            if exc.code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.PERMISSION_DENIED):
+                return 0, None
+            raise
+        if not isinstance(body, dict) or body.get("resync", True):
+            return meta.index, None
+        states = tuple(federation_state_from_wire(s) for s in body.get("states") or ())
+        return meta.index, RemoteChanges(states, tuple(str(dc) for dc in body.get("deleted") or ()))
+
     async def _upsert_local(self, state: FederationState) -> None:
         await propose(self._raft, uuid.uuid4().hex, FederationStateUpsert(state))
 
@@ -165,11 +193,14 @@ class SecondaryReplication:
             local=lambda: self._state.federation_state_list()[1],
             upsert=self._upsert_local,
             delete=self._delete_local,
+            fetch_changes=self._fetch_changes if delta_replication_enabled() else None,
+            lookup=lambda dc: self._state.federation_state_get(dc)[1],
         )
         try:
             # Only federation-state fetches feed the locator's replication signal (reference §7.3).
             await self._run_replicator(
-                delegate, lambda error: self._locator.set_replication_result(error, from_replication=True)
+                delegate, lambda error: self._locator.set_replication_result(error, from_replication=True),
+                apply_batch=FEDERATION_APPLY_BATCH if delta_replication_enabled() else 1,
             )
         finally:
             self._locator.reset_replication_signal()
@@ -233,7 +264,7 @@ class SecondaryReplication:
         await self._run_replicator(delegate, None)
 
     async def _run_replicator(
-        self, delegate: Delegate[Any], on_fetch: Callable[[Exception | None], None] | None
+        self, delegate: Delegate[Any], on_fetch: Callable[[Exception | None], None] | None, apply_batch: int = 1,
     ) -> None:
         cfg = self.config
         replicator: Replicator[Any] = Replicator(
@@ -241,6 +272,7 @@ class SecondaryReplication:
             rate=cfg.replication_rate,
             burst=cfg.replication_burst,
             apply_limit=cfg.replication_apply_limit,
+            apply_batch=apply_batch,
             on_fetch=on_fetch,
             on_round=self.replication_round,
         )

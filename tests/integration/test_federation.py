@@ -8,11 +8,13 @@ in reference/federation.md. Tests run in file order against one federation (a fr
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,10 @@ import pytest
 import requests
 from cryptography import x509
 
+from meshfed.fsm.records import FederationState, to_wire
+from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.header import RequestHeader
+from meshfed.rpc.tls import load_channel_credentials
 from meshfed.server.cli.launcher import (
     FederatedDatacenter,
     GatewayProcess,
@@ -117,6 +123,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[FederatedData
     try:
         start_federation(dcs, timeout=60)
         dcs[0].extra_gateways = extra  # type: ignore[attr-defined]
+        dcs[0].root = root  # type: ignore[attr-defined]
         yield dcs
     finally:
         for process in processes + extra:
@@ -263,6 +270,47 @@ def _metric(server: ServerProcess, sample: str) -> float:
         if line.startswith(sample + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def _apply_state(dc1: FederatedDatacenter, state: FederationState) -> None:
+    """A federation-state write over mTLS gRPC, as a secondary's anti-entropy sends it."""
+    tls = f"{dc1.root}/tls"  # type: ignore[attr-defined]
+
+    async def call() -> None:
+        pool = ConnectionPool(load_channel_credentials(f"{tls}/consul-agent-ca.pem", f"{tls}/dc1-server-consul-0.pem",
+                                                       f"{tls}/dc1-server-consul-0-key.pem"))
+        try:
+            _, reply = await pool.call(leader_of(dc1).rpc_address, "FederationState/Apply",
+                                       RequestHeader(request_id=uuid.uuid4().hex), {"op": "upsert", "state": to_wire(state)},
+                                       timeout=10, server_name="server.dc1.consul")
+            assert reply is True
+        finally:
+            await pool.close()
+
+    asyncio.run(call())
+
+
+def test_an_update_and_a_deletion_replicate_as_deltas(fed: list[FederatedDatacenter]) -> None:
+    """Issue #13: once in sync, dc2 long-polls FederationState/ListSince and gets only what changed;
+    the primary answers no full List meanwhile."""
+    dc1, dc2 = fed
+
+    def served(op: str) -> float:
+        return sum(_metric(s, f"consul_federation_state_{op}_count") for s in dc1.servers)
+
+    def ghost(server: ServerProcess) -> str | None:
+        answer = get(server, "/v1/internal/federation-state/dc-ghost?stale")
+        return answer.json()["State"]["UpdatedAt"] if answer.status_code == 200 else None
+
+    lists, deltas = served("list"), served("list_since")
+    for marker in ("2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z"):  # a new record, then an update of it
+        _apply_state(dc1, FederationState("dc-ghost", updated_at=marker))
+        wait_until(lambda marker=marker: all(ghost(s) == marker for s in dc2.servers), 15, interval=0.2,
+                   what=f"dc-ghost at {marker} in dc2")
+    assert S.delete(leader_of(dc1).http + "/v1/internal/federation-state/dc-ghost", timeout=15).status_code == 200
+    wait_until(lambda: all(ghost(s) is None for s in dc2.servers), 15, interval=0.2, what="the deletion in dc2")
+    assert served("list_since") >= deltas + 3
+    assert served("list") == lists, "the secondary fell back to full Lists"
 
 
 # ---- step 5 ---------------------------------------------------------------------------------------

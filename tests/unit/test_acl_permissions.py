@@ -188,3 +188,10 @@ def test_rpc_reads_of_acl_state_need_acl_read_even_when_called_directly() -> Non
             check(method, RequestHeader(), {})
         assert caught.value.code == grpc.StatusCode.PERMISSION_DENIED, method
     check("ACL/TokenRead", RequestHeader(token="s-read"), {"accessor_id": "a-read"})
+
+
+def test_list_since_needs_operator_read_but_its_index_only_barrier_needs_nothing() -> None:
+    from meshfed.server.acl.needs import Access, Need
+    needs_of = RPC_METHODS["FederationState/ListSince"]
+    assert needs_of(None, {"since": 3}) == [Need("operator", Access.READ)]  # type: ignore[arg-type]
+    assert needs_of(None, {"since": 3, "index_only": True}) == []  # type: ignore[arg-type]

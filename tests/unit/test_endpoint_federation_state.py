@@ -164,3 +164,77 @@ def test_a_read_for_another_datacenter_is_served_there() -> None:
             await dc2.endpoint.list(RequestHeader(datacenter="dc1"), {})
 
     asyncio.run(scenario())
+
+
+def test_list_since_answers_changes_deletions_and_resync() -> None:
+    dc1 = DC("dc1")
+
+    async def scenario() -> None:
+        for name in ("dc2", "dc3", "dc4"):
+            await dc1.endpoint.apply(RequestHeader(), {"op": "upsert", "state": wire_state(name)})
+        await dc1.endpoint.apply(RequestHeader(), {"op": "delete", "state": {"datacenter": "DC3"}})
+        _, full = await dc1.endpoint.list_since(RequestHeader(), {"since": 0})
+        assert full == {"resync": True}
+        meta, delta = await dc1.endpoint.list_since(RequestHeader(min_query_index=1), {"since": 1})
+        assert meta.index == 4 and delta["resync"] is False
+        assert [s["datacenter"] for s in delta["states"]] == ["dc4"] and delta["deleted"] == ["dc3"]
+        _, ahead = await dc1.endpoint.list_since(RequestHeader(), {"since": 99})
+        assert ahead == {"resync": True}
+        _, barrier = await dc1.endpoint.list_since(RequestHeader(), {"since": 0, "index_only": True})
+        assert barrier == {}
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("since", [-1, "3", True, 1.5])
+def test_list_since_refuses_a_bad_index(since: Any) -> None:
+    with pytest.raises(RPCError, match="since must be an integer") as caught:
+        asyncio.run(DC("dc1").endpoint.list_since(RequestHeader(), {"since": since}))
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ForwardingRouter:
+    """A follower's router for default-consistency reads: everything goes to the leader."""
+
+    def __init__(self, leader: FederationStateEndpoint) -> None:
+        self.leader = leader
+        self.methods: list[str] = []
+
+    async def serve(self, method: str, header: RequestHeader, body: Any, local: Any, *, write: bool) -> Any:
+        self.methods.append(method)
+        return await self.leader.handlers()[method](header.forwarded(), body)
+
+
+def put_state(dc: DC, name: str, index: int) -> None:
+    with dc.twin.state.writer() as writer:
+        writer.put_federation_state(FederationState(name, (gateway(f"{name}-gw"),), modify_index=index), index)
+
+
+def test_a_follower_answers_mesh_gateways_from_its_store_after_an_index_barrier(monkeypatch: pytest.MonkeyPatch) -> None:
+    import meshfed.server.endpoints.federation_state as module
+
+    monkeypatch.setattr(module, "BARRIER_CATCH_UP", 0.2)
+    leader, follower_twin = DC("dc1"), server_twin("dc1")
+    leader_endpoint = FederationStateEndpoint(primary_datacenter="dc1", state=leader.twin.state, raft=leader.twin.raft,
+                                              router=leader.twin.router, queries=leader.twin.queries, datacenter="dc1")
+    router = ForwardingRouter(leader_endpoint)
+    follower = FederationStateEndpoint(primary_datacenter="dc1", state=follower_twin.state, raft=follower_twin.raft,
+                                       router=router, queries=follower_twin.queries, datacenter="dc1")
+
+    async def scenario() -> None:
+        for index, name in enumerate(("dc2", "dc3"), start=1):
+            put_state(leader, name, index)
+            with follower_twin.state.writer() as writer:  # the follower has applied the same entries
+                writer.put_federation_state(leader.twin.state.federation_state_get(name)[1], index)
+        meta, by_dc = await follower.list_mesh_gateways(RequestHeader(), {})
+        assert sorted(by_dc) == ["dc2", "dc3"] and meta.index == 2
+        assert router.methods == ["FederationState/ListSince"]  # the barrier only, no list forwarded
+        _, on_leader = await leader_endpoint.list_mesh_gateways(RequestHeader(), {})  # served here: the list itself
+        assert on_leader == by_dc
+        # The leader moves on and this follower does not catch up: the whole list is forwarded.
+        put_state(leader, "dc4", 3)
+        meta, by_dc = await follower.list_mesh_gateways(RequestHeader(), {})
+        assert sorted(by_dc) == ["dc2", "dc3", "dc4"] and meta.index == 3
+        assert router.methods[1:] == ["FederationState/ListSince", "FederationState/ListMeshGateways"]
+
+    asyncio.run(scenario())
