@@ -33,7 +33,7 @@ from meshfed.fsm.commands import (
     validate,
     with_defaults,
 )
-from meshfed.fsm.log_entries import decode_batch, encode_batch
+from meshfed.fsm.log_entries import decode_batch, encode_batch, encode_entry, join_entries
 from meshfed.fsm.machine import DEDUPE_WINDOW, StateMachine
 from meshfed.fsm.results import (
     CODE_CONFLICT,
@@ -83,6 +83,8 @@ __all__ = [
     "decode_batch",
     "decode_frame",
     "encode_batch",
+    "encode_entry",
+    "join_entries",
     "encode_frame",
     "validate",
     "with_defaults",

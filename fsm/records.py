@@ -89,7 +89,7 @@ class NodeService:
     modify_index: int = 0
 
     def is_same(self, other: NodeService) -> bool:
-        return _without_indexes(self) == _without_indexes(other)
+        return _fields_equal(self, other, _compared_fields(NodeService))
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,9 @@ class HealthCheck:
     modify_index: int = 0
 
     def is_same(self, other: HealthCheck) -> bool:
-        mine = _without_indexes(self)
-        theirs = _without_indexes(other)
-        for d in (mine, theirs):
-            d.pop("status_updated_at", None)
-            d["node"] = d["node"].lower()
-        return mine == theirs
+        return self.node.lower() == other.node.lower() and _fields_equal(
+            self, other, _compared_fields(HealthCheck, ("node", "status_updated_at"))
+        )
 
 
 @dataclass(frozen=True)
@@ -249,11 +246,17 @@ class AutopilotConfig:
     modify_index: int = 0
 
 
-def _without_indexes(record: Any) -> dict[str, Any]:
-    data = dataclasses.asdict(record)
-    data.pop("create_index", None)
-    data.pop("modify_index", None)
-    return data
+@functools.cache
+def _compared_fields(cls: type, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The fields `is_same` compares: all but the raft indexes (and `skip`)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("create_index", "modify_index", *skip))
+
+
+def _fields_equal(a: Any, b: Any, names: tuple[str, ...]) -> bool:
+    """Field-by-field equality. Same answer as comparing `dataclasses.asdict` copies (nested
+    records compare by their fields either way) without deep-copying both records: apply calls
+    this for every registration, on every server."""
+    return all(getattr(a, name) == getattr(b, name) for name in names)
 
 
 # ---- wire form (msgpack-able dicts, snake_case keys) --------------------------------------------

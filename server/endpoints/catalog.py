@@ -16,6 +16,9 @@ from meshfed.fsm.records import (
     STATUS_CRITICAL,
     STATUS_PASSING,
     STATUS_WARNING,
+    HealthCheck,
+    Node,
+    NodeService,
     check_from_wire,
     node_from_wire,
     service_from_wire,
@@ -27,6 +30,7 @@ from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import Handler
 from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
+from meshfed.server.requests.router import LazyBody
 
 NODES = ("nodes",)
 NODE_SERVICES = ("nodes", "services")
@@ -81,6 +85,19 @@ class CatalogEndpoint:
             raise invalid(f"invalid request: {exc}") from None
         command = CatalogRegister(node=node, service=service, checks=checks)
         return await self._write_health("Catalog/Register", header, body, command)
+
+    async def register_records(
+        self, header: RequestHeader, node: Node, service: NodeService | None, checks: tuple[HealthCheck, ...]
+    ) -> tuple[QueryMeta, Any]:
+        """`register` for a caller that has the records already (the HTTP route): on the leader
+        they go into the command as they are; the wire body is built only if the call is forwarded.
+        `propose` validates the command either way."""
+
+        def wire() -> dict[str, Any]:
+            return {"node": to_wire(node), "service": to_wire(service) if service else None, "checks": to_wire(checks)}
+
+        command = CatalogRegister(node=node, service=service, checks=checks)
+        return await self._write_health("Catalog/Register", header, LazyBody(wire), command)
 
     async def deregister(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         node = _field(body, "node")

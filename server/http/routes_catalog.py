@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from meshfed.fsm.records import node_from_wire, service_from_wire, to_wire
+from meshfed.fsm.records import node_from_wire, service_from_wire
 from meshfed.rpc.header import RequestHeader
 from meshfed.server.http import filter_schemas, routes_peering
 from meshfed.server.http.api import api_of, read_json
@@ -38,13 +38,13 @@ async def register(request: web.Request) -> web.Response:
     target = header.datacenter or api.datacenter
     # Decoded once per request (the ACL check may have done it); the datacenter is set just below.
     node, service, checks = once_per_request(request, "catalog_register", lambda: decode_catalog_register(raw, target))
-    node = dataclasses.replace(node, datacenter=target)  # the record names the DC that stores it
-    body = {"node": to_wire(node), "service": to_wire(service) if service else None, "checks": to_wire(checks)}
+    if node.datacenter != target:
+        node = dataclasses.replace(node, datacenter=target)  # the record names the DC that stores it
     if TRACE is None:
-        _, ok = await api.catalog.register(header, body)
+        _, ok = await api.catalog.register_records(header, node, service, checks)
         return json_body(ok)
     try:
-        _, ok = await api.catalog.register(header, body)
+        _, ok = await api.catalog.register_records(header, node, service, checks)
     except Exception as exc:
         TRACE.record("http_register", rid=header.request_id, node=node.node, error=f"{type(exc).__name__}: {exc}")
         raise

@@ -37,7 +37,7 @@ from typing import Any
 from pysyncobj import SyncObjConf
 from pysyncobj.config import FAIL_REASON
 
-from meshfed.fsm import Command, Noop, Result, StateMachine, encode_batch
+from meshfed.fsm import Command, Noop, Result, StateMachine, encode_entry, join_entries
 from meshfed.server.raft import storage as raft_storage
 from meshfed.server.raft.changes import MAYBE_APPLIED, NOT_APPLIED, MembershipOps
 from meshfed.server.raft.durability import JOURNAL_SYNC_INTERVAL, SYNC_ALWAYS, SYNC_INTERVAL, DiskFullError
@@ -114,7 +114,8 @@ class RaftNode(NodeStatus, MembershipOps):
         self._thread: threading.Thread | None = None
         self._tick_errors = 0
         self._tick_calls: collections.deque[Callable[[], None]] = collections.deque()  # run on the tick thread
-        self._pending: list[tuple[str, Command, asyncio.Future[Result]]] = []
+        # Proposals not yet in a log entry: (request id, the command encoded once, its future).
+        self._pending: list[tuple[str, bytes, asyncio.Future[Result]]] = []
         self._inflight: dict[int, tuple[float, list[asyncio.Future[Result]]]] = {}
         self._batch_ids = itertools.count(1)
         self._flush_scheduled = False
@@ -251,9 +252,10 @@ class RaftNode(NodeStatus, MembershipOps):
         """
         loop = asyncio.get_running_loop()
         futures = []
-        for request_id, command in commands:
+        encoded = [(request_id, encode_entry(request_id, command)) for request_id, command in commands]
+        for request_id, item in encoded:
             future: asyncio.Future[Result] = loop.create_future()
-            self._pending.append((request_id, command, future))
+            self._pending.append((request_id, item, future))
             futures.append(future)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -283,7 +285,7 @@ class RaftNode(NodeStatus, MembershipOps):
         self._expire_lost_batches()
         while self._pending and len(self._inflight) < MAX_INFLIGHT_BATCHES:
             batch = self._take_batch()
-            payload = encode_batch([(rid, cmd) for rid, cmd, _ in batch])
+            payload = join_entries([item for _, item, _ in batch])
             try:
                 self._guard.reserve(len(payload))
             except DiskFullError as exc:
@@ -330,11 +332,16 @@ class RaftNode(NodeStatus, MembershipOps):
                     if not future.done():
                         future.set_exception(exc)
 
-    def _take_batch(self) -> list[tuple[str, Command, asyncio.Future[Result]]]:
-        batch = self._pending[:MAX_BATCH_COMMANDS]
-        while len(batch) > 1 and len(encode_batch([(r, c) for r, c, _ in batch])) > MAX_BATCH_BYTES:
-            batch = batch[: len(batch) // 2]
-        del self._pending[: len(batch)]
+    def _take_batch(self) -> list[tuple[str, bytes, asyncio.Future[Result]]]:
+        """The oldest pending proposals that fit one entry (at least one, whatever its size)."""
+        size, count = 3, 0  # the payload's array header takes up to 3 bytes (join_entries)
+        for _, item, _ in self._pending[:MAX_BATCH_COMMANDS]:
+            size += len(item)
+            if count and size > MAX_BATCH_BYTES:
+                break
+            count += 1
+        batch = self._pending[:count]
+        del self._pending[:count]
         return batch
 
     def _complete(self, batch_id: int, results: Any, error: int) -> None:

@@ -8,10 +8,11 @@ The overrides, each with its reason at the method:
 - `_SyncObj__onMessageReceived`: Raft's log-matching rules on AppendEntries the library gets wrong
   (server/raft/log_matching.py), and the contact times behind KnownLeader and peer health;
 - `_SyncObj__sendNextNodeIdx`: never acknowledge more than the leader sent;
-- `_onTick` and `meshfed_before_send` (called by server/raft/transport.py): durable
-  acknowledgements. In "always" sync mode the journal is synced at the start of every tick (before
-  the leader counts itself toward a commit) and before a follower's append acknowledgement leaves
-  (server/raft/durability.py);
+- `_onTick`, `_checkCommandsToApply` and `meshfed_before_send` (called by
+  server/raft/transport.py): durable acknowledgements. In "always" sync mode the journal is synced
+  at the start of every tick (before the leader counts itself toward a commit), right after the
+  leader appends new proposals (so its sync overlaps the followers' round trip) and before a
+  follower's append acknowledgement leaves (server/raft/durability.py);
 - `_SyncObj__doChangeCluster` / `_addNodeToCluster`: dynamic membership. Every change the library
   applies is written to the members file (server/raft/membership.py), and a join request over the
   utility protocol is refused unless this node leads and the quorum-safety rule allows it;
@@ -149,6 +150,16 @@ class GuardedSyncObj(SyncObj):
         transport = self._SyncObj__transport
         for node in self._SyncObj__otherNodes:
             transport.send(node, {"type": KEEPALIVE})
+
+    def _checkCommandsToApply(self) -> None:  # noqa: N802 (library name)
+        """The leader appends new proposals here, sends them, then waits in poll for the acks.
+        Syncing right after the append overlaps the leader's sync with the followers' round trip
+        (their own syncs included); otherwise it ran at the next tick's start, after the acks had
+        arrived, adding one sync to every commit. The tick-start sync stays: it is what guarantees
+        the leader counts itself only for synced entries (a no-op here when nothing is new)."""
+        super()._checkCommandsToApply()
+        if self.meshfed_sync_mode == SYNC_ALWAYS:
+            self.meshfed_sync()
 
     def _SyncObj__getEntries(  # noqa: N802, N803 (library names)
         self, fromIDx: int | None, count: int | None = None, maxSizeBytes: int | None = None

@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from meshfed.fsm.records import Node, to_wire
+from meshfed.fsm.records import Node, NodeService, to_wire
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import RequestHeader
@@ -71,6 +71,7 @@ HTTP_FLOOR_SECONDS = 2.0
 REQUEST_TIMEOUT = 10.0
 ISSUE_P50_LIMIT_MS = 10.0
 RPC_PORT = 8300
+SERVICE_NAME = "web"
 
 
 # ---- raw PySyncObj baseline -------------------------------------------------------------------
@@ -215,10 +216,13 @@ def _cpu_share(before: float | None, after: float | None, seconds: float) -> flo
 
 
 class Writes:
-    """Numbered catalog registrations: 256 node names, each write changes the node's address."""
+    """Numbered catalog registrations: 256 node names, each write changes the node's address.
+    With `service`, each write also registers one service on the node (the write users make:
+    issue #13 goal 4 measures this one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, service: bool = False) -> None:
         self.next = 0
+        self.service = service
 
     def take(self) -> int:
         self.next += 1
@@ -229,11 +233,12 @@ class Writes:
         return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
 
     def http_body(self, i: int) -> dict[str, Any]:
-        return registration(f"bench-{i % NODE_NAMES}", self.address(i))
+        return registration(f"bench-{i % NODE_NAMES}", self.address(i), SERVICE_NAME if self.service else None)
 
     def rpc_body(self, i: int) -> dict[str, Any]:
         node = Node(node=f"bench-{i % NODE_NAMES}", address=self.address(i), datacenter=BENCH_DATACENTER)
-        return {"node": to_wire(node), "service": None, "checks": []}
+        service = NodeService(id=SERVICE_NAME, service=SERVICE_NAME, port=8080) if self.service else None
+        return {"node": to_wire(node), "service": to_wire(service) if service else None, "checks": []}
 
 
 class PhaseResult:
@@ -347,7 +352,7 @@ async def http_floor(session: aiohttp.ClientSession, url: str, seconds: float) -
 async def run_meshfed_phases(datacenter: Datacenter, seconds: float) -> dict[str, Any]:
     leader = datacenter.leader()
     follower = datacenter.followers()[0]
-    writes = Writes()
+    writes, with_service = Writes(), Writes(service=True)
     figures: dict[str, Any] = {"leader": leader.node, "follower_used": follower.node}
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     connector = aiohttp.TCPConnector(limit=0)
@@ -372,6 +377,9 @@ async def run_meshfed_phases(datacenter: Datacenter, seconds: float) -> dict[str
         figures[f"http_concurrent_{CONCURRENCY}_leader"] = await measured_phase(
             datacenter, CONCURRENCY, seconds, http_writer(session, leader_url, writes)
         )
+        figures[f"http_concurrent_{CONCURRENCY}_leader_with_service"] = await measured_phase(
+            datacenter, CONCURRENCY, seconds, http_writer(session, leader_url, with_service)
+        )
     pool = ConnectionPool()
     try:
         rpc_address = f"{leader.address}:{RPC_PORT}"
@@ -380,6 +388,9 @@ async def run_meshfed_phases(datacenter: Datacenter, seconds: float) -> dict[str
         )
         figures[f"grpc_concurrent_{CONCURRENCY}_leader"] = await measured_phase(
             datacenter, CONCURRENCY, seconds, rpc_writer(pool, rpc_address, writes)
+        )
+        figures[f"grpc_concurrent_{CONCURRENCY}_leader_with_service"] = await measured_phase(
+            datacenter, CONCURRENCY, seconds, rpc_writer(pool, rpc_address, with_service)
         )
     finally:
         await pool.close()
@@ -404,6 +415,8 @@ def ratios(raw: dict[str, Any], meshfed: dict[str, Any]) -> dict[str, Any]:
     http_conc = meshfed[f"http_concurrent_{CONCURRENCY}_leader"]
     rpc_seq = meshfed["grpc_sequential_leader"]
     rpc_conc = meshfed[f"grpc_concurrent_{CONCURRENCY}_leader"]
+    http_svc = meshfed[f"http_concurrent_{CONCURRENCY}_leader_with_service"]
+    rpc_svc = meshfed[f"grpc_concurrent_{CONCURRENCY}_leader_with_service"]
 
     def p50(figures: dict[str, Any]) -> float | None:
         value: float | None = figures["latency"].get("p50_ms")
@@ -416,6 +429,10 @@ def ratios(raw: dict[str, Any], meshfed: dict[str, Any]) -> dict[str, Any]:
         "grpc_sequential_ops__over__raw_sequential_ops": ratio(rpc_seq["ops_per_s"], raw_seq["ops_per_s"]),
         "http_concurrent_ops__over__raw_pipelined_ops": ratio(http_conc["ops_per_s"], raw_pipe["ops_per_s"]),
         "grpc_concurrent_ops__over__raw_pipelined_ops": ratio(rpc_conc["ops_per_s"], raw_pipe["ops_per_s"]),
+        # Issue #13 goal 4: >= 1.0, and gRPC within 10 % of HTTP.
+        "http_concurrent_with_service_ops__over__raw_pipelined_ops": ratio(http_svc["ops_per_s"], raw_pipe["ops_per_s"]),
+        "grpc_concurrent_with_service_ops__over__raw_pipelined_ops": ratio(rpc_svc["ops_per_s"], raw_pipe["ops_per_s"]),
+        "grpc_with_service_ops__over__http_with_service_ops": ratio(rpc_svc["ops_per_s"], http_svc["ops_per_s"]),
     }
 
 

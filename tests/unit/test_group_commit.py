@@ -13,7 +13,16 @@ from typing import Any
 
 import pytest
 
-from meshfed.fsm import CatalogRegister, CheckUpdate, Command, Noop, StateMachine, encode_batch
+from meshfed.fsm import (
+    CatalogRegister,
+    CheckUpdate,
+    Command,
+    Noop,
+    StateMachine,
+    encode_batch,
+    encode_entry,
+    join_entries,
+)
 from meshfed.fsm.records import Node
 from meshfed.server.raft import RaftNode, RaftTimings
 from meshfed.server.raft.node import MAX_BATCH_BYTES, MAX_BATCH_COMMANDS
@@ -36,7 +45,7 @@ def big_register(name: str, size: int) -> CatalogRegister:
 
 def bare_node(commands: list[tuple[str, Command]]) -> RaftNode:
     node = RaftNode.__new__(RaftNode)  # only _pending is used by _take_batch
-    node._pending = [(rid, cmd, None) for rid, cmd in commands]  # type: ignore[misc]
+    node._pending = [(rid, encode_entry(rid, cmd), None) for rid, cmd in commands]  # type: ignore[misc]
     return node
 
 
@@ -63,10 +72,10 @@ def test_take_batch_keeps_each_batch_under_the_byte_limit(size: int, count: int)
     while node._pending:
         batch = node._take_batch()
         assert batch
-        payload = encode_batch([(rid, cmd) for rid, cmd, _ in batch])
+        payload = join_entries([item for _, item, _ in batch])
+        assert payload == encode_batch([(rid, by_id[rid]) for rid, _, _ in batch])
         assert len(payload) <= MAX_BATCH_BYTES or len(batch) == 1
         seen.extend(rid for rid, _, _ in batch)
-        assert all(by_id[rid] is cmd for rid, cmd, _ in batch)
     assert seen == [rid for rid, _ in commands]
 
 
