@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -16,16 +15,28 @@ from meshfed.server.cli.launcher import (
     processes_of,
     start_federation,
 )
+from tests.ports import this_worker
 
 from .harness import Datacenter
 
 # Blocks 127.0.20.x-127.0.199.x; a fresh block per datacenter avoids reusing sockets across tests
-# (benchmarks and manual runs use 127.0.200.x and above).
-_blocks = itertools.count(20 + (os.getpid() % 30) * 4)
+# (benchmarks and manual runs use 127.0.200.x and above). Under pytest-xdist the workers share one
+# network namespace, so each takes its own slice of the range; a worker that uses up its slice
+# starts it again, reusing blocks whose datacenters stopped long before.
+_FIRST, _LAST = 20, 199
+_worker, _workers = this_worker()
+_size = (_LAST + 1 - _FIRST) // _workers
+_start = _FIRST + _worker * _size
+_offset = (os.getpid() % 30) * 4 % _size if _workers == 1 else 0
 
 
-def next_block() -> int:
-    return next(_blocks)
+def next_block(span: int = 1) -> int:
+    """The first of `span` consecutive fresh blocks (a demo puts its second datacenter on the next)."""
+    global _offset
+    if _offset + span > _size:
+        _offset = 0
+    _offset += span
+    return _start + _offset - span
 
 
 @contextlib.contextmanager

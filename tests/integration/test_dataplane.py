@@ -26,6 +26,7 @@ from meshfed.server.cli.launcher import (
     processes_of,
     start_federation,
 )
+from tests.ports import local_port
 
 from .conftest import next_block
 from .harness import wait_until
@@ -33,7 +34,7 @@ from .test_federation import leader_of, tcp_peers
 
 S = requests.Session()
 ECHO_PORT, SIDECAR_PORT = 9090, 21000  # the sidecar gets the first port of Consul's range
-UPSTREAM_PORT = 30000 + os.getpid() % 20000  # web's local socat listener on 127.0.0.1
+UPSTREAM_PORT = local_port(0)  # web's local socat listener on 127.0.0.1
 
 
 def http(server: ServerProcess, method: str, path: str, body: Any = None) -> requests.Response:

@@ -94,8 +94,7 @@ def _assert_everything_stopped(demo: Demo, children: list[int], root: str) -> No
 
 
 def test_sigterm_stops_every_child_busy_addresses_refuse_a_second_demo_and_keys_stay_private(tmp_path: Path) -> None:
-    base = f"127.0.{next_block()}"
-    next_block()  # the demo's second datacenter uses the next block
+    base = f"127.0.{next_block(2)}"  # the demo's second datacenter uses the next block
     demo = Demo(base, tmp_path)
     try:
         demo.wait_for("federation is up.")
@@ -147,8 +146,7 @@ def test_sigterm_stops_every_child_busy_addresses_refuse_a_second_demo_and_keys_
 
 
 def test_sighup_while_starting_stops_every_child_and_keep_data_keeps_the_files(tmp_path: Path) -> None:
-    base = f"127.0.{next_block()}"
-    next_block()
+    base = f"127.0.{next_block(2)}"
     demo = Demo(base, tmp_path, "-keep-data")
     try:
         demo.wait_for("dc2 has a leader")  # the servers run; the gateways start after the ACL setup
@@ -168,9 +166,8 @@ def test_sighup_while_starting_stops_every_child_and_keep_data_keeps_the_files(t
 def test_peering_demo_echoes_through_the_peering_and_sigterm_stops_every_child(tmp_path: Path) -> None:
     """`meshfed demo -peering` (issue #11 item 7): two independent clusters, peered by the
     walkthrough's own calls; the printed command reaches socat in cluster-01 from cluster-02."""
-    base = f"127.0.{next_block()}"
+    base = f"127.0.{next_block(2)}"
     second = f"{base.rsplit('.', 1)[0]}.{int(base.rsplit('.', 1)[1]) + 1}"
-    next_block()
     started = time.monotonic()
     demo = Demo(base, tmp_path, "-peering")
     try:

@@ -20,13 +20,14 @@ from typing import Any
 import requests
 
 from meshfed.server.cli.launcher import GatewayProcess, MeshProcess
+from tests.ports import local_port
 
 from .harness import wait_until
 from .test_dataplane import ECHO_PORT, echo_through, echoes, metric
 from .test_federation import tcp_peers
 from .test_peering import _tls_config, get, post
 
-UPSTREAM_PORT = 30000 + (os.getpid() + 7) % 20000
+UPSTREAM_PORT = local_port(1)  # not test_dataplane's: the two files may run at once
 
 
 def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_path: Any) -> None:

@@ -8,8 +8,6 @@ that lost acknowledged writes in the paused-leader fault runs.
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,9 +17,9 @@ from pysyncobj import SyncObj
 from meshfed.fsm import StateMachine
 from meshfed.server.raft import RaftNode
 from meshfed.server.raft.log_matching import plan_append
+from tests.ports import free_ports
 
 KEY = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMTIzNDU="
-_ports = itertools.count(23000 + os.getpid() % 1000 * 10)
 
 
 def log_of(*terms: int) -> dict[int, int]:
@@ -71,7 +69,7 @@ def test_messages_the_library_already_handles_right_pass_unchanged() -> None:
 
 @pytest.fixture
 def follower() -> Iterator[tuple[SyncObj, list[dict[str, Any]]]]:
-    port, leader_port = next(_ports), next(_ports)
+    port, leader_port = free_ports(2)
     node = RaftNode(self_address=f"127.0.0.1:{port}", peers=[f"127.0.0.1:{leader_port}"], machine=StateMachine(),
                     cluster_key=KEY, data_dir=None)
     sync = node._sync

@@ -14,8 +14,6 @@ replaced by a list of sent messages, as in test_raft_log_matching.py.
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,10 +26,10 @@ from meshfed.fsm import StateMachine
 from meshfed.server.raft import RaftNode
 from meshfed.server.raft import storage as raft_storage
 from meshfed.server.raft.log_matching import plan_unanchored
+from tests.ports import free_ports
 
 KEY = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMTIzNDU="
 NOOP = bytes([_COMMAND_TYPE.NO_OP])  # entries the library applies without a consumer
-_ports = itertools.count(24000 + os.getpid() % 1000 * 10)
 
 
 def chunk(data: bytes, first: bool, last: bool, commit: int = 60) -> dict[str, Any]:
@@ -61,7 +59,7 @@ def test_anchored_messages_and_stale_commit_indexes_pass_unchanged() -> None:
 def old_leader(tmp_path: Any) -> Iterator[tuple[SyncObj, list[tuple[Any, int]]]]:
     """A node in term 2 holding entries 2..6 of term 2, committed up to 1, with its own proposal
     waiting at index 5: an old leader that was paused before it could commit them."""
-    port, leader_port = next(_ports), next(_ports)
+    port, leader_port = free_ports(2)
     node = RaftNode(self_address=f"127.0.0.1:{port}", peers=[f"127.0.0.1:{leader_port}"], machine=StateMachine(),
                     cluster_key=KEY, data_dir=str(tmp_path))
     sync = node._sync

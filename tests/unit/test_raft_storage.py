@@ -21,9 +21,9 @@ from meshfed.fsm import CatalogRegister, StateMachine
 from meshfed.fsm.records import Node
 from meshfed.server.raft import RaftNode, RaftTimings
 from meshfed.server.raft.storage import read_snapshot, reconcile_journal, rewrite_journal, write_snapshot
+from tests.ports import free_port
 
 KEY = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMTIzNDU="
-_ports = itertools.count(21000 + os.getpid() % 1000 * 10)
 
 
 def entry(index: int, term: int = 1) -> tuple[bytes, int, int]:
@@ -149,7 +149,7 @@ def test_restart_keeps_journal_entries_written_after_the_snapshot(tmp_path: Any)
     losing every acknowledged write after the snapshot index."""
     data_dir = str(tmp_path / "data")
     raft_dir = os.path.join(data_dir, "raft")
-    port = next(_ports)
+    port = free_port()
     first = [f"a{i}" for i in range(30)]
     second = [f"b{i}" for i in range(30)]
 
@@ -188,7 +188,7 @@ def test_restart_keeps_journal_entries_written_after_the_snapshot(tmp_path: Any)
 
 def test_unreadable_snapshot_stops_the_node_instead_of_serving_partial_state(tmp_path: Any) -> None:
     data_dir = str(tmp_path / "data")
-    port = next(_ports)
+    port = free_port()
 
     async def write_and_snapshot(node: RaftNode, machine: StateMachine) -> None:
         await _write(node, ["x1", "x2"])
@@ -222,7 +222,7 @@ def test_unreadable_snapshot_stops_the_node_instead_of_serving_partial_state(tmp
 
 def test_index_of_every_record_is_the_raft_index_and_survives_restart(tmp_path: Any) -> None:
     data_dir = str(tmp_path / "data")
-    port = next(_ports)
+    port = free_port()
 
     async def write(node: RaftNode, machine: StateMachine) -> dict[str, int]:
         await _write(node, [f"n{i}" for i in range(10)])
