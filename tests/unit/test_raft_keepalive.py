@@ -12,8 +12,6 @@ replaced by a list of sent messages, as in test_raft_log_matching.py.
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,14 +21,14 @@ from pysyncobj import SyncObj
 from meshfed.fsm import StateMachine
 from meshfed.server.raft import RaftNode
 from meshfed.server.raft.syncobj import KEEPALIVE
+from tests.ports import free_ports
 
 KEY = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMTIzNDU="
-_ports = itertools.count(26000 + os.getpid() % 1000 * 10)
 
 
 @pytest.fixture
 def follower(tmp_path: Any) -> Iterator[tuple[SyncObj, list[tuple[Any, dict[str, Any]]]]]:
-    ports = [next(_ports) for _ in range(3)]
+    ports = free_ports(3)
     node = RaftNode(self_address=f"127.0.0.1:{ports[0]}", peers=[f"127.0.0.1:{p}" for p in ports[1:]],
                     machine=StateMachine(), cluster_key=KEY, data_dir=str(tmp_path))
     sync = node._sync
