@@ -30,7 +30,7 @@ from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
 from meshfed.server.peering.dial import PeerDialer
 from meshfed.server.peering.exports import exported_service_names
-from meshfed.server.peering.mesh import dial_addresses, gateway_addresses, peer_through_mesh_gateways
+from meshfed.server.peering.mesh import advertised_addresses, dial_addresses, peer_through_mesh_gateways
 from meshfed.server.peering.session import StreamHub
 from meshfed.server.peering.token import PeeringToken, TokenError, decode_token, encode_token
 
@@ -114,16 +114,13 @@ class PeeringEndpoint:
             _, existing = self._state.peering_get(name)
             if existing is not None and existing.is_dialer:
                 raise invalid(f'cannot create peering with name: "{name}"; there is already an established peering')
-            if peer_through_mesh_gateways(self._state):
-                # The dialer then reaches our servers only through our gateways, which route the
-                # server name in the token (an SNI, TLS end to end) to a local server. Checked
-                # before the secret is written: a refused token changes nothing.
-                addresses = tuple(gateway_addresses(self._state))
-                if not addresses:
-                    raise invalid("mesh entry has Peering.PeerThroughMeshGateways but no healthy mesh gateway is "
-                                  "registered: start one before generating a token")
-            else:
-                addresses = tuple(s.rpc_address for s in self._state.servers()[1] if s.rpc_address)
+            # With PeerThroughMeshGateways the dialer reaches our servers only through our
+            # gateways, which route the server name in the token (an SNI, TLS end to end) to a
+            # local server. Checked before the secret is written: a refused token changes nothing.
+            addresses = advertised_addresses(self._state)
+            if not addresses and peer_through_mesh_gateways(self._state):
+                raise invalid("mesh entry has Peering.PeerThroughMeshGateways but no healthy mesh gateway is "
+                              "registered: start one before generating a token")
             if not addresses:
                 raise invalid("a grpc bind port must be specified in the configuration for all servers")
             row = existing or Peering(id=str(uuid.uuid4()), name=name, meta=meta, created_at=_now())

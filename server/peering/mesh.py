@@ -44,6 +44,15 @@ def peer_through_mesh_gateways(state: StateStore) -> bool:
     return bool(isinstance(peering, dict) and peering.get("PeerThroughMeshGateways"))
 
 
+def advertised_addresses(state: StateStore) -> tuple[str, ...]:
+    """Where a peer dials this cluster: its mesh gateways' WAN addresses with
+    PeerThroughMeshGateways, else its servers' gRPC addresses. What a token carries and what the
+    acceptor sends on the stream when it changes (peering.md §1.3)."""
+    if peer_through_mesh_gateways(state):
+        return tuple(gateway_addresses(state))
+    return tuple(s.rpc_address for s in state.servers()[1] if s.rpc_address)
+
+
 def dial_addresses(state: StateStore, peering: Peering) -> tuple[str, ...]:
     """Where our leader calls a peer we dial: with PeerThroughMeshGateways, our own gateways (LAN),
     which route the peer's server name to the peer's gateways, once the peer's trust bundle told

@@ -7,6 +7,7 @@ the stream), both sides send the same kinds, each a map with a `Type`:
   Services    {"Services": {name: [CheckServiceNode wire]}}                  the full export set, on open
   Upsert      {"Service": name, "Nodes": [...]}                              one service changed
   Delete      {"Service": name}                                              one service no longer exported
+  ServerAddresses {"Addresses": [host:port]}  acceptor only: where to dial it (mesh.advertised_addresses), on open and on change
   Heartbeat   {"Timeout": the sender's silence timeout}                      every heartbeat interval
   Terminated  {}                                                             the sender deleted the peering
 Consul sends one resource per Response with ACK/NACKs; here the stream is ordered and a broken
@@ -27,9 +28,10 @@ MESH = "Mesh"
 SERVICES = "Services"
 UPSERT = "Upsert"
 DELETE = "Delete"
+SERVER_ADDRESSES = "ServerAddresses"
 HEARTBEAT = "Heartbeat"
 TERMINATED = "Terminated"
-TYPES = (MESH, SERVICES, UPSERT, DELETE, HEARTBEAT, TERMINATED)
+TYPES = (MESH, SERVICES, UPSERT, DELETE, SERVER_ADDRESSES, HEARTBEAT, TERMINATED)
 
 Exports = dict[str, list[Any]]  # service name -> its instances as CheckServiceNode wire maps
 
@@ -61,6 +63,15 @@ def kind_of(received: Any) -> str:
     if kind not in TYPES:
         raise ValueError(f"unexpected message type {kind!r}")
     return str(kind)
+
+
+def server_addresses(received: dict[str, Any]) -> tuple[str, ...]:
+    """A ServerAddresses message's list; ValueError unless it is a non-empty list of host:port."""
+    addresses = received.get("Addresses")
+    if not isinstance(addresses, list) or not addresses or not all(
+            isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses):
+        raise ValueError("ServerAddresses: Addresses must be a non-empty list of host:port")
+    return tuple(addresses)
 
 
 def _service_name(received: dict[str, Any]) -> str:

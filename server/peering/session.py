@@ -33,16 +33,18 @@ from meshfed.rpc.stream import Send
 from meshfed.server.endpoints.ports import Proposer
 from meshfed.server.endpoints.writes import propose
 from meshfed.server.peering.exports import exported_instances
-from meshfed.server.peering.mesh import local_mesh, peer_bundle
+from meshfed.server.peering.mesh import advertised_addresses, local_mesh, peer_bundle
 from meshfed.server.peering.messages import (
     HEARTBEAT,
     MESH,
+    SERVER_ADDRESSES,
     TERMINATED,
     Exports,
     ImportView,
     export_changes,
     kind_of,
     message,
+    server_addresses,
 )
 from meshfed.server.peering.tracker import StreamTracker
 from meshfed.server.requests.watch import WatchHub
@@ -50,7 +52,8 @@ from meshfed.server.requests.watch import WatchHub
 log = logging.getLogger(__name__)
 
 # What our exports and mesh description are computed from, and the peering rows themselves.
-WATCHED_TABLES = ("nodes", "services", "checks", "config_entries", "connect_ca", "peerings", "peering_trust_bundles")
+WATCHED_TABLES = ("nodes", "services", "checks", "config_entries", "connect_ca", "peerings", "peering_trust_bundles",
+                  "servers")
 HEARTBEAT_INTERVAL = 15.0  # Consul's defaultOutgoingHeartbeatInterval
 
 
@@ -164,6 +167,7 @@ class PeerSession:
         hub = self._hub
         sent_mesh: Any = object()
         sent_exports: Exports | None = None
+        sent_addresses: tuple[str, ...] = ()
         last_heartbeat = -HEARTBEAT_INTERVAL
         while True:
             futures = hub.watches.futures(WATCHED_TABLES)  # taken before reading: no change missed
@@ -176,6 +180,11 @@ class PeerSession:
             if mesh != sent_mesh:
                 await send(message(MESH, Mesh=mesh))
                 sent_mesh = mesh
+            if not self.peering.is_dialer:  # only the acceptor is dialed
+                addresses = advertised_addresses(hub.state)
+                if addresses and addresses != sent_addresses:
+                    await send(message(SERVER_ADDRESSES, Addresses=list(addresses)))
+                    sent_addresses = addresses
             exports = exported_instances(hub.state, self.name, hub.datacenter)
             for change in export_changes(sent_exports, exports):
                 await send(change)
@@ -207,12 +216,24 @@ class PeerSession:
                 if row is not None and row.id == self.peering.id:
                     await propose(hub.raft, "", PeeringWrite(dataclasses.replace(row, state=STATE_TERMINATED)))
                 return
+            if kind == SERVER_ADDRESSES:
+                await self._store_server_addresses(server_addresses(received))
+                continue
             if kind == MESH:
                 bundle = peer_bundle(self.name, received.get("Mesh"))
                 if bundle is not None and not bundle.same_content(hub.state.peering_trust_bundle(self.name)):
                     await propose(hub.raft, "", PeeringTrustBundleWrite(bundle))
             elif kind != HEARTBEAT and self._import.apply(received):
                 self._dirty.set()
+
+    async def _store_server_addresses(self, addresses: tuple[str, ...]) -> None:
+        """The dialer keeps where the acceptor now says to dial it: the next redial uses them
+        (a token's addresses go stale when the peer's servers are replaced)."""
+        _, row = self._hub.state.peering_get(self.name)
+        if row is None or not row.is_dialer or row.id != self.peering.id or row.peer_server_addresses == addresses:
+            return
+        log.info("peering %s: the peer is now dialed at %s", self.name, ", ".join(addresses))
+        await propose(self._hub.raft, "", PeeringWrite(dataclasses.replace(row, peer_server_addresses=addresses)))
 
     async def _committer(self) -> None:
         hub = self._hub

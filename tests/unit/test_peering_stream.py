@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from meshfed.fsm import CatalogDeregister, CatalogRegister, ConfigEntrySet
+from meshfed.fsm import CatalogDeregister, CatalogRegister, ConfigEntrySet, ServerRegister
 from meshfed.fsm.peering.commands import PeeringWrite
 from meshfed.fsm.peering.records import STATE_ACTIVE, Peering
-from meshfed.fsm.records import ConfigEntry, Node, NodeService, to_wire
+from meshfed.fsm.records import ConfigEntry, Node, NodeService, ServerInfo, to_wire
 from meshfed.server.peering.messages import (
     DELETE,
     HEARTBEAT,
@@ -223,5 +223,39 @@ def test_heartbeats_come_often_enough_for_the_peer_s_shorter_timeout() -> None:
         hub.stop_all("done")
         with pytest.raises(StreamEnded):
             await running
+
+    run(scenario())
+
+
+def test_the_acceptor_sends_its_server_addresses_and_the_dialer_redials_with_the_new_ones() -> None:
+    """peering.md §1.3: the acceptor's servers (its gateways with PeerThroughMeshGateways) go on
+    the stream and again on a membership change, so a dialer whose token named servers that have
+    since been replaced still finds the cluster."""
+
+    async def scenario() -> None:
+        acceptor, dialer = RaftTwin(), RaftTwin()
+        acceptor.apply_now(ServerRegister(ServerInfo("s1", "dc", "10.0.0.1:8301", "10.0.0.1:8300", "10.0.0.1:8500")))
+        a_hub = side(acceptor, Peering(id="a-1", name="cluster-02", state=STATE_ACTIVE))
+        d_hub = side(dialer, Peering(id="d-1", name="cluster-01", peer_id="a-1", state=STATE_ACTIVE,
+                                     peer_server_addresses=("127.0.0.1:1",)))
+        to_dialer, to_acceptor = Pipe(), Pipe()
+        a_session = a_hub.open(acceptor.state.peering_get("cluster-02")[1])
+        d_session = d_hub.open(dialer.state.peering_get("cluster-01")[1])
+        a_run = asyncio.ensure_future(a_session.run(to_acceptor.incoming(), to_dialer.send))
+        d_run = asyncio.ensure_future(d_session.run(to_dialer.incoming(), to_acceptor.send))
+
+        def dialed() -> tuple[str, ...]:
+            return dialer.state.peering_get("cluster-01")[1].peer_server_addresses
+
+        await until(lambda: dialed() == ("10.0.0.1:8300",), "the acceptor's server address stored")
+        acceptor.apply_now(ServerRegister(ServerInfo("s2", "dc", "10.0.0.2:8301", "10.0.0.2:8300", "10.0.0.2:8500")))
+        await until(lambda: dialed() == ("10.0.0.1:8300", "10.0.0.2:8300"), "a new server's address stored")
+        assert dialer.state.peering_secrets("d-1") == d_hub.state.peering_secrets("d-1")  # row kept its secret
+        assert not [m for m in to_acceptor.sent if m["Type"] == "ServerAddresses"]  # the dialer is never dialed
+        for hub, session, running in ((a_hub, a_session, a_run), (d_hub, d_session, d_run)):
+            hub.stop_all("test over")
+            with pytest.raises(StreamEnded):
+                await running
+            hub.close(session)
 
     run(scenario())
