@@ -18,16 +18,12 @@ import logging
 import os
 import signal
 
-import grpc
-from aiohttp import web
-
 from meshfed.fsm import StateMachine
 from meshfed.fsm.intentions import default_allows as intention_default_allows
 from meshfed.fsm.records import ServerInfo
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import RequestHeader
-from meshfed.rpc.service import RPCService
 from meshfed.server import gc_tuning
 from meshfed.server.acl.peers import ServerPeerCheck
 from meshfed.server.acl.resolver import ACLResolver, state_reader
@@ -47,10 +43,10 @@ from meshfed.server.endpoints.operator_raft import OperatorRaftEndpoint
 from meshfed.server.endpoints.snapshot import SnapshotEndpoint
 from meshfed.server.endpoints.status import StatusEndpoint
 from meshfed.server.http.api import Api
-from meshfed.server.http.app import build_app
 from meshfed.server.leader.membership import publish_self
 from meshfed.server.leader.routines import LeaderRoutines
 from meshfed.server.leader.wiring import add_leader_routines
+from meshfed.server.listeners import StartupError, channel_credentials, start_http, start_rpc
 from meshfed.server.log_stream import LogHub
 from meshfed.server.metrics import Metrics, live_metrics
 from meshfed.server.peering.wiring import build_peering
@@ -67,17 +63,10 @@ log = logging.getLogger("meshfed.agent")
 WAKE_DELAY = 0.002  # seconds between a change being applied and its blocking queries waking
 
 SHUTDOWN_GRACE = 5.0
-HTTP_SHUTDOWN_TIMEOUT = 1.0
-# Thousands of blocking clients may connect at once (benchmarks overflowed the default 128).
-HTTP_BACKLOG = 2048
 JOIN_TIMEOUT = 60.0  # seconds a joining server keeps asking the running DC to add it
 LEAVE_TIMEOUT = 15.0  # seconds leave_on_terminate may take before the server stops anyway
 LEAVE_STOP_DELAY = 0.2  # seconds between answering PUT /v1/agent/leave and stopping
 JOIN_QUIET_START = 3.0  # seconds a new member waits for the leader before it may start an election
-
-
-class StartupError(Exception):
-    """A reason the server cannot start, phrased for the operator."""
 
 
 class Agent:
@@ -166,22 +155,6 @@ class Agent:
         self.metrics.leader_changes.inc()
         self.routines.on_leadership(is_leader)
 
-    def _server_credentials(self) -> grpc.ServerCredentials | None:
-        tls = self.config.tls
-        if not tls.enabled:
-            return None
-        from meshfed.rpc.tls import load_server_credentials
-
-        return load_server_credentials(tls.ca_file, tls.cert_file, tls.key_file, require_client_auth=tls.verify_incoming)
-
-    def _channel_credentials(self) -> grpc.ChannelCredentials | None:
-        tls = self.config.tls
-        if not tls.enabled:
-            return None
-        from meshfed.rpc.tls import load_channel_credentials
-
-        return load_channel_credentials(tls.ca_file, tls.cert_file, tls.key_file)
-
     async def start(self) -> None:
         cfg = self.config
         loop = asyncio.get_running_loop()
@@ -190,7 +163,7 @@ class Agent:
         peers, quiet_start = await self._join_members(data_dir)
         self.raft = raft = self._build_raft(loop, peers, quiet_start)
         state = self.machine.state
-        self.pool = ConnectionPool(self._channel_credentials())
+        self.pool = ConnectionPool(channel_credentials(cfg))
         self.queries = queries = QueryRunner(raft, self.watches, self.metrics.blocking_delta)
         self.router = router = Router(
             datacenter=cfg.datacenter, raft=raft, state=state, pool=self.pool, on_forward=self.metrics.forwarded,
@@ -243,7 +216,6 @@ class Agent:
             **self.operator_raft.handlers(), **autopilot.handlers(),
         }
 
-        self.grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         acl_resolver = (ACLResolver(state_reader(state), cfg.acl, cfg.datacenter, observer=self.metrics)
                         if cfg.acl.enabled else None)
         authorize = rpc_authorizer(cfg, state, self.metrics, acl_resolver).authorize if cfg.acl.enabled else None
@@ -252,23 +224,12 @@ class Agent:
         peer_check = ServerPeerCheck(
             cfg.domain, lambda: [cfg.datacenter, *(s.datacenter for s in state.federation_state_list()[1])]
         )
-        self.grpc_server.add_generic_rpc_handlers(
-            [RPCService(handlers, observe=self.metrics.observe_rpc, authorize=authorize, peer_check=peer_check)]
-        )
-        rpc_bind = f"{cfg.bind_addr}:{cfg.ports.server}"
-        credentials = self._server_credentials()
         try:
-            bound = (
-                self.grpc_server.add_secure_port(rpc_bind, credentials)
-                if credentials is not None
-                else self.grpc_server.add_insecure_port(rpc_bind)
-            )
-        except RuntimeError:
-            bound = 0
-        if not bound:
+            self.grpc_server, rpc_bind = await start_rpc(cfg, handlers, observe=self.metrics.observe_rpc,
+                                                         authorize=authorize, peer_check=peer_check)
+        except StartupError:
             raft.stop()
-            raise StartupError(f"cannot bind the server RPC port {rpc_bind} (in use? set ports.server / -server-port)")
-        await self.grpc_server.start()
+            raise
 
         self.api = Api(
             datacenter=cfg.datacenter,
@@ -296,21 +257,12 @@ class Agent:
             leave=self.leave_and_stop,
             logs=self.logs,
         )
-        # Open blocking queries are cut at shutdown after HTTP_SHUTDOWN_TIMEOUT (clients retry), not
-        # aiohttp's default 60 s.
-        self.http_runner = web.AppRunner(
-            build_app(self.api), access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT
-        )
-        await self.http_runner.setup()
-        http_host = cfg.client_addr or cfg.bind_addr
         try:
-            await web.TCPSite(
-                self.http_runner, http_host, cfg.ports.http, reuse_address=True, backlog=HTTP_BACKLOG
-            ).start()
-        except OSError as exc:
+            self.http_runner, http_bind = await start_http(cfg, self.api)
+        except StartupError:
             await self.grpc_server.stop(None)
             raft.stop()
-            raise StartupError(f"cannot bind the HTTP port {http_host}:{cfg.ports.http}: {exc.strerror}") from None
+            raise
 
         for warning in config_warnings(cfg):
             log.warning("config: %s", warning)
@@ -340,7 +292,7 @@ class Agent:
         log.info(
             "meshfed server %s started: datacenter=%s primary=%s raft=%s rpc=%s http=%s peers=%s",
             cfg.node_name, cfg.datacenter, cfg.primary, cfg.raft_address, rpc_bind,
-            f"{http_host}:{cfg.ports.http}", ",".join(cfg.retry_join) or "-",
+            http_bind, ",".join(cfg.retry_join) or "-",
         )
 
     def _start_service_definitions(self, agent_services: AgentServices, loop: asyncio.AbstractEventLoop) -> None:
