@@ -43,6 +43,7 @@ from meshfed.server.endpoints.operator_raft import OperatorRaftEndpoint
 from meshfed.server.endpoints.snapshot import SnapshotEndpoint
 from meshfed.server.endpoints.status import StatusEndpoint
 from meshfed.server.http.api import Api
+from meshfed.server.http.app import build_app
 from meshfed.server.leader.membership import publish_self
 from meshfed.server.leader.routines import LeaderRoutines
 from meshfed.server.leader.wiring import add_leader_routines
@@ -258,7 +259,7 @@ class Agent:
             logs=self.logs,
         )
         try:
-            self.http_runner, http_bind = await start_http(cfg, self.api)
+            self.http_runner, http_bind = await start_http(cfg, build_app(self.api))
         except StartupError:
             await self.grpc_server.stop(None)
             raft.stop()

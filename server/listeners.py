@@ -11,8 +11,6 @@ from aiohttp import web
 
 from meshfed.rpc.service import Authorize, CallObserver, Handler, PeerCheck, RPCService
 from meshfed.server.config import Config
-from meshfed.server.http.api import Api
-from meshfed.server.http.app import build_app
 
 HTTP_SHUTDOWN_TIMEOUT = 1.0
 # Thousands of blocking clients may connect at once (benchmarks overflowed the default 128).
@@ -60,11 +58,11 @@ async def start_rpc(cfg: Config, handlers: Mapping[str, Handler], *, observe: Ca
     return server, address
 
 
-async def start_http(cfg: Config, api: Api) -> tuple[web.AppRunner, str]:
+async def start_http(cfg: Config, app: web.Application) -> tuple[web.AppRunner, str]:
     """The HTTP API on `client_addr` (else `bind_addr`) `:ports.http`; returns the runner and the
     bound address. Open blocking queries are cut at shutdown after HTTP_SHUTDOWN_TIMEOUT (clients
     retry), not aiohttp's default 60 s."""
-    runner = web.AppRunner(build_app(api), access_log=None, handle_signals=False,
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT)
     await runner.setup()
     host = cfg.client_addr or cfg.bind_addr

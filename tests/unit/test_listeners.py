@@ -1,0 +1,51 @@
+"""A port that cannot be bound ends the start with one line naming the address (server/listeners.py),
+which `meshfed agent` prints instead of a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from aiohttp import web
+
+from meshfed.server.config.settings import Config, Ports
+from meshfed.server.listeners import StartupError, start_http, start_rpc
+from tests.ports import free_port
+
+
+class NoPeers:
+    methods: frozenset[str] = frozenset()
+
+    def __call__(self, method: str, dns_names: list[str]) -> None:
+        return None
+
+
+def test_a_busy_port_is_a_startup_error_that_names_it() -> None:
+    async def scenario() -> None:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", free_port()))
+            busy.listen()
+            port = busy.getsockname()[1]
+            cfg = Config(node_name="s1", bind_addr="127.0.0.1", ports=Ports(http=port, server=port))
+            with pytest.raises(StartupError, match=f"cannot bind the HTTP port 127.0.0.1:{port}"):
+                await start_http(cfg, web.Application())
+            with pytest.raises(StartupError, match=f"cannot bind the server RPC port 127.0.0.1:{port}"):
+                await start_rpc(cfg, {}, observe=lambda *a: None, authorize=None, peer_check=NoPeers())
+
+    asyncio.run(scenario())
+
+
+def test_a_free_port_is_bound_and_served() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        cfg = Config(node_name="s1", bind_addr="127.0.0.1", ports=Ports(server=port))
+        server, address = await start_rpc(cfg, {}, observe=lambda *a: None, authorize=None, peer_check=NoPeers())
+        try:
+            assert address == f"127.0.0.1:{port}"
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                pass
+        finally:
+            await server.stop(None)
+
+    asyncio.run(scenario())
