@@ -81,7 +81,7 @@ class StreamDialer:
             _, row = hub.state.peering_get(name)
             if row is None or row.id != peering.id or not wants_stream(row):
                 return
-            addresses = dial_addresses(hub.state, row)
+            addresses = dial_addresses(hub.state, row, datacenter=hub.datacenter)
             if not addresses:
                 log.warning("peering %s: no address to dial", name)
                 return
@@ -121,7 +121,7 @@ class StreamDialer:
             open_message(peering.peer_id, secrets.stream, hub.datacenter, hub.tracker.timeout))
 
         def same_addresses(row: Peering) -> str:
-            return "" if dial_addresses(hub.state, row) == addresses else "the addresses to dial changed"
+            return "" if dial_addresses(hub.state, row, datacenter=hub.datacenter) == addresses else "the addresses to dial changed"
 
         session = hub.open(peering, same_addresses)
         try:

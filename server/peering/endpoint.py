@@ -205,7 +205,7 @@ class PeeringEndpoint:
         if secrets is None or not secrets.stream:
             return
         try:
-            await self._dialer.call(dial_addresses(self._state, row), row.peer_ca_pems,
+            await self._dialer.call(dial_addresses(self._state, row, datacenter=self._dc), row.peer_ca_pems,
                                     row.peer_server_name, "Peering/Terminate",
                                     {"PeerID": row.peer_id, "StreamSecret": secrets.stream})
         except RPCError as exc:

@@ -53,17 +53,29 @@ def advertised_addresses(state: StateStore) -> tuple[str, ...]:
     return tuple(s.rpc_address for s in state.servers()[1] if s.rpc_address)
 
 
-def dial_addresses(state: StateStore, peering: Peering) -> tuple[str, ...]:
+def dial_addresses(state: StateStore, peering: Peering, *, datacenter: str = "") -> tuple[str, ...]:
     """Where our leader calls a peer we dial: with PeerThroughMeshGateways, our own gateways (LAN),
     which route the peer's server name to the peer's gateways, once the peer's trust bundle told
     them where those are; before that (the establishment exchange, the first round) and without
-    the flag, the addresses from the token (the peer's gateways if the peer has the flag)."""
+    the flag, the addresses from the token (the peer's gateways if the peer has the flag).
+
+    A peer whose datacenter has our name (`datacenter`, two independent `dc1`s are common) is the
+    exception: our gateway routes that server name to our own servers, never to a peer, so the
+    leader dials the token's addresses directly (the peer's gateways when it has the flag)."""
     direct = peering.manual_server_addresses or peering.peer_server_addresses
     if not peer_through_mesh_gateways(state):
+        return direct
+    if datacenter and server_name_datacenter(peering.peer_server_name) == datacenter.lower():
         return direct
     bundle = state.peering_trust_bundle(peering.name)
     local = tuple(gateway_addresses(state, wan=False)) if bundle is not None and bundle.gateway_addresses else ()
     return local or direct
+
+
+def server_name_datacenter(name: str) -> str:
+    """The datacenter label of a server name `server.<dc>.<domain>` (lower case), else ""."""
+    labels = name.lower().rstrip(".").split(".")
+    return labels[1] if len(labels) >= 3 and labels[0] == "server" else ""
 
 
 def gateway_addresses(state: StateStore, wan: bool = True) -> list[str]:

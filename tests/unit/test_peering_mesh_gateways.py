@@ -49,3 +49,21 @@ def test_the_leader_dials_through_its_own_gateway_only_with_the_flag_and_the_pee
     log.apply(PeeringTrustBundleWrite(PeeringTrustBundle(peer_name="cluster-01", trust_domain="td", root_pems=("x",),
                                                          gateway_addresses=("127.0.9.10:8443",))))
     assert dial_addresses(state, PEER) == ("127.0.2.10:8443",)
+
+
+def test_a_peer_whose_datacenter_shares_our_name_is_dialed_at_its_own_gateways():
+    """Two independent clusters are often both `dc1`. Our gateway never routes our own DC's server
+    name to a peer (our servers stay ours), so through it the stream would reach our own servers
+    and fail verification: the leader dials the peer's gateways from the token directly."""
+    log = Log()
+    twin = Peering(id="d-2", name="twin", peer_id="remote-2", peer_server_name="server.DC1.consul",
+                   peer_server_addresses=("198.51.100.4:443",))
+    log.apply(PeeringWrite(twin))
+    with_gateway(log)
+    log.apply(ConfigEntrySet(ConfigEntry.of({"Kind": "mesh", "Name": "mesh",
+                                             "Peering": {"PeerThroughMeshGateways": True}})))
+    log.apply(PeeringTrustBundleWrite(PeeringTrustBundle(peer_name="twin", trust_domain="td2", root_pems=("x",),
+                                                         gateway_addresses=("198.51.100.4:443",))))
+    state = log.machine.state
+    assert dial_addresses(state, twin, datacenter="dc1") == ("198.51.100.4:443",)
+    assert dial_addresses(state, twin, datacenter="dc2") == ("127.0.2.10:8443",)
