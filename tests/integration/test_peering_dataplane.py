@@ -177,3 +177,51 @@ def test_web_in_cluster_02_calls_socat_exported_by_cluster_01(make_dc: Any, tmp_
             if os.environ.get("MESHFED_KEEP_LOGS") or not process.alive():
                 print(f"--- {getattr(process, 'name', '') or getattr(process, 'node', '')} ---\n{process.log_tail(40)}")
             process.stop()
+
+
+def test_two_clusters_both_named_dc1_peer_through_their_gateways(tmp_path: Any) -> None:
+    """Independent clusters often keep Consul's default datacenter name. Our gateway never routes
+    our own DC's server name to a peer, so the dialer's leader calls the peer's gateway directly
+    (server/peering/mesh.py dial_addresses); servers still never connect to each other."""
+    from .conftest import next_block
+    from .harness import Datacenter
+
+    clusters, gateways = [], []
+    for label in ("c1", "c2"):
+        root = str(tmp_path / label)
+        os.makedirs(root)
+        clusters.append(Datacenter("dc1", f"127.0.{next_block()}", root, count=1,
+                                   config={**_tls_config(root, "dc1"), "peering_stream_timeout": "5s"}))
+    try:
+        for dc in clusters:
+            dc.start()
+        s1, s2 = clusters[0].servers[0], clusters[1].servers[0]
+        for dc, server in zip(clusters, (s1, s2), strict=True):
+            base = server.address.rsplit(".", 1)[0]
+            gateways.append(GatewayProcess("dc1", f"{base}.10", [f"{server.address}:8500"],
+                                           f"{tmp_path}/{dc.servers[0].address}-gw.log"))
+            gateways[-1].start()
+            mesh = {"Kind": "mesh", "Name": "mesh", "Peering": {"PeerThroughMeshGateways": True}}
+            assert requests.put(server.http + "/v1/config", json=mesh, timeout=10).json() is True
+        answers: list[requests.Response] = []
+        wait_until(lambda: answers.append(post(s1, "/v1/peering/token", {"PeerName": "cluster-02"}))
+                   or answers[-1].status_code == 200, 20, interval=0.3, what="a token listing cluster-01's gateway")
+        established = post(s2, "/v1/peering/establish", {"PeerName": "cluster-01",
+                                                         "PeeringToken": answers[-1].json()["PeeringToken"]})
+        assert established.status_code == 200, established.text
+        requests.put(s1.http + "/v1/catalog/register", timeout=10, json={
+            "Node": "box", "Address": "10.0.0.5", "Service": {"Service": "socat", "Port": 5000}})
+        entry = {"Kind": "exported-services", "Name": "default",
+                 "Services": [{"Name": "socat", "Consumers": [{"Peer": "cluster-02"}]}]}
+        assert requests.put(s1.http + "/v1/config", json=entry, timeout=10).json() is True
+
+        wait_until(lambda: [r["Node"]["Node"] for r in get(s2, "/v1/health/service/socat?peer=cluster-01").json()]
+                   == ["box"], 20, what="socat imported by the other dc1")
+        assert get(s2, "/v1/peering/cluster-01").json()["State"] == "ACTIVE"
+        assert not any(host == s1.address for host, _ in tcp_peers(s2.process.pid))
+        assert (gateways[0].address, gateways[0].port) in tcp_peers(s2.process.pid)
+    finally:
+        for process in gateways:
+            process.stop()
+        for dc in clusters:
+            dc.stop()
