@@ -6,7 +6,7 @@ ends it with UNAVAILABLE so the dialer redials."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -20,6 +20,7 @@ from meshfed.server.peering.acceptor import PeeringAcceptor
 from meshfed.server.peering.messages import HEARTBEAT, MESH, SERVICES, STREAM_METHOD
 from meshfed.server.peering.session import StreamHub
 from meshfed.server.peering.tracker import StreamTracker
+from tests.aio import run
 from tests.twins.server import ServerTwin, server_twin
 
 
@@ -69,12 +70,6 @@ async def incoming(*messages: Any) -> AsyncIterator[Any]:
         yield message
     await asyncio.Event().wait()  # the dialer keeps the stream open
 
-
-def run(scenario: Awaitable[None]) -> None:
-    async def bounded() -> None:
-        await asyncio.wait_for(scenario, 15)
-
-    asyncio.run(bounded())
 
 
 def test_the_first_message_authenticates_the_stream() -> None:

@@ -6,7 +6,7 @@ each side stores what the other exports (both directions); and Terminated / sile
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -28,6 +28,7 @@ from meshfed.server.peering.messages import (
 )
 from meshfed.server.peering.session import StreamEnded, StreamHub, heartbeat_interval
 from meshfed.server.peering.tracker import StreamTracker
+from tests.aio import run
 from tests.twins.raft import RaftTwin
 
 
@@ -109,12 +110,6 @@ def side(twin: RaftTwin, peering: Peering, timeout: float = 5.0) -> StreamHub:
     tracker.restart()
     return StreamHub(state=twin.state, raft=twin, watches=twin.watches, tracker=tracker, datacenter="dc")
 
-
-def run(scenario: Awaitable[None]) -> None:
-    async def bounded() -> None:
-        await asyncio.wait_for(scenario, 20)
-
-    asyncio.run(bounded())
 
 
 def test_both_leaders_import_what_the_other_exports_and_follow_changes_then_terminate() -> None:

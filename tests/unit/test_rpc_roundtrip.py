@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -28,6 +28,8 @@ from meshfed.rpc.codec import (
 from meshfed.rpc.errors import ERR_NO_LEADER, ERR_NO_PATH, RPCError, invalid, not_found, unavailable
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.service import RPCService
+from tests import aio
+from tests.aio import run
 
 Observed = list[tuple[str, float, str]]
 
@@ -55,26 +57,10 @@ HANDLERS = {
 }
 
 
-@contextlib.asynccontextmanager
-async def serving(observed: Observed | None = None) -> AsyncIterator[tuple[str, ConnectionPool]]:
-    server = grpc.aio.server()
+def serving(observed: Observed | None = None) -> contextlib.AbstractAsyncContextManager[tuple[str, ConnectionPool]]:
     observe = None if observed is None else (lambda m, s, c: observed.append((m, s, c)))
-    server.add_generic_rpc_handlers([RPCService(HANDLERS, observe=observe)])
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    pool = ConnectionPool()
-    try:
-        yield f"127.0.0.1:{port}", pool
-    finally:
-        await pool.close()
-        await server.stop(grace=None)
+    return aio.serving(RPCService(HANDLERS, observe=observe))
 
-
-def run(scenario: Awaitable[None]) -> None:
-    async def bounded() -> None:
-        await asyncio.wait_for(scenario, 15)
-
-    asyncio.run(bounded())
 
 
 def test_ok_path_carries_header_body_and_meta() -> None:

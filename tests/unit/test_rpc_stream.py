@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -18,6 +18,8 @@ from meshfed.rpc.errors import RPCError, invalid
 from meshfed.rpc.header import RequestHeader
 from meshfed.rpc.service import RPCService
 from meshfed.rpc.stream import Send, StreamMethod, outbox, relay
+from tests import aio
+from tests.aio import run
 
 ENDED: list[str] = []
 
@@ -51,26 +53,10 @@ def authorize(method: str, header: RequestHeader, body: Any) -> None:
         raise RPCError(grpc.StatusCode.PERMISSION_DENIED, "Permission denied")
 
 
-@contextlib.asynccontextmanager
-async def serving() -> AsyncIterator[tuple[str, ConnectionPool]]:
-    server = grpc.aio.server()
-    service = RPCService({"Test/Echo": StreamMethod(echo), "Test/Ticker": StreamMethod(ticker)}, authorize=authorize)
-    server.add_generic_rpc_handlers([service])
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    pool = ConnectionPool()
-    try:
-        yield f"127.0.0.1:{port}", pool
-    finally:
-        await pool.close()
-        await server.stop(grace=None)
+def serving() -> contextlib.AbstractAsyncContextManager[tuple[str, ConnectionPool]]:
+    return aio.serving(RPCService({"Test/Echo": StreamMethod(echo), "Test/Ticker": StreamMethod(ticker)},
+                                  authorize=authorize))
 
-
-def run(scenario: Awaitable[None]) -> None:
-    async def bounded() -> None:
-        await asyncio.wait_for(scenario, 15)
-
-    asyncio.run(bounded())
 
 
 def test_messages_flow_both_ways_and_a_half_close_ends_the_handler_cleanly() -> None:
