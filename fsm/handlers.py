@@ -27,7 +27,7 @@ from meshfed.fsm.commands import (
 )
 from meshfed.fsm.records import STATUS_CRITICAL, HealthCheck, NodeService
 from meshfed.fsm.results import CODE_INVALID, CODE_NOT_FOUND
-from meshfed.fsm.state import StoreWriter
+from meshfed.fsm.store_writer import StoreWriter
 
 
 class Rejected(Exception):

@@ -57,7 +57,8 @@ from meshfed.fsm.results import (
 )
 from meshfed.fsm.snapshot import SnapshotError
 from meshfed.fsm.snapshot_format import STAGING_KEY, decode_backup, state_index
-from meshfed.fsm.state import TABLES, StateStore, StoreWriter
+from meshfed.fsm.state import TABLES, StateStore
+from meshfed.fsm.store_writer import StoreWriter
 
 # How many request ids apply remembers. A client retries within seconds; at thousands of writes
 # a second this still covers the retry window, and it bounds the snapshot's size.
