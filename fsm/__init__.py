@@ -23,7 +23,6 @@ from meshfed.fsm.commands import (
     CatalogRegister,
     CheckUpdate,
     Command,
-    CommandError,
     ConfigEntryDelete,
     ConfigEntrySet,
     FederationStateDelete,
@@ -44,6 +43,7 @@ from meshfed.fsm.results import (
 )
 from meshfed.fsm.snapshot import SNAPSHOT_VERSION, SnapshotError, decode_frame, encode_frame
 from meshfed.fsm.state import TABLES, StateStore
+from meshfed.fsm.type_checks import CommandError
 
 __all__ = [
     "ACLBootstrap",

@@ -20,15 +20,12 @@ from meshfed.fsm.commands import (
     CatalogRegister,
     CheckUpdate,
     Command,
-    CommandError,
     ConfigEntryDelete,
     ConfigEntrySet,
     FederationStateDelete,
     FederationStateUpsert,
     Noop,
     ServerRegister,
-    check_type,
-    type_error,
 )
 from meshfed.fsm.peering.commands import PEERING_DECODERS, PEERING_TAGS
 from meshfed.fsm.records import (
@@ -43,6 +40,7 @@ from meshfed.fsm.records import (
     to_wire,
 )
 from meshfed.fsm.restore import RESTORE_DECODERS, RESTORE_TAGS
+from meshfed.fsm.type_checks import CommandError, check_type, type_error
 
 # ---- log encoding -------------------------------------------------------------------------------
 

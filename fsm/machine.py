@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from meshfed.fsm.acl.apply import ACL_HANDLERS, ACLRejected
-from meshfed.fsm.commands import Command, CommandError, validate
+from meshfed.fsm.commands import Command, validate
 from meshfed.fsm.handlers import HANDLERS, Rejected
 from meshfed.fsm.log_entries import decode_batch
 from meshfed.fsm.machine_data import parse_machine_data
@@ -59,6 +59,7 @@ from meshfed.fsm.snapshot import SnapshotError
 from meshfed.fsm.snapshot_format import STAGING_KEY, decode_backup, state_index
 from meshfed.fsm.state import TABLES, StateStore
 from meshfed.fsm.store_writer import StoreWriter
+from meshfed.fsm.type_checks import CommandError
 
 # How many request ids apply remembers. A client retries within seconds; at thousands of writes
 # a second this still covers the retry window, and it bounds the snapshot's size.

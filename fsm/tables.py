@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from meshfed.fsm.acl.store import ACL_TABLES, ACLTables, acl_load
-from meshfed.fsm.commands import check_record_types
 from meshfed.fsm.federation_changes import FederationChanges
 from meshfed.fsm.peering.store import PEERING_TABLES, PeeringTables, peering_load
 from meshfed.fsm.records import (
@@ -34,6 +33,7 @@ from meshfed.fsm.records import (
     server_info_from_wire,
     service_from_wire,
 )
+from meshfed.fsm.type_checks import check_record_types
 
 TABLES = ("nodes", "services", "checks", "federation_states", "servers", "config_entries", "connect_ca", "autopilot",
           *ACL_TABLES,

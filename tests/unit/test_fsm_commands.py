@@ -13,7 +13,6 @@ from meshfed.fsm.commands import (
     CatalogDeregister,
     CatalogRegister,
     CheckUpdate,
-    CommandError,
     FederationStateDelete,
     FederationStateUpsert,
     Noop,
@@ -31,6 +30,7 @@ from meshfed.fsm.records import (
     ServerInfo,
     ServiceAddress,
 )
+from meshfed.fsm.type_checks import CommandError
 
 NODE = Node(node="gw1", address="10.0.0.5", tagged_addresses={"wan": "198.51.100.5"}, meta={"rack": "a"})
 SERVICE = NodeService(
