@@ -150,6 +150,8 @@ def raft_fault_metrics(raft: Any) -> Iterator[GaugeMetricFamily]:
     yield gauge("meshfed_raft_disk_full_refusals", "Proposals refused because the journal could not grow",
                 raft.disk_full_refusals)
     yield gauge("meshfed_raft_journal_syncs", "Journal syncs (msync) since start", raft.journal_syncs)
+    yield gauge("meshfed_raft_elections_started", "Elections this server stood in since start (a failover "
+                "that needs several on the survivors lost votes to a split)", raft.elections_started)
     yield gauge("meshfed_raft_tick_stalls", "Raft ticks longer than half the election timeout (late heartbeats)",
                 raft.tick_stalls)
     yield gauge("meshfed_raft_longest_tick_seconds", "Longest Raft tick among the stalls since start", raft.longest_tick)

@@ -108,6 +108,11 @@ class NodeStatus:
         return self._guard.disk_full_refusals
 
     @property
+    def elections_started(self) -> int:
+        """Elections this server stood in since start (more than one per failover: split votes)."""
+        return int(self._sync.meshfed_elections_started)
+
+    @property
     def journal_syncs(self) -> int:
         return self._guard.syncs
 

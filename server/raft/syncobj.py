@@ -21,6 +21,8 @@ The overrides, each with its reason at the method:
   each other, so the first RequestVote after a leader died was always lost and a second election
   round elected the leader (failover ~0.7 s p50 instead of ~0.35 s). Non-leaders send a small
   keepalive to every other server; the receiver drops it before the library sees it;
+- `_SyncObj__setCurrentTerm`: counts the elections this server stands in (and logs each with
+  its term), which the library's state callback misses when a candidate stands again;
 - `_SyncObj__getEntries`: bounded frames. An AppendEntries message carries at most one batch of
   entries, so an entry that does not fit is sent alone, in chunks (server/raft/transport.py
   derives the frame cap from that).
@@ -119,6 +121,7 @@ class GuardedSyncObj(SyncObj):
         self.meshfed_check_add: Callable[[str], str | None] = lambda address: None
         self.meshfed_removed = False  # a committed-or-pending entry removed this node
         # MESHFED_RAFT_KEEPALIVE=0 turns them off: only so bench_failover can measure without them.
+        self.meshfed_elections_started = 0  # terms in which this server voted for itself
         self.meshfed_next_keepalive = 0.0 if os.environ.get("MESHFED_RAFT_KEEPALIVE", "1") != "0" else math.inf
         super().__init__(*args, **kwargs)
         journal = self._SyncObj__raftLog
@@ -140,6 +143,15 @@ class GuardedSyncObj(SyncObj):
             self.meshfed_sync()  # before the leader's commit step counts this node's own log
         super()._onTick(timeToWait)
         self.meshfed_keepalive(time.monotonic())
+
+    def _SyncObj__setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:  # noqa: N802, N803 (library names)
+        """Count the elections this server stands in: a new term in which it votes for itself. The
+        library's state callback misses a candidate standing again after a split vote."""
+        me = self._SyncObj__selfNode
+        if me is not None and votedForNodeId == me.id and term > self.raftCurrentTerm:
+            self.meshfed_elections_started += 1
+            log.info("raft: standing for election in term %d", term)
+        SyncObj._SyncObj__setCurrentTerm(self, term, votedForNodeId)
 
     def meshfed_keepalive(self, now: float) -> None:
         """Keep every link of a non-leader fresh (module docstring); a leader's heartbeats and its

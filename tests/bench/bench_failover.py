@@ -105,6 +105,17 @@ def leader_named_by(server: ServerProcess) -> str:
     return leader if status == 200 and leader else ""
 
 
+def raft_term(server: ServerProcess) -> int:
+    """The highest term the cluster reports (autopilot health, answered by the leader): how many
+    elections a failover took is the jump across it (1 = the first election won)."""
+    try:
+        status, _, health = get_json(server.http + "/v1/operator/autopilot/health", timeout=2)
+    except (OSError, ValueError):
+        return -1
+    servers = health.get("Servers") if isinstance(health, dict) else None
+    return max((int(s.get("LastTerm") or 0) for s in servers or []), default=-1) if status in (200, 429) else -1
+
+
 def applied_index(server: ServerProcess) -> int:
     try:
         _, headers, _ = get_json(server.http + "/v1/catalog/nodes?stale", timeout=2)
@@ -146,6 +157,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
                 await caught_up(dc)
                 leader = dc.leader()
                 survivors = [s for s in dc.servers if s is not leader]
+                term_before = await asyncio.to_thread(raft_term, leader)
                 writes, stop = Writes(), asyncio.Event()
                 task = asyncio.create_task(writer(session, survivors, writes, args.interval, stop))
                 await asyncio.sleep(args.steady)  # the baseline: every server up
@@ -158,11 +170,13 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
                 stop.set()
                 await task
                 baseline += writes.latencies(0.0, t0 - 0.05)
+                term_after = await asyncio.to_thread(raft_term, survivors[0])
                 failed = sum(1 for sent, ack, status in writes.sent if sent >= t0 and status != 200)
                 rounds.append({"round": number + 1, "killed": leader.node,
                                "new_leader_s": None if elected is None else round(elected, 3),
                                "first_ack_s": _round(writes.first_ack_after(t0)),
-                               "writes_failed_after_kill": failed})
+                               "writes_failed_after_kill": failed,
+                               "elections": term_after - term_before if min(term_before, term_after) > 0 else None})
                 print(f"bench_failover: round {number + 1}: {rounds[-1]}", file=sys.stderr, flush=True)
                 leader.start()
     first = [r["first_ack_s"] for r in rounds if r["first_ack_s"] is not None]
@@ -176,6 +190,8 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "first_ack_after_kill": first_summary,
         "new_leader_named_after_kill": summarize_seconds(elected_at),
         "baseline_write_ack_all_up": summarize_seconds(baseline),
+        "rounds_by_elections": {str(k): sum(1 for r in rounds if r["elections"] == k)
+                                for k in sorted({r["elections"] for r in rounds}, key=str)},
         "first_ack_p99_over_election_max": ratio(first_summary.get("p99_ms"), timings.election_max * 1000),
         "goal_first_ack_p99_under_1s": bool(first) and first_summary["p99_ms"] < 1000 and len(first) == len(rounds),
         "per_round": rounds,

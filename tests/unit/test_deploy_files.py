@@ -171,6 +171,7 @@ class _IdleRaft:
     resends_kept = 0
     snapshots_written = 0
     tick_stalls = 0
+    elections_started = 0
     longest_tick = 0.0
     disk_full = False
     disk_full_refusals = 0

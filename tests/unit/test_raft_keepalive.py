@@ -69,3 +69,20 @@ def test_a_received_keepalive_never_reaches_raft(follower: Any) -> None:
     sync._SyncObj__onMessageReceived(peer, {"type": KEEPALIVE})
     assert sync.raftCurrentTerm == term
     assert sync.meshfed_last_leader_contact == leader_contact  # not mistaken for the leader's heartbeat
+
+
+def test_every_election_this_server_stands_in_is_counted(follower: Any) -> None:
+    """A failover that needs more than one election (a split vote) shows as more than one
+    `meshfed_raft_elections_started` on the survivors: the signal bench_failover found the slow
+    rounds by, and the one an operator watches for election storms. The library reports no state
+    change when a candidate stands again in the next term, so the count comes from the term
+    change in which this server votes for itself."""
+    sync, _ = follower
+    me = sync._SyncObj__selfNode.id
+    other = next(iter(sync._SyncObj__otherNodes)).id
+    assert sync.meshfed_elections_started == 0
+    sync._SyncObj__setCurrentTerm(sync.raftCurrentTerm + 1, me)  # stands in an election
+    sync._SyncObj__setCurrentTerm(sync.raftCurrentTerm + 1, me)  # split vote: stands again
+    sync._SyncObj__setCurrentTerm(sync.raftCurrentTerm + 1, other)  # votes for another: not its election
+    sync._SyncObj__setCurrentTerm(sync.raftCurrentTerm, me)  # same term: not a new election
+    assert sync.meshfed_elections_started == 2
