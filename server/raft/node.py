@@ -36,6 +36,7 @@ from typing import Any
 
 from pysyncobj import SyncObjConf
 from pysyncobj.config import FAIL_REASON
+from pysyncobj.monotonic import monotonic as library_clock
 
 from meshfed.fsm import Command, Noop, Result, StateMachine, encode_entry, join_entries
 from meshfed.server.raft import storage as raft_storage
@@ -184,7 +185,7 @@ class RaftNode(NodeStatus, MembershipOps):
         if quiet_start > 0:
             # A server that just joined waits for the leader's first heartbeat instead of
             # starting an election (with an empty log it cannot win one, but it would bump terms).
-            self._sync._SyncObj__raftElectionDeadline = time.monotonic() + quiet_start
+            self._sync._SyncObj__raftElectionDeadline = library_clock() + quiet_start  # the library's clock
         if journal_path:
             raft_storage.make_compaction_safe(self._sync._SyncObj__raftLog, journal_path)
         if TRACE is not None:

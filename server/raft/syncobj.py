@@ -40,6 +40,7 @@ from typing import Any
 from pysyncobj import SyncObj, SyncObjConsumer, replicated
 from pysyncobj.config import FAIL_REASON
 from pysyncobj.journal import FileJournal
+from pysyncobj.monotonic import monotonic as library_clock
 
 from meshfed.fsm import CommandError, Result, StateMachine, decode_batch
 from meshfed.server.raft import storage as raft_storage
@@ -122,6 +123,7 @@ class GuardedSyncObj(SyncObj):
         self.meshfed_removed = False  # a committed-or-pending entry removed this node
         # MESHFED_RAFT_KEEPALIVE=0 turns them off: only so bench_failover can measure without them.
         self.meshfed_elections_started = 0  # terms in which this server voted for itself
+        self.meshfed_deadline_at_tick = 0.0  # the election deadline as the current tick began
         self.meshfed_next_keepalive = 0.0 if os.environ.get("MESHFED_RAFT_KEEPALIVE", "1") != "0" else math.inf
         super().__init__(*args, **kwargs)
         journal = self._SyncObj__raftLog
@@ -141,6 +143,7 @@ class GuardedSyncObj(SyncObj):
     def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 (library names)
         if self.meshfed_sync_mode == SYNC_ALWAYS:
             self.meshfed_sync()  # before the leader's commit step counts this node's own log
+        self.meshfed_deadline_at_tick = self._SyncObj__raftElectionDeadline
         super()._onTick(timeToWait)
         self.meshfed_keepalive(time.monotonic())
 
@@ -150,7 +153,12 @@ class GuardedSyncObj(SyncObj):
         me = self._SyncObj__selfNode
         if me is not None and votedForNodeId == me.id and term > self.raftCurrentTerm:
             self.meshfed_elections_started += 1
-            log.info("raft: standing for election in term %d", term)
+            # How late past its timeout and with how many peers reachable: two candidates in one
+            # term that both stood long after their timeouts were held back by something shared.
+            late = library_clock() - self.meshfed_deadline_at_tick  # its deadlines use its clock
+            connected = len(self._SyncObj__connectedNodes)
+            log.info("raft: standing for election in term %d (%.0f ms past the election timeout, %d of %d peers "
+                     "connected)", term, late * 1000, connected, len(self._SyncObj__otherNodes))
         SyncObj._SyncObj__setCurrentTerm(self, term, votedForNodeId)
 
     def meshfed_keepalive(self, now: float) -> None:

@@ -86,3 +86,17 @@ def test_every_election_this_server_stands_in_is_counted(follower: Any) -> None:
     sync._SyncObj__setCurrentTerm(sync.raftCurrentTerm + 1, other)  # votes for another: not its election
     sync._SyncObj__setCurrentTerm(sync.raftCurrentTerm, me)  # same term: not a new election
     assert sync.meshfed_elections_started == 2
+
+
+def test_a_quiet_start_is_measured_on_the_library_s_clock(tmp_path: Any) -> None:
+    """PySyncObj keeps its deadlines on CLOCK_MONOTONIC_RAW, not time.monotonic's clock (on this
+    host they differ by ~0.1 s, and the gap drifts): a deadline we set must use its clock."""
+    from pysyncobj.monotonic import monotonic as library_clock
+
+    ports = free_ports(3)
+    node = RaftNode(self_address=f"127.0.0.1:{ports[0]}", peers=[f"127.0.0.1:{p}" for p in ports[1:]],
+                    machine=StateMachine(), cluster_key=KEY, data_dir=str(tmp_path), quiet_start=3.0)
+    try:
+        assert abs(node._sync._SyncObj__raftElectionDeadline - library_clock() - 3.0) < 0.05
+    finally:
+        node._sync.destroy()
