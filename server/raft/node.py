@@ -51,6 +51,21 @@ from meshfed.server.raft.types import RaftError, RaftTimings
 log = logging.getLogger(__name__)
 
 TICK_PERIOD = 0.05  # poll timeout of the tick loop; commits wake it earlier through a pipe
+DEADLINE_MARGIN = 0.0005  # wake just after the election deadline, so the check finds it passed
+
+
+def tick_wait(now: float, deadline: float, waiting_for_election: bool) -> float:
+    """How long one tick may sleep in its poll. A follower or candidate sleeps no later than its
+    own election deadline: the fixed period is phase-locked to the leader's heartbeats on every
+    follower, so once the leader died all of them checked their deadlines at the same instants,
+    and two deadlines in one period made two candidates at once (a split vote costs another
+    election timeout). Waking at its own random deadline, the first candidate's request reaches
+    the others while they sleep, and they vote for it."""
+    if not waiting_for_election or deadline <= now:
+        # Overdue: the check at the start of this very tick stands for election (or cannot, with
+        # no peer connected); either way its poll must not spin.
+        return TICK_PERIOD
+    return min(TICK_PERIOD, deadline - now + DEADLINE_MARGIN)
 MAX_INFLIGHT_BATCHES = 2
 MAX_BATCH_COMMANDS = 256
 MAX_BATCH_BYTES = 48 * 1024
@@ -203,7 +218,9 @@ class RaftNode(NodeStatus, MembershipOps):
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
-                self._sync.doTick(TICK_PERIOD)
+                sync = self._sync
+                self._sync.doTick(tick_wait(library_clock(), sync._SyncObj__raftElectionDeadline,
+                                            not sync._isLeader()))
                 while self._tick_calls:
                     self._tick_calls.popleft()()
             except Exception:

@@ -100,3 +100,17 @@ def test_a_quiet_start_is_measured_on_the_library_s_clock(tmp_path: Any) -> None
         assert abs(node._sync._SyncObj__raftElectionDeadline - library_clock() - 3.0) < 0.05
     finally:
         node._sync.destroy()
+
+
+def test_a_follower_wakes_at_its_own_election_deadline_not_on_the_shared_tick() -> None:
+    """Followers' 50 ms polls are phase-locked to the leader's heartbeats, so after the leader died
+    both checked their deadlines at the same instants: two deadlines in the same 50 ms slot made
+    two candidates in the same millisecond, a split vote, and another election timeout (a fifth
+    of failovers in bench_failover). A follower now sleeps only until its own deadline."""
+    from meshfed.server.raft.node import TICK_PERIOD, tick_wait
+
+    assert tick_wait(now=10.0, deadline=10.2, waiting_for_election=True) == TICK_PERIOD
+    assert 0.0 < tick_wait(now=10.0, deadline=10.013, waiting_for_election=True) <= 0.014
+    # Overdue: this tick's check stands for election first; its poll must not spin.
+    assert tick_wait(now=10.0, deadline=9.9, waiting_for_election=True) == TICK_PERIOD
+    assert tick_wait(now=10.0, deadline=10.013, waiting_for_election=False) == TICK_PERIOD  # a leader
