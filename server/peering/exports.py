@@ -19,7 +19,7 @@ from meshfed.fsm.records import CONNECT_PROXY_KIND, CheckServiceNode, NodeServic
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.spiffe import peered_service_sni, service_uri
 from meshfed.server.ca.identity import trust_domain
-from meshfed.server.peering.mesh import MESH_GATEWAY
+from meshfed.server.peering.mesh import gateway_address, healthy_gateways
 
 WILDCARD = "*"
 EXPORTED_SERVICES_NAME = "default"
@@ -59,7 +59,7 @@ def exported_instances(state: StateStore, peer_name: str, datacenter: str) -> di
     """Every exported service's instances (healthy or not), as the stream sends them, plus the
     synthetic sidecar set of each exported service in the mesh (module docstring)."""
     exports: dict[str, list[Any]] = {}
-    gateways = state.health_service_nodes(MESH_GATEWAY, passing_only=True)[1]
+    gateways = healthy_gateways(state)
     _, ca = state.ca_state()
     domain = trust_domain(ca.cluster_id) if ca is not None and ca.cluster_id else ""
     for name in exported_service_names(state, peer_name):
@@ -77,11 +77,10 @@ def sidecar_set(service: str, gateways: list[CheckServiceNode], peer_name: str, 
                  "SpiffeID": [service_uri(domain, datacenter, service)], "Protocol": DEFAULT_PROTOCOL}
     found = []
     for gateway in gateways:
-        if gateway.service.kind != MESH_GATEWAY:
+        wan = gateway_address(gateway)
+        if wan is None:
             continue
-        wan = gateway.service.tagged_addresses.get("wan")
-        address, port = (wan.address, wan.port) if wan is not None and wan.address and wan.port else (
-            gateway.service.address or gateway.node.address, gateway.service.port)
+        address, port = wan
         proxy = NodeService(id=service + SIDECAR_SUFFIX, service=service + SIDECAR_SUFFIX, kind=CONNECT_PROXY_KIND,
                             address=address, port=port, proxy={"DestinationServiceName": service},
                             connect={"PeerMeta": peer_meta})

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshfed.fsm.peering.records import Peering, PeeringTrustBundle
+from meshfed.fsm.records import CheckServiceNode
 from meshfed.fsm.state import StateStore
 from meshfed.server.ca.identity import trust_domain
 
@@ -78,20 +79,25 @@ def server_name_datacenter(name: str) -> str:
     return labels[1] if len(labels) >= 3 and labels[0] == "server" else ""
 
 
-def gateway_addresses(state: StateStore, wan: bool = True) -> list[str]:
-    """`host:port` of every local mesh gateway whose checks pass: WAN (what a peer dials) or LAN
-    (what our own servers dial)."""
+def healthy_gateways(state: StateStore) -> list[CheckServiceNode]:
+    """The local mesh gateways whose checks pass."""
     _, rows = state.health_service_nodes(MESH_GATEWAY, passing_only=True)
-    found = set()
-    for csn in rows:
-        service = csn.service
-        if service.kind != MESH_GATEWAY:
-            continue
-        tagged = service.tagged_addresses.get("wan" if wan else "lan")
-        host, port = (tagged.address, tagged.port) if tagged is not None and tagged.address and tagged.port else (
-            service.address or csn.node.address, service.port)
-        if host and port:
-            found.add(f"{host}:{port}")
+    return [csn for csn in rows if csn.service.kind == MESH_GATEWAY]
+
+
+def gateway_address(gateway: CheckServiceNode, wan: bool = True) -> tuple[str, int] | None:
+    """Where a gateway is dialed: its WAN (what a peer dials) or LAN (what our own servers dial)
+    tagged address, else its service or node address; None without one."""
+    service = gateway.service
+    tagged = service.tagged_addresses.get("wan" if wan else "lan")
+    host, port = (tagged.address, tagged.port) if tagged is not None and tagged.address and tagged.port else (
+        service.address or gateway.node.address, service.port)
+    return (host, port) if host and port else None
+
+
+def gateway_addresses(state: StateStore, wan: bool = True) -> list[str]:
+    """`host:port` of every healthy local mesh gateway (see `gateway_address`)."""
+    found = {f"{a[0]}:{a[1]}" for csn in healthy_gateways(state) if (a := gateway_address(csn, wan)) is not None}
     return sorted(found)
 
 
