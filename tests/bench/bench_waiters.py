@@ -15,8 +15,10 @@ leadership counter); what differs is how "all parked" is seen: a shared call par
 the leader for many callers, so the count is the leader-side blocking gauge minus the followers'
 upstream calls plus the followers' waiting callers.
 
-The waiters run in one client process: their arrival times include that process's time to take
-10,000 answers off its loop, so wake figures are an upper bound of the servers' part.
+The waiters run in one client process. By default each is a bare asyncio Protocol that stamps the
+first byte of its answer (raw_waiters.py); `--client aiohttp` uses aiohttp's client instead, whose
+own ~0.1 ms per answer on one loop adds up to a second with 10,000 waiters, so its wake figures
+are an upper bound of the servers' part.
 
 Run from the repository root: python -m tests.bench.bench_waiters [--waiters 10000] [--rounds 1]
 """
@@ -31,7 +33,7 @@ from typing import Any
 
 import aiohttp
 
-from meshfed.server.cli.launcher import ServerProcess
+from meshfed.server.cli.launcher import HTTP_PORT, ServerProcess
 
 from .bench_blocking_fanout import (
     Rounds,
@@ -52,6 +54,7 @@ from .common import (
     stop_cleanly_on_sigterm,
     summarize_seconds,
 )
+from .raw_waiters import open_waiters
 
 WAIT = "60s"
 PARK_TIMEOUT = 60.0
@@ -91,7 +94,8 @@ async def parked(control: aiohttp.ClientSession, servers: list[ServerProcess]) -
 
 
 async def waiters_round(
-    datacenter: Datacenter, targets: list[ServerProcess], waiters: int, rounds: Rounds, writer: Writer
+    datacenter: Datacenter, targets: list[ServerProcess], waiters: int, rounds: Rounds, writer: Writer,
+    client: str = "raw",
 ) -> dict[str, Any]:
     leader = datacenter.leader()
     connector = aiohttp.TCPConnector(limit=0)
@@ -104,10 +108,15 @@ async def waiters_round(
         answers: list[tuple[float, str, int]] = []
         errors: dict[str, int] = {}
         started = time.monotonic()
-        tasks = [
-            asyncio.create_task(waiter(session, targets[i % len(targets)].http + path, answers, errors))
-            for i in range(waiters)
-        ]
+        if client == "raw":
+            opening = asyncio.create_task(
+                open_waiters([(t.address, HTTP_PORT) for t in targets], path, waiters))
+            tasks = [opening]
+        else:
+            tasks = [
+                asyncio.create_task(waiter(session, targets[i % len(targets)].http + path, answers, errors))
+                for i in range(waiters)
+            ]
         seen: dict[str, int] = {}
         while time.monotonic() - started < PARK_TIMEOUT:
             seen = await parked(control, datacenter.servers)
@@ -118,10 +127,19 @@ async def waiters_round(
         await asyncio.sleep(SETTLE_SECONDS)
         seen = await parked(control, datacenter.servers)
         memory_parked = datacenter.memory()
-        answered_before_write = len(answers)
+        if client == "raw":
+            tasks = list(await opening)
+        answered_before_write = sum(1 for t in tasks if t.done()) if client == "raw" else len(answers)
 
         sent, acknowledged, write_error = await writer.write(leader, rounds.write_body())
         done, pending = await asyncio.wait(tasks, timeout=WAKE_TIMEOUT)
+        if client == "raw":
+            for future in done:
+                answer = future.result()
+                answers.append((answer.arrived, answer.status, answer.index))
+                if answer.status != "200":
+                    text = f"{answer.status} {answer.text}"
+                    errors[text] = errors.get(text, 0) + 1
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -161,7 +179,7 @@ SCENARIOS = {
 }
 
 
-def run(waiters: int, rounds: int, keep_data: bool, only: list[str]) -> dict[str, Any]:
+def run(waiters: int, rounds: int, keep_data: bool, only: list[str], client: str = "raw") -> dict[str, Any]:
     results: dict[str, Any] = {}
     writer = Writer()
     try:
@@ -178,7 +196,7 @@ def run(waiters: int, rounds: int, keep_data: bool, only: list[str]) -> dict[str
                 results[name] = {
                     "targets": [t.node for t in targets],
                     "sharing": shared,
-                    "rounds": [asyncio.run(waiters_round(datacenter, targets, waiters, writes, writer)) for _ in range(rounds)],
+                    "rounds": [asyncio.run(waiters_round(datacenter, targets, waiters, writes, writer, client)) for _ in range(rounds)],
                     "all_servers_alive": datacenter.alive(),
                 }
     finally:
@@ -218,12 +236,14 @@ def main() -> None:
     parser.add_argument("--waiters", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=1, help="rounds per scenario")
     parser.add_argument("--only", action="append", default=[], choices=sorted(SCENARIOS), help="run only these")
+    parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
+                        help="waiter client: bare asyncio protocols (default) or aiohttp's client")
     parser.add_argument("--keep-data", action="store_true", help="keep server data and logs for inspection")
     args = parser.parse_args()
     stop_cleanly_on_sigterm()
     started = time.monotonic()
-    document: dict[str, Any] = {"benchmark": "waiters", "machine": machine(), "wait": WAIT}
-    results = run(args.waiters, args.rounds, args.keep_data, args.only)
+    document: dict[str, Any] = {"benchmark": "waiters", "machine": machine(), "wait": WAIT, "client": args.client}
+    results = run(args.waiters, args.rounds, args.keep_data, args.only, args.client)
     document["verdicts"] = verdicts(results)
     document["meshfed"] = results
     document["wall_seconds"] = round(time.monotonic() - started, 1)
