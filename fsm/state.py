@@ -75,6 +75,14 @@ class StateStore(ACLReads, PeeringReads):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tables = Tables()
+        # Bumped by every write and load, quiet ones included (a TTL heartbeat moves no table
+        # index): equal versions mean equal contents, so a read's result may be reused while
+        # the version stands (server/requests/shared_results.py).
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        return self._version
 
     # ---- reads ----------------------------------------------------------------------------------
 
@@ -257,7 +265,10 @@ class StateStore(ACLReads, PeeringReads):
     def writer(self) -> Iterator[StoreWriter]:
         """Exclusive write access for one log entry; readers wait until it is fully applied."""
         with self._lock:
-            yield StoreWriter(self._tables)
+            try:
+                yield StoreWriter(self._tables)
+            finally:
+                self._version += 1
 
     # ---- snapshot -------------------------------------------------------------------------------
 
@@ -309,3 +320,4 @@ class StateStore(ACLReads, PeeringReads):
         tables = tables_from_export(data)
         with self._lock:
             self._tables = tables
+            self._version += 1

@@ -165,7 +165,8 @@ class Agent:
         self.raft = raft = self._build_raft(loop, peers, quiet_start)
         state = self.machine.state
         self.pool = ConnectionPool(channel_credentials(cfg))
-        self.queries = queries = QueryRunner(raft, self.watches, self.metrics.blocking_delta)
+        self.queries = queries = QueryRunner(raft, self.watches, self.metrics.blocking_delta,
+                                             store_version=lambda: state.version)
         self.router = router = Router(
             datacenter=cfg.datacenter, raft=raft, state=state, pool=self.pool, on_forward=self.metrics.forwarded,
             server_name=f"server.{cfg.datacenter}.{cfg.domain.rstrip('.')}" if self.pool.tls else "",

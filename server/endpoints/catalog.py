@@ -219,7 +219,7 @@ class CatalogEndpoint:
 
     async def list_services(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         async def local() -> tuple[QueryMeta, Any]:
-            return await self._queries.run(header, SERVICES, self._state.catalog_services)
+            return await self._queries.run(header, SERVICES, self._state.catalog_services, share="catalog_services")
 
         return await self._router.serve("Catalog/ListServices", header, body, local, write=False)
 

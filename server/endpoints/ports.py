@@ -13,7 +13,7 @@ only that the members exist, and the signatures are checked by the type checker.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from meshfed.fsm import Command, Result
@@ -128,4 +128,5 @@ class Queries(Protocol):
         query: Callable[[], tuple[int, T]],
         *,
         wait_for_existence: bool = False,
+        share: Hashable | None = None,
     ) -> tuple[QueryMeta, T]: ...

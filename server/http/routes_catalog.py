@@ -17,7 +17,7 @@ from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register, lookup
 from meshfed.server.http.params import both, keep, node_meta_filter, parse_header, row_filter
 from meshfed.server.http.request_memo import once_per_request
-from meshfed.server.http.respond import json_body, with_meta
+from meshfed.server.http.respond import json_body, shared_with_meta, with_meta
 from meshfed.server.http.shapes import catalog_service_json, node_json, service_json
 from meshfed.server.raft.trace import TRACE
 
@@ -70,7 +70,7 @@ async def services(request: web.Request) -> web.Response:
     predicate = both(row_filter(request, filter_schemas.SERVICE_NODE), node_meta_filter(request, "NodeMeta"))
     if predicate is None:
         meta, by_name = await api_of(request).catalog.list_services(parse_header(request), {})
-        return with_meta(by_name, meta)
+        return shared_with_meta(by_name, meta)
     meta, pairs = await api_of(request).catalog.service_instances(parse_header(request), {})
     tags: dict[str, set[str]] = {}
     for n, s in pairs:

@@ -4,17 +4,22 @@
 changes, and returns as soon as its index passes `min_query_index`, or when the wait (default
 5 min, capped at 10 min, plus up to 1/16 random jitter) runs out, with the unchanged result.
 Every response carries index >= 1, known leader and last contact.
+
+A query given a `share` key is run once per store version for every caller with that key
+(shared_results.py): the key must name everything the query reads, so that two queries with one
+key at one version cannot differ.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TypeVar
 
 from meshfed.rpc.header import DEFAULT_QUERY_TIME, MAX_QUERY_TIME, QueryMeta, RequestHeader
 from meshfed.server.endpoints.ports import ReadBarrier
+from meshfed.server.requests.shared_results import SharedResults
 from meshfed.server.requests.watch import WatchHub
 
 T = TypeVar("T")
@@ -34,11 +39,14 @@ class QueryRunner:
         raft: ReadBarrier,
         watches: WatchHub,
         on_blocking: Callable[[int], None] | None = None,
+        store_version: Callable[[], int] | None = None,
     ) -> None:
         self._raft = raft
         self._watches = watches
         self._on_blocking = on_blocking  # +1 / -1, for the consul_rpc_queries_blocking gauge
         self._closing = False
+        # None: every query runs for itself (no store to tell when a result is still current).
+        self.shared = SharedResults(store_version) if store_version is not None else None
 
     def close(self) -> None:
         """Shutdown: every open blocking query returns its current result at once (clients get an
@@ -62,13 +70,18 @@ class QueryRunner:
         query: Callable[[], tuple[int, T]],
         *,
         wait_for_existence: bool = False,
+        share: Hashable | None = None,
     ) -> tuple[QueryMeta, T]:
         """Run `query` under the header's blocking/consistency rules.
 
         `wait_for_existence`: a missing result (None) does not end a blocking wait even if the
         index moved (Consul's newer FederationState.Get behaviour).
+        `share`: a key naming everything `query` reads; callers with the same key at the same store
+        version get one result object (read-only for all of them).
         """
         tables = tuple(tables)
+        if share is not None and self.shared is not None:
+            query = _shared(self.shared, share, query)
         consistency = "consistent" if header.require_consistent else ("stale" if header.allow_stale else "")
         if header.require_consistent:
             await self._raft.barrier()
@@ -81,17 +94,24 @@ class QueryRunner:
             self._on_blocking(1)
         try:
             while True:
-                futures = self._watches.futures(tables)
-                index, value = query()
-                exists = value is not None or not wait_for_existence
-                if index > header.min_query_index and exists:
-                    return self.meta(index, consistency), value
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closing:
-                    return self.meta(index, consistency), value
-                await self._watches.wait_any(futures, remaining)
+                ticket = self._watches.ticket(tables)  # before the query: no change slips between
+                try:
+                    index, value = query()
+                    exists = value is not None or not wait_for_existence
+                    if index > header.min_query_index and exists:
+                        return self.meta(index, consistency), value
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._closing:
+                        return self.meta(index, consistency), value
+                    await self._watches.wait_ticket(ticket, remaining)
+                finally:
+                    self._watches.release(ticket, tables)
                 if header.require_consistent:
                     await self._raft.barrier()
         finally:
             if self._on_blocking:
                 self._on_blocking(-1)
+
+
+def _shared(shared: SharedResults, key: Hashable, query: Callable[[], T]) -> Callable[[], T]:
+    return lambda: shared.run(key, query)

@@ -321,3 +321,32 @@ def test_many_waiters_wake_together_on_one_change() -> None:
         assert {(meta.index, value) for meta, value in results} == {(6, "v6")}
 
     asyncio.run(scenario())
+
+
+def test_waiters_with_one_share_key_run_the_query_once_per_store_version() -> None:
+    async def scenario() -> None:
+        hub = WatchHub()
+        table = Table()
+        version = [0]
+
+        def change(value: str) -> None:
+            version[0] += 1
+            table.index += 1
+            table.value = value
+            hub.notify(["nodes"], table.index)
+
+        runner = QueryRunner(FakeLeader(), hub, store_version=lambda: version[0])
+        header = RequestHeader(min_query_index=5, max_query_time=10)
+        waiters = [asyncio.create_task(runner.run(header, ["nodes"], table.query, share="nodes"))
+                   for _ in range(200)]
+        await asyncio.sleep(0.05)
+        assert table.runs == 1  # parking: one run for all 200
+        change("v6")
+        results = await asyncio.wait_for(asyncio.gather(*waiters), 2)
+        assert table.runs == 2  # waking: one more
+        assert len({id(value) for _, value in results}) == 1 and results[0][1] == "v6"
+        # without a key every query runs for itself
+        await runner.run(RequestHeader(), ["nodes"], table.query)
+        assert table.runs == 3
+
+    asyncio.run(scenario())

@@ -234,6 +234,21 @@ def test_deregister_of_missing_target_is_ok_without_bump(log, command):
     assert log.notifications == []
 
 
+# ---- store version: what shared query results are checked against -----------------------------
+
+
+def test_store_version_moves_with_every_write_even_one_that_moves_no_index(log):
+    log.one(CatalogRegister(node(), checks=(check("ttl", type="ttl", status="passing"),)))
+    before, indexes = log.state.version, log.state.index()
+    log.state.catalog_services()  # reads never move it
+    assert log.state.version == before
+    assert log.one(CheckUpdate("n1", "ttl", "passing", at=200.0)).ok  # a heartbeat: no index moves
+    assert log.state.index() == indexes and log.state.version > before
+    exported, at_export = log.state.export(), log.state.version
+    log.state.load(exported)
+    assert log.state.version > at_export
+
+
 # ---- check update -----------------------------------------------------------------------------
 
 

@@ -112,3 +112,61 @@ def test_a_cancelled_waiter_does_not_break_the_shared_future() -> None:
         await asyncio.wait_for(stayer, 1)
 
     asyncio.run(scenario())
+
+
+# ---- tickets: one future per blocking query -------------------------------------------------------
+
+
+def test_a_ticket_taken_before_a_notify_is_resolved_even_if_the_wait_starts_later() -> None:
+    async def scenario() -> None:
+        hub = WatchHub()
+        ticket = hub.ticket(("nodes", "services"))
+        hub.notify(["services"], 4)  # lands between the query and the wait
+        started = time.monotonic()
+        await hub.wait_ticket(ticket, timeout=5)
+        assert time.monotonic() - started < 1 and ticket.result() == 4
+        hub.release(ticket, ("nodes", "services"))
+        assert hub.waiting() == 0
+
+    asyncio.run(scenario())
+
+
+def test_ticket_wait_times_out_and_other_tables_do_not_wake_it() -> None:
+    async def scenario() -> None:
+        hub = WatchHub()
+        ticket = hub.ticket(("nodes",))
+        hub.notify(["checks"], 2)
+        started = time.monotonic()
+        await hub.wait_ticket(ticket, timeout=0.1)
+        assert 0.09 <= time.monotonic() - started < 1
+        hub.release(ticket, ("nodes",))
+        assert hub.waiting() == 0
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_one_ticket_waiter_leaves_the_others_waiting_and_woken() -> None:
+    async def scenario() -> None:
+        hub = WatchHub()
+        tickets = [hub.ticket(("services",)) for _ in range(3)]
+        tasks = [asyncio.create_task(hub.wait_ticket(t, 5)) for t in tickets]
+        await asyncio.sleep(0)
+        tasks[0].cancel()
+        await asyncio.gather(tasks[0], return_exceptions=True)
+        hub.release(tickets[0], ("services",))
+        hub.notify(["services"], 9)
+        await asyncio.wait_for(asyncio.gather(*tasks[1:]), 1)
+        assert [t.result() for t in tickets[1:]] == [9, 9]
+
+    asyncio.run(scenario())
+
+
+def test_notify_all_resolves_tickets_too() -> None:
+    async def scenario() -> None:
+        hub = WatchHub()
+        ticket = hub.ticket(("acl_tokens",))
+        future = hub.future("nodes")
+        hub.notify_all(0)
+        assert ticket.done() and future.done()
+
+    asyncio.run(scenario())
