@@ -19,7 +19,6 @@ import os
 import signal
 
 from meshfed.fsm import StateMachine
-from meshfed.fsm.intentions import default_allows as intention_default_allows
 from meshfed.fsm.records import ServerInfo
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.errors import RPCError
@@ -33,15 +32,8 @@ from meshfed.server.checks.runner import CheckRunner
 from meshfed.server.config import Config, ConfigError, config_warnings
 from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.agent_services import AgentServices
-from meshfed.server.endpoints.autopilot import AutopilotEndpoint
-from meshfed.server.endpoints.catalog import CatalogEndpoint
-from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
-from meshfed.server.endpoints.connect_ca import ConnectCAEndpoint
-from meshfed.server.endpoints.federation_state import FederationStateEndpoint
-from meshfed.server.endpoints.intention import IntentionEndpoint
-from meshfed.server.endpoints.operator_raft import OperatorRaftEndpoint
 from meshfed.server.endpoints.snapshot import SnapshotEndpoint
-from meshfed.server.endpoints.status import StatusEndpoint
+from meshfed.server.endpoints.wiring import build_endpoints
 from meshfed.server.http.api import Api
 from meshfed.server.http.app import build_app
 from meshfed.server.leader.membership import publish_self
@@ -173,56 +165,21 @@ class Agent:
             # Benchmarks switch the sharing off to measure it (tests/bench/bench_waiters.py).
             coalesce=os.environ.get("MESHFED_COALESCE_FORWARDED_QUERIES", "1") != "0",
         )
-        self.federation = federation = FederationStateEndpoint(
-            primary_datacenter=cfg.primary,
-            state=state,
-            raft=raft,
-            router=router,
-            queries=queries,
-            observe=self.metrics.observe_federation_state,
-            # MESHFED_FEDERATION_DELTA=0: followers forward the whole list again (benchmark baseline).
-            datacenter=cfg.datacenter if os.environ.get("MESHFED_FEDERATION_DELTA", "1") != "0" else "",
-        )
-        self.config_entries = config_entries = ConfigEntryEndpoint(
-            datacenter=cfg.datacenter, primary_datacenter=cfg.primary, state=state, raft=raft, router=router,
-            queries=queries,
-        )
-        intentions = IntentionEndpoint(
-            primary_datacenter=cfg.primary, state=state, raft=raft, router=router, queries=queries,
-            default_allow=intention_default_allows(cfg.acl.enabled, cfg.acl.default_policy),
-        )
-        self.connect_ca = ConnectCAEndpoint(
-            primary_datacenter=cfg.primary, datacenter=cfg.datacenter, state=state, raft=raft, router=router,
-            queries=queries,
-        )
-        acl = ACLEndpoint(datacenter=cfg.datacenter, primary_datacenter=cfg.primary, state=state, raft=raft,
-                          router=router, queries=queries, data_dir=cfg.data_dir or None,
-                          min_expiration_ttl=cfg.acl.token_min_expiration_ttl,
-                          max_expiration_ttl=cfg.acl.token_max_expiration_ttl)
+        self.endpoints = eps = build_endpoints(cfg, state=state, raft=raft, router=router, queries=queries,
+                                               observe_federation_state=self.metrics.observe_federation_state)
         self.federation_wan = Federation(
             cfg, state=state, raft=raft, watches=self.watches, pool=self.pool, router=router,
-            endpoint=federation, config_entries=config_entries, metrics=self.metrics, acl=acl,
+            endpoint=eps.federation, config_entries=eps.config_entries, metrics=self.metrics, acl=eps.acl,
         )
-        catalog = CatalogEndpoint(state=state, raft=raft, router=router, queries=queries)
-        status = StatusEndpoint(datacenter=cfg.datacenter, state=state, raft=raft, queries=queries, router=router)
-        self.operator_raft = OperatorRaftEndpoint(state=state, raft=raft, router=router, queries=queries)
-        autopilot = AutopilotEndpoint(state=state, raft=raft, router=router, queries=queries)
-        agent_services = AgentServices(node=cfg.node_name, address=cfg.advertise, datacenter=cfg.datacenter,
-                                       state=state, raft=raft, router=router, queries=queries)
         self.peering = build_peering(cfg, state=state, raft=raft, router=router, leader_streams=router, queries=queries,
                                      watches=self.watches)
-        handlers = {
-            **self.peering.handlers(), **federation.handlers(), **catalog.handlers(), **status.handlers(), **config_entries.handlers(),
-            **intentions.handlers(), **self.connect_ca.handlers(),
-            **acl.handlers(), **self.federation_wan.check.handlers(), **agent_services.handlers(),
-            **self.operator_raft.handlers(), **autopilot.handlers(),
-        }
+        handlers = {**self.peering.handlers(), **eps.handlers(), **self.federation_wan.check.handlers()}
 
         acl_resolver = (ACLResolver(state_reader(state), cfg.acl, cfg.datacenter, observer=self.metrics)
                         if cfg.acl.enabled else None)
         authorize = rpc_authorizer(cfg, state, self.metrics, acl_resolver).authorize if cfg.acl.enabled else None
         if acl_resolver is not None:
-            self._wire_acl(acl, acl_resolver)
+            self._wire_acl(eps.acl, acl_resolver)
         peer_check = ServerPeerCheck(
             cfg.domain, lambda: [cfg.datacenter, *(s.datacenter for s in state.federation_state_list()[1])]
         )
@@ -237,25 +194,25 @@ class Agent:
             datacenter=cfg.datacenter,
             state=state,
             queries=queries,
-            federation=federation,
-            catalog=catalog,
-            status=status,
-            config_entries=config_entries,
-            intentions=intentions,
-            connect_ca=self.connect_ca,
+            federation=eps.federation,
+            catalog=eps.catalog,
+            status=eps.status,
+            config_entries=eps.config_entries,
+            intentions=eps.intentions,
+            connect_ca=eps.connect_ca,
             metrics=self.metrics,
             wan=self.federation_wan,
             prometheus_enabled=cfg.telemetry.prometheus_retention_time > 0,
-            acl=acl if cfg.acl.enabled else None,
+            acl=eps.acl if cfg.acl.enabled else None,
             acl_resolver=acl_resolver,
-            agent_services=agent_services,
-            leaves=LeafCache(datacenter=cfg.datacenter, state=state, watches=self.watches, sign=self.connect_ca.sign),
+            agent_services=eps.agent_services,
+            leaves=LeafCache(datacenter=cfg.datacenter, state=state, watches=self.watches, sign=eps.connect_ca.sign),
             snapshots=SnapshotEndpoint(datacenter=cfg.datacenter, machine=self.machine, raft=raft,
                                        term=lambda: raft.status().term),
             peering=self.peering.endpoint,
             reloader=self.reloader,
-            operator_raft=self.operator_raft,
-            autopilot=autopilot,
+            operator_raft=eps.operator_raft,
+            autopilot=eps.autopilot,
             leave=self.leave_and_stop,
             logs=self.logs,
         )
@@ -274,8 +231,8 @@ class Agent:
         self.federation_wan.start()
         raft.start(loop)
         add_leader_routines(
-            self.routines, cfg, state, raft, watches=self.watches, federation=self.federation,
-            federation_wan=self.federation_wan, connect_ca=self.connect_ca, peering=self.peering, metrics=self.metrics)
+            self.routines, cfg, state, raft, watches=self.watches, federation=eps.federation,
+            federation_wan=self.federation_wan, connect_ca=eps.connect_ca, peering=self.peering, metrics=self.metrics)
         me = ServerInfo(
             node=cfg.node_name,
             datacenter=cfg.datacenter,
@@ -284,7 +241,7 @@ class Agent:
             http_address=cfg.http_address,
         )
         self._tasks.append(asyncio.create_task(publish_self(state, raft, self.watches, me), name="publish-self"))
-        self._start_service_definitions(agent_services, loop)
+        self._start_service_definitions(eps.agent_services, loop)
         # The agent's TCP/HTTP/alias checks of this server's own node: every server, not the leader.
         self.check_runner = CheckRunner(
             node=cfg.node_name, state=state, watches=self.watches, raft=raft,
@@ -343,7 +300,7 @@ class Agent:
         if self.raft.members() == [self.config.raft_address]:
             return  # the last server: there is no configuration left to leave
         header = RequestHeader(token=token or self.config.acl.tokens.agent)
-        await self.operator_raft.remove_peer(header, {"address": self.config.raft_address})
+        await self.endpoints.operator_raft.remove_peer(header, {"address": self.config.raft_address})
         log.info("left the datacenter's Raft configuration")
 
     async def leave_and_stop(self, token: str = "") -> None:

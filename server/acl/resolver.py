@@ -20,9 +20,9 @@ so a policy edited in the primary takes effect here as soon as replication appli
 
 Secondaries (§6.1, §6.2; `resolve_async`, wired with a `remote` only outside the primary): a
 token this server does not hold, while tokens are not replicated (token replication off, or
-nothing replicated yet), is asked of the primary and cached for `acl.token_ttl`. Policies and
-roles always come from the local, replicated tables. When the primary cannot be reached,
-`acl.down_policy` decides:
+nothing replicated yet), is asked of the primary and cached for `acl.token_ttl` (the asking and
+the keeping: server/acl/primary_tokens.py). Policies and roles always come from the local,
+replicated tables. When the primary cannot be reached, `acl.down_policy` decides:
 - `extend-cache`: the token resolved before keeps its identity, however old; unknown -> deny all;
 - `async-cache`: the same, but an old entry is served at once and refreshed in the background;
 - `deny`: deny all (an old entry is used only within its TTL); `allow`: allow all.
@@ -30,8 +30,6 @@ roles always come from the local, replicated tables. When the primary cannot be 
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -53,14 +51,12 @@ from meshfed.fsm.acl import (
 )
 from meshfed.fsm.consul_formats.timestamps import parse_rfc3339
 from meshfed.rpc.errors import RPCError
-from meshfed.server.acl.down_policy import WhenDown, serves_stale_first, when_down
+from meshfed.server.acl.down_policy import WhenDown
+from meshfed.server.acl.primary_tokens import ACL_NOT_FOUND, PrimaryTokens
 from meshfed.server.acl.token import ANONYMOUS_SECRET
 from meshfed.server.config.settings import ACLConfig
 
-log = logging.getLogger(__name__)
-
 ACL_TABLES = ("acl_tokens", "acl_policies", "acl_roles")
-ACL_NOT_FOUND = "ACL not found"
 # Bounds the cache so a client cycling random secrets cannot grow it without limit (Consul: 10240).
 MAX_CACHED_IDENTITIES = 10240
 # uuid5 namespace for the accessor we show for the configured initial-management secret when the
@@ -165,20 +161,10 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class _Remote:
-    token: TokenRecord
-    fetched_at: float  # self._clock() time of the primary's answer
-
-
-@dataclass(frozen=True)
 class _Cached:
     tables_index: int
     expires_at: float | None  # unix seconds; None for tokens that do not expire
     identity: Identity
-
-
-class _PrimaryDown(Exception):
-    """The primary could not answer a token resolution; `down_policy` decides."""
 
 
 def state_reader(state: object) -> ACLStateReader | None:
@@ -216,14 +202,12 @@ class ACLResolver:
         self._down_policy = config.down_policy
         self._token_ttl = config.token_ttl
         self._replicates_tokens = config.enable_token_replication
-        self._remote: RemoteResolve | None = None
-        self._remote_cache: dict[str, _Remote] = {}
-        self._refreshing: dict[str, asyncio.Task[None]] = {}
-        self._primary_down = False
+        self._primary: PrimaryTokens[TokenRecord] | None = None
 
     def use_primary(self, remote: RemoteResolve) -> None:
         """Secondaries: where to ask about tokens not held here."""
-        self._remote = remote
+        self._primary = PrimaryTokens(remote, down_policy=self._down_policy, token_ttl=self._token_ttl,
+                                      clock=self._clock)
 
     @property
     def default_policy(self) -> DefaultPolicy:
@@ -260,7 +244,7 @@ class ACLResolver:
         """`resolve`, asking the primary about a token this secondary does not hold (see the module
         docstring); in the primary, or for a token held here, exactly `resolve`."""
         secret = secret or ANONYMOUS_SECRET
-        if self._remote is None or self._resolves_locally(secret):
+        if self._primary is None or self._resolves_locally(secret):
             return self.resolve(secret)
         return await self._resolve_remote(secret)
 
@@ -276,65 +260,14 @@ class ACLResolver:
         return self._replicates_tokens and self._state is not None and self._state.index("acl_tokens") > 0
 
     async def _resolve_remote(self, secret: str) -> Identity:
-        assert self._remote is not None
-        cached = self._remote_cache.get(secret)
-        if cached is not None and self._clock() - cached.fetched_at < self._token_ttl:
-            return self._remote_identity(cached.token)
-        if cached is not None and serves_stale_first(self._down_policy):
-            if secret not in self._refreshing:
-                task = asyncio.ensure_future(self._refresh_quietly(secret))
-                self._refreshing[secret] = task
-                task.add_done_callback(lambda _: self._refreshing.pop(secret, None))
-            return self._remote_identity(cached.token)
-        try:
-            await self._refresh(secret, raise_down=True)
-        except _PrimaryDown:
-            return self._when_down(cached)
-        return self._remote_identity(self._remote_cache[secret].token)
-
-    async def _refresh_quietly(self, secret: str) -> None:
-        """async-cache's background refresh: a token the primary no longer knows is dropped, an
-        unreachable primary keeps the old entry."""
-        try:
-            await self._refresh(secret)
-        except RPCError:
-            pass
-
-    async def _refresh(self, secret: str, raise_down: bool = False) -> None:
-        """Ask the primary; ACL not found drops the cache entry and raises."""
-        assert self._remote is not None
-        try:
-            token = await self._remote(secret)
-        except RPCError as exc:
-            if self._down(exc, raise_down):
-                raise _PrimaryDown from exc
-            return
-        except Exception as exc:  # a transport failure the dialer did not wrap
-            if self._down(exc, raise_down):
-                raise _PrimaryDown from exc
-            return
-        if self._primary_down:
-            log.info("acl: the primary answers token resolution again")
-            self._primary_down = False
-        if token is None:
-            self._remote_cache.pop(secret, None)
-            raise RPCError(grpc.StatusCode.PERMISSION_DENIED, ACL_NOT_FOUND)
-        self._remote_cache[secret] = _Remote(token, self._clock())
-
-    def _down(self, exc: Exception, raise_down: bool) -> bool:
-        if not self._primary_down:
-            log.warning("acl: cannot resolve tokens with the primary, down_policy %s applies: %s",
-                        self._down_policy, exc)
-            self._primary_down = True
-        return raise_down
-
-    def _when_down(self, cached: _Remote | None) -> Identity:
-        """`down_policy` for a token the primary could not be asked about."""
-        decision = when_down(self._down_policy, cached is not None)
-        if decision is WhenDown.CACHED and cached is not None:
-            return self._remote_identity(cached.token)
-        accessor = cached.token.accessor_id if cached is not None else ""
-        if decision is WhenDown.ALLOW_ALL:
+        assert self._primary is not None
+        token, down = await self._primary.token(secret)
+        if down is None or down is WhenDown.CACHED:
+            assert token is not None
+            return self._remote_identity(token)
+        # `down_policy` for a token the primary could not be asked about.
+        accessor = token.accessor_id if token is not None else ""
+        if down is WhenDown.ALLOW_ALL:
             return Identity(accessor, Authorizer.for_management(self._default_policy))
         return Identity(accessor, Authorizer.from_rules([], DefaultPolicy.DENY))
 

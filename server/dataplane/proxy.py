@@ -9,7 +9,7 @@ ID, then splice to the local service. A denial or any failure closes the connect
 outcome; nothing reaches the application before the decision.
 
 Outbound (one plain listener per upstream): pick the first hop (the destination's sidecars, a local
-gateway, or a gateway of the destination DC), dial it with TLS and SNI
+gateway, or a gateway of the destination DC; server/dataplane/upstreams.py), dial it with TLS and SNI
 `<svc>.default.<dc>.internal.<trust domain>` (gateways route on that name without decrypting), and
 accept only a server whose SPIFFE ID is that service in that DC.
 
@@ -43,28 +43,18 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from meshfed.fsm.consul_formats.timestamps import parse_rfc3339
-from meshfed.rpc.spiffe import SpiffeError, parse_service_uri, service_sni, service_uri
+from meshfed.rpc.spiffe import SpiffeError, parse_service_uri
 from meshfed.rpc.splice import close_writer, splice
 from meshfed.server.dataplane.connect_tls import ConnectContexts, build_contexts, peer_uri
 from meshfed.server.dataplane.peer_trust import PeerTrust
-from meshfed.server.dataplane.proxy_config import (
-    HOP_DIRECT,
-    HOP_LOCAL_GATEWAY,
-    HOP_REMOTE_GATEWAY,
-    ProxyConfig,
-    Upstream,
-    first_hop,
-    instance_address,
-    peered_first_hop,
-)
+from meshfed.server.dataplane.proxy_config import HOP_DIRECT, ProxyConfig, Upstream
 from meshfed.server.dataplane.server_api import ServerAPI, follow, metrics_handler, start_admin
+from meshfed.server.dataplane.upstreams import UpstreamRoutes
 
 log = logging.getLogger("meshfed.proxy")
 
 HANDSHAKE_TIMEOUT = 10.0
 DIAL_TIMEOUT = 5.0
-MODE_CACHE_SECONDS = 1.0  # a proxy-defaults mode change reaches new connections within this
-RESOLVE_CACHE_SECONDS = 1.0
 AUTHORIZE_CACHE_SECONDS = 0.5
 
 
@@ -96,9 +86,9 @@ class ConnectProxy:
         self.contexts: ConnectContexts | None = None
         self.trust_domain = ""
         self.datacenter = ""
-        self._modes: dict[Upstream, tuple[float, str]] = {}
         self._decisions: dict[str, tuple[float, tuple[bool, str]]] = {}
-        self._resolved: dict[Upstream, tuple[float, tuple[str, list[tuple[str, int]]]]] = {}
+        # Where each new outbound connection goes; reads this proxy's datacenter, trust domain and peers.
+        self.upstreams = UpstreamRoutes(cfg, api, self, clock=clock)
         self.servers: list[asyncio.AbstractServer] = []
         self.ready = asyncio.Event()
         self._listener = self._listener_context()
@@ -247,69 +237,6 @@ class ConnectProxy:
 
     # ---- outbound --------------------------------------------------------------------------------
 
-    async def _mode(self, upstream: Upstream) -> str:
-        cached = self._modes.get(upstream)
-        if cached is not None and self._clock() - cached[0] < MODE_CACHE_SECONDS:
-            return cached[1]
-        query = (f"/v1/internal/mesh-gateway-mode?stale&service={quote(self.cfg.service)}"
-                 f"&upstream={quote(upstream.destination)}&upstream-datacenter={quote(upstream.datacenter)}"
-                 f"&instance-mode={quote(self.cfg.mode)}&upstream-mode={quote(upstream.mode)}")
-        status, _, body = await self.api.request("GET", query)
-        if status != 200 or not isinstance(body, dict):
-            raise RuntimeError(f"mesh gateway mode: HTTP {status}: {body}")
-        mode = str(body.get("Mode") or "")
-        self._modes[upstream] = (self._clock(), mode)
-        return mode
-
-    async def candidates(self, upstream: Upstream) -> tuple[str, list[tuple[str, int]]]:
-        """(first hop kind, addresses to try) for one new connection to `upstream`, looked up at most
-        once per RESOLVE_CACHE_SECONDS: a burst of connections costs one catalog read, and a sidecar
-        or gateway that turned unhealthy stops being dialed within that time."""
-        cached = self._resolved.get(upstream)
-        if cached is not None and self._clock() - cached[0] < RESOLVE_CACHE_SECONDS:
-            return cached[1]
-        resolved = await self._resolve(upstream)
-        self._resolved[upstream] = (self._clock(), resolved)
-        return resolved
-
-    def target(self, upstream: Upstream) -> tuple[str, str]:
-        """(SNI to dial, SPIFFE ID the destination must present) for one upstream."""
-        if upstream.peer:
-            return self.peers.target(upstream.peer, upstream.destination)
-        target_dc = upstream.datacenter or self.datacenter
-        return (service_sni(upstream.destination, target_dc, self.trust_domain),
-                service_uri(self.trust_domain, target_dc, upstream.destination))
-
-    async def _resolve(self, upstream: Upstream) -> tuple[str, list[tuple[str, int]]]:
-        if upstream.peer:
-            hop = peered_first_hop(upstream.mode, self.cfg.mode)
-            if hop == HOP_REMOTE_GATEWAY:
-                return hop, self.peers.gateways(upstream.peer)
-            rows = await self._rows("/v1/health/service/mesh-gateway?passing&stale")
-            return hop, [a for a in (instance_address(row, False) for row in rows) if a is not None]
-        target_dc = upstream.datacenter or self.datacenter
-        hop = first_hop(self.datacenter, target_dc, await self._mode(upstream))
-        remote = target_dc.lower() != self.datacenter.lower()
-        if hop == HOP_DIRECT:
-            path = f"/v1/health/connect/{quote(upstream.destination)}?passing&stale" + (f"&dc={target_dc}" if remote else "")
-            rows, wan = await self._rows(path), remote
-        elif hop == HOP_LOCAL_GATEWAY:
-            rows, wan = await self._rows("/v1/health/service/mesh-gateway?passing&stale"), False
-        else:
-            status, _, by_dc = await self.api.request("GET", "/v1/internal/federation-states/mesh-gateways?stale")
-            if status != 200 or not isinstance(by_dc, dict):
-                raise RuntimeError(f"federation states: HTTP {status}")
-            rows = [g for g in by_dc.get(target_dc, []) if all(c.get("Status") == "passing" for c in g.get("Checks", []))]
-            wan = True
-        addresses = [a for a in (instance_address(row, wan) for row in rows) if a is not None]
-        return hop, addresses
-
-    async def _rows(self, path: str) -> list[dict[str, Any]]:
-        status, _, rows = await self.api.request("GET", path)
-        if status != 200 or not isinstance(rows, list):
-            raise RuntimeError(f"GET {path}: HTTP {status}: {rows}")
-        return rows
-
     async def _outbound(self, upstream: Upstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         outcome = "closed"
         label = upstream.destination
@@ -320,7 +247,7 @@ class ConnectProxy:
                 return
             target_dc = upstream.datacenter or self.datacenter
             try:
-                hop, addresses = await self.candidates(upstream)
+                hop, addresses = await self.upstreams.candidates(upstream)
             except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError) as exc:
                 outcome = "resolve_failed"
                 log.warning("upstream %s: cannot resolve: %s", label, exc)
@@ -332,7 +259,7 @@ class ConnectProxy:
                 return
             host, port = self._rng.choice(addresses)
             try:
-                sni, expected = self.target(upstream)
+                sni, expected = self.upstreams.target(upstream)
             except RuntimeError as exc:
                 outcome = "resolve_failed"
                 log.warning("upstream %s: %s", label, exc)
