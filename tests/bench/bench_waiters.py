@@ -54,6 +54,7 @@ from .common import (
     stop_cleanly_on_sigterm,
     summarize_seconds,
 )
+from .http_floor import floor
 from .raw_waiters import open_waiters
 
 WAIT = "60s"
@@ -179,8 +180,13 @@ SCENARIOS = {
 }
 
 
-def run(waiters: int, rounds: int, keep_data: bool, only: list[str], client: str = "raw") -> dict[str, Any]:
+def run(waiters: int, rounds: int, keep_data: bool, only: list[str], client: str = "raw",
+        floors: bool = True) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    if floors and client == "raw":
+        # The same client against bare servers: what answering this many parked requests costs
+        # with no meshfed in the way (http_floor.py).
+        results["floor"] = {kind: floor(kind, waiters) for kind in ("aiohttp", "asyncio")}
     writer = Writer()
     try:
         for name, (where, shared) in SCENARIOS.items():
@@ -209,6 +215,9 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
     """The issue's bars per scenario (worst round), against the same-run no-waiter baseline."""
     base = results.get("baseline_write_no_waiters", {}).get("ack", {}).get("p50_ms")
     out: dict[str, Any] = {"baseline_ack_p50_ms": base}
+    floors = {kind: r["wake_after_send"].get("p99_ms") for kind, r in results.get("floor", {}).items()}
+    if floors:
+        out["floor_wake_p99_ms"] = floors
     for name in SCENARIOS:
         if name not in results:
             continue
@@ -219,6 +228,7 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
             "all_woken": all(r["woken"] == r["waiters"] for r in rounds),
             "wake_p99_ms": worst_p99,
             "wake_p99_under_250ms": worst_p99 < 250,
+            "wake_p99_ratio_to_aiohttp_floor": ratio(worst_p99, floors.get("aiohttp")),
             "ack_ratio_to_baseline": ratio(worst_ack, base),
             "ack_under_10x": bool(base) and worst_ack < 10 * base,
             "http_5xx": sum(r["http_5xx"] for r in rounds),
@@ -238,12 +248,14 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[], choices=sorted(SCENARIOS), help="run only these")
     parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
                         help="waiter client: bare asyncio protocols (default) or aiohttp's client")
+    parser.add_argument("--no-floors", action="store_true",
+                        help="skip the bare aiohttp and asyncio servers measured as the floor")
     parser.add_argument("--keep-data", action="store_true", help="keep server data and logs for inspection")
     args = parser.parse_args()
     stop_cleanly_on_sigterm()
     started = time.monotonic()
     document: dict[str, Any] = {"benchmark": "waiters", "machine": machine(), "wait": WAIT, "client": args.client}
-    results = run(args.waiters, args.rounds, args.keep_data, args.only, args.client)
+    results = run(args.waiters, args.rounds, args.keep_data, args.only, args.client, not args.no_floors)
     document["verdicts"] = verdicts(results)
     document["meshfed"] = results
     document["wall_seconds"] = round(time.monotonic() - started, 1)
