@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from meshfed.rpc.header import RequestHeader
@@ -41,7 +41,21 @@ def coalesce_key(address: str, method: str, header: RequestHeader, encoded: byte
 @dataclass
 class _Shared(Generic[T]):
     task: asyncio.Future[T]
-    callers: int = 0
+    # One future per caller, settled from the task's one done-callback. Not asyncio.shield: each
+    # shield hangs a callback on the shared task, and a caller leaving removes its callback, a scan
+    # of all the others; ten thousand callers leaving at once (a client process gone) is n².
+    waiters: set[asyncio.Future[T]] = field(default_factory=set)
+
+    def settle(self, task: asyncio.Future[T]) -> None:
+        for waiter in self.waiters:
+            if waiter.done():
+                continue
+            if task.cancelled():
+                waiter.cancel()
+            elif (error := task.exception()) is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(task.result())
 
 
 class Coalescer(Generic[T]):
@@ -69,16 +83,17 @@ class Coalescer(Generic[T]):
             # be stale by now) rather than taking an answer it did not wait for.
             shared = _Shared(asyncio.ensure_future(start()))
             self._inflight[key] = shared
-            shared.task.add_done_callback(lambda _: self._forget(key, shared))
+            shared.task.add_done_callback(lambda task: (self._forget(key, shared), shared.settle(task)))
             self.started += 1
         else:
             self.joined += 1
-        shared.callers += 1
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        shared.waiters.add(waiter)
         try:
-            return await asyncio.shield(shared.task)
+            return await waiter
         finally:
-            shared.callers -= 1
-            if shared.callers == 0 and not shared.task.done():
+            shared.waiters.discard(waiter)
+            if not shared.waiters and not shared.task.done():
                 self._forget(key, shared)
                 shared.task.cancel()
 

@@ -8,6 +8,7 @@ does, that a finished call is never handed to a newcomer, and the router's use o
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import grpc
@@ -212,3 +213,37 @@ def test_follower_never_shares_writes() -> None:
 
     asyncio.run(scenario())
 
+
+
+def test_thousands_of_sharers_leaving_at_once_cost_each_the_same_however_many_they_are() -> None:
+    """A client process holding 10,000 parked reads dies: every sharer is cancelled at once. With a
+    shield per sharer each cancellation scanned the others' callbacks on the shared call (n²)."""
+
+    async def leave_seconds(callers: int) -> float:
+        coalescer: Coalescer[str] = Coalescer()
+        never = asyncio.Event()
+        cancelled = []
+
+        async def start() -> str:
+            try:
+                await never.wait()
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+            return "answer"
+
+        sharers = [asyncio.ensure_future(coalescer.run("k", start)) for _ in range(callers)]
+        await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        for sharer in sharers:
+            sharer.cancel()
+        await asyncio.gather(*sharers, return_exceptions=True)
+        await asyncio.sleep(0)
+        assert cancelled == [True] and coalescer.in_flight() == 0  # the last one out cancels the call
+        return time.perf_counter() - started
+
+    async def scenario() -> None:
+        small, large = await leave_seconds(1500), await leave_seconds(12000)
+        assert large < small * 20, (small, large)
+
+    asyncio.run(scenario())

@@ -535,3 +535,42 @@ def test_a_stream_reaching_a_follower_is_opened_on_the_leader_and_closed_when_th
             await router.open_leader_stream("Peering/StreamResources", RequestHeader(hops=MAX_FORWARD_HOPS + 1), {})
 
     asyncio.run(scenario())
+
+
+class GatedPool(FakePool):
+    """Every call waits for the gate, then answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def call(self, *args: Any, **kwargs: Any) -> tuple[QueryMeta, Any]:
+        await self.gate.wait()
+        return await super().call(*args, **kwargs)
+
+
+def test_releasing_shared_forwarded_callers_costs_each_caller_the_same_however_many_they_are() -> None:
+    """10,000 waiters behind one follower took 5 s to release once their shared call answered:
+    every caller waited on one "leader moved" future shared by all of them, and asyncio.wait
+    removes its callback from that future on return, a scan of the callers left (n² in all)."""
+
+    async def release_seconds(callers: int) -> float:
+        pool = GatedPool()
+        router, _, _, _ = make(pool=pool)
+        header = RequestHeader(min_query_index=5, max_query_time=30)
+        waiting = [asyncio.ensure_future(router.serve("Catalog/ListServices", header, {}, Local(), write=False))
+                   for _ in range(callers)]
+        while router.forwarded_blocking_callers < callers:
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        pool.gate.set()
+        answers = await asyncio.gather(*waiting)
+        assert answers == [REMOTE_ANSWER] * callers and len(pool.calls) == 1
+        return time.perf_counter() - started
+
+    async def scenario() -> None:
+        small, large = await release_seconds(1500), await release_seconds(12000)
+        # 8x the callers: linear work takes ~8x as long, the shared future took ~64x
+        assert large < small * 20, (small, large)
+
+    asyncio.run(scenario())
