@@ -83,6 +83,15 @@ class FederationStateUpsert:
 
 
 @dataclass(frozen=True)
+class FederationStateBatchUpsert:
+    """Many federation states in one command: a secondary's full resync (issue #13) writes 1,000
+    DCs in a few log entries instead of ~60, each of which woke every watcher of the table and
+    cost a Raft round trip. Each state is applied as `FederationStateUpsert` would apply it."""
+
+    states: tuple[FederationState, ...]
+
+
+@dataclass(frozen=True)
 class FederationStateDelete:
     datacenter: str
 
@@ -134,6 +143,7 @@ Command = (
     | CatalogDeregister
     | CheckUpdate
     | FederationStateUpsert
+    | FederationStateBatchUpsert
     | FederationStateDelete
     | ServerRegister
     | ConfigEntrySet
@@ -235,6 +245,19 @@ def _validate_federation_state(state: FederationState, types_checked: bool = Fal
         _validate_service(gateway.service, f"{prefix}.Service")
 
 
+def _validate_federation_batch(command: FederationStateBatchUpsert, types_checked: bool) -> None:
+    if not types_checked:
+        check_type(command, FederationStateBatchUpsert, "")
+    if not command.states:
+        raise CommandError("States", "States: must hold at least one federation state")
+    for position, state in enumerate(command.states):
+        try:
+            _validate_federation_state(state, types_checked=True)
+        except CommandError as exc:
+            where = f"States[{position}]"
+            raise CommandError(f"{where}.{exc.field}" if exc.field else where, f"{where}: {exc}") from None
+
+
 def _validate_flat(value: Any, cls: type, required: Sequence[str]) -> None:
     check_type(value, cls, "")
     for name in required:
@@ -259,6 +282,8 @@ def validate(command: Command, *, types_checked: bool = False) -> None:
             )
     elif isinstance(command, FederationStateUpsert):
         _validate_federation_state(command.state, types_checked)
+    elif isinstance(command, FederationStateBatchUpsert):
+        _validate_federation_batch(command, types_checked)
     elif isinstance(command, FederationStateDelete):
         _validate_flat(command, FederationStateDelete, ())
         if not command.datacenter:

@@ -20,6 +20,7 @@ from meshfed.fsm.commands import (
     CheckUpdate,
     ConfigEntryDelete,
     ConfigEntrySet,
+    FederationStateBatchUpsert,
     FederationStateDelete,
     FederationStateUpsert,
     Noop,
@@ -162,6 +163,15 @@ def _apply_federation_state_upsert(writer: StoreWriter, index: int, command: Fed
     return True
 
 
+def _apply_federation_state_batch_upsert(writer: StoreWriter, index: int, command: FederationStateBatchUpsert) -> int:
+    """Each state as `_apply_federation_state_upsert` applies it, in order (a datacenter named
+    twice ends with the later state), all at this entry's index; returns how many were written.
+    Nothing here can fail half-way: `validate` has checked every state before the first write."""
+    for state in command.states:
+        _apply_federation_state_upsert(writer, index, FederationStateUpsert(state))
+    return len(command.states)
+
+
 def _apply_federation_state_delete(writer: StoreWriter, index: int, command: FederationStateDelete) -> None:
     """reference/federation.md §2.3: a missing row is a silent no-op without a bump."""
     writer.delete_federation_state(command.datacenter, index)
@@ -235,6 +245,7 @@ HANDLERS: dict[type, Callable[[StoreWriter, int, Any], Any]] = {
     CatalogDeregister: _apply_deregister,
     CheckUpdate: _apply_check_update,
     FederationStateUpsert: _apply_federation_state_upsert,
+    FederationStateBatchUpsert: _apply_federation_state_batch_upsert,
     FederationStateDelete: _apply_federation_state_delete,
     ServerRegister: _apply_server_register,
     AutopilotConfigSet: _apply_autopilot_config_set,

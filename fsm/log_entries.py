@@ -22,6 +22,7 @@ from meshfed.fsm.commands import (
     Command,
     ConfigEntryDelete,
     ConfigEntrySet,
+    FederationStateBatchUpsert,
     FederationStateDelete,
     FederationStateUpsert,
     Noop,
@@ -49,6 +50,7 @@ TAG_CATALOG_DEREGISTER = "cat.dereg/1"
 TAG_CHECK_UPDATE = "chk.upd/1"
 TAG_FEDERATION_STATE_UPSERT = "fed.set/1"
 TAG_FEDERATION_STATE_DELETE = "fed.del/1"
+TAG_FEDERATION_STATE_BATCH_UPSERT = "fed.batch/1"
 TAG_SERVER_REGISTER = "srv.reg/1"
 TAG_CONFIG_ENTRY_SET = "cfg.set/1"
 TAG_CONFIG_ENTRY_DELETE = "cfg.del/1"
@@ -62,6 +64,7 @@ _TAG_OF: dict[type, str] = {
     CheckUpdate: TAG_CHECK_UPDATE,
     FederationStateUpsert: TAG_FEDERATION_STATE_UPSERT,
     FederationStateDelete: TAG_FEDERATION_STATE_DELETE,
+    FederationStateBatchUpsert: TAG_FEDERATION_STATE_BATCH_UPSERT,
     ServerRegister: TAG_SERVER_REGISTER,
     ConfigEntrySet: TAG_CONFIG_ENTRY_SET,
     ConfigEntryDelete: TAG_CONFIG_ENTRY_DELETE,
@@ -146,6 +149,9 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Command]] = {
         state=federation_state_from_wire(body["state"])
     ),
     TAG_FEDERATION_STATE_DELETE: lambda body: FederationStateDelete(datacenter=body["datacenter"]),
+    TAG_FEDERATION_STATE_BATCH_UPSERT: lambda body: FederationStateBatchUpsert(
+        states=tuple(federation_state_from_wire(state) for state in body["states"])
+    ),
     TAG_SERVER_REGISTER: lambda body: ServerRegister(server=server_info_from_wire(body["server"])),
     TAG_CONFIG_ENTRY_SET: lambda body: ConfigEntrySet(
         entry=config_entry_from_wire(body["entry"]), cas=body.get("cas")

@@ -82,6 +82,7 @@ class FederationStateDelegate:
         delete: Callable[[str], Awaitable[None]],
         fetch_changes: Callable[[int], Awaitable[tuple[int, RemoteChanges | None]]] | None = None,
         lookup: Callable[[str], FederationState | None] | None = None,
+        upsert_many: Callable[[Sequence[FederationState]], Awaitable[None]] | None = None,
     ) -> None:
         # With `fetch_changes` (and `lookup` to read one local row) the replicator long-polls for
         # deltas once it holds an index; without, every round lists and diffs the whole table.
@@ -91,6 +92,8 @@ class FederationStateDelegate:
         self._local = local
         self._upsert = upsert
         self._delete = delete
+        # With `upsert_many`, the replicator writes each paced batch of a resync as one command.
+        self.update_many = upsert_many
 
     async def fetch_remote(self, min_index: int) -> tuple[int, list[FederationState]]:
         return await self._fetch(min_index)

@@ -138,16 +138,23 @@ class Replicator(Generic[T]):
         return answer
 
     async def _apply(self, diff: Diff[T], remote_index: int) -> None:
-        """Deletions first, then updates, `apply_batch` at a time (concurrent proposals the Raft
-        layer commits together), paced at `apply_limit` batches per second."""
+        """Deletions first, then updates, `apply_batch` at a time, paced at `apply_limit` batches
+        per second. A delegate with `update_many(items)` writes a batch of updates as one command
+        (one log entry: one Raft round trip, one wake-up of the table's watchers); otherwise a
+        batch is concurrent proposals, which the Raft layer packs into entries of its own size."""
+        update_many = getattr(self.delegate, "update_many", None)
         try:
             position = 0
-            for items, action in ((diff.deletions, self.delegate.delete_local), (diff.updates, self.delegate.update_local)):
+            for items, action, many in ((diff.deletions, self.delegate.delete_local, None),
+                                        (diff.updates, self.delegate.update_local, update_many)):
                 for start in range(0, len(items), self._apply_batch):
                     await self._pace(position)
                     position += 1
                     chunk = items[start:start + self._apply_batch]
-                    await asyncio.gather(*(action(item) for item in chunk))
+                    if many is not None and len(chunk) > 1:
+                        await many(chunk)
+                    else:
+                        await asyncio.gather(*(action(item) for item in chunk))
                     self.status.applies += len(chunk)
         except Exception as exc:
             raise RuntimeError(f"failed to apply local {self.delegate.name} changes: {exc}") from exc

@@ -13,6 +13,7 @@ from meshfed.fsm.commands import (
     CatalogDeregister,
     CatalogRegister,
     CheckUpdate,
+    FederationStateBatchUpsert,
     FederationStateDelete,
     FederationStateUpsert,
     Noop,
@@ -54,6 +55,7 @@ EVERY_COMMAND = [
         FederationState(datacenter="dc2", mesh_gateways=(GATEWAY,), updated_at="2024-01-01T00:00:00Z")
     ),
     FederationStateDelete(datacenter="dc2"),
+    FederationStateBatchUpsert((FederationState(datacenter="dc2", mesh_gateways=(GATEWAY,)), FederationState("dc3"))),
     ServerRegister(ServerInfo("s1", "dc1", "10.0.0.1:8300", "10.0.0.1:8502", "10.0.0.1:8500")),
     Noop(),
 ]
@@ -134,6 +136,13 @@ def test_every_well_formed_command_validates(command):
             "MeshGateways[0].Service.Port",
         ),
         (FederationStateDelete(datacenter=""), "Datacenter"),
+        (FederationStateBatchUpsert(()), "States"),
+        (FederationStateBatchUpsert((FederationState("dc2"), FederationState(""))), "States[1].Datacenter"),
+        (
+            FederationStateBatchUpsert((FederationState(
+                "dc2", (dataclasses.replace(GATEWAY, service=dataclasses.replace(SERVICE, port=99999)),)),)),
+            "States[0].MeshGateways[0].Service.Port",
+        ),
         (ServerRegister(ServerInfo("", "dc1", "a:1", "a:2", "a:3")), "Node"),
         (ServerRegister(ServerInfo("s1", "", "a:1", "a:2", "a:3")), "Datacenter"),
     ],

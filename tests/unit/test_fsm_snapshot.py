@@ -25,6 +25,7 @@ from meshfed.fsm import (
     CatalogDeregister,
     CatalogRegister,
     CheckUpdate,
+    FederationStateBatchUpsert,
     FederationStateDelete,
     FederationStateUpsert,
     Noop,
@@ -111,6 +112,13 @@ acl_tokens = st.builds(
     local=st.booleans(),
     create_time=st.sampled_from(["2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"]),
 )
+federation_states = st.builds(
+    FederationState,
+    datacenter=st.sampled_from(UPSERT_DATACENTERS),
+    mesh_gateways=st.lists(gateways, max_size=2).map(tuple),
+    updated_at=st.sampled_from(["", "2024-01-01T00:00:00Z"]),
+    primary_modify_index=st.sampled_from([0, 0, 5]),
+)
 acl_commands = st.one_of(
     st.builds(
         ACLPolicySet,
@@ -146,16 +154,9 @@ commands = st.one_of(
         output=st.sampled_from(["", "ok"]),
         at=st.sampled_from([0.0, 1.5, 2.0]),
     ),
-    st.builds(
-        FederationStateUpsert,
-        st.builds(
-            FederationState,
-            datacenter=st.sampled_from(UPSERT_DATACENTERS),
-            mesh_gateways=st.lists(gateways, max_size=2).map(tuple),
-            updated_at=st.sampled_from(["", "2024-01-01T00:00:00Z"]),
-            primary_modify_index=st.sampled_from([0, 0, 5]),
-        ),
-    ),
+    st.builds(FederationStateUpsert, federation_states),
+    # Empty batches are invalid: the property covers the rejected command too.
+    st.builds(FederationStateBatchUpsert, st.lists(federation_states, max_size=3).map(tuple)),
     st.builds(FederationStateDelete, datacenter=st.sampled_from(DATACENTERS)),
     st.builds(
         ServerRegister,

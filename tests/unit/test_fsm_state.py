@@ -17,6 +17,7 @@ from meshfed.fsm import (
     CatalogDeregister,
     CatalogRegister,
     CheckUpdate,
+    FederationStateBatchUpsert,
     FederationStateDelete,
     FederationStateUpsert,
     Noop,
@@ -315,6 +316,35 @@ def test_federation_state_case_insensitive_row_replaced_whole(log):
 def test_federation_state_missing_datacenter_is_invalid(log):
     result = log.one(FederationStateUpsert(FederationState("")))
     assert result == Result(ok=False, error="missing datacenter on federation state", code="invalid")
+
+
+def test_federation_state_batch_upsert_is_sequential_upserts_at_one_index(log):
+    """A resync's batch: every state lands at the entry's index, as single upserts would (create
+    index kept for a row that existed, primary index kept when given), a DC named twice ends with
+    the later state, one notification, and the change log names each DC once."""
+    log.one(FederationStateUpsert(FederationState("dc2", updated_at="t0")))
+    result = log.one(FederationStateBatchUpsert((
+        FederationState("DC2", (gateway("a"),), updated_at="t1", primary_modify_index=40),
+        FederationState("dc3", updated_at="t1"),
+        FederationState("dc3", (gateway("b"),), updated_at="t2", primary_modify_index=41),
+    )))
+    assert result == Result(ok=True, value=3)
+    index, states = log.state.federation_state_list()
+    assert index == 2
+    assert [(s.datacenter, s.create_index, s.modify_index, s.primary_modify_index, s.updated_at) for s in states] == [
+        ("DC2", 1, 2, 40, "t1"), ("dc3", 2, 2, 41, "t2")]
+    assert states[1].mesh_gateways == (gateway("b"),)
+    assert log.notifications[-1] == (frozenset({"federation_states"}), 2)
+    _, delta = log.state.federation_state_changes(1)
+    assert sorted(s.datacenter.lower() for s in delta.states) == ["dc2", "dc3"]
+
+
+def test_federation_state_batch_upsert_with_a_bad_state_changes_nothing(log):
+    log.one(FederationStateUpsert(FederationState("dc2", updated_at="t0")))
+    result = log.one(FederationStateBatchUpsert((FederationState("dc2", updated_at="t1"), FederationState(""))))
+    assert not result.ok and result.code == "invalid" and "States[1]" in result.error
+    assert log.state.federation_state_get("dc2")[1].updated_at == "t0"
+    assert log.state.index("federation_states") == 1
 
 
 def test_federation_state_delete(log):

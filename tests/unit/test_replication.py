@@ -222,3 +222,28 @@ def test_ten_thousand_failed_rounds_back_off_capped_and_log_only_at_the_rule(cap
     failures = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(failures) == 2 + 1000  # 1st, 3rd, 10th, 20th ... 10,000th
     assert [r for r in caplog.records if "recovered after 10000" in r.getMessage()]
+
+
+def test_a_resync_writes_each_paced_batch_of_updates_as_one_call() -> None:
+    """issue #13: with `upsert_many`, a full resync of 5 DCs in batches of 2 is three writes (one
+    log entry each on a real server); a batch of one and deletions keep the one-record calls."""
+
+    async def scenario() -> None:
+        primary, local = Primary(), Local()
+        primary.states = [FederationState(f"dc{n}", modify_index=n) for n in range(1, 6)]
+        local.rows["dc9"] = FederationState("dc9", primary_modify_index=3)
+
+        async def upsert_many(batch: Sequence[FederationState]) -> None:
+            for state in batch:
+                local.rows[state.datacenter] = state
+            local.writes.append("upsert_many " + ",".join(s.datacenter for s in batch))
+
+        delegate = FederationStateDelegate(primary.fetch, lambda: list(local.rows.values()), local.upsert,
+                                           local.delete, upsert_many=upsert_many)
+        replicator = Replicator(delegate, rate=1000, burst=1000, apply_limit=0, apply_batch=2)
+        await replicator.round()
+        assert local.writes == ["delete dc9", "upsert_many dc1,dc2", "upsert_many dc3,dc4", "upsert dc5"]
+        assert replicator.status.applies == 6
+        assert all(local.rows[f"dc{n}"].primary_modify_index == n for n in range(1, 6))
+
+    asyncio.run(scenario())
