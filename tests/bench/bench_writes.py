@@ -404,6 +404,30 @@ def run_meshfed(seconds: float, keep_data: bool) -> dict[str, Any]:
         return asyncio.run(run_meshfed_phases(datacenter, seconds))
 
 
+async def sequential_and_concurrent(datacenter: Datacenter, seconds: float) -> dict[str, Any]:
+    leader = datacenter.leader()
+    url = leader.http + "/v1/catalog/register"
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+        writes, with_service = Writes(), Writes(service=True)
+        warm = http_writer(session, url, writes)
+        for _ in range(WARMUP_WRITES):
+            await warm(PhaseResult())
+        return {
+            "http_sequential_leader": await measured_phase(datacenter, 1, seconds, http_writer(session, url, writes)),
+            f"http_concurrent_{CONCURRENCY}_leader_with_service": await measured_phase(
+                datacenter, CONCURRENCY, seconds, http_writer(session, url, with_service)),
+        }
+
+
+def run_meshfed_sync_interval(seconds: float, keep_data: bool) -> dict[str, Any]:
+    """The same writes with `raft_journal_sync = "interval"`: no sync before an acknowledgement, as
+    the raw baseline makes none. What separates meshfed's path from the disk's share of it."""
+    config = {"raft_journal_sync": "interval"}
+    with meshfed_datacenter(WRITES_MESHFED_BASE, keep_data=keep_data, config=config) as datacenter:
+        return asyncio.run(sequential_and_concurrent(datacenter, seconds))
+
+
 # ---- report ------------------------------------------------------------------------------------
 
 
@@ -436,6 +460,19 @@ def ratios(raw: dict[str, Any], meshfed: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def interval_ratios(raw: dict[str, Any], interval: dict[str, Any]) -> dict[str, Any]:
+    raw_seq = raw["sequential_blocking"]
+    raw_pipe = raw[f"pipelined_{PIPELINE_WINDOW}_in_flight"]
+    seq = interval["http_sequential_leader"]
+    svc = interval[f"http_concurrent_{CONCURRENCY}_leader_with_service"]
+    return {
+        "sync_interval_http_sequential_p50__over__raw_sequential_p50": ratio(
+            seq["latency"].get("p50_ms"), raw_seq["latency"].get("p50_ms")),
+        "sync_interval_http_concurrent_with_service_ops__over__raw_pipelined_ops": ratio(
+            svc["ops_per_s"], raw_pipe["ops_per_s"]),
+    }
+
+
 def issue_requirement(meshfed: dict[str, Any]) -> dict[str, Any]:
     leader_p50 = meshfed["http_sequential_leader"]["latency"].get("p50_ms")
     follower_p50 = meshfed["http_sequential_via_follower"]["latency"].get("p50_ms")
@@ -452,6 +489,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="meshfed write benchmark (prints one JSON document)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured phase")
     parser.add_argument("--keep-data", action="store_true", help="keep data and logs (raw and meshfed) for inspection")
+    parser.add_argument("--compare-sync-interval", action="store_true",
+                        help="also run the sequential and 64-writer phases on a datacenter with raft_journal_sync=interval")
     args = parser.parse_args()
     stop_cleanly_on_sigterm()
     started = time.monotonic()
@@ -461,6 +500,9 @@ def main() -> None:
     document["baseline_raw_pysyncobj"] = raw
     document["meshfed"] = meshfed
     document["ratios"] = ratios(raw, meshfed)
+    if args.compare_sync_interval:
+        document["meshfed_sync_interval"] = interval = run_meshfed_sync_interval(args.seconds, args.keep_data)
+        document["ratios"].update(interval_ratios(raw, interval))
     document["issue_requirement"] = issue_requirement(meshfed)
     document["wall_seconds"] = round(time.monotonic() - started, 1)
     emit(document)
