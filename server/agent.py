@@ -34,6 +34,7 @@ from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.agent_services import AgentServices
 from meshfed.server.endpoints.snapshot import SnapshotEndpoint
 from meshfed.server.endpoints.wiring import build_endpoints
+from meshfed.server.http import respond
 from meshfed.server.http.api import Api
 from meshfed.server.http.app import build_app
 from meshfed.server.leader.membership import publish_self
@@ -41,7 +42,7 @@ from meshfed.server.leader.routines import LeaderRoutines
 from meshfed.server.leader.wiring import add_leader_routines
 from meshfed.server.listeners import StartupError, channel_credentials, start_http, start_rpc
 from meshfed.server.log_stream import LogHub
-from meshfed.server.metrics import Metrics, live_metrics
+from meshfed.server.metrics import Metrics, live_metrics, shared_answer_metrics
 from meshfed.server.peering.wiring import build_peering
 from meshfed.server.raft import JoinError, RaftNode, RaftTimings
 from meshfed.server.reload import Reloader
@@ -226,6 +227,7 @@ class Agent:
         for warning in config_warnings(cfg):
             log.warning("config: %s", warning)
         self.metrics.add_live(lambda: live_metrics(self.raft, self.machine.state, getattr(self, "router", None)))
+        self.metrics.add_live(lambda: shared_answer_metrics(self.queries.shared, respond.ENCODED))
         self.metrics.add_live(self.federation_wan.live_metrics)
         self.metrics.add_live(self.peering.live_metrics)
         self.federation_wan.start()

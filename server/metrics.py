@@ -174,6 +174,20 @@ def json_snapshot(registry: CollectorRegistry) -> dict[str, Any]:
     return {"Gauges": gauges, "Counters": counters, "Samples": samples, "Points": []}
 
 
+def shared_answer_metrics(shared_reads: Any, encoded: Any) -> Iterator[GaugeMetricFamily]:
+    """How often identical blocking queries shared one read and one encoding (issue #13, goal 2):
+    counts since start. A hit rate near zero with many waiters says the sharing is not reached
+    (different parameters per waiter, or a route without a share key)."""
+    if shared_reads is not None:
+        family = GaugeMetricFamily("meshfed_shared_reads", "Reads answered from a shared result (hit) or run (miss), since start",
+                                   labels=["outcome"])
+        family.add_metric(["hit"], shared_reads.hits)
+        family.add_metric(["miss"], shared_reads.misses)
+        yield family
+    yield gauge("meshfed_http_shared_encodings_reused", "HTTP answers that reused a shared answer's JSON, since start",
+                encoded.hits)
+
+
 def live_metrics(raft: Any, state: Any, router: Any) -> Iterator[GaugeMetricFamily]:
     """The gauges read from the live Raft node, state store and router at each scrape.
     `router` is None while the agent is still being wired."""

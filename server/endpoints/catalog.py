@@ -241,11 +241,14 @@ class CatalogEndpoint:
         tag = _field(body, "tag")
         connect = bool(body.get("connect"))  # /v1/catalog/connect/<service>: its sidecars instead
 
+        def query() -> tuple[int, list[list[Any]]]:
+            index, pairs = self._state.catalog_service_nodes(service, tag, connect)
+            return index, [[to_wire(n), to_wire(s)] for n, s in pairs]
+
         async def local() -> tuple[QueryMeta, Any]:
-            meta, pairs = await self._queries.run(
-                header, ("nodes", "services"), lambda: self._state.catalog_service_nodes(service, tag, connect)
-            )
-            return meta, [[to_wire(n), to_wire(s)] for n, s in pairs]
+            # Shared by every waiter on the same service (and tag) at one store version.
+            return await self._queries.run(header, ("nodes", "services"), query,
+                                           share=("Catalog/ServiceNodes", service, tag, connect))
 
         return await self._router.serve("Catalog/ServiceNodes", header, body, local, write=False)
 
@@ -257,11 +260,14 @@ class CatalogEndpoint:
         passing = bool(body.get("passing"))
         connect = bool(body.get("connect"))  # /v1/health/connect/<service>: its sidecars instead
 
+        def query() -> tuple[int, list[Any]]:
+            index, csns = self._state.health_service_nodes(service, passing_only=passing, tag=tag, connect=connect)
+            return index, [to_wire(c) for c in csns]
+
         async def local() -> tuple[QueryMeta, Any]:
-            meta, csns = await self._queries.run(
-                header, HEALTH,
-                lambda: self._state.health_service_nodes(service, passing_only=passing, tag=tag, connect=connect),
-            )
-            return meta, [to_wire(c) for c in csns]
+            # Shared by every waiter on the same service (and tag, passing) at one store version:
+            # the watch Envoy, consul-template and gateways keep open.
+            return await self._queries.run(header, HEALTH, query,
+                                           share=("Health/ServiceNodes", service, tag, passing, connect))
 
         return await self._router.serve("Health/ServiceNodes", header, body, local, write=False)

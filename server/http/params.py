@@ -96,6 +96,12 @@ def row_filter(request: web.Request, schema: Schema) -> Predicate | None:
         raise BadRequest(f"Failed to create boolean expression evaluator: {exc}") from None
 
 
+def row_selection(request: web.Request) -> tuple[str, tuple[str, ...]]:
+    """Every parameter `row_filter` and `node_meta_filter` read: what a shared answer's shape key
+    must name (server/http/respond.py `shared_with_meta`)."""
+    return request.query.get("filter", ""), tuple(request.query.getall("node-meta", []))
+
+
 def keep(rows: list[Any], predicate: Predicate | None) -> list[Any]:
     return rows if predicate is None else [row for row in rows if predicate(row)]
 

@@ -15,7 +15,7 @@ from meshfed.rpc.header import RequestHeader
 from meshfed.server.http import filter_schemas, routes_peering
 from meshfed.server.http.api import api_of, read_json
 from meshfed.server.http.decode import decode_catalog_deregister, decode_catalog_register, lookup
-from meshfed.server.http.params import both, keep, node_meta_filter, parse_header, row_filter
+from meshfed.server.http.params import both, keep, node_meta_filter, parse_header, row_filter, row_selection
 from meshfed.server.http.request_memo import once_per_request
 from meshfed.server.http.respond import json_body, shared_with_meta, with_meta
 from meshfed.server.http.shapes import catalog_service_json, node_json, service_json
@@ -101,11 +101,19 @@ async def node(request: web.Request) -> web.Response:
 async def service_nodes(request: web.Request) -> web.Response:
     if request.query.get("peer"):
         return await routes_peering.imported_catalog(request)
+    return await service_node_rows(request, {"service": request.match_info["service"], "tag": request.query.get("tag")})
+
+
+async def service_node_rows(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """Catalog/ServiceNodes as Consul's ServiceNode rows, `?filter=` and `?node-meta=` applied;
+    shaped and encoded once per shared answer (`/v1/catalog/connect/` answers through here too)."""
     predicate = both(row_filter(request, filter_schemas.SERVICE_NODE), node_meta_filter(request, "NodeMeta"))
-    body = {"service": request.match_info["service"], "tag": request.query.get("tag")}
     meta, pairs = await api_of(request).catalog.service_nodes(parse_header(request), body)
-    rows = [catalog_service_json(node_from_wire(n), service_from_wire(s)) for n, s in pairs]
-    return with_meta(keep(rows, predicate), meta)
+
+    def shape(wire: list[Any]) -> list[Any]:
+        return keep([catalog_service_json(node_from_wire(n), service_from_wire(s)) for n, s in wire], predicate)
+
+    return shared_with_meta(pairs, meta, ("catalog/service", *row_selection(request)), shape)
 
 
 async def datacenters(request: web.Request) -> web.Response:

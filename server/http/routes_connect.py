@@ -7,32 +7,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from meshfed.fsm.records import csn_from_wire, node_from_wire, service_from_wire
-from meshfed.server.http import filter_schemas, routes_peering
-from meshfed.server.http.api import api_of
-from meshfed.server.http.params import both, flag, keep, node_meta_filter, parse_header, row_filter
-from meshfed.server.http.respond import with_meta
-from meshfed.server.http.shapes import catalog_service_json, csn_json
+from meshfed.server.http import routes_catalog, routes_health, routes_peering
+from meshfed.server.http.params import flag
 
 
 async def catalog_connect(request: web.Request) -> web.Response:
     if request.query.get("peer"):  # what serves Connect for the service among the peer's imports
         return await routes_peering.imported_catalog(request, connect=True)
-    predicate = both(row_filter(request, filter_schemas.SERVICE_NODE), node_meta_filter(request, "NodeMeta"))
-    body = {"service": request.match_info["service"], "tag": request.query.get("tag"), "connect": True}
-    meta, pairs = await api_of(request).catalog.service_nodes(parse_header(request), body)
-    rows = [catalog_service_json(node_from_wire(n), service_from_wire(s)) for n, s in pairs]
-    return with_meta(keep(rows, predicate), meta)
+    return await routes_catalog.service_node_rows(
+        request, {"service": request.match_info["service"], "tag": request.query.get("tag"), "connect": True})
 
 
 async def health_connect(request: web.Request) -> web.Response:
     if request.query.get("peer"):
         return await routes_peering.imported_health(request, connect=True)
-    predicate = both(row_filter(request, filter_schemas.CHECK_SERVICE_NODE), node_meta_filter(request, "Node", "Meta"))
-    body = {"service": request.match_info["service"], "tag": request.query.get("tag"),
-            "passing": flag(request, "passing"), "connect": True}
-    meta, rows = await api_of(request).catalog.health_service_nodes(parse_header(request), body)
-    return with_meta(keep([csn_json(csn_from_wire(c), tags_as_lists=True) for c in rows], predicate), meta)
+    return await routes_health.service_rows(request, {
+        "service": request.match_info["service"], "tag": request.query.get("tag"),
+        "passing": flag(request, "passing"), "connect": True})
 
 
 def add(app: web.Application) -> None:

@@ -6,27 +6,46 @@ Consul's health handlers turn nil tag lists into `[]`, so the rows here are shap
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from meshfed.fsm.records import check_from_wire, csn_from_wire
 from meshfed.server.http import filter_schemas, routes_peering
 from meshfed.server.http.api import api_of
-from meshfed.server.http.params import both, flag, keep, node_meta_filter, parse_header, row_filter
-from meshfed.server.http.respond import with_meta
+from meshfed.server.http.params import (
+    both,
+    flag,
+    keep,
+    node_meta_filter,
+    parse_header,
+    row_filter,
+    row_selection,
+)
+from meshfed.server.http.respond import shared_with_meta, with_meta
 from meshfed.server.http.shapes import check_json, csn_json
 
 
 async def service(request: web.Request) -> web.Response:
     if request.query.get("peer"):
         return await routes_peering.imported_health(request)
-    predicate = both(row_filter(request, filter_schemas.CHECK_SERVICE_NODE), node_meta_filter(request, "Node", "Meta"))
-    body = {
+    return await service_rows(request, {
         "service": request.match_info["service"],
         "tag": request.query.get("tag"),
         "passing": flag(request, "passing"),
-    }
+    })
+
+
+async def service_rows(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """Health/ServiceNodes as Consul's CheckServiceNode rows, `?filter=` and `?node-meta=` applied;
+    shaped and encoded once per shared answer (`/v1/health/connect/` answers through here too)."""
+    predicate = both(row_filter(request, filter_schemas.CHECK_SERVICE_NODE), node_meta_filter(request, "Node", "Meta"))
     meta, rows = await api_of(request).catalog.health_service_nodes(parse_header(request), body)
-    return with_meta(keep([csn_json(csn_from_wire(c), tags_as_lists=True) for c in rows], predicate), meta)
+
+    def shape(wire: list[Any]) -> list[Any]:
+        return keep([csn_json(csn_from_wire(c), tags_as_lists=True) for c in wire], predicate)
+
+    return shared_with_meta(rows, meta, ("health/service", *row_selection(request)), shape)
 
 
 def _checks(method: str, path_key: str, body_key: str):  # type: ignore[no-untyped-def]

@@ -21,13 +21,36 @@ WAITERS = 300
 
 def gauges(session: Any, server: Any) -> dict[str, float]:
     text = session.get(server.http + "/metrics", timeout=5).text
-    wanted = ("consul_rpc_queries_blocking", "meshfed_rpc_forwarded_blocking_callers", "meshfed_rpc_forwarded_blocking_upstream")
+    wanted = ("consul_rpc_queries_blocking", "meshfed_rpc_forwarded_blocking_callers", "meshfed_rpc_forwarded_blocking_upstream",
+              'meshfed_shared_reads{outcome="hit"}', "meshfed_http_shared_encodings_reused")
     found: dict[str, float] = {}
     for line in text.splitlines():
         name, _, value = line.partition(" ")
         if name in wanted:
             found[name] = float(value)
     return found
+
+
+async def wake_on_leader(dc: Any, leader: Any, index: int, waiters: int) -> list[tuple[int, int, Any]]:
+    """Waiters parked on the leader itself: their reads run there, once per store version."""
+    answers: list[tuple[int, int, Any]] = []
+    url = f"{leader.http}/v1/health/service/web?index={index}&wait=30s"
+
+    async def wait_one(session: aiohttp.ClientSession) -> None:
+        async with session.get(url) as response:
+            answers.append((response.status, int(response.headers.get("X-Consul-Index", "0")), await response.read()))
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        tasks = [asyncio.create_task(wait_one(session)) for _ in range(waiters)]
+        await asyncio.to_thread(wait_until, lambda: gauges(dc.session, leader)["consul_rpc_queries_blocking"] >= waiters,
+                                30, what="the waiters to park on the leader")
+        register = {"Node": "waiter-writer-2", "Address": "10.1.2.4", "Service": {"Service": "web", "Port": 80}}
+        status = await asyncio.to_thread(
+            lambda: dc.session.put(leader.http + "/v1/catalog/register", json=register, timeout=10).status_code)
+        assert status == 200
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+    return answers
 
 
 async def park_and_wake(dc: Any, follower: Any, leader: Any, index: int) -> list[tuple[int, int, Any]]:
@@ -77,6 +100,7 @@ def test_300_waiters_on_a_follower_all_woken_no_5xx_sharing_two_leader_calls(mak
                what="the follower to answer forwarded reads")
     index = int(dc.session.get(follower.http + "/v1/catalog/services", timeout=5).headers["X-Consul-Index"])
 
+    reused_before = gauges(dc.session, follower)["meshfed_http_shared_encodings_reused"]
     answers = asyncio.run(park_and_wake(dc, follower, leader, index))
 
     assert len(answers) == WAITERS
@@ -91,3 +115,15 @@ def test_300_waiters_on_a_follower_all_woken_no_5xx_sharing_two_leader_calls(mak
     wait_until(lambda: gauges(dc.session, follower)["meshfed_rpc_forwarded_blocking_callers"] == 0, 5,
                what="the follower's waiters to drain")
     assert gauges(dc.session, leader)["consul_rpc_queries_blocking"] == 0
+    # Each shared call's answer was encoded once on the follower, not once per waiter.
+    assert gauges(dc.session, follower)["meshfed_http_shared_encodings_reused"] - reused_before >= WAITERS - 2
+
+    # On the leader: 100 waiters on one health query run it once per store version, not 100 times.
+    before = gauges(dc.session, leader)
+    index = int(dc.session.get(leader.http + "/v1/health/service/web", timeout=5).headers["X-Consul-Index"])
+    woken = asyncio.run(wake_on_leader(dc, leader, index, 100))
+    assert [a[0] for a in woken] == [200] * 100 and all(a[1] > index for a in woken)
+    assert len({body for _, _, body in woken}) == 1 and b"waiter-writer-2" in woken[0][2]
+    after = gauges(dc.session, leader)
+    assert after['meshfed_shared_reads{outcome="hit"}'] - before['meshfed_shared_reads{outcome="hit"}'] >= 90
+    assert after["meshfed_http_shared_encodings_reused"] - before["meshfed_http_shared_encodings_reused"] >= 90
