@@ -8,8 +8,6 @@ does, that a finished call is never handed to a newcomer, and the router's use o
 from __future__ import annotations
 
 import asyncio
-import gc
-import time
 from typing import Any
 
 import grpc
@@ -20,6 +18,7 @@ from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.server.requests.coalesce import Coalescer, coalesce_key
 from meshfed.server.requests.router import Router
+from tests.scaling import assert_linear, timed
 
 from .test_router import FakeRaft, FakeState
 
@@ -235,22 +234,12 @@ def test_thousands_of_sharers_leaving_at_once_cost_each_the_same_however_many_th
 
         sharers = [asyncio.ensure_future(coalescer.run("k", start)) for _ in range(callers)]
         await asyncio.sleep(0.01)
-        gc.disable()  # a collection's cost grows with the objects alive: it would bend a linear curve
-        started = time.perf_counter()
-        for sharer in sharers:
-            sharer.cancel()
-        await asyncio.gather(*sharers, return_exceptions=True)
-        await asyncio.sleep(0)
+        async with timed() as watch:
+            for sharer in sharers:
+                sharer.cancel()
+            await asyncio.gather(*sharers, return_exceptions=True)
+            await asyncio.sleep(0)
         assert cancelled == [True] and coalescer.in_flight() == 0  # the last one out cancels the call
-        elapsed = time.perf_counter() - started
-        gc.enable()
-        return elapsed
+        return watch.seconds
 
-    async def scenario() -> None:
-        # the least favourable pair of two runs each, so noise on a loaded host cannot fail it
-        small = max([await leave_seconds(500), await leave_seconds(500)])
-        large = min([await leave_seconds(8000), await leave_seconds(8000)])
-        # 16x the callers: linear work takes ~16x as long, a scan per caller ~256x
-        assert large < small * 64, (small, large)
-
-    asyncio.run(scenario())
+    asyncio.run(assert_linear(leave_seconds))

@@ -7,7 +7,6 @@ and non-stale reads, then holding for a leader up to RPC_HOLD_TIMEOUT with the s
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ from meshfed.server.requests.router import (
     leader_moved,
     rpc_timeout,
 )
+from tests.scaling import assert_linear, timed
 
 LEADER_RAFT = "10.0.0.2:8300"
 LEADER_RPC = "10.0.0.2:8502"
@@ -563,20 +563,10 @@ def test_releasing_shared_forwarded_callers_costs_each_caller_the_same_however_m
                    for _ in range(callers)]
         while router.forwarded_blocking_callers < callers:
             await asyncio.sleep(0.01)
-        gc.disable()  # a collection's cost grows with the objects alive: it would bend a linear curve
-        started = time.perf_counter()
-        pool.gate.set()
-        answers = await asyncio.gather(*waiting)
+        async with timed() as watch:
+            pool.gate.set()
+            answers = await asyncio.gather(*waiting)
         assert answers == [REMOTE_ANSWER] * callers and len(pool.calls) == 1
-        elapsed = time.perf_counter() - started
-        gc.enable()
-        return elapsed
+        return watch.seconds
 
-    async def scenario() -> None:
-        # the least favourable pair of two runs each, so noise on a loaded host cannot fail it
-        small = max([await release_seconds(500), await release_seconds(500)])
-        large = min([await release_seconds(8000), await release_seconds(8000)])
-        # 16x the callers: linear work takes ~16x as long, the shared future took ~256x
-        assert large < small * 64, (small, large)
-
-    asyncio.run(scenario())
+    asyncio.run(assert_linear(release_seconds))
