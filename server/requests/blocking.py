@@ -92,23 +92,28 @@ class QueryRunner:
         deadline = time.monotonic() + wait_time(header.max_query_time)
         if self._on_blocking:
             self._on_blocking(1)
+        ticket = self._watches.ticket(tables)  # before the query: no change slips between
         try:
             while True:
-                ticket = self._watches.ticket(tables)  # before the query: no change slips between
-                try:
-                    index, value = query()
-                    exists = value is not None or not wait_for_existence
-                    if index > header.min_query_index and exists:
-                        return self.meta(index, consistency), value
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._closing:
-                        return self.meta(index, consistency), value
-                    await self._watches.wait_ticket(ticket, remaining)
-                finally:
+                index, value = query()
+                exists = value is not None or not wait_for_existence
+                if index > header.min_query_index and exists:
+                    return self.meta(index, consistency), value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closing:
+                    return self.meta(index, consistency), value
+                if ticket.done():
+                    # Woken, and the answer has not moved past the caller's index: wait again,
+                    # on a new ticket taken before the query re-runs. Taken only now, not on every
+                    # wake-up: most woken queries return, and a ticket each was 4 % of the loop.
                     self._watches.release(ticket, tables)
+                    ticket = self._watches.ticket(tables)
+                    continue
+                await self._watches.wait_ticket(ticket, remaining)
                 if header.require_consistent:
                     await self._raft.barrier()
         finally:
+            self._watches.release(ticket, tables)
             if self._on_blocking:
                 self._on_blocking(-1)
 
