@@ -86,7 +86,14 @@ def health_service_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
 
 
 def mesh_gateways_by_datacenter(identity: Identity, answer: Any) -> tuple[Any, bool]:
-    """`{dc: [CheckServiceNode]}` from /v1/internal/federation-states/mesh-gateways."""
+    """`{dc: [CheckServiceNode]}` from /v1/internal/federation-states/mesh-gateways, and its
+    meshfed delta (`?changes-since=`: `{"Resync": bool, "Changed": {dc: [...]}, "Deleted": [dc]}`),
+    whose changed rows are filtered exactly as the full list's: a delta never shows a token a
+    gateway that the full list would hide. The two shapes cannot be confused: a full list's values
+    are all lists, a delta's `Resync` is a boolean."""
+    if isinstance(answer, Mapping) and isinstance(answer.get("Resync"), bool):
+        changed, removed = mesh_gateways_by_datacenter(identity, answer.get("Changed"))
+        return ({**answer, "Changed": changed} if "Changed" in answer else answer), removed
     if not isinstance(answer, Mapping):
         return answer, False
     kept: dict[str, Any] = {}

@@ -6,7 +6,9 @@ start the splice listener and a small admin HTTP endpoint (/metrics, /v1/gateway
 run four loops until SIGTERM:
 - heartbeat: pass the TTL check every TTL/3; re-register when the servers forgot us;
 - local servers: blocking query on `/v1/catalog/service/consul` (servers publish themselves there);
-- remote gateways: blocking query on `/v1/internal/federation-states/mesh-gateways`;
+- remote gateways: blocking query on `/v1/internal/federation-states/mesh-gateways`: the full
+  list once, then meshfed's `?changes-since=<last index>` deltas merged into the table (a full
+  re-read on a resync marker or any error; `MESHFED_GATEWAY_DELTA=0`: full reads only);
 - trust domain: blocking query on `/v1/connect/ca/roots`, so service SNIs can be recognised;
 - peers: blocking query on `/v1/internal/peering/trust-bundles`: a peered SNI of a peer's trust
   domain goes to that peer's gateways, one of ours to the exported service's sidecars.
@@ -43,6 +45,13 @@ from meshfed.rpc.gateway_routes import Address, RoutingTable
 from meshfed.rpc.splice import SpliceServer
 from meshfed.server.dataplane.gateway_acl import denied_message, token_rules
 from meshfed.server.dataplane.proxy_config import instance_address
+from meshfed.server.dataplane.remote_gateways import (  # noqa: F401 (GATEWAY_CHANGES_LOGGED, remote_gateways: importable here)
+    GATEWAY_CHANGES_LOGGED,
+    describe_gateway_changes,
+    is_delta,
+    merge_gateway_delta,
+    remote_gateways,
+)
 from meshfed.server.dataplane.server_api import RETRY_DELAY, DenialLog, Denied, ServerAPI, follow, start_admin
 
 log = logging.getLogger("meshfed.gateway")
@@ -109,52 +118,14 @@ def local_servers(catalog_service: Sequence[dict[str, Any]]) -> dict[str, Addres
     return servers
 
 
-GATEWAY_CHANGES_LOGGED = 10
+GATEWAY_DELTA_ENV = "MESHFED_GATEWAY_DELTA"
+CHANGES_SINCE = "changes-since"
 
 
-def describe_gateway_changes(old: dict[str, list[Address]], new: dict[str, list[Address]]) -> str:
-    """One log line of what changed between two remote-gateway tables: datacenters added, removed
-    or with a new gateway count, at most GATEWAY_CHANGES_LOGGED of them, then how many more.
-
-    Logging the whole table on every change grew with the square of the DC count (476 lines,
-    1.8 MB in one run with 1,000 DCs, issue #13); a change now costs one short line."""
-    changes = []
-    for dc in sorted(old.keys() | new.keys()):
-        before, after = old.get(dc), new.get(dc)
-        if before == after:
-            continue
-        if before is None:
-            changes.append(f"+{dc}={len(after or [])}")
-        elif after is None:
-            changes.append(f"-{dc}")
-        else:
-            changes.append(f"{dc}={len(before)}->{len(after)}" if len(before) != len(after) else f"{dc} addresses changed")
-    shown = "; ".join(changes[:GATEWAY_CHANGES_LOGGED])
-    more = len(changes) - GATEWAY_CHANGES_LOGGED
-    return f"{shown}; and {more} more" if more > 0 else shown
-
-
-def remote_gateways(by_dc: dict[str, list[dict[str, Any]]], own_dc: str) -> dict[str, list[Address]]:
-    """`/v1/internal/federation-states/mesh-gateways` -> dc -> eligible WAN addresses."""
-    result: dict[str, list[Address]] = {}
-    for dc, gateways in by_dc.items():
-        if dc.lower() == own_dc.lower():
-            continue
-        addresses = set()
-        for csn in gateways or []:
-            service, node = csn.get("Service") or {}, csn.get("Node") or {}
-            if (service.get("Meta") or {}).get("consul-wan-federation") != "1":
-                continue
-            if any(c.get("Status") == "critical" for c in csn.get("Checks") or []):
-                continue
-            wan = (service.get("TaggedAddresses") or {}).get("wan") or {}
-            host = wan.get("Address") or service.get("Address") or (node.get("TaggedAddresses") or {}).get("wan") or node.get("Address")
-            port = wan.get("Port") or service.get("Port")
-            if host and port:
-                addresses.add((host, int(port)))
-        if addresses:
-            result[dc.lower()] = sorted(addresses)
-    return result
+def gateway_delta_enabled() -> bool:
+    """"0" makes the gateway read the whole gateway list on every change again, as before issue
+    #13's delta; for benchmarks' same-run baselines. Read when the gateway starts."""
+    return os.environ.get(GATEWAY_DELTA_ENV, "1") != "0"
 
 
 class GatewayMetrics:
@@ -280,13 +251,15 @@ class Gateway:
                 continue
             await asyncio.sleep(self.cfg.ttl / 3)
 
-    async def _follow(self, api: ServerAPI, path: str, source: str, apply: Callable[[Any], None]) -> None:
+    async def _follow(self, api: ServerAPI, path: str, source: str, apply: Callable[[Any], bool | None],
+                      changes_since: str = "") -> None:
         def on_failure() -> None:
             self.metrics.route_refresh_failures.labels(source).inc()
 
         await follow(api, f"{path}{'&' if '?' in path else '?'}stale", source, apply, on_failure=on_failure,
                      denials=self._denials(f"reading {source} ({path})"),
-                     filtered_advice=f"routes may be missing; the token needs {token_rules(self.cfg.node, self.cfg.datacenter)}")
+                     filtered_advice=f"routes may be missing; the token needs {token_rules(self.cfg.node, self.cfg.datacenter)}",
+                     changes_since=changes_since)
 
     def _set_servers(self, rows: Any) -> None:
         servers = local_servers(rows or [])
@@ -295,13 +268,27 @@ class Gateway:
         self.table = replace(self.table, local_servers=servers)
         self.metrics.routes.labels("local_server").set(len(servers))
 
-    def _set_gateways(self, by_dc: Any) -> None:
-        gateways = remote_gateways(by_dc or {}, self.cfg.datacenter)
-        known = {k: list(v) for k, v in self.table.remote_gateways.items()}
-        if gateways != known:
-            log.info("remote gateways (%d datacenters): %s", len(gateways), describe_gateway_changes(known, gateways))
+    def _set_gateways(self, body: Any) -> bool:
+        """A full list replaces the table; a delta (`?changes-since=`) is merged into it. False (the
+        follow loop then re-reads the full list at once) on a resync marker or a malformed delta:
+        the table is kept until then."""
+        known = self.table.remote_gateways
+        if is_delta(body):
+            try:
+                gateways, touched = merge_gateway_delta(known, body, self.cfg.datacenter)
+            except ValueError as exc:
+                log.debug("remote gateways: %s; reading the full list", exc)
+                return False
+        else:
+            gateways = remote_gateways(body or {}, self.cfg.datacenter)
+            touched = known.keys() | gateways.keys()
+        before = {dc: list(known[dc]) for dc in touched if dc in known}
+        after = {dc: gateways[dc] for dc in touched if dc in gateways}
+        if before != after:
+            log.info("remote gateways (%d datacenters): %s", len(gateways), describe_gateway_changes(before, after))
         self.table = replace(self.table, remote_gateways=gateways)
         self.metrics.routes.labels("remote_datacenter").set(len(gateways))
+        return True
 
     # ---- admin HTTP ----------------------------------------------------------------------------------
 
@@ -356,7 +343,8 @@ class Gateway:
                 self._follow(ServerAPI(session, cfg.http_addrs, cfg.token), "/v1/catalog/service/consul",
                              "local_servers", self._set_servers),
                 self._follow(ServerAPI(session, cfg.http_addrs, cfg.token), "/v1/internal/federation-states/mesh-gateways",
-                             "remote_gateways", self._set_gateways),
+                             "remote_gateways", self._set_gateways,
+                             changes_since=CHANGES_SINCE if gateway_delta_enabled() else ""),
             ]
             tasks = [asyncio.create_task(coro) for coro in loops]
             await self._stop.wait()

@@ -85,15 +85,20 @@ class ServerAPI:
             raise
 
 
-async def follow(api: ServerAPI, path: str, what: str, apply: Callable[[Any], None],
+async def follow(api: ServerAPI, path: str, what: str, apply: Callable[[Any], bool | None],
                  on_failure: Callable[[], None] | None = None, wait: str = BLOCKING_WAIT,
-                 denials: DenialLog | None = None, filtered_advice: str = "") -> None:
+                 denials: DenialLog | None = None, filtered_advice: str = "", changes_since: str = "") -> None:
     """Run a blocking query on `path` for ever, calling `apply(body)` with each answer.
 
     A 403 goes to `denials` (logged as an error, retried with a backoff). An answer the servers'
     ACLs filtered (`X-Consul-Results-Filtered-By-ACLs`) is logged once with `filtered_advice`: an
     empty route table would otherwise look like a quiet datacenter; it is asked again without
-    blocking (1 s, 2 s, ... up to 30 s apart) until the token sees everything."""
+    blocking (1 s, 2 s, ... up to 30 s apart) until the token sees everything.
+
+    `changes_since`: the name of a delta parameter the route understands (meshfed's
+    `changes-since`). The first read, and every read after an error, a filtered answer, an index
+    that went backwards or an `apply` that returns False (the servers asked for a resync), is the
+    full `path`; the others add `changes_since=<last index>` and get only what changed since."""
     index = 0
     separator = "&" if "?" in path else "?"
     denials = denials or DenialLog(f"reading {what}")
@@ -101,8 +106,9 @@ async def follow(api: ServerAPI, path: str, what: str, apply: Callable[[Any], No
     filtered_polls = 0
     while True:
         try:
+            delta = f"{changes_since}={index}&" if changes_since and index > 0 else ""
             status, headers, body = await api.request(
-                "GET", f"{path}{separator}index={index}&wait={wait}", timeout=parse_duration(wait) + 15)
+                "GET", f"{path}{separator}{delta}index={index}&wait={wait}", timeout=parse_duration(wait) + 15)
             if status == 403:
                 raise Denied(str(body or ""))
             if status != 200:
@@ -114,7 +120,8 @@ async def follow(api: ServerAPI, path: str, what: str, apply: Callable[[Any], No
                             f"; {filtered_advice}" if filtered_advice else "")
             new_index = int(headers.get("X-Consul-Index", "0"))
             index = 0 if new_index < index else new_index  # reset when the index goes backwards
-            apply(body)
+            if apply(body) is False:
+                index = 0  # the next read is the full answer, at once
             if headers.get(FILTERED_HEADER, "").lower() == "true":
                 # A token that cannot see everything yet (e.g. its rights are still replicating)
                 # would otherwise wait a whole blocking wait on an index that a change of rights

@@ -11,10 +11,11 @@ import dataclasses
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from meshfed.fsm import FederationStateDelete, FederationStateUpsert
 from meshfed.fsm.consul_formats.timestamps import format_rfc3339
+from meshfed.fsm.federation_changes import FederationStateDelta
 from meshfed.fsm.records import federation_state_from_wire, to_wire
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import invalid
@@ -29,6 +30,7 @@ TABLES = ("federation_states",)
 BARRIER_CATCH_UP = 2.0  # seconds a follower waits to apply the leader's index before forwarding the list
 OP_UPSERT = "upsert"
 OP_DELETE = "delete"
+T = TypeVar("T")
 
 
 def utc_now_rfc3339() -> str:
@@ -133,8 +135,7 @@ class FederationStateEndpoint:
         A blocking query like List: with MinQueryIndex it waits for a change after that index, so
         a replicator long-polls on it and each write costs what it changed, not the table."""
         since = body.get("since", header.min_query_index) if isinstance(body, dict) else header.min_query_index
-        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
-            raise invalid("invalid request: since must be an integer >= 0")
+        _check_since(since)
         index_only = isinstance(body, dict) and body.get("index_only") is True
 
         async def local() -> tuple[QueryMeta, Any]:
@@ -144,12 +145,51 @@ class FederationStateEndpoint:
             started = time.perf_counter()
             meta, delta = await self._queries.run(header, TABLES, lambda: self._state.federation_state_changes(since))
             self._observe("list_since", time.perf_counter() - started)
-            if delta is None:
-                return meta, {"resync": True}
-            return meta, {"resync": False, "states": [self._wire.wire(s) for s in delta.states],
-                          "deleted": list(delta.deleted)}
+            return meta, self._since_answer(delta)
 
         return await self._router.serve("FederationState/ListSince", header, body, local, write=False)
+
+    def _since_answer(self, delta: FederationStateDelta | None) -> dict[str, Any]:
+        if delta is None:
+            return {"resync": True}
+        return {"resync": False, "states": [self._wire.wire(s) for s in delta.states], "deleted": list(delta.deleted)}
+
+    async def mesh_gateways_since(self, header: RequestHeader, since: Any) -> tuple[QueryMeta, dict[str, Any]]:
+        """meshfed's own mesh gateways' delta read (issue #13): ListSince's answer reshaped by
+        `gateways_delta`: {"resync": True}, or {"resync": False, "mesh_gateways": {datacenter:
+        [gateway wire]} of each record changed after `since` (empty when it has none left),
+        "deleted": [lower-cased datacenters]}. Blocking on the header's MinQueryIndex like List.
+
+        For our own datacenter it takes the same path as `list_mesh_gateways`: an index-only
+        barrier on the leader, then the answer from this server's own change log, so any token
+        that may read the gateway list may ask (the HTTP layer filters the rows the same way). A
+        store that does not catch up in time answers a resync: the caller re-reads the full list,
+        which has its own fallback. Another datacenter's, or with the barrier off, goes through
+        ListSince itself (operator:read when forwarded)."""
+        _check_since(since)
+        if not self._barrier_serves(header):
+            meta, answer = await self.list_since(header, {"since": since})
+            return meta, gateways_delta(answer)
+
+        def read() -> tuple[int, FederationStateDelta | None]:
+            return self._state.federation_state_changes(since)
+
+        async def local() -> tuple[QueryMeta, Any]:
+            started = time.perf_counter()
+            meta, delta = await self._queries.run(header, TABLES, read)
+            self._observe("list_since", time.perf_counter() - started)
+            return meta, self._since_answer(delta)
+
+        async def resync(meta: QueryMeta) -> tuple[QueryMeta, Any]:
+            return meta, {"resync": True}
+
+        meta, answer = await self._after_barrier(header, local, read, self._since_answer, resync, "list_since")
+        return meta, gateways_delta(answer)
+
+    def _barrier_serves(self, header: RequestHeader) -> bool:
+        """Whether a read of the local datacenter may take the index-barrier path (see below)."""
+        target = header.datacenter or self._datacenter
+        return bool(self._datacenter) and target.lower() == self._datacenter.lower()
 
     async def list_mesh_gateways(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         async def local() -> tuple[QueryMeta, Any]:
@@ -158,20 +198,30 @@ class FederationStateEndpoint:
             self._observe("list_mesh_gateways", time.perf_counter() - started)
             return meta, self._wire.mesh_gateways(states)
 
-        target = header.datacenter or self._datacenter
-        if not self._datacenter or target.lower() != self._datacenter.lower():
+        async def forwarded(meta: QueryMeta | None = None) -> tuple[QueryMeta, Any]:
             return await self._router.serve("FederationState/ListMeshGateways", header, body, local, write=False)
-        return await self._mesh_gateways_after_barrier(header, body, local)
 
-    async def _mesh_gateways_after_barrier(
-        self, header: RequestHeader, body: Any, local: Callable[[], Awaitable[tuple[QueryMeta, Any]]]
+        if not self._barrier_serves(header):
+            return await forwarded()
+        return await self._after_barrier(header, local, self._state.federation_state_list,
+                                         self._wire.mesh_gateways, forwarded)
+
+    async def _after_barrier(
+        self,
+        header: RequestHeader,
+        local: Callable[[], Awaitable[tuple[QueryMeta, Any]]],
+        read: Callable[[], tuple[int, T]],
+        shape: Callable[[T], Any],
+        fallback: Callable[[QueryMeta], Awaitable[tuple[QueryMeta, Any]]],
+        observed: str = "list_mesh_gateways",
     ) -> tuple[QueryMeta, Any]:
         """Where the router would forward to the leader, forward only an index-only ListSince (the
-        same blocking wait, a reply of a few bytes), then answer from this server's own store once
-        it has applied that index: with 1,000 DCs the leader no longer msgpack-encodes 3 MB per
-        follower call, nor the follower decodes and compares it. The answer is as fresh as the
-        leader's (the entry that set the leader's index is applied here before we read). If this
-        store does not catch up within BARRIER_CATCH_UP seconds, the whole list is forwarded."""
+        same blocking wait, a reply of a few bytes), then answer `shape(read())` from this
+        server's own store once it has applied that index: with 1,000 DCs the leader no longer
+        msgpack-encodes 3 MB per follower call, nor the follower decodes and compares it. The
+        answer is as fresh as the leader's (the entry that set the leader's index is applied here
+        before we read). If this store does not catch up within BARRIER_CATCH_UP seconds, the
+        caller's `fallback` answers (the whole list forwarded; for a delta, a resync)."""
         served_here = False
 
         async def here() -> tuple[QueryMeta, Any]:
@@ -186,8 +236,22 @@ class FederationStateEndpoint:
         meta, _ = answer
         caught_up = RequestHeader(datacenter=header.datacenter, allow_stale=True, min_query_index=meta.index - 1,
                                   max_query_time=BARRIER_CATCH_UP)
-        local_meta, states = await self._queries.run(caught_up, TABLES, self._state.federation_state_list)
+        local_meta, value = await self._queries.run(caught_up, TABLES, read)
         if local_meta.index < meta.index:
-            return await self._router.serve("FederationState/ListMeshGateways", header, body, local, write=False)
-        self._observe("list_mesh_gateways", 0.0)
-        return meta, self._wire.mesh_gateways(states)
+            return await fallback(meta)
+        self._observe(observed, 0.0)
+        return meta, shape(value)
+
+
+def _check_since(since: Any) -> None:
+    if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+        raise invalid("invalid request: since must be an integer >= 0")
+
+
+def gateways_delta(answer: Any) -> dict[str, Any]:
+    """ListSince's answer -> the mesh gateways' delta: each changed record's gateways by its
+    datacenter (an empty list: it has none left, the caller drops it), deletions as they are."""
+    if not isinstance(answer, dict) or answer.get("resync") is not False:
+        return {"resync": True}
+    return {"resync": False, "mesh_gateways": {s["datacenter"]: s["mesh_gateways"] for s in answer.get("states") or ()},
+            "deleted": list(answer.get("deleted") or ())}

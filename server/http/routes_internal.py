@@ -23,7 +23,7 @@ from aiohttp import web
 from meshfed.fsm.peering.records import PeeringTrustBundle
 from meshfed.fsm.records import csn_from_wire, federation_state_from_wire
 from meshfed.server.http.api import api_of, required_query
-from meshfed.server.http.params import BadRequest, parse_header
+from meshfed.server.http.params import MAX_INDEX, BadRequest, parse_header
 from meshfed.server.http.respond import json_body, meta_headers, with_meta
 from meshfed.server.http.shapes import csn_json, federation_state_json
 
@@ -49,6 +49,16 @@ class GatewayListJson:
         """The answer's bytes: one cached member per DC, joined (issue #13: a 1,000-DC answer costs a
         join, not an encoding). Followers answer from their own store (the endpoint's barrier), so
         the lists are the same objects there too; the equality check is for a list forwarded whole."""
+        body = self.members(by_dc)
+        cache = self._by_dc
+        if len(cache) > len(by_dc):
+            for dc in [d for d in cache if d not in by_dc]:
+                del cache[dc]
+        return body
+
+    def members(self, by_dc: dict[str, Any]) -> bytes:
+        """`{"dc":[...],...}` for these DCs only, through the same cache (a delta's changed DCs are
+        the records' current lists, which the next full answer reuses); forgets nothing."""
         parts = []
         cache = self._by_dc
         for dc, gateways in by_dc.items():
@@ -59,18 +69,47 @@ class GatewayListJson:
                 text = json.dumps([csn_json(csn_from_wire(c)) for c in (gateways or [])], separators=(",", ":"))
                 cached = cache[dc] = (gateways, json.dumps(dc).encode() + b":" + text.encode())
             parts.append(cached[1])
-        if len(cache) > len(by_dc):
-            for dc in [d for d in cache if d not in by_dc]:
-                del cache[dc]
         return b"{" + b",".join(parts) + b"}"
 
 
 GATEWAY_LIST_JSON = web.AppKey("gateway_list_json", GatewayListJson)
 
 
+CHANGES_SINCE = "changes-since"
+
+
+def changes_since(request: web.Request) -> int | None:
+    """meshfed extension `?changes-since=N` (None without it; Consul clients never send it)."""
+    text = request.query.get(CHANGES_SINCE)
+    if text is None:
+        return None
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_INDEX:
+        raise BadRequest(f"Invalid {CHANGES_SINCE}: {text[:40]!r} is not an index (an integer >= 0)")
+    return int(text)
+
+
 async def list_mesh_gateways(request: web.Request) -> web.Response:
+    """Consul's `{dc: [CheckServiceNode]}` of every datacenter with gateways. With meshfed's
+    `?changes-since=N` (N: the X-Consul-Index of the caller's last answer; the same `index`/`wait`
+    blocking), only what changed after N, for meshfed's own mesh gateway (issue #13 goal 1: a
+    write no longer costs each gateway a parse of the whole 3 MB list):
+    `{"Resync": false, "Changed": {dc: [CheckServiceNode]}, "Deleted": [dc]}`, where a changed DC
+    with no gateways left has `[]`; or `{"Resync": true}` when N is 0, behind the servers' change
+    log or ahead of the store: read the full list again. Rows are filtered by ACLs exactly as in
+    the full list (server/acl/filters.py `mesh_gateways_by_datacenter`)."""
     api = api_of(request)
-    meta, by_dc = await api.federation.list_mesh_gateways(parse_header(request), {})
+    since = changes_since(request)
+    header = parse_header(request)
+    if since is not None:
+        meta, delta = await api.federation.mesh_gateways_since(header, since)
+        if delta["resync"]:
+            body = b'{"Resync":true}'
+        else:
+            body = b'{"Resync":false,"Changed":%s,"Deleted":%s}' % (
+                request.app[GATEWAY_LIST_JSON].members(delta["mesh_gateways"]),
+                json.dumps(delta["deleted"], separators=(",", ":")).encode())
+        return web.Response(body=body, content_type="application/json", headers=meta_headers(meta))
+    meta, by_dc = await api.federation.list_mesh_gateways(header, {})
     body = request.app[GATEWAY_LIST_JSON].body(by_dc)
     return web.Response(body=body, content_type="application/json", headers=meta_headers(meta))
 

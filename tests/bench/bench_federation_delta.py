@@ -21,9 +21,15 @@ Figures per mode and table:
   one replication round at the default `replication_rate` of 1/s);
 - CPU seconds of the three dc1 servers (from /proc) per write, over those writes (the gateways'
   mesh-gateway long-polls and dc2's replication long-poll are what each write wakes);
+- CPU seconds of dc1's and dc2's mesh gateways per write (each write wakes dc1's gateway's
+  gateway-list watch; with `--gateway-delta off` it re-reads and parses the whole list, up to 3.2 MB);
 - with 1,000 DCs only: dc3's full resync, from its leader being elected to holding every record.
 
+`--gateway-delta off` sets `MESHFED_GATEWAY_DELTA=0` for the processes started: the mesh gateways
+read the whole gateway list on every change instead of following `?changes-since=` deltas.
+
     python -m tests.bench.bench_federation_delta [--dcs 1000] [--writes 12] [--only delta|baseline]
+        [--gateway-delta on|off]
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ LIST_SAMPLES = 30
 LOAD_CONCURRENCY = 32
 ISOLATION_SECONDS = 1.05
 DELTA_ENV = "MESHFED_FEDERATION_DELTA"
+GATEWAY_DELTA_ENV = "MESHFED_GATEWAY_DELTA"  # server/dataplane/gateway.py
 SERVER_NAME = "server.dc1.consul"
 
 
@@ -108,11 +115,16 @@ def cpu(dc: FederatedDatacenter) -> float:
     return sum(process_cpu_seconds(s.process.pid) or 0.0 for s in dc.servers if s.process)
 
 
+def gateway_cpu(dc: FederatedDatacenter) -> float:
+    process = dc.gateway.process
+    return (process_cpu_seconds(process.pid) or 0.0) if process else 0.0
+
+
 async def lag(session: aiohttp.ClientSession, pool: ConnectionPool, dc1: FederatedDatacenter,
               dc2: FederatedDatacenter, writes: int, label: str) -> dict[str, Any]:
     primary = leader_of(dc1).rpc_address
     samples: list[float] = []
-    cpu_before = cpu(dc1)
+    cpu_before, gateways_before = cpu(dc1), (gateway_cpu(dc1), gateway_cpu(dc2))
     for i in range(writes):
         marker = f"2026-01-01T00:00:{i % 60:02d}.{i:06d}Z-{label}"
         # Isolated writes: replication rounds are rate-limited (replication_rate = 1/s, burst 5, the
@@ -123,7 +135,9 @@ async def lag(session: aiohttp.ClientSession, pool: ConnectionPool, dc1: Federat
         await wait_visible(session, dc2.servers[i % 3].http, marker)
         samples.append(time.perf_counter() - written)
     return {"writes": writes, "lag_dc1_to_dc2": summarize_seconds(samples),
-            "cpu_seconds_per_write_dc1_servers": round((cpu(dc1) - cpu_before) / writes, 4)}
+            "cpu_seconds_per_write_dc1_servers": round((cpu(dc1) - cpu_before) / writes, 4),
+            "cpu_seconds_per_write_dc1_gateway": round((gateway_cpu(dc1) - gateways_before[0]) / writes, 4),
+            "cpu_seconds_per_write_dc2_gateway": round((gateway_cpu(dc2) - gateways_before[1]) / writes, 4)}
 
 
 async def load(pool: ConnectionPool, dc1: FederatedDatacenter, count: int) -> float:
@@ -213,6 +227,7 @@ async def scenario(root: str, dcs: list[FederatedDatacenter], args: argparse.Nam
 def run(args: argparse.Namespace, delta: bool) -> dict[str, Any]:
     root = tempfile.mkdtemp(prefix="meshfed-bench-delta-")
     os.environ[DELTA_ENV] = "1" if delta else "0"  # inherited by the servers started next
+    os.environ[GATEWAY_DELTA_ENV] = "1" if args.gateway_delta == "on" else "0"  # and by the gateways
     dcs = federated_datacenters(root, list(BASES), names=("dc1", "dc2", "dc3"))
     try:
         return asyncio.run(scenario(root, dcs, args, "delta" if delta else "baseline"))
@@ -220,6 +235,7 @@ def run(args: argparse.Namespace, delta: bool) -> dict[str, Any]:
         for process in processes_of(dcs):
             process.stop()
         os.environ.pop(DELTA_ENV, None)
+        os.environ.pop(GATEWAY_DELTA_ENV, None)
         if not args.keep_data:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -237,6 +253,7 @@ def verdicts(result: dict[str, Any], dcs: int) -> dict[str, Any]:
         "full_resync_s": result["fresh_secondary_full_resync"]["from_leader_elected_s"],
         "full_resync_under_10s": result["fresh_secondary_full_resync"]["from_leader_elected_s"] < 10,
         "cpu_per_write_ratio_big_to_small": ratio(big[cpu_key], small[cpu_key]),
+        "dc1_gateway_cpu_s_per_write": big["cpu_seconds_per_write_dc1_gateway"],
     }
 
 
@@ -246,10 +263,12 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=12)
     parser.add_argument("--only", choices=("delta", "baseline"), default=None)
     parser.add_argument("--keep-data", action="store_true")
+    parser.add_argument("--gateway-delta", choices=("on", "off"), default="on",
+                        help="off: the mesh gateways re-read the whole gateway list on every change")
     args = parser.parse_args()
     stop_cleanly_on_sigterm()
     started = time.monotonic()
-    document: dict[str, Any] = {"benchmark": "federation_delta", "machine": machine()}
+    document: dict[str, Any] = {"benchmark": "federation_delta", "machine": machine(), "gateway_delta": args.gateway_delta}
     for mode, delta in (("baseline_no_delta", False), ("delta", True)):
         if args.only is not None and args.only != ("delta" if delta else "baseline"):
             continue

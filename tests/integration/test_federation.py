@@ -22,7 +22,14 @@ import pytest
 import requests
 from cryptography import x509
 
-from meshfed.fsm.records import FederationState, to_wire
+from meshfed.fsm.records import (
+    KIND_MESH_GATEWAY,
+    CheckServiceNode,
+    FederationState,
+    Node,
+    NodeService,
+    to_wire,
+)
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.header import RequestHeader
 from meshfed.rpc.tls import load_channel_credentials
@@ -311,6 +318,35 @@ def test_an_update_and_a_deletion_replicate_as_deltas(fed: list[FederatedDatacen
     wait_until(lambda: all(ghost(s) is None for s in dc2.servers), 15, interval=0.2, what="the deletion in dc2")
     assert served("list_since") >= deltas + 3
     assert served("list") == lists, "the secondary fell back to full Lists"
+
+
+def test_gateways_learn_a_new_dc_and_forget_a_deleted_one_through_deltas(fed: list[FederatedDatacenter]) -> None:
+    """Issue #13: after its first full read, a mesh gateway follows `?changes-since=` deltas of the
+    gateway list: dc1's gateway learns a new DC's gateway and forgets the deleted DC while its
+    servers serve no full list (with full reads, each change is one more)."""
+    dc1, dc2 = fed
+    ghost_gateway = CheckServiceNode(
+        node=Node(node="ghost-gw", address="192.0.2.7"),
+        service=NodeService(id="mesh-gateway", service="mesh-gateway", kind=KIND_MESH_GATEWAY, address="192.0.2.7",
+                            port=8443, meta={"consul-wan-federation": "1"}))
+
+    def routes(gateway: GatewayProcess) -> dict[str, list[str]]:
+        return S.get(gateway.admin + "/v1/gateway/routes", timeout=5).json()["RemoteGateways"]
+
+    def full_lists() -> float:
+        return sum(_metric(s, "consul_federation_state_list_mesh_gateways_count") for s in dc1.servers)
+
+    before = full_lists()
+    _apply_state(dc1, FederationState("dc-far", (ghost_gateway,)))
+    for gateway in (dc1.gateway, dc2.gateway):
+        wait_until(lambda g=gateway: routes(g).get("dc-far") == ["192.0.2.7:8443"], 15, interval=0.2,
+                   what=f"{gateway.datacenter}'s gateway routes dc-far")
+    assert routes(dc1.gateway)["dc2"], "the delta dropped the DCs it did not name"
+    assert S.delete(leader_of(dc1).http + "/v1/internal/federation-state/dc-far", timeout=15).status_code == 200
+    for gateway in (dc1.gateway, dc2.gateway):
+        wait_until(lambda g=gateway: "dc-far" not in routes(g), 15, interval=0.2,
+                   what=f"{gateway.datacenter}'s gateway forgets dc-far")
+    assert full_lists() == before, "dc1's gateway re-read the full list instead of following deltas"
 
 
 # ---- step 5 ---------------------------------------------------------------------------------------
