@@ -168,6 +168,13 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Command]] = {
 }
 
 
+def known_tags() -> frozenset[str]:
+    """Every command tag this build can apply. A server without a tag rejects the entry, and its
+    copy of the state misses what the entry wrote: a leader asks its members for theirs before it
+    proposes a command an older version may lack (server/leader/log_support.py)."""
+    return frozenset(_DECODERS)
+
+
 def _decode_entry(position: int, item: Any) -> tuple[str, Command]:
     where = f"entry {position}"
     if not isinstance(item, list) or len(item) != 3:

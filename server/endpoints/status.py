@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from meshfed.fsm.log_entries import known_tags
 from meshfed.fsm.records import to_wire
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.header import QueryMeta, RequestHeader
@@ -36,6 +37,7 @@ class StatusEndpoint:
             "Status/RaftConfiguration": self.raft_configuration,
             "Status/Ping": self.ping,
             "Status/Time": self.time,
+            "Status/LogCommands": self.log_commands,
         }
 
     def _meta(self) -> QueryMeta:
@@ -47,6 +49,11 @@ class StatusEndpoint:
     async def time(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
         """This server's wall clock, for `federation check`'s skew measurement (never forwarded)."""
         return self._meta(), time.time()
+
+    async def log_commands(self, header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        """The log command tags this server can apply (never forwarded): before proposing a command
+        an older version may lack, a leader asks every member (server/leader/log_support.py)."""
+        return self._meta(), sorted(known_tags())
 
     async def _here_or_in(self, method: str, header: RequestHeader, body: Any,
                           local: Callable[[], Awaitable[tuple[QueryMeta, Any]]]) -> tuple[QueryMeta, Any]:

@@ -15,16 +15,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 
 from meshfed.fsm.state import StateStore
 from meshfed.replication.loop import ReplicationStatus
 from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.server.config.loader import Config
 from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint
 from meshfed.server.endpoints.federation_state import FederationStateEndpoint
+from meshfed.server.leader.log_support import LogCommandSupport
 from meshfed.server.leader.pruning import prune_federation_states
 from meshfed.server.leader.routines import LeaderRoutines
 from meshfed.server.metrics import Metrics, gauge
@@ -71,9 +74,21 @@ class Federation:
                 self.locator, pool, config.domain,
                 on_call=lambda dc, outcome: metrics.cross_dc_calls.labels(dc, outcome).inc(),
             ).call
+        server_name = f"server.{config.datacenter}.{config.domain.rstrip('.')}" if pool.tls else ""
+
+        def other_servers() -> list[str]:
+            _, servers = state.servers()
+            return [s.rpc_address for s in servers
+                    if s.datacenter.lower() == config.datacenter.lower() and s.rpc_address != config.rpc_address]
+
+        async def call_server(address: str, method: str, header: RequestHeader, body: Any,
+                              timeout: float) -> tuple[QueryMeta, Any]:
+            return await pool.call(address, method, header, body, timeout=timeout, server_name=server_name)
+
         self.replication = SecondaryReplication(
             config, state=state, raft=raft, locator=self.locator, endpoint=endpoint,
             config_entries=config_entries, metrics=metrics, acl=acl,
+            log_support=LogCommandSupport(members=other_servers, call=call_server),
         )
         self.check = FederationCheck(config, state=state, locator=self.locator, router=router,
                                      is_leader=raft.is_leader, replication=self.replication)

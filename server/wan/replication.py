@@ -14,6 +14,7 @@ replication gauges list every loop that copies from the primary. On step-down th
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import time
@@ -39,6 +40,7 @@ from meshfed.fsm import (
 )
 from meshfed.fsm.config_entries import content_hash
 from meshfed.fsm.consul_formats.timestamps import format_rfc3339
+from meshfed.fsm.log_entries import TAG_FEDERATION_STATE_BATCH_UPSERT
 from meshfed.fsm.records import ConfigEntry, FederationState, federation_state_from_wire
 from meshfed.fsm.state import StateStore
 from meshfed.replication.acl_delegates import policy_delegate, role_delegate, token_delegate
@@ -54,6 +56,7 @@ from meshfed.server.endpoints.acl_replication import disabled_status
 from meshfed.server.endpoints.config_entry import ConfigEntryEndpoint, entry_json
 from meshfed.server.endpoints.federation_state import FederationStateEndpoint
 from meshfed.server.endpoints.writes import propose, raise_for
+from meshfed.server.leader.log_support import LogCommandSupport
 from meshfed.server.leader.routines import LeaderRoutines
 from meshfed.server.metrics import Metrics, gauge
 from meshfed.server.raft import RaftNode
@@ -115,9 +118,12 @@ class SecondaryReplication:
         config_entries: ConfigEntryEndpoint,
         metrics: Metrics,
         acl: ACLEndpoint | None = None,
+        log_support: LogCommandSupport | None = None,
     ) -> None:
         self.config = config
         self._acl = acl
+        # None: every member is taken to run this version (tests that wire one server).
+        self._log_support = log_support
         self._state = state
         self._raft = raft
         self._locator = locator
@@ -191,6 +197,11 @@ class SecondaryReplication:
         # the entry (decode_batch, then validate), and a bad state fails the whole command there
         # with the same error, changing nothing. Walking 64 states here too was a second full type
         # check on the leader of each resync batch, on the event loop next to the Raft thread.
+        if self._log_support is not None and not await self._log_support.all_support(TAG_FEDERATION_STATE_BATCH_UPSERT):
+            # A member of an older version would reject the batch and miss its states: one
+            # command per state, as before the batch existed.
+            await asyncio.gather(*(self._upsert_local(state) for state in states))
+            return
         (result,) = await self._raft.apply([(uuid.uuid4().hex, FederationStateBatchUpsert(tuple(states)))])
         raise_for(result)
 
