@@ -210,7 +210,11 @@ def put_state(dc: DC, name: str, index: int) -> None:
         writer.put_federation_state(FederationState(name, (gateway(f"{name}-gw"),), modify_index=index), index)
 
 
-def test_a_follower_answers_mesh_gateways_from_its_store_after_an_index_barrier(monkeypatch: pytest.MonkeyPatch) -> None:
+def primary_follower(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[DC, FederationStateEndpoint, Any, ForwardingRouter, FederationStateEndpoint]:
+    """A primary's leader and a follower whose router forwards to it (with a short catch-up
+    bound): (leader, its endpoint, the follower's twin, its router, its endpoint)."""
     import meshfed.server.endpoints.federation_state as module
 
     monkeypatch.setattr(module, "BARRIER_CATCH_UP", 0.2)
@@ -220,6 +224,11 @@ def test_a_follower_answers_mesh_gateways_from_its_store_after_an_index_barrier(
     router = ForwardingRouter(leader_endpoint)
     follower = FederationStateEndpoint(primary_datacenter="dc1", state=follower_twin.state, raft=follower_twin.raft,
                                        router=router, queries=follower_twin.queries, datacenter="dc1")
+    return leader, leader_endpoint, follower_twin, router, follower
+
+
+def test_a_follower_answers_mesh_gateways_from_its_store_after_an_index_barrier(monkeypatch: pytest.MonkeyPatch) -> None:
+    leader, leader_endpoint, follower_twin, router, follower = primary_follower(monkeypatch)
 
     async def scenario() -> None:
         for index, name in enumerate(("dc2", "dc3"), start=1):

@@ -3,13 +3,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 import pytest
 
+from meshfed.server.dataplane import server_api
 from meshfed.server.dataplane.gateway_acl import denied_message, gateway_token
 from meshfed.server.dataplane.server_api import DenialLog
 
+
+class ScriptedAPI:
+    """A server API for `server_api.follow`: answers `(headers, body)` or raises an exception, in
+    order, then cancels the follower; records the paths asked. Retries do not sleep."""
+
+    def __init__(self, answers: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answers = answers
+        self.paths: list[str] = []
+
+        async def no_sleep(_: float) -> None:
+            return None
+
+        monkeypatch.setattr(server_api.asyncio, "sleep", no_sleep)
+
+    async def request(self, method: str, path: str, **_: object) -> tuple[int, dict[str, str], object]:
+        self.paths.append(path)
+        if not self.answers:
+            raise asyncio.CancelledError
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        headers, body = answer
+        return 200, headers, body
 
 def test_token_precedence_flag_file_env_envfile(tmp_path) -> None:  # type: ignore[no-untyped-def]
     flag_file = tmp_path / "flag"
@@ -59,29 +85,12 @@ def test_denial_log_logs_first_and_every_tenth_and_backs_off(caplog: pytest.LogC
 def test_a_filtered_answer_is_asked_again_unblocked_until_the_token_sees_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     """A gateway whose token's rights are still replicating must not sit out a blocking wait on an
     index that the change of rights never moves."""
-    import asyncio
-
-    from meshfed.server.dataplane import server_api
-
     answers = [({"X-Consul-Index": "7", server_api.FILTERED_HEADER: "true"}, {}),
                ({"X-Consul-Index": "7"}, {"dc1": ["gw"]}),
                ({"X-Consul-Index": "7"}, {"dc1": ["gw"]})]
-    paths: list[str] = []
-
-    class API:
-        async def request(self, method: str, path: str, **_: object) -> tuple[int, dict[str, str], object]:
-            paths.append(path)
-            if not answers:
-                raise asyncio.CancelledError
-            headers, body = answers.pop(0)
-            return 200, headers, body
-
-    async def no_sleep(_: float) -> None:
-        return None
-
-    monkeypatch.setattr(server_api.asyncio, "sleep", no_sleep)
+    api = ScriptedAPI(answers, monkeypatch)
     seen: list[object] = []
     with pytest.raises(asyncio.CancelledError):
-        asyncio.run(server_api.follow(API(), "/v1/x", "routes", seen.append))  # type: ignore[arg-type]
-    assert [p.split("index=")[1].split("&")[0] for p in paths] == ["0", "0", "7", "7"]
+        asyncio.run(server_api.follow(api, "/v1/x", "routes", seen.append))  # type: ignore[arg-type]
+    assert [p.split("index=")[1].split("&")[0] for p in api.paths] == ["0", "0", "7", "7"]
     assert seen == [{}, {"dc1": ["gw"]}, {"dc1": ["gw"]}]

@@ -21,11 +21,10 @@ from meshfed.server.acl.resolver import Identity
 from meshfed.server.dataplane import server_api
 from meshfed.server.dataplane.gateway import Gateway, GatewayConfig
 from meshfed.server.dataplane.remote_gateways import is_delta, merge_gateway_delta
-from meshfed.server.endpoints.federation_state import FederationStateEndpoint
 from meshfed.server.http.app import build_app
-from tests.twins.server import server_twin
 from tests.unit.test_endpoint_federation_state import DC as EndpointDC
-from tests.unit.test_endpoint_federation_state import ForwardingRouter, gateway, put_state
+from tests.unit.test_endpoint_federation_state import gateway, primary_follower, put_state
+from tests.unit.test_gateway_acl import ScriptedAPI
 from tests.unit.test_http_routes_internal import make_api
 
 WANFED = {"consul-wan-federation": "1"}
@@ -108,26 +107,11 @@ def test_follow_reads_in_full_first_then_deltas_and_in_full_again_after_resync_o
         RuntimeError("boom"),
         ({"X-Consul-Index": "10"}, {"dc2": []}),
     ]
-    paths: list[str] = []
-
-    class API:
-        async def request(self, method: str, path: str, **_: object) -> tuple[int, dict[str, str], object]:
-            paths.append(path)
-            if not answers:
-                raise asyncio.CancelledError
-            answer = answers.pop(0)
-            if isinstance(answer, Exception):
-                raise answer
-            return 200, *answer
-
-    async def no_sleep(_: float) -> None:
-        return None
-
-    monkeypatch.setattr(server_api.asyncio, "sleep", no_sleep)
+    api = ScriptedAPI(answers, monkeypatch)
     with pytest.raises(asyncio.CancelledError):
-        asyncio.run(server_api.follow(API(), "/v1/x?stale", "routes", lambda body: not body.get("Resync"),  # type: ignore[arg-type]
+        asyncio.run(server_api.follow(api, "/v1/x?stale", "routes", lambda body: not body.get("Resync"),  # type: ignore[arg-type]
                                       changes_since="changes-since"))
-    assert [p.split("?stale&")[1].split("&wait")[0] for p in paths] == [
+    assert [p.split("?stale&")[1].split("&wait")[0] for p in api.paths] == [
         "index=0", "changes-since=5&index=5", "changes-since=6&index=6", "index=0", "changes-since=9&index=9",
         "index=0", "changes-since=10&index=10"]
 
@@ -158,15 +142,7 @@ def test_the_endpoint_answers_changed_gateways_deletions_and_resync() -> None:
 
 def test_a_follower_answers_the_delta_from_its_own_log_after_the_barrier_or_asks_for_a_resync(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import meshfed.server.endpoints.federation_state as module
-
-    monkeypatch.setattr(module, "BARRIER_CATCH_UP", 0.2)
-    leader, follower_twin = EndpointDC("dc1"), server_twin("dc1")
-    leader_endpoint = FederationStateEndpoint(primary_datacenter="dc1", state=leader.twin.state, raft=leader.twin.raft,
-                                              router=leader.twin.router, queries=leader.twin.queries, datacenter="dc1")
-    router = ForwardingRouter(leader_endpoint)
-    follower = FederationStateEndpoint(primary_datacenter="dc1", state=follower_twin.state, raft=follower_twin.raft,
-                                       router=router, queries=follower_twin.queries, datacenter="dc1")
+    leader, leader_endpoint, follower_twin, router, follower = primary_follower(monkeypatch)
 
     async def scenario() -> None:
         for index, name in enumerate(("dc2", "dc3"), start=1):
