@@ -16,16 +16,43 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from meshfed.server.config.loader import Ports, generate_key
 
 HTTP_PORT = 8500
+
+
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold the stop signals while a child is spawned, and deliver them once `process` is set.
+
+    `meshfed demo` stops by raising from its signal handler. Raised inside `Popen` after the fork,
+    the exception left a child running that no `process` field named, so nothing stopped it (a
+    SIGHUP while the demo started its gateways). Only the main thread runs Python signal handlers,
+    so elsewhere there is nothing to hold."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _: caught.append(signum)) for sig in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for signum in caught:
+            signal.raise_signal(signum)
 
 
 class ChildProcess:
@@ -40,10 +67,13 @@ class ChildProcess:
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
+        try:
+            with _signals_held():
+                self.process = subprocess.Popen(
+                    self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+        finally:
+            log.close()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
