@@ -28,7 +28,7 @@ ASK_TIMEOUT = 2.0
 Call = Callable[[str, str, RequestHeader, Any, float], Awaitable[tuple[QueryMeta, Any]]]
 
 
-def supports(answers: dict[str, Any], tag: str) -> list[str]:
+def lacking(answers: dict[str, Any], tag: str) -> list[str]:
     """The members whose answer does not list `tag` (an error is no answer): empty when all do."""
     return sorted(address for address, tags in answers.items() if not (isinstance(tags, list) and tag in tags))
 
@@ -39,24 +39,23 @@ class LogCommandSupport:
         self._members = members  # the other servers' RPC addresses in this datacenter
         self._call = call
         self._clock = clock
-        self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, bool]] = {}
+        self._last: tuple[tuple[str, tuple[str, ...]], float, bool] | None = None  # (key, when, answer)
 
     async def all_support(self, tag: str) -> bool:
         members = tuple(sorted(self._members()))
         key = (tag, members)
-        cached = self._cache.get(key)
         now = self._clock()
-        if cached is not None and now - cached[0] < CACHE_SECONDS:
-            return cached[1]
+        if self._last is not None and self._last[0] == key and now - self._last[1] < CACHE_SECONDS:
+            return self._last[2]
         answers: dict[str, Any] = {}
         for address in members:
             try:
                 _, answers[address] = await self._call(address, "Status/LogCommands", RequestHeader(), {}, ASK_TIMEOUT)
             except (RPCError, OSError, TimeoutError) as exc:
                 answers[address] = exc
-        lacking = supports(answers, tag)
-        if lacking:
+        missing = lacking(answers, tag)
+        if missing:
             log.warning("log command %s not used: server(s) %s cannot apply it (older version, or not "
-                        "reachable); using the older command until every server can", tag, ", ".join(lacking))
-        self._cache = {key: (now, not lacking)}
-        return not lacking
+                        "reachable); using the older command until every server can", tag, ", ".join(missing))
+        self._last = (key, now, not missing)
+        return not missing

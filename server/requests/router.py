@@ -36,6 +36,7 @@ from meshfed.rpc.stream import ClientStream
 from meshfed.server.endpoints.ports import LeaderLookup
 from meshfed.server.raft import RaftError
 from meshfed.server.requests.coalesce import Coalescer, coalesce_key
+from meshfed.server.requests.waiters import Waiters
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,9 @@ class Router:
         self._pool = pool
         self.remote: RemoteCaller | None = None
         self._on_forward = on_forward  # label: "leader" or the target datacenter
-        # Forwarded calls in flight, by the leader RPC address they went to: one future per call,
-        # resolved when the leader moves away from that address. One per call, not one shared:
-        # asyncio.wait removes its callback from every future it waited on, and on a future shared
-        # by 10,000 callers each removal scans the others (5 s to release them all).
-        self._moved: dict[str, set[asyncio.Future[None]]] = {}
+        # Forwarded calls in flight, by the leader RPC address they went to: one future per call
+        # (waiters.py says why), resolved when the leader moves away from that address.
+        self._moved: Waiters[str, None] = Waiters()
         self._watcher: asyncio.Task[None] | None = None
         # Identical forwarded blocking reads share one call to the leader (coalesce.py); off only
         # to measure what the sharing saves.
@@ -226,34 +225,22 @@ class Router:
 
     def _watch_from(self, leader_address: str) -> asyncio.Future[None]:
         """A future of the caller's own that resolves when the leader is no longer `leader_address`."""
-        moved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiting = self._moved.get(leader_address)
-        if waiting is None:
-            waiting = self._moved[leader_address] = set()
-        waiting.add(moved)
+        moved = self._moved.add((leader_address,))
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.ensure_future(self._watch_leader())
         return moved
 
     def _unwatch(self, leader_address: str, moved: asyncio.Future[None]) -> None:
-        waiting = self._moved.get(leader_address)
-        if waiting is None:
-            return  # the watcher already resolved and dropped our wait
-        waiting.discard(moved)
-        if not waiting:
-            del self._moved[leader_address]
+        self._moved.discard(moved, (leader_address,))
 
     async def _watch_leader(self) -> None:
         """Runs while any forwarded call is in flight; resolves the futures of moved leaders."""
         while self._moved:
             await asyncio.sleep(LEADER_RECHECK_INTERVAL)
             current, leading = self.leader_rpc_address(), self._raft.is_leader()
-            for sent_to, waiting in list(self._moved.items()):
+            for sent_to in self._moved.keys():
                 if leader_moved(sent_to, current, leading):
-                    del self._moved[sent_to]  # later calls to the same address start a fresh wait
-                    for moved in waiting:
-                        if not moved.done():
-                            moved.set_result(None)
+                    self._moved.resolve(sent_to, None)  # later calls to the same address wait afresh
 
     async def open_leader_stream(self, method: str, header: RequestHeader, first: Any) -> ClientStream | None:
         """None on the leader (serve the stream here); elsewhere the same stream opened on the

@@ -9,10 +9,8 @@ query and the wait is never missed.
   long-running loops (peering sessions, the gateway locator, leaf renewal) that also wait on
   futures of their own.
 - `ticket(tables)` + `wait_ticket`: one future per waiter, resolved by `notify` directly. For
-  blocking queries, which can be ten thousand on one table: waiting on the shared future through
-  `asyncio.wait` cost each waiter a callback on the shared future, a second future, a second
-  scheduled callback and the removal of its callbacks afterwards; a ticket costs one future and
-  one timer, and a change resolves it with one `set_result`.
+  blocking queries, which can be ten thousand on one table (waiters.py says why one future each);
+  a ticket costs one future and one timer, and a change resolves it with one `set_result`.
 """
 
 from __future__ import annotations
@@ -20,11 +18,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+from meshfed.server.requests.waiters import Waiters
+
 
 class WatchHub:
     def __init__(self) -> None:
         self._futures: dict[str, asyncio.Future[int]] = {}
-        self._tickets: dict[str, set[asyncio.Future[int]]] = {}
+        self._tickets: Waiters[str, int] = Waiters()
 
     def future(self, table: str) -> asyncio.Future[int]:
         future = self._futures.get(table)
@@ -43,19 +43,10 @@ class WatchHub:
     def ticket(self, tables: tuple[str, ...]) -> asyncio.Future[int]:
         """A future of the caller's own, resolved by the next change to any of `tables`. The
         caller must `release` it (with the same tables) whatever happens."""
-        ticket: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        for table in tables:
-            waiting = self._tickets.get(table)
-            if waiting is None:
-                waiting = self._tickets[table] = set()
-            waiting.add(ticket)
-        return ticket
+        return self._tickets.add(tables)
 
     def release(self, ticket: asyncio.Future[int], tables: tuple[str, ...]) -> None:
-        for table in tables:
-            waiting = self._tickets.get(table)
-            if waiting is not None:
-                waiting.discard(ticket)
+        self._tickets.discard(ticket, tables)
 
     async def wait_ticket(self, ticket: asyncio.Future[int], timeout: float) -> None:
         """Until `ticket` is resolved or `timeout` runs out. Cancelling the caller cancels only
@@ -70,23 +61,19 @@ class WatchHub:
 
     def waiting(self) -> int:
         """Tickets now held, for tests and metrics (a ticket on two tables counts twice)."""
-        return sum(len(waiting) for waiting in self._tickets.values())
+        return self._tickets.count()
 
     def notify(self, tables: Iterable[str], index: int) -> None:
         for table in tables:
             future = self._futures.pop(table, None)
             if future is not None and not future.done():
                 future.set_result(index)
-            tickets = self._tickets.pop(table, None)
-            if tickets:
-                for ticket in tickets:
-                    if not ticket.done():
-                        ticket.set_result(index)
+            self._tickets.resolve(table, index)
 
     def notify_all(self, index: int) -> None:
         """A snapshot restore replaced everything, or the server is closing: wake every waiter
         (they re-run their query)."""
-        self.notify({*self._futures, *self._tickets}, index)
+        self.notify({*self._futures, *self._tickets.keys()}, index)
 
 
 def _expire(ticket: asyncio.Future[int]) -> None:

@@ -16,7 +16,7 @@ from meshfed.fsm.log_entries import TAG_FEDERATION_STATE_BATCH_UPSERT, known_tag
 from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.server.leader import log_support
-from meshfed.server.leader.log_support import LogCommandSupport, supports
+from meshfed.server.leader.log_support import LogCommandSupport, lacking
 
 TAG = TAG_FEDERATION_STATE_BATCH_UPSERT
 
@@ -78,6 +78,6 @@ def test_answers_are_kept_per_membership_for_a_while() -> None:
     assert run(support) and len(members.calls) == calls + 1  # asked again once the answer is old
 
 
-def test_supports_lists_the_members_lacking_the_tag() -> None:
-    assert supports({"a": [TAG], "b": ["x"], "c": OSError()}, TAG) == ["b", "c"]
-    assert supports({}, TAG) == []
+def test_lacking_lists_the_members_without_the_tag() -> None:
+    assert lacking({"a": [TAG], "b": ["x"], "c": OSError()}, TAG) == ["b", "c"]
+    assert lacking({}, TAG) == []

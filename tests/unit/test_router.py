@@ -477,7 +477,7 @@ def test_many_calls_in_flight_share_one_watcher_and_all_move_to_the_new_leader()
         resent = [call[2].request_id for call in pool.calls if call[0] == NEW_LEADER_RPC]
         assert sorted(resent) == sorted(header.request_id for header in headers)
         await asyncio.sleep(router_module.LEADER_RECHECK_INTERVAL * 2)
-        assert router._moved == {} and router._watcher is not None and router._watcher.done()
+        assert not router._moved and router._watcher is not None and router._watcher.done()
 
     asyncio.run(scenario())
 
@@ -524,7 +524,7 @@ def test_a_stream_reaching_a_follower_is_opened_on_the_leader_and_closed_when_th
         steady = await router.open_leader_stream("Peering/StreamResources", RequestHeader(), {})
         assert isinstance(steady, FakeStream)
         steady.close()  # the relay ended on its own: nothing left to watch
-        assert router._moved == {}
+        assert not router._moved
 
         raft.leading = True
         assert await router.open_leader_stream("Peering/StreamResources", RequestHeader(), {}) is None
