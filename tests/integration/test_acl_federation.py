@@ -298,6 +298,10 @@ def test_down_policy_when_the_primary_is_unreachable(fed: dict[str, Any]) -> Non
     leader = leader_of(dc2.servers)
     extend, deny = [s for s in dc2.servers if s is not leader]
     restart_with(extend, root, {"enable_token_replication": False, "down_policy": "extend-cache"})
+    # The first follower hears the leader again before the second goes down: with both down at
+    # once the leader has no quorum, steps down, and the election may pick another server.
+    wait_until(lambda: extend.alive() and call("GET", extend, "/v1/status/leader").json() == leader.rpc_address,
+               30, what="the restarted follower to hear the leader")
     restart_with(deny, root, {"enable_token_replication": False, "down_policy": "deny"})
     wait_for_leader(dc2.servers, timeout=30)
     assert leader_of(dc2.servers) is leader, "the token-replicating leader must stay leader for this test"
