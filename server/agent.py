@@ -47,6 +47,7 @@ from meshfed.server.peering.wiring import build_peering
 from meshfed.server.raft import JoinError, RaftNode, RaftTimings
 from meshfed.server.reload import Reloader
 from meshfed.server.requests.blocking import QueryRunner
+from meshfed.server.requests.catch_up import CatchUp
 from meshfed.server.requests.router import Router
 from meshfed.server.requests.watch import WatchHub
 from meshfed.server.service_definitions import ServiceDefinitions, caught_up
@@ -181,6 +182,7 @@ class Agent:
         authorize = rpc_authorizer(cfg, state, self.metrics, acl_resolver).authorize if cfg.acl.enabled else None
         if acl_resolver is not None:
             self._wire_acl(eps.acl, acl_resolver)
+            acl_resolver.use_catch_up(CatchUp(raft, observe=self.metrics.acl_caught_up).wait)
         peer_check = ServerPeerCheck(
             cfg.domain, lambda: [cfg.datacenter, *(s.datacenter for s in state.federation_state_list()[1])]
         )

@@ -94,6 +94,13 @@ class Metrics:
         self.acl_denials = Counter(
             "meshfed_acl_denials", "Requests refused by an ACL check (403)", ["endpoint"], registry=r
         )
+        self.acl_catch_ups = Counter(
+            "meshfed_acl_catch_ups", "Read barriers a follower proposed before refusing a token it does not hold",
+            ["outcome"], registry=r)
+
+    def acl_caught_up(self, caught_up: bool) -> None:
+        """One read barrier a follower proposed before refusing an unknown token (catch_up.py)."""
+        self.acl_catch_ups.labels("caught_up" if caught_up else "failed").inc()
 
     def observe_acl_resolve(self, seconds: float, cache_hit: bool) -> None:
         self.acl_resolve_time.observe(seconds)

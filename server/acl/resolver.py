@@ -7,7 +7,10 @@ Reference: reference/acl.md §6.1 (servers resolve from their own store), §2.4 
    leader writes that token into the store at start; recognising it here keeps it usable before
    (and whether or not) the token table holds it;
 2. the anonymous secret is the anonymous token: its stored policies if the store has it, else none;
-3. any other secret must be in the store and unexpired, else `ACL not found` (403);
+3. any other secret must be in the store and unexpired, else `ACL not found` (403). A follower
+   that does not hold the secret first catches up with its leader (`use_catch_up`; the why and
+   the cost: server/requests/catch_up.py): a token created an instant ago on the leader works
+   here as soon as its create was acknowledged;
 4. the token's policies, its roles' policies and the synthetic policies of every identity that
    applies in this datacenter are merged into one `Authorizer`; the global-management policy
    makes it a management authorizer.
@@ -110,6 +113,9 @@ class TokenRecord(Protocol):
     def local(self) -> bool: ...
 
 
+# Waits until this server has applied what its leader acknowledged; False if it could not tell.
+CatchUpWait = Callable[[], Awaitable[bool]]
+
 # secret -> the primary's token (None: the primary says `ACL not found`); raises when unreachable.
 RemoteResolve = Callable[[str], Awaitable[TokenRecord | None]]
 
@@ -203,6 +209,12 @@ class ACLResolver:
         self._token_ttl = config.token_ttl
         self._replicates_tokens = config.enable_token_replication
         self._primary: PrimaryTokens[TokenRecord] | None = None
+        self._catch_up: CatchUpWait | None = None
+
+    def use_catch_up(self, wait: CatchUpWait) -> None:
+        """Followers: how to wait until the writes the leader acknowledged are applied here, before
+        refusing a secret this server does not hold (server/requests/catch_up.py)."""
+        self._catch_up = wait
 
     def use_primary(self, remote: RemoteResolve) -> None:
         """Secondaries: where to ask about tokens not held here."""
@@ -244,9 +256,16 @@ class ACLResolver:
         """`resolve`, asking the primary about a token this secondary does not hold (see the module
         docstring); in the primary, or for a token held here, exactly `resolve`."""
         secret = secret or ANONYMOUS_SECRET
-        if self._primary is None or self._resolves_locally(secret):
+        if self._primary is not None and not self._resolves_locally(secret):
+            return await self._resolve_remote(secret)
+        try:
             return self.resolve(secret)
-        return await self._resolve_remote(secret)
+        except RPCError:
+            if self._catch_up is None or secret == ANONYMOUS_SECRET or self._stored_token(secret) is not None:
+                raise  # expired, or nothing a catch-up could change
+        # Not held here: perhaps written an instant ago and not applied here yet.
+        await self._catch_up()
+        return self.resolve(secret)
 
     def _resolves_locally(self, secret: str) -> bool:
         if secret == ANONYMOUS_SECRET or (self._initial_management and secret == self._initial_management):

@@ -181,3 +181,33 @@ def test_mesh_gateway_token_from_file_or_environment(make_dc, tmp_path, monkeypa
         monkeypatch.delenv("CONSUL_HTTP_TOKEN", raising=False)
         wait_until(lambda: dc.get(leader, "/v1/catalog/service/mesh-gateway", headers=MANAGEMENT).json() == [],
                    timeout=10, what="deregistered on shutdown (with the token)")
+
+
+def test_a_token_works_on_every_server_as_soon_as_its_create_is_acknowledged(make_dc) -> None:  # type: ignore[no-untyped-def]
+    """Read-your-writes for tokens: the leader acknowledges a create once it has applied it, but a
+    follower learns of the commit a moment later. A follower that has not yet applied the token
+    catches up with the leader before it answers `ACL not found` (CI once saw the 403)."""
+    dc = make_dc("dc1", config=ACL_DENY)
+    dc.start()
+    leader = dc.leader()
+    wait_until(lambda: dc.get(leader, "/v1/acl/token/self", headers=MANAGEMENT).status_code == 200, timeout=10,
+               what="initial management token")
+    policy = dc.put(leader, "/v1/acl/policy", {"Name": "ops", "Rules": 'operator = "read"'}, headers=MANAGEMENT)
+    assert policy.status_code == 200, policy.text
+    followers = dc.followers()
+    session = requests.Session()
+    refused = []
+    for attempt in range(40):
+        created = session.put(leader.http + "/v1/acl/token", json={"Policies": [{"Name": "ops"}]},
+                              headers=MANAGEMENT, timeout=10)
+        assert created.status_code == 200, created.text
+        mine = {"X-Consul-Token": created.json()["SecretID"]}
+        follower = followers[attempt % len(followers)]
+        answer = session.get(follower.http + "/v1/operator/raft/configuration", headers=mine, timeout=10)
+        if answer.status_code != 200:
+            refused.append((attempt, follower.node, answer.status_code, answer.text))
+    assert refused == []
+    # An unknown secret is still refused, after the same catch-up.
+    unknown = session.get(followers[0].http + "/v1/operator/raft/configuration",
+                          headers={"X-Consul-Token": "00000000-0000-4000-8000-000000000000"}, timeout=10)
+    assert (unknown.status_code, unknown.text) == (403, "ACL not found")

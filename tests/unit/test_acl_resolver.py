@@ -3,6 +3,7 @@ implements the resolver's read protocol (the contract's reads), and an injected 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -181,3 +182,48 @@ def test_roles_and_identities_expand_and_respect_datacenters() -> None:
     assert not authorizer.service_write("api")  # that service identity is for dc2 only
     assert not authorizer.service_write("cache")  # policy limited to dc2
     assert not authorizer.node_write("n2")  # node identity of dc2
+
+
+class CatchUpThatApplies:
+    """A follower's catch-up: when waited on, the writes the leader had committed land here."""
+
+    def __init__(self, store: FakeACLStore, arriving: list[Token | Policy | Role]) -> None:
+        self.store = store
+        self.arriving = arriving
+        self.calls = 0
+
+    async def wait(self) -> bool:
+        self.calls += 1
+        for record in self.arriving:
+            self.store.put(record)
+        self.arriving = []
+        return True
+
+
+def test_a_token_the_leader_committed_but_this_server_has_not_applied_resolves_after_catching_up() -> None:
+    store = FakeACLStore()
+    store.put(WEB_READ)
+    catch_up = CatchUpThatApplies(store, [Token("a-new", "s-new", policies=(Link("p-web"),))])
+    tokens = resolver(store)
+    tokens.use_catch_up(catch_up.wait)
+    identity = asyncio.run(tokens.resolve_async("s-new"))
+    assert identity.accessor_id == "a-new" and identity.authorizer.service_read("web")
+    assert catch_up.calls == 1
+    assert asyncio.run(tokens.resolve_async("s-new")).accessor_id == "a-new"
+    assert catch_up.calls == 1  # held here now: no second catch-up
+
+
+def test_catching_up_does_not_revive_unknown_or_expired_secrets_nor_run_for_them_needlessly() -> None:
+    clock = Clock(JAN_1_2030)
+    store = FakeACLStore()
+    store.put(Token("a-old", "s-old", expiration_time="2029-12-31T23:59:59Z"))
+    catch_up = CatchUpThatApplies(store, [])
+    tokens = resolver(store, clock=clock)
+    tokens.use_catch_up(catch_up.wait)
+    with pytest.raises(RPCError, match=ACL_NOT_FOUND):
+        asyncio.run(tokens.resolve_async("no-such-secret"))
+    assert catch_up.calls == 1
+    with pytest.raises(RPCError, match=ACL_NOT_FOUND):
+        asyncio.run(tokens.resolve_async("s-old"))  # held and expired: catching up cannot help
+    assert asyncio.run(tokens.resolve_async("")).accessor_id == ANONYMOUS_ACCESSOR_ID
+    assert catch_up.calls == 1
