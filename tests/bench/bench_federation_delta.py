@@ -135,6 +135,7 @@ async def lag(session: aiohttp.ClientSession, pool: ConnectionPool, dc1: Federat
         await wait_visible(session, dc2.servers[i % 3].http, marker)
         samples.append(time.perf_counter() - written)
     return {"writes": writes, "lag_dc1_to_dc2": summarize_seconds(samples),
+            "lag_samples_ms": sorted(round(s * 1000, 1) for s in samples),
             "cpu_seconds_per_write_dc1_servers": round((cpu(dc1) - cpu_before) / writes, 4),
             "cpu_seconds_per_write_dc1_gateway": round((gateway_cpu(dc1) - gateways_before[0]) / writes, 4),
             "cpu_seconds_per_write_dc2_gateway": round((gateway_cpu(dc2) - gateways_before[1]) / writes, 4)}
