@@ -253,9 +253,9 @@ class Agent:
             on_write=self.metrics.agent_check_updates.inc)
         self._tasks.append(asyncio.create_task(self.check_runner.run(), name="agent-checks"))
         log.info(
-            "meshfed server %s started: datacenter=%s primary=%s raft=%s rpc=%s http=%s peers=%s loop=%s",
+            "meshfed server %s started: datacenter=%s primary=%s raft=%s rpc=%s http=%s peers=%s",
             cfg.node_name, cfg.datacenter, cfg.primary, cfg.raft_address, rpc_bind,
-            http_bind, ",".join(cfg.retry_join) or "-", type(asyncio.get_running_loop()).__module__.split(".")[0],
+            http_bind, ",".join(cfg.retry_join) or "-",
         )
 
     def _start_service_definitions(self, agent_services: AgentServices, loop: asyncio.AbstractEventLoop) -> None:

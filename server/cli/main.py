@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from meshfed.fsm.consul_formats.durations import parse_duration
-from meshfed.server import event_loop
 from meshfed.server.cli.acl import ACLCommandError
 from meshfed.server.cli.acl import add_commands as add_acl_commands
 from meshfed.server.cli.connect import ProxyCommandError
@@ -35,7 +34,6 @@ from meshfed.server.cli.snapshot import SnapshotCommandError
 from meshfed.server.cli.snapshot import add_commands as add_snapshot_commands
 from meshfed.server.cli.tls import add_commands as add_tls_commands
 from meshfed.server.config.loader import ConfigError, generate_key, load
-from meshfed.server.event_loop import EventLoopChoiceError
 
 LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
               "error": logging.ERROR}
@@ -45,7 +43,6 @@ LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.IN
 
 
 def cmd_agent(ns: argparse.Namespace) -> int:
-    loop_name = event_loop.chosen()  # a wrong MESHFED_EVENT_LOOP fails before anything starts
     files, overrides, dev = agent_overrides(ns)
     config = load(files, overrides, dev=dev)
     from meshfed.server import log_stream
@@ -60,7 +57,7 @@ def cmd_agent(ns: argparse.Namespace) -> int:
     reloader = Reloader(lambda: config_files(ns), overrides, dev, config,
                         set_log_level=lambda name: logs.set_console_level(log_stream.level_number(name)))
     try:
-        return event_loop.run(Agent(config, reloader=reloader, logs=logs).run(), loop_name)
+        return asyncio.run(Agent(config, reloader=reloader, logs=logs).run())
     except StartupError as exc:
         raise CLIError(str(exc)) from None
 
@@ -229,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(ns.func(ns) or 0)
     except (CLIError, ConfigError, ACLCommandError, ProxyCommandError, SnapshotCommandError,
-            PeeringCommandError, EventLoopChoiceError) as exc:
+            PeeringCommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -7,9 +7,7 @@ no-waiter baseline, zero 5xx, zero leadership changes.
 With default consistency a follower forwards every blocking read to the leader. Followers now
 share one leader call among identical reads (server/requests/coalesce.py); the servers read
 MESHFED_COALESCE_FORWARDED_QUERIES at start, so this script runs each follower scenario twice on
-fresh datacenters, sharing off ("before") and on ("after"), in the same run. The leader scenario
-runs first with `MESHFED_EVENT_LOOP=asyncio` (server/event_loop.py): the same-run baseline of the
-uvloop servers every other scenario uses; the aiohttp floor is measured on both loops too.
+fresh datacenters, sharing off ("before") and on ("after"), in the same run.
 
 Same-run baseline: the same write with nobody waiting (ack p50/p99, on the first datacenter).
 A round reuses bench_blocking_fanout's pieces (the separate writer process, the waiter, the
@@ -36,7 +34,6 @@ from typing import Any
 import aiohttp
 
 from meshfed.server.cli.launcher import HTTP_PORT, ServerProcess
-from meshfed.server.event_loop import EVENT_LOOP_ENV
 
 from .bench_blocking_fanout import (
     Rounds,
@@ -174,19 +171,12 @@ async def waiters_round(
 
 
 SCENARIOS = {
-    # name: (targets, sharing on?, event loop of the servers)
-    "all_on_leader_asyncio_loop": ("leader", True, "asyncio"),
-    "all_on_leader": ("leader", True, "uvloop"),
-    "all_on_one_follower_unshared": ("follower", False, "uvloop"),
-    "all_on_one_follower_shared": ("follower", True, "uvloop"),
-    "spread_over_3_unshared": ("all", False, "uvloop"),
-    "spread_over_3_shared": ("all", True, "uvloop"),
-}
-FLOORS = {
-    # name: (server kind, event loop)
-    "aiohttp_asyncio_loop": ("aiohttp", "asyncio"),
-    "aiohttp": ("aiohttp", "uvloop"),
-    "asyncio": ("asyncio", "asyncio"),
+    # name: (targets, sharing on?)
+    "all_on_leader": ("leader", True),
+    "all_on_one_follower_unshared": ("follower", False),
+    "all_on_one_follower_shared": ("follower", True),
+    "spread_over_3_unshared": ("all", False),
+    "spread_over_3_shared": ("all", True),
 }
 
 
@@ -196,14 +186,13 @@ def run(waiters: int, rounds: int, keep_data: bool, only: list[str], client: str
     if floors and client == "raw":
         # The same client against bare servers: what answering this many parked requests costs
         # with no meshfed in the way (http_floor.py).
-        results["floor"] = {name: floor(kind, waiters, loop) for name, (kind, loop) in FLOORS.items()}
+        results["floor"] = {kind: floor(kind, waiters) for kind in ("aiohttp", "asyncio")}
     writer = Writer()
     try:
-        for name, (where, shared, loop) in SCENARIOS.items():
+        for name, (where, shared) in SCENARIOS.items():
             if only and name not in only:
                 continue
             os.environ[COALESCE_ENV] = "1" if shared else "0"  # inherited by the servers started next
-            os.environ[EVENT_LOOP_ENV] = loop
             with meshfed_datacenter(FANOUT_MESHFED_BASE, keep_data=keep_data) as datacenter:
                 writes = Rounds()
                 if "baseline_write_no_waiters" not in results:
@@ -218,7 +207,6 @@ def run(waiters: int, rounds: int, keep_data: bool, only: list[str], client: str
                 }
     finally:
         os.environ.pop(COALESCE_ENV, None)
-        os.environ.pop(EVENT_LOOP_ENV, None)
         writer.close()
     return results
 
@@ -240,16 +228,12 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
             "all_woken": all(r["woken"] == r["waiters"] for r in rounds),
             "wake_p99_ms": worst_p99,
             "wake_p99_under_250ms": worst_p99 < 250,
-            "wake_p99_ratio_to_aiohttp_floor": ratio(
-                worst_p99, floors.get("aiohttp" if SCENARIOS[name][2] == "uvloop" else "aiohttp_asyncio_loop")),
+            "wake_p99_ratio_to_aiohttp_floor": ratio(worst_p99, floors.get("aiohttp")),
             "ack_ratio_to_baseline": ratio(worst_ack, base),
             "ack_under_10x": bool(base) and worst_ack < 10 * base,
             "http_5xx": sum(r["http_5xx"] for r in rounds),
             "leadership_changes": sum(r["leadership_changes"] for r in rounds),
         }
-    if "all_on_leader" in out and "all_on_leader_asyncio_loop" in out:
-        out["all_on_leader_wake_p99_ratio_uvloop_to_asyncio_loop"] = ratio(
-            out["all_on_leader"]["wake_p99_ms"], out["all_on_leader_asyncio_loop"]["wake_p99_ms"])
     for where in ("all_on_one_follower", "spread_over_3"):
         before, after = out.get(f"{where}_unshared"), out.get(f"{where}_shared")
         if before and after:

@@ -39,8 +39,6 @@ from meshfed.fsm.records import Node, NodeService, to_wire
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import RequestHeader
-from meshfed.server import event_loop
-from meshfed.server.event_loop import EVENT_LOOP_ENV
 
 from .common import (
     BENCH_DATACENTER,
@@ -430,28 +428,6 @@ def run_meshfed_sync_interval(seconds: float, keep_data: bool) -> dict[str, Any]
         return asyncio.run(sequential_and_concurrent(datacenter, seconds))
 
 
-def run_meshfed_asyncio_loop(seconds: float, keep_data: bool) -> dict[str, Any]:
-    """The same writes on servers running asyncio's own loop (`MESHFED_EVENT_LOOP=asyncio`,
-    server/event_loop.py): the same-run baseline of the uvloop servers the main phases use."""
-    os.environ[EVENT_LOOP_ENV] = "asyncio"  # inherited by the servers started next
-    try:
-        with meshfed_datacenter(WRITES_MESHFED_BASE, keep_data=keep_data) as datacenter:
-            return asyncio.run(sequential_and_concurrent(datacenter, seconds))
-    finally:
-        os.environ.pop(EVENT_LOOP_ENV, None)
-
-
-def loop_ratios(meshfed: dict[str, Any], asyncio_loop: dict[str, Any]) -> dict[str, Any]:
-    svc = f"http_concurrent_{CONCURRENCY}_leader_with_service"
-    return {
-        "uvloop_http_sequential_p50__over__asyncio_loop_p50": ratio(
-            meshfed["http_sequential_leader"]["latency"].get("p50_ms"),
-            asyncio_loop["http_sequential_leader"]["latency"].get("p50_ms")),
-        "uvloop_http_concurrent_with_service_ops__over__asyncio_loop_ops": ratio(
-            meshfed[svc]["ops_per_s"], asyncio_loop[svc]["ops_per_s"]),
-    }
-
-
 # ---- report ------------------------------------------------------------------------------------
 
 
@@ -515,13 +491,10 @@ def main() -> None:
     parser.add_argument("--keep-data", action="store_true", help="keep data and logs (raw and meshfed) for inspection")
     parser.add_argument("--compare-sync-interval", action="store_true",
                         help="also run the sequential and 64-writer phases on a datacenter with raft_journal_sync=interval")
-    parser.add_argument("--compare-event-loop", action="store_true",
-                        help="also run the sequential and 64-writer phases on servers with asyncio's own event loop")
     args = parser.parse_args()
     stop_cleanly_on_sigterm()
     started = time.monotonic()
-    document: dict[str, Any] = {"benchmark": "writes", "machine": machine(), "phase_seconds": args.seconds,
-                                "event_loop": event_loop.chosen()}
+    document: dict[str, Any] = {"benchmark": "writes", "machine": machine(), "phase_seconds": args.seconds}
     raw = run_raw(args.seconds, args.keep_data)
     meshfed = run_meshfed(args.seconds, args.keep_data)
     document["baseline_raw_pysyncobj"] = raw
@@ -530,9 +503,6 @@ def main() -> None:
     if args.compare_sync_interval:
         document["meshfed_sync_interval"] = interval = run_meshfed_sync_interval(args.seconds, args.keep_data)
         document["ratios"].update(interval_ratios(raw, interval))
-    if args.compare_event_loop:
-        document["meshfed_asyncio_loop"] = on_asyncio = run_meshfed_asyncio_loop(args.seconds, args.keep_data)
-        document["ratios"].update(loop_ratios(meshfed, on_asyncio))
     document["issue_requirement"] = issue_requirement(meshfed)
     document["wall_seconds"] = round(time.monotonic() - started, 1)
     emit(document)

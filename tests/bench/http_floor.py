@@ -7,7 +7,6 @@ Two floors, each a bare server in a process of its own, holding N `GET /wait` re
   `web.Response` per answer), with nothing of meshfed in it;
 - `asyncio`: bare asyncio protocols writing prebuilt bytes to each transport, the floor of any
   Python server on this host.
-Both run on the event loop meshfed's servers choose (server/event_loop.py) unless told otherwise.
 The gap between meshfed and the first is meshfed's own work per answer; the gap between the two
 floors is the HTTP library's.
 """
@@ -24,8 +23,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from meshfed.server import event_loop
-
 from .common import summarize_seconds
 from .raw_waiters import open_waiters
 
@@ -41,7 +38,7 @@ RAW_ANSWER = (
 )
 
 
-def _aiohttp_server(ready: Connection, loop_name: str) -> None:
+def _aiohttp_server(ready: Connection) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         state: dict[str, Any] = {"fired": loop.create_future(), "parked": 0}
@@ -69,10 +66,10 @@ def _aiohttp_server(ready: Connection, loop_name: str) -> None:
         ready.send(True)
         await asyncio.Event().wait()
 
-    event_loop.run(main(), loop_name)
+    asyncio.run(main())
 
 
-def _asyncio_server(ready: Connection, loop_name: str) -> None:
+def _asyncio_server(ready: Connection) -> None:
     async def main() -> None:
         parked: list[asyncio.Transport] = []
 
@@ -97,7 +94,7 @@ def _asyncio_server(ready: Connection, loop_name: str) -> None:
         ready.send(True)
         await asyncio.Event().wait()
 
-    event_loop.run(main(), loop_name)
+    asyncio.run(main())
 
 
 SERVERS = {"aiohttp": _aiohttp_server, "asyncio": _asyncio_server}
@@ -128,13 +125,11 @@ async def _round(waiters: int, park_timeout: float, wake_timeout: float) -> dict
     }
 
 
-def floor(kind: str, waiters: int, loop_name: str = "", park_timeout: float = 60.0,
-          wake_timeout: float = 30.0) -> dict[str, Any]:
-    """One round against the `kind` floor server on `loop_name` (default: the loop meshfed would
-    choose), started and stopped here. The client stays on asyncio's loop in every case."""
+def floor(kind: str, waiters: int, park_timeout: float = 60.0, wake_timeout: float = 30.0) -> dict[str, Any]:
+    """One round against the `kind` floor server, started and stopped here."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
-    server = context.Process(target=SERVERS[kind], args=(theirs, loop_name or event_loop.chosen()), daemon=True)
+    server = context.Process(target=SERVERS[kind], args=(theirs,), daemon=True)
     server.start()
     try:
         if not ours.poll(30):
