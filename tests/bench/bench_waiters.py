@@ -50,6 +50,7 @@ from .common import (
     machine,
     meshfed_datacenter,
     parse_prometheus,
+    process_cpu_seconds,
     ratio,
     stop_cleanly_on_sigterm,
     summarize_seconds,
@@ -132,8 +133,10 @@ async def waiters_round(
             tasks = list(await opening)
         answered_before_write = sum(1 for t in tasks if t.done()) if client == "raw" else len(answers)
 
+        cpu_before = servers_cpu(datacenter.servers)
         sent, acknowledged, write_error = await writer.write(leader, rounds.write_body())
         done, pending = await asyncio.wait(tasks, timeout=WAKE_TIMEOUT)
+        cpu_wake = servers_cpu(datacenter.servers) - cpu_before
         if client == "raw":
             for future in done:
                 answer = future.result()
@@ -165,9 +168,16 @@ async def waiters_round(
         "error_texts": errors,
         "not_answered": len(pending),
         "wake_after_send": summarize_seconds([t - sent for t in woken]),
+        # CPU of all three servers from the write to the last answer, per woken waiter: steadier
+        # than wall-clock figures on a shared host (clock ticks of 10 ms: read it over 10,000).
+        "servers_cpu_us_per_woken": round(cpu_wake / max(1, len(woken)) * 1e6, 1),
         "leadership_changes": changes,
         "rss_kib_delta_parked": memory_delta(memory_before, memory_parked),
     }
+
+
+def servers_cpu(servers: list[ServerProcess]) -> float:
+    return sum(process_cpu_seconds(s.process.pid) or 0.0 for s in servers if s.process)
 
 
 SCENARIOS = {
@@ -233,6 +243,7 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
             "ack_under_10x": bool(base) and worst_ack < 10 * base,
             "http_5xx": sum(r["http_5xx"] for r in rounds),
             "leadership_changes": sum(r["leadership_changes"] for r in rounds),
+            "servers_cpu_us_per_woken": max(r["servers_cpu_us_per_woken"] for r in rounds),
         }
     for where in ("all_on_one_follower", "spread_over_3"):
         before, after = out.get(f"{where}_unshared"), out.get(f"{where}_shared")
