@@ -46,6 +46,9 @@ RECORD_OVERHEAD = 24  # the library's record framing: two 4-byte lengths, index 
 # Allocated ahead of the journal's end before a proposal is accepted: room for the entries
 # already in flight plus this one, so the tick thread never meets a full disk mid-batch.
 RESERVE_AHEAD_BYTES = 1024 * 1024
+# A proposal finding less room than this beyond itself allocates RESERVE_AHEAD_BYTES again: more
+# than the entries that can be in flight (server/raft/node.py: 2 batches of at most 48 KiB).
+RESERVE_MIN_AHEAD_BYTES = 256 * 1024
 TRACE_ENV = "MESHFED_RAFT_DURABILITY_TRACE"
 FALLOC_FL_KEEP_SIZE = 0x01  # linux/falloc.h; os.posix_fallocate cannot pass it
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -70,6 +73,7 @@ class JournalGuard:
         self.disk_full = False
         self.disk_full_refusals = 0
         self.syncs = 0
+        self._allocated: tuple[object, int, int] | None = None  # see `allocate`
         trace_path = os.environ.get(TRACE_ENV, "")
         # 0600 like server/raft/trace.py's files: a trace is the operator's, not every local user's.
         self._trace = (os.fdopen(os.open(trace_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a", buffering=1)
@@ -91,16 +95,35 @@ class JournalGuard:
 
         journal.add = types.MethodType(add, journal)  # type: ignore[method-assign]
 
-    def allocate(self, offset: int, size: int) -> None:
-        """Make [offset, offset+size) of the journal file real blocks, or raise DiskFullError."""
+    def allocate(self, offset: int, size: int, ahead: int = 0) -> None:
+        """Make [offset, offset+size) of the journal file real blocks, or raise DiskFullError;
+        when that takes a syscall, allocate `ahead` more bytes with it.
+
+        Invariant kept here: `_allocated` is (the journal's open file object, lo, hi) with every
+        byte of [lo, hi) of that file backed by blocks this guard allocated. The library only ever
+        grows the file, so blocks stay; a compaction or re-open gives a new file object, and then
+        nothing is known. A range inside it needs no syscall: without this, every write paid two
+        fallocates (the proposal's reservation and the append), contending with the journal's
+        msync for the inode.
+        """
         assert self._journal is not None
+        end = offset + size
         with self._lock:
+            file = _journal_file(self._journal)
+            known = self._allocated
+            if known is not None and known[0] is file and known[1] <= offset and end <= known[2]:
+                return
+            end += ahead
             try:
-                preallocate(self._journal, offset, size)
+                preallocate(self._journal, offset, end - offset)
             except DiskFullError as exc:
                 self._set_full(True, exc)
                 raise
             self._set_full(False, None)
+            if known is not None and known[0] is file and offset <= known[2] and end >= known[1]:
+                self._allocated = (file, min(offset, known[1]), max(end, known[2]))
+            else:
+                self._allocated = (file, offset, end)
 
     def reserve(self, payload_bytes: int) -> None:
         """Called before a proposal: allocate room for it ahead of the journal's end."""
@@ -108,7 +131,8 @@ class JournalGuard:
             return
         end = int(self._journal._FileJournal__currentOffset)  # type: ignore[attr-defined]
         try:
-            self.allocate(end, payload_bytes + RECORD_OVERHEAD + RESERVE_AHEAD_BYTES)
+            self.allocate(end, payload_bytes + RECORD_OVERHEAD + RESERVE_MIN_AHEAD_BYTES,
+                          ahead=RESERVE_AHEAD_BYTES - RESERVE_MIN_AHEAD_BYTES)
         except DiskFullError:
             self.disk_full_refusals += 1
             raise
@@ -152,13 +176,17 @@ class JournalGuard:
             self._trace = None
 
 
+def _journal_file(journal: FileJournal) -> object:
+    return journal._FileJournal__journalFile._ResizableFile__f  # type: ignore[attr-defined]
+
+
 def preallocate(journal: FileJournal, offset: int, size: int) -> None:
     """Allocate real blocks under [offset, offset+size) of a journal's file, or raise DiskFullError.
 
     The library writes through an mmap; a page with no block behind it on a full filesystem
     would be SIGBUS at the moment of the write. After this, the write cannot fail.
     """
-    fileno = journal._FileJournal__journalFile._ResizableFile__f.fileno()  # type: ignore[attr-defined]
+    fileno = _journal_file(journal).fileno()  # type: ignore[attr-defined]
     # KEEP_SIZE: the library takes the file's size (mmap.size() is fstat) as the size of its map;
     # growing the file behind its back would make it write past the end of the map.
     if _libc.fallocate(fileno, FALLOC_FL_KEEP_SIZE, ctypes.c_int64(offset), ctypes.c_int64(size)) == 0:

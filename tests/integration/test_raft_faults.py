@@ -114,9 +114,13 @@ def fill(path: str) -> int:
     return written
 
 
-def put_key(dc: Datacenter, server: ServerProcess, key: str) -> requests.Response:
-    """Register a catalog node named `key` (the write path every other durability test uses)."""
-    return dc.session.put(f"{server.http}/v1/catalog/register", json={"Node": key, "Address": "127.0.99.1"}, timeout=15)
+def put_key(dc: Datacenter, server: ServerProcess, key: str, meta_bytes: int = 0) -> requests.Response:
+    """Register a catalog node named `key` (the write path every other durability test uses),
+    with about `meta_bytes` of node meta (Consul's limit: 64 pairs, values up to 512 bytes)."""
+    body: dict[str, Any] = {"Node": key, "Address": "127.0.99.1"}
+    if meta_bytes:
+        body["NodeMeta"] = {f"m{i}": "v" * 500 for i in range(min(64, meta_bytes // 500))}
+    return dc.session.put(f"{server.http}/v1/catalog/register", json=body, timeout=15)
 
 
 def acked(response: requests.Response) -> bool:
@@ -137,7 +141,9 @@ def test_full_disk_refuses_writes_cleanly_and_recovers(make_dc: Any, tmp_path: A
     fill(server.path("filler"))
     refused = []
     for i in range(300):
-        r = put_key(dc, server, f"full-{i}")
+        # 30 KB each: the journal keeps up to ~1.3 MB allocated ahead of its end (durability.py),
+        # and writes into those blocks are safe, so they succeed until that room is used up.
+        r = put_key(dc, server, f"full-{i}", meta_bytes=30_000)
         if acked(r):
             written.append(f"full-{i}")
         else:

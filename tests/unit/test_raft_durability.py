@@ -86,3 +86,54 @@ def test_a_failed_snapshot_leaves_no_temporary_file(tmp_path: Any) -> None:
     with pytest.raises(OSError):
         writer.serialize(str(tmp), ((b"", 2, 1), (b"", 1, 1), []))
     assert writer.check() == SERIALIZER_STATE.FAILED
+
+
+class _CountingLibc:
+    """Real fallocate, counted: how many syscalls a run of appends costs."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls = 0
+
+    def fallocate(self, *args: Any) -> int:
+        self.calls += 1
+        return int(self.real.fallocate(*args))
+
+
+def test_appends_inside_the_reserved_room_cost_no_syscall_and_a_new_file_is_allocated_afresh(
+        tmp_path: Any, monkeypatch: Any) -> None:
+    """Every proposal used to fallocate 1 MB ahead and every append its own record: two syscalls
+    per write on the write path, contending with the journal's msync for the inode."""
+    from meshfed.server.raft.storage import rewrite_journal
+
+    counting = _CountingLibc(durability._libc)
+    monkeypatch.setattr(durability, "_libc", counting)
+    path = str(tmp_path / "journal")
+    journal = FileJournal(path)
+    guard = JournalGuard(journal)
+    for index in range(1, 1001):
+        guard.reserve(200)
+        journal.add(b"x" * 200, index, 1)
+    assert counting.calls <= 2  # 1,000 records of ~224 bytes fit in the first megabyte reserved
+    assert not guard.disk_full
+    entries = [journal[i] for i in range(len(journal))]
+    rewrite_journal(journal, path, entries[500:])  # compaction: a new file under the same journal
+    before = counting.calls
+    journal.add(b"y" * 200, 1001, 1)
+    assert counting.calls > before  # nothing is known of the new file's blocks
+    journal._destroy()
+    assert len(FileJournal(path)) == 501
+
+
+def test_a_full_disk_is_still_seen_once_the_reserved_room_is_used_up(tmp_path: Any, monkeypatch: Any) -> None:
+    journal = FileJournal(str(tmp_path / "journal"))
+    guard = JournalGuard(journal)
+    guard.reserve(100)
+    journal.add(b"inside", 1, 1)  # within the room reserved above: no syscall needed
+    with monkeypatch.context() as patch:
+        patch.setattr(durability, "_libc", _FullDisk())
+        journal.add(b"still inside", 2, 1)
+        with pytest.raises(DiskFullError):
+            journal.add(b"x" * (2 * durability.RESERVE_AHEAD_BYTES), 3, 1)
+        assert guard.disk_full
+    journal._destroy()
