@@ -7,6 +7,7 @@ wire form, so the same values flow from HTTP query parameters through forwarding
 from __future__ import annotations
 
 import dataclasses
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,3 +61,14 @@ class QueryMeta:
             return cls()
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def new_request_id() -> str:
+    """A write's idempotency key: 128 random bits as 32 hex digits, like `uuid4().hex`.
+
+    Unique is all it must be (the state machine applies a request id once); it is never a secret,
+    so it comes from `random` (seeded from the OS at start and again in a forked child) rather
+    than `os.urandom`: a getrandom syscall per write released the GIL on the event loop, and under
+    load each release cost a wait for the Raft thread to hand it back (4.6 % of the loop's samples
+    with 64 writers)."""
+    return f"{random.getrandbits(128):032x}"

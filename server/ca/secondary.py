@@ -20,7 +20,6 @@ import datetime
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -29,7 +28,7 @@ from cryptography import x509
 from meshfed.fsm.consul_formats.timestamps import as_utc, parse_rfc3339
 from meshfed.fsm.records import CAState
 from meshfed.replication.loop import ReplicationStatus, RoundLoop
-from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.header import QueryMeta, RequestHeader, new_request_id
 from meshfed.server import ca
 from meshfed.server.ca import (
     Clock,
@@ -218,6 +217,6 @@ class SecondaryCA:
         """A CSR signed by the primary, turned into our copy of its active root (§C.3)."""
         primary_active = primary_active_root(primary_roots)
         csr_pem, key_pem = ca.make_intermediate_csr(config.cluster_id, self.datacenter, config)
-        header = RequestHeader(datacenter=self.primary_datacenter, request_id=uuid.uuid4().hex, token=self._token)
+        header = RequestHeader(datacenter=self.primary_datacenter, request_id=new_request_id(), token=self._token)
         _, body = await self._call("ConnectCA/SignIntermediate", header, {"csr": csr_pem})
         return ca.secondary_root(primary_active, body["cert"], key_pem)

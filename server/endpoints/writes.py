@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 import grpc
 
 from meshfed.fsm import Command, CommandError, Result, validate
 from meshfed.rpc.errors import RPCError, invalid
+from meshfed.rpc.header import new_request_id
 from meshfed.server.endpoints.ports import Proposer
 
 RESULT_CODES = {
@@ -20,7 +20,7 @@ RESULT_CODES = {
 
 
 def request_id(given: str) -> str:
-    return given or uuid.uuid4().hex
+    return given or new_request_id()
 
 
 def check_shape(commands: Sequence[Command]) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from aiohttp import web
 
 from meshfed.fsm.consul_formats.durations import parse_duration
-from meshfed.rpc.header import RequestHeader
+from meshfed.rpc.header import RequestHeader, new_request_id
 from meshfed.server.acl.token import token_of
 from meshfed.server.http.filtering import FilterError, Predicate, Schema, compile_filter
 
@@ -73,7 +72,7 @@ def parse_header(request: web.Request, *, write: bool = False) -> RequestHeader:
         max_query_time=wait,
         allow_stale=stale,
         require_consistent=consistent,
-        request_id=uuid.uuid4().hex if write else "",
+        request_id=new_request_id() if write else "",
     )
 
 

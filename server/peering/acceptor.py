@@ -21,7 +21,7 @@ from meshfed.fsm.peering.commands import PeeringExchangeSecret, PeeringWrite
 from meshfed.fsm.peering.records import STATE_DELETING, STATE_TERMINATED, Peering
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid, not_found, unavailable
-from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.header import QueryMeta, RequestHeader, new_request_id
 from meshfed.rpc.service import Handler
 from meshfed.rpc.stream import StreamMethod, outbox, relay
 from meshfed.server.endpoints.ports import LeaderStreams, Proposer, Queries, RequestRouter
@@ -61,7 +61,7 @@ class PeeringAcceptor:
             raise _denied("invalid peering establishment secret")
         # A remote caller names no datacenter of ours: route within this cluster only. A request
         # id fixed here makes a retry after a leader change land on the remembered result.
-        header = RequestHeader(request_id=header.request_id or uuid.uuid4().hex, hops=header.hops)
+        header = RequestHeader(request_id=header.request_id or new_request_id(), hops=header.hops)
 
         async def local() -> tuple[QueryMeta, Any]:
             stream_secret = str(uuid.uuid4())
@@ -94,7 +94,7 @@ class PeeringAcceptor:
         """The dialer deleted the peering: ours becomes TERMINATED (imports and secrets dropped,
         the row kept until deleted here, reference peering.md §5)."""
         self._authenticated(body)
-        header = RequestHeader(request_id=header.request_id or uuid.uuid4().hex, hops=header.hops)
+        header = RequestHeader(request_id=header.request_id or new_request_id(), hops=header.hops)
 
         async def local() -> tuple[QueryMeta, Any]:
             peering = self._authenticated(body)  # again on the leader, which holds the truth

@@ -24,7 +24,7 @@ from meshfed.fsm.peering.records import STATE_ACTIVE, STATE_PENDING, STATE_TERMI
 from meshfed.fsm.records import to_wire
 from meshfed.fsm.state import StateStore
 from meshfed.rpc.errors import RPCError, invalid
-from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.header import QueryMeta, RequestHeader, new_request_id
 from meshfed.rpc.service import Handler
 from meshfed.server.endpoints.ports import Proposer, Queries, RequestRouter
 from meshfed.server.endpoints.writes import propose
@@ -137,7 +137,7 @@ class PeeringEndpoint:
             )
             return self._queries.meta(self._state.index(*TABLES)), {"PeeringToken": encode_token(token)}
 
-        header = dataclasses.replace(header, request_id=header.request_id or uuid.uuid4().hex)
+        header = dataclasses.replace(header, request_id=header.request_id or new_request_id())
         return await self._router.serve("Peering/GenerateToken", header, body, local, write=True)
 
     # ---- dialer: Establish (§D.2) ----------------------------------------------------------------

@@ -18,7 +18,6 @@ import asyncio
 import datetime
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
@@ -49,7 +48,7 @@ from meshfed.replication.federation_states import FederationStateDelegate, Remot
 from meshfed.replication.loop import ReplicationStatus
 from meshfed.replication.replicator import Delegate, Replicator
 from meshfed.rpc.errors import RPCError
-from meshfed.rpc.header import RequestHeader
+from meshfed.rpc.header import RequestHeader, new_request_id
 from meshfed.server.config.loader import Config
 from meshfed.server.endpoints.acl import ACLEndpoint
 from meshfed.server.endpoints.acl_replication import disabled_status
@@ -190,7 +189,7 @@ class SecondaryReplication:
         return meta.index, RemoteChanges(states, tuple(str(dc) for dc in body.get("deleted") or ()))
 
     async def _upsert_local(self, state: FederationState) -> None:
-        await propose(self._raft, uuid.uuid4().hex, FederationStateUpsert(state))
+        await propose(self._raft, new_request_id(), FederationStateUpsert(state))
 
     async def _upsert_many_local(self, states: Sequence[FederationState]) -> None:
         # Proposed without `propose`'s shape check: every server's apply type-checks and validates
@@ -202,11 +201,11 @@ class SecondaryReplication:
             # command per state, as before the batch existed.
             await asyncio.gather(*(self._upsert_local(state) for state in states))
             return
-        (result,) = await self._raft.apply([(uuid.uuid4().hex, FederationStateBatchUpsert(tuple(states)))])
+        (result,) = await self._raft.apply([(new_request_id(), FederationStateBatchUpsert(tuple(states)))])
         raise_for(result)
 
     async def _delete_local(self, datacenter: str) -> None:
-        await propose(self._raft, uuid.uuid4().hex, FederationStateDelete(datacenter))
+        await propose(self._raft, new_request_id(), FederationStateDelete(datacenter))
 
     async def _replicate_federation_states(self) -> None:
         delegate = FederationStateDelegate(
@@ -236,10 +235,10 @@ class SecondaryReplication:
 
     async def _upsert_config_entry(self, body: dict[str, Any]) -> None:
         record = ConfigEntry.of(body)
-        await propose(self._raft, uuid.uuid4().hex, ConfigEntrySet(record))
+        await propose(self._raft, new_request_id(), ConfigEntrySet(record))
 
     async def _delete_config_entry(self, kind: str, name: str) -> None:
-        await propose(self._raft, uuid.uuid4().hex, ConfigEntryDelete(kind, name))
+        await propose(self._raft, new_request_id(), ConfigEntryDelete(kind, name))
 
     async def _replicate_config_entries(self) -> None:
         delegate = ConfigEntryDelegate(
@@ -259,7 +258,7 @@ class SecondaryReplication:
         return lambda min_index: acl.fetch_replicated(method, self._primary_header(min_index))
 
     async def _propose(self, command: Any) -> None:
-        await propose(self._raft, uuid.uuid4().hex, command)
+        await propose(self._raft, new_request_id(), command)
 
     async def _replicate_acl_policies(self) -> None:
         delegate = policy_delegate(
