@@ -51,6 +51,9 @@ class QueryMeta:
     known_leader: bool = False
     last_contact: float = 0.0  # seconds
     consistency_level: str = ""
+    # The answering server dropped rows the caller's token may not read (server/acl/rpc_filters.py);
+    # HTTP says so as X-Consul-Results-Filtered-By-ACLs. An older server leaves it out: False.
+    results_filtered: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -9,6 +9,7 @@ checked the same way on its first message.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import time
@@ -27,9 +28,12 @@ log = logging.getLogger(__name__)
 Handler = Callable[[RequestHeader, Any], Awaitable[tuple[QueryMeta, Any]]]
 # (method, seconds, error code name or "") for metrics
 CallObserver = Callable[[str, float, str], None]
+# answer -> (what the caller may see of it, whether anything was dropped)
+ResultFilter = Callable[[Any], tuple[Any, bool]]
 # (method, header, body) -> None, or raises RPCError: the server's ACL check, run before the handler
-# so a forwarded write is judged by the token the caller sent.
-Authorize = Callable[[str, RequestHeader, Any], None | Awaitable[None]]
+# so a forwarded write is judged by the token the caller sent. For a read it may return a
+# ResultFilter, applied to the handler's answer (marked `results_filtered` when it dropped rows).
+Authorize = Callable[[str, RequestHeader, Any], None | ResultFilter | Awaitable[None | ResultFilter]]
 
 
 class PeerCheck(Protocol):
@@ -71,13 +75,16 @@ class RPCService(grpc.GenericRpcHandler):
         authorize = self._authorize
         peer_check = self._peer_check if self._peer_check is not None and method in self._peer_check.methods else None
 
-        async def prepare(method: str, header: RequestHeader, body: Any, context: grpc.aio.ServicerContext) -> None:
+        async def prepare(method: str, header: RequestHeader, body: Any,
+                          context: grpc.aio.ServicerContext) -> ResultFilter | None:
             if peer_check is not None:
                 peer_check(method, peer_dns_names(context))
-            if authorize is not None:
-                checked = authorize(method, header, body)
-                if inspect.isawaitable(checked):
-                    await checked
+            if authorize is None:
+                return None
+            checked = authorize(method, header, body)
+            if inspect.isawaitable(checked):
+                checked = await checked
+            return checked
 
         if isinstance(handler, StreamMethod):
             return stream_rpc_handler(method, handler.handler, prepare)
@@ -88,8 +95,12 @@ class RPCService(grpc.GenericRpcHandler):
             response = b""
             try:
                 header, body = decode_request(request)
-                await prepare(method, header, body, context)
+                keep = await prepare(method, header, body, context)
                 meta, result = await handler(header, body)
+                if keep is not None:
+                    result, removed = keep(result)
+                    if removed:
+                        meta = dataclasses.replace(meta, results_filtered=True)
                 response = encode_response(meta, result)
             except RPCError as exc:
                 failure = exc

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 StreamHandler = Callable[[RequestHeader, Any, AsyncIterator[Any]], AsyncIterator[Any]]
 # (method, header, first body, context) -> None or raises RPCError: the service's checks
-Prepare = Callable[[str, RequestHeader, Any, grpc.aio.ServicerContext], Awaitable[None]]
+Prepare = Callable[[str, RequestHeader, Any, grpc.aio.ServicerContext], Awaitable[Any]]  # a read filter, which streams do not use
 Send = Callable[[Any], Awaitable[None]]
 
 

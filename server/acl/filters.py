@@ -18,11 +18,11 @@ from meshfed.server.acl.resolver import Identity
 ResultFilter = Callable[[Identity, Any], tuple[Any, bool]]
 
 
-def _can_read(identity: Identity, resource: str, name: Any) -> bool:
+def can_read(identity: Identity, resource: str, name: Any) -> bool:
     return isinstance(name, str) and granted(identity, Need(resource, Access.READ, name))
 
 
-def _keep_rows(rows: Any, allowed: Callable[[Mapping[str, Any]], bool]) -> tuple[Any, bool]:
+def keep_rows(rows: Any, allowed: Callable[[Mapping[str, Any]], bool]) -> tuple[Any, bool]:
     if not isinstance(rows, list):
         return rows, False
     kept = [row for row in rows if isinstance(row, Mapping) and allowed(row)]
@@ -33,7 +33,7 @@ def catalog_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """`{service: tags}`: service:read on each name."""
     if not isinstance(answer, Mapping):
         return answer, False
-    kept = {name: tags for name, tags in answer.items() if _can_read(identity, "service", name)}
+    kept = {name: tags for name, tags in answer.items() if can_read(identity, "service", name)}
     return kept, len(kept) != len(answer)
 
 
@@ -42,7 +42,7 @@ def agent_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
     if not isinstance(answer, Mapping):
         return answer, False
     kept = {sid: s for sid, s in answer.items()
-            if isinstance(s, Mapping) and _can_read(identity, "service", lookup(s, "Service"))}
+            if isinstance(s, Mapping) and can_read(identity, "service", lookup(s, "Service"))}
     return kept, len(kept) != len(answer)
 
 
@@ -56,20 +56,20 @@ def agent_checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
         if not isinstance(row, Mapping):
             return False
         service = lookup(row, "ServiceName")
-        return _can_read(identity, "service", service) if service else _can_read(identity, "node", lookup(row, "Node"))
+        return can_read(identity, "service", service) if service else can_read(identity, "node", lookup(row, "Node"))
 
     kept = {cid: row for cid, row in answer.items() if allowed(row)}
     return kept, len(kept) != len(answer)
 
 
 def catalog_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
-    return _keep_rows(answer, lambda row: _can_read(identity, "node", lookup(row, "Node")))
+    return keep_rows(answer, lambda row: can_read(identity, "node", lookup(row, "Node")))
 
 
 def catalog_service_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """Flat rows (`Node`, `ServiceName`): node:read and service:read."""
-    return _keep_rows(answer, lambda row: _can_read(identity, "node", lookup(row, "Node"))
-                      and _can_read(identity, "service", lookup(row, "ServiceName")))
+    return keep_rows(answer, lambda row: can_read(identity, "node", lookup(row, "Node"))
+                      and can_read(identity, "service", lookup(row, "ServiceName")))
 
 
 def _csn_allowed(identity: Identity, row: Mapping[str, Any]) -> bool:
@@ -77,12 +77,12 @@ def _csn_allowed(identity: Identity, row: Mapping[str, Any]) -> bool:
     service = lookup(row, "Service")
     node_name = lookup(node, "Node") if isinstance(node, Mapping) else None
     service_name = lookup(service, "Service") if isinstance(service, Mapping) else None
-    return _can_read(identity, "node", node_name) and _can_read(identity, "service", service_name)
+    return can_read(identity, "node", node_name) and can_read(identity, "service", service_name)
 
 
 def health_service_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """CheckServiceNode rows (`Node.Node`, `Service.Service`): node:read and service:read."""
-    return _keep_rows(answer, lambda row: _csn_allowed(identity, row))
+    return keep_rows(answer, lambda row: _csn_allowed(identity, row))
 
 
 def mesh_gateways_by_datacenter(identity: Identity, answer: Any) -> tuple[Any, bool]:
@@ -111,7 +111,7 @@ def intentions(identity: Identity, answer: Any) -> tuple[Any, bool]:
         return isinstance(destination, str) and all(
             granted(identity, need) for need in intention(destination, Access.READ))
 
-    return _keep_rows(answer, allowed)
+    return keep_rows(answer, allowed)
 
 
 def config_entries(identity: Identity, answer: Any) -> tuple[Any, bool]:
@@ -122,12 +122,12 @@ def config_entries(identity: Identity, answer: Any) -> tuple[Any, bool]:
             return False
         return all(granted(identity, need) for need in config_entry_read(kind, name))
 
-    return _keep_rows(answer, allowed)
+    return keep_rows(answer, allowed)
 
 
 def agent_members(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """/v1/agent/members rows (`Name` is the member's node): node:read on each."""
-    return _keep_rows(answer, lambda row: _can_read(identity, "node", lookup(row, "Name")))
+    return keep_rows(answer, lambda row: can_read(identity, "node", lookup(row, "Name")))
 
 
 def health_checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
@@ -135,10 +135,10 @@ def health_checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
     service's check (a node-level check has no ServiceName and needs node:read only)."""
     def allowed(row: Mapping[str, Any]) -> bool:
         service = lookup(row, "ServiceName")
-        return _can_read(identity, "node", lookup(row, "Node")) and (
-            not service or _can_read(identity, "service", service))
+        return can_read(identity, "node", lookup(row, "Node")) and (
+            not service or can_read(identity, "service", service))
 
-    return _keep_rows(answer, allowed)
+    return keep_rows(answer, allowed)
 
 
 def catalog_node_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
@@ -148,5 +148,5 @@ def catalog_node_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
     if not isinstance(services, Mapping):
         return answer, False
     kept = {sid: svc for sid, svc in services.items()
-            if isinstance(svc, Mapping) and _can_read(identity, "service", lookup(svc, "Service"))}
+            if isinstance(svc, Mapping) and can_read(identity, "service", lookup(svc, "Service"))}
     return {**answer, "Services": kept}, len(kept) != len(services)

@@ -36,6 +36,7 @@ from meshfed.server.acl.needs import (
     ttl_update_of,
 )
 from meshfed.server.acl.resolver import ACLResolver, Identity, state_reader
+from meshfed.server.acl.rpc_filters import RPC_READ_FILTERS
 from meshfed.server.config.settings import Config
 from meshfed.server.metrics import Metrics
 
@@ -160,11 +161,20 @@ class RPCAuthorizer:
         if method in RPC_METHODS:
             self._check(method, self._resolver.resolve(header.token), body)
 
-    async def authorize(self, method: str, header: RequestHeader, body: Any) -> None:
+    async def authorize(self, method: str, header: RequestHeader, body: Any) -> Callable[[Any], tuple[Any, bool]] | None:
         """`__call__` for the gRPC service: a secondary may have to ask the primary about a token
-        it does not hold (and then applies `down_policy`), which takes an await."""
+        it does not hold (and then applies `down_policy`), which takes an await. For a catalog or
+        health read, the filter of its answer by the caller's token (server/acl/rpc_filters.py)."""
         if method in RPC_METHODS:
             self._check(method, await self._resolver.resolve_async(header.token), body)
+            return None
+        keep = RPC_READ_FILTERS.get(method)
+        if keep is None:
+            return None
+        identity = await self._resolver.resolve_async(header.token)
+        if identity.authorizer.management:
+            return None
+        return lambda answer: keep(identity, answer)
 
     def _check(self, method: str, identity: Identity, body: Any) -> None:
         needs_of = RPC_METHODS[method]

@@ -21,6 +21,8 @@ def meta_headers(meta: QueryMeta) -> dict[str, str]:
     }
     if meta.consistency_level:
         headers["X-Consul-Effective-Consistency"] = meta.consistency_level
+    if meta.results_filtered:
+        headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
     return headers
 
 

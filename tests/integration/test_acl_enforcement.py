@@ -123,3 +123,32 @@ def test_the_leader_checks_a_forwarded_write_with_the_callers_token(acl_dc: Data
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
     assert refused.value.message == ANONYMOUS_DENIAL.format("node:write", ' on "rpc-node"')
     assert asyncio.run(call(MANAGEMENT)) is True
+
+
+def test_rpc_reads_without_a_token_reveal_nothing_a_denied_http_read_would_not(acl_dc: Datacenter) -> None:
+    """The RPC port answers more than servers (anyone who can reach it, without TLS client
+    verification). Its reads check the caller's token as HTTP's do: no token, no ACL objects
+    (and never a secret), and catalog, health and config-entry reads filtered to nothing."""
+    leader = acl_dc.leader()
+    made = acl_dc.put(leader, "/v1/catalog/register", REGISTRATION, headers={"X-Consul-Token": MANAGEMENT})
+    assert made.status_code == 200, made.text
+
+    async def call(method: str, body: dict[str, object], token: str = "") -> object:
+        pool = ConnectionPool()
+        try:
+            return (await pool.call(leader.rpc_address, method, RequestHeader(token=token), body, timeout=10))[1]
+        finally:
+            await pool.close()
+
+    management = asyncio.run(call("ACL/TokenList", {}, MANAGEMENT))
+    assert isinstance(management, list) and management  # the management token may list them
+    accessor = management[0]["AccessorID"]
+    for method, body in (("ACL/TokenList", {}), ("ACL/TokenRead", {"accessor": accessor}),
+                         ("ACL/PolicyList", {}), ("ACL/RoleList", {})):
+        with pytest.raises(RPCError) as refused:
+            asyncio.run(call(method, body))
+        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED, method
+    assert asyncio.run(call("Catalog/ListServices", {})) in ({}, [])
+    assert asyncio.run(call("Catalog/ListNodes", {})) == []
+    assert asyncio.run(call("Health/ServiceNodes", {"service": "web"})) == []
+    assert asyncio.run(call("Catalog/ListServices", {}, MANAGEMENT))

@@ -1,0 +1,88 @@
+"""ACL filtering of catalog and health reads on the RPC port, as HTTP's filters do on JSON.
+
+The RPC port answers whoever reaches it: a follower forwarding a client's read, but also, unless
+`tls.defaults.verify_incoming` is on, any process on the network. Its reads carry the caller's
+token (a follower forwards its client's), so the server that answers drops the rows that token
+may not read and says so in the answer's meta (`results_filtered`), which the HTTP layer turns into
+`X-Consul-Results-Filtered-By-ACLs` on whichever server the client asked. A forwarding follower's
+own HTTP filter then finds nothing left to drop: the answer is the same wherever it was computed.
+
+Each filter takes the wire answer of one RPC method (records as `to_wire` makes them) and returns
+`(kept, removed_any)`, the contract of server/acl/filters.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from meshfed.server.acl.filters import ResultFilter, can_read, keep_rows
+from meshfed.server.acl.resolver import Identity
+
+
+def _node_ok(identity: Identity, node: Any) -> bool:
+    return isinstance(node, Mapping) and can_read(identity, "node", node.get("node"))
+
+
+def _service_ok(identity: Identity, service: Any) -> bool:
+    return isinstance(service, Mapping) and can_read(identity, "service", service.get("service"))
+
+
+def list_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """`[node]`: node:read on each."""
+    return keep_rows(answer, lambda node: _node_ok(identity, node))
+
+
+def list_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """`{service: tags}`: service:read on each name."""
+    if not isinstance(answer, Mapping):
+        return answer, False
+    kept = {name: tags for name, tags in answer.items() if can_read(identity, "service", name)}
+    return kept, len(kept) != len(answer)
+
+
+def node_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """`{node, services}`: nothing without node:read on the node (Consul answers no node), else
+    the services the token may read."""
+    if not isinstance(answer, Mapping) or answer.get("node") is None:
+        return answer, False
+    if not _node_ok(identity, answer["node"]):
+        return {"node": None, "services": []}, True
+    services, removed = keep_rows(answer.get("services"), lambda service: _service_ok(identity, service))
+    return {**answer, "services": services}, removed
+
+
+def node_service_pairs(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """`[[node, service]]`: node:read and service:read on each pair."""
+    if not isinstance(answer, list):
+        return answer, False
+    kept = [pair for pair in answer if isinstance(pair, (list, tuple)) and len(pair) == 2
+            and _node_ok(identity, pair[0]) and _service_ok(identity, pair[1])]
+    return kept, len(kept) != len(answer)
+
+
+def check_service_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """`[{node, service, checks}]`: node:read and service:read on each entry."""
+    return keep_rows(answer, lambda row: _node_ok(identity, row.get("node")) and _service_ok(identity, row.get("service")))
+
+
+def checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """`[check]`: service:read on a service's check, node:read on the node for a node check."""
+    def allowed(check: Mapping[str, Any]) -> bool:
+        service = check.get("service_name")
+        return can_read(identity, "service", service) if service else can_read(identity, "node", check.get("node"))
+
+    return keep_rows(answer, allowed)
+
+
+RPC_READ_FILTERS: dict[str, ResultFilter] = {
+    "Catalog/ListNodes": list_nodes,
+    "Catalog/ListServices": list_services,
+    "Catalog/NodeServices": node_services,
+    "Catalog/ServiceInstances": node_service_pairs,
+    "Catalog/ServiceNodes": node_service_pairs,
+    "Health/ServiceNodes": check_service_nodes,
+    "Health/NodeChecks": checks,
+    "Health/ServiceChecks": checks,
+    "Health/ChecksInState": checks,
+}
