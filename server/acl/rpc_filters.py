@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from meshfed.server.acl.filters import ResultFilter, can_read, keep_rows
+from meshfed.server.acl.filters import ResultFilter, can_read, catalog_services, keep_rows
 from meshfed.server.acl.resolver import Identity
 
 
@@ -31,14 +31,6 @@ def _service_ok(identity: Identity, service: Any) -> bool:
 def list_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """`[node]`: node:read on each."""
     return keep_rows(answer, lambda node: _node_ok(identity, node))
-
-
-def list_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
-    """`{service: tags}`: service:read on each name."""
-    if not isinstance(answer, Mapping):
-        return answer, False
-    kept = {name: tags for name, tags in answer.items() if can_read(identity, "service", name)}
-    return kept, len(kept) != len(answer)
 
 
 def node_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
@@ -77,7 +69,7 @@ def checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
 
 RPC_READ_FILTERS: dict[str, ResultFilter] = {
     "Catalog/ListNodes": list_nodes,
-    "Catalog/ListServices": list_services,
+    "Catalog/ListServices": catalog_services,  # `{service: tags}` on both ports
     "Catalog/NodeServices": node_services,
     "Catalog/ServiceInstances": node_service_pairs,
     "Catalog/ServiceNodes": node_service_pairs,

@@ -74,14 +74,21 @@ def test_initial_management_token_intention_default_and_cli(make_dc, capsys) -> 
     assert dc.put(leader, "/v1/acl/bootstrap").status_code == 403
 
 
-def test_token_with_a_two_second_ttl_expires_and_is_reaped(make_dc) -> None:  # type: ignore[no-untyped-def]
-    config: dict[str, Any] = {"acl": {**ACL_DENY["acl"], "token_min_expiration_ttl": "1s"}}
+def _started_with_ops_policy(make_dc, config: dict[str, Any]) -> tuple[Any, Any, requests.Response]:  # type: ignore[no-untyped-def]
+    """A started datacenter, its leader once the management token works, and the answer to
+    creating policy `ops` (operator:read)."""
     dc = make_dc("dc1", config=config)
     dc.start()
     leader = dc.leader()
     wait_until(lambda: dc.get(leader, "/v1/acl/token/self", headers=MANAGEMENT).status_code == 200, timeout=10,
                what="initial management token")
     policy = dc.put(leader, "/v1/acl/policy", {"Name": "ops", "Rules": 'operator = "read"'}, headers=MANAGEMENT)
+    return dc, leader, policy
+
+
+def test_token_with_a_two_second_ttl_expires_and_is_reaped(make_dc) -> None:  # type: ignore[no-untyped-def]
+    config: dict[str, Any] = {"acl": {**ACL_DENY["acl"], "token_min_expiration_ttl": "1s"}}
+    dc, leader, policy = _started_with_ops_policy(make_dc, config)
     too_short = dc.put(leader, "/v1/acl/token", {"Policies": [{"Name": "ops"}], "ExpirationTTL": "500ms"},
                        headers=MANAGEMENT)
     assert too_short.status_code == 400
@@ -187,12 +194,7 @@ def test_a_token_works_on_every_server_as_soon_as_its_create_is_acknowledged(mak
     """Read-your-writes for tokens: the leader acknowledges a create once it has applied it, but a
     follower learns of the commit a moment later. A follower that has not yet applied the token
     catches up with the leader before it answers `ACL not found` (CI once saw the 403)."""
-    dc = make_dc("dc1", config=ACL_DENY)
-    dc.start()
-    leader = dc.leader()
-    wait_until(lambda: dc.get(leader, "/v1/acl/token/self", headers=MANAGEMENT).status_code == 200, timeout=10,
-               what="initial management token")
-    policy = dc.put(leader, "/v1/acl/policy", {"Name": "ops", "Rules": 'operator = "read"'}, headers=MANAGEMENT)
+    dc, leader, policy = _started_with_ops_policy(make_dc, ACL_DENY)
     assert policy.status_code == 200, policy.text
     followers = dc.followers()
     session = requests.Session()
