@@ -1,4 +1,5 @@
-"""ACL filtering of catalog and health reads on the RPC port, as HTTP's filters do on JSON.
+"""ACL filtering of catalog, health, intention and config-entry reads on the RPC port, as
+HTTP's filters do on JSON.
 
 The RPC port answers whoever reaches it: a follower forwarding a client's read, but also, unless
 `tls.defaults.verify_incoming` is on, any process on the network. Its reads carry the caller's
@@ -16,7 +17,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from meshfed.server.acl.filters import ResultFilter, can_read, catalog_services, keep_rows
+from meshfed.server.acl.filters import (
+    ResultFilter,
+    can_read,
+    catalog_services,
+    config_entries,
+    intentions,
+    keep_rows,
+)
 from meshfed.server.acl.resolver import Identity
 
 
@@ -67,6 +75,27 @@ def checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return keep_rows(answer, allowed)
 
 
+def intention(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """One intention view, or None: kept with intention:read on its destination."""
+    if answer is None:
+        return answer, False
+    kept, removed = intentions(identity, [answer])
+    return (None, True) if removed else (answer, False)
+
+
+def config_entry(identity: Identity, answer: Any) -> tuple[Any, bool]:
+    """`{"entry": entry or None}`: the entry kept with its kind's read permission."""
+    if not isinstance(answer, Mapping) or answer.get("entry") is None:
+        return answer, False
+    _, removed = config_entries(identity, [answer["entry"]])
+    return ({**answer, "entry": None}, True) if removed else (answer, False)
+
+
+# Not filtered here: status and CA roots (public), mesh-gateway modes (derived from config entries
+# a proxy must read), and what replication and the mesh gateways read (ConfigEntry/ListAll, the
+# federation-state reads): their tokens' permissions are not documented as covering every entry,
+# so filtering them could silently stop replication. Peering reads need peering:read
+# (server/acl/rpc_permissions.py), as over HTTP.
 RPC_READ_FILTERS: dict[str, ResultFilter] = {
     "Catalog/ListNodes": list_nodes,
     "Catalog/ListServices": catalog_services,  # `{service: tags}` on both ports
@@ -77,4 +106,8 @@ RPC_READ_FILTERS: dict[str, ResultFilter] = {
     "Health/NodeChecks": checks,
     "Health/ServiceChecks": checks,
     "Health/ChecksInState": checks,
+    "Intention/List": intentions,
+    "Intention/Get": intention,
+    "ConfigEntry/List": config_entries,
+    "ConfigEntry/Get": config_entry,
 }

@@ -133,6 +133,9 @@ RPC_METHODS: dict[str, RPCNeedsOf] = {
     "Peering/GenerateToken": lambda state, body: [Need("peering", Access.WRITE)],
     "Peering/Establish": lambda state, body: [Need("peering", Access.WRITE)],
     "Peering/Delete": lambda state, body: [Need("peering", Access.WRITE)],
+    # Reads as HTTP's GET /v1/peering(s): peers' names, addresses and CA roots need peering:read.
+    "Peering/Read": lambda state, body: [Need("peering", Access.READ)],
+    "Peering/List": lambda state, body: [Need("peering", Access.READ)],
     # Reads of ACL state and of the CA configuration are checked here too, not only at the HTTP
     # door: a caller with nothing but a CA-signed client certificate can reach the gRPC port.
     **{method: (lambda state, body: [Need("acl", Access.READ)])

@@ -152,3 +152,19 @@ def test_rpc_reads_without_a_token_reveal_nothing_a_denied_http_read_would_not(a
     assert asyncio.run(call("Catalog/ListNodes", {})) == []
     assert asyncio.run(call("Health/ServiceNodes", {"service": "web"})) == []
     assert asyncio.run(call("Catalog/ListServices", {}, MANAGEMENT))
+
+    as_manager = {"X-Consul-Token": MANAGEMENT}
+    entry = acl_dc.put(leader, "/v1/config", {"Kind": "service-defaults", "Name": "web", "Protocol": "http"},
+                       headers=as_manager)
+    assert entry.status_code == 200, entry.text
+    allowed = acl_dc.put(leader, "/v1/connect/intentions/exact?source=api&destination=web", {"Action": "allow"},
+                         headers=as_manager)
+    assert allowed.status_code == 200, allowed.text
+    assert asyncio.run(call("ConfigEntry/List", {"kind": "service-defaults"})) == []
+    assert asyncio.run(call("ConfigEntry/Get", {"kind": "service-defaults", "name": "web"})) == {"entry": None}
+    assert asyncio.run(call("Intention/List", {})) == []
+    assert len(asyncio.run(call("ConfigEntry/List", {"kind": "service-defaults"}, MANAGEMENT))) == 1
+    assert len(asyncio.run(call("Intention/List", {}, MANAGEMENT))) == 1
+    with pytest.raises(RPCError) as refused:
+        asyncio.run(call("Peering/List", {}))
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED

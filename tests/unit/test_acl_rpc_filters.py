@@ -38,3 +38,15 @@ def test_health_entries_and_checks() -> None:
     node_check = to_wire(HealthCheck(node="n2", check_id="serfHealth", name="serf"))
     web_check = to_wire(HealthCheck(node="n2", check_id="c", name="c", service_id="web", service_name="web"))
     assert keep("Health/NodeChecks", [node_check, web_check]) == ([web_check], True)
+
+
+def test_intentions_and_config_entries_keep_what_the_token_may_read() -> None:
+    to_web = {"SourceName": "api", "DestinationName": "web", "Action": "allow"}
+    to_db = {"SourceName": "api", "DestinationName": "db", "Action": "allow"}
+    assert keep("Intention/List", [to_web, to_db]) == ([to_web], True)
+    assert keep("Intention/Get", to_db) == (None, True)
+    assert keep("Intention/Get", to_web) == (to_web, False)
+    web, db = {"Kind": "service-defaults", "Name": "web"}, {"Kind": "service-defaults", "Name": "db"}
+    assert keep("ConfigEntry/List", [web, db]) == ([web], True)
+    assert keep("ConfigEntry/Get", {"entry": db}) == ({"entry": None}, True)
+    assert keep("ConfigEntry/Get", {"entry": web}) == ({"entry": web}, False)
