@@ -62,6 +62,13 @@ JOIN_TIMEOUT = 60.0  # seconds a joining server keeps asking the running DC to a
 LEAVE_TIMEOUT = 15.0  # seconds leave_on_terminate may take before the server stops anyway
 LEAVE_STOP_DELAY = 0.2  # seconds between answering PUT /v1/agent/leave and stopping
 JOIN_QUIET_START = 3.0  # seconds a new member waits for the leader before it may start an election
+# A member restarting with its log waits this long for the leader's heartbeat before it may stand
+# for election. Without it, its first election timer (0.2-0.5 s, counted from before the log is
+# even loaded) often ran out before the leader, which reconnects every 0.2 s, reached it; with a
+# log as long as anyone's it won, and restarting one follower deposed a healthy leader (PySyncObj
+# has no pre-vote). It still votes meanwhile, so a datacenter that lost its leader is not held up
+# unless every member is restarting, when the first election comes this much later.
+RESTART_QUIET_START = 1.5
 
 
 class Agent:
@@ -81,10 +88,12 @@ class Agent:
     async def _join_members(self, data_dir: str | None) -> tuple[list[str], float]:
         """The Raft peers to start with, and how long to stay quiet before a first election.
         A server joining a running DC (retry_join without bootstrap_expect) that never joined
-        before asks the leader to add it first (server/raft/membership.py)."""
+        before asks the leader to add it first (server/raft/membership.py); one restarting with
+        its log waits for the leader's heartbeat (RESTART_QUIET_START)."""
         cfg = self.config
         if not cfg.joins or RaftNode.saved_members(data_dir) is not None:
-            return list(cfg.retry_join), 0.0
+            restarting = bool(cfg.retry_join) and RaftNode.has_log(data_dir)
+            return list(cfg.retry_join), RESTART_QUIET_START if restarting else 0.0
         log.info("joining the datacenter through %s", ",".join(cfg.retry_join))
         try:
             members = await asyncio.get_running_loop().run_in_executor(

@@ -71,6 +71,14 @@ class MembershipOps:
         return membership.load_members(os.path.join(data_dir, "raft")) if data_dir else None
 
     @staticmethod
+    def has_log(data_dir: str | None) -> bool:
+        """Whether this data dir holds a Raft journal or snapshot: the server is restarting."""
+        if not data_dir:
+            return False
+        raft_dir = os.path.join(data_dir, "raft")
+        return any(os.path.exists(os.path.join(raft_dir, name)) for name in ("journal", "snapshot"))
+
+    @staticmethod
     def join(self_address: str, seeds: Sequence[str], cluster_key: str, data_dir: str | None,
              timeout: float = 60.0) -> list[str]:
         """Blocking: have the leader add this server, before its Raft port starts talking.

@@ -198,8 +198,8 @@ class RaftNode(NodeStatus, MembershipOps):
         self._sync.meshfed_raft_dir = raft_dir
         self._sync.meshfed_check_add = self._addition_refusal
         if quiet_start > 0:
-            # A server that just joined waits for the leader's first heartbeat instead of
-            # starting an election (with an empty log it cannot win one, but it would bump terms).
+            # A server that just joined, or restarts with its log, waits for the leader's first
+            # heartbeat instead of starting an election (server/agent.py says why each).
             self._sync._SyncObj__raftElectionDeadline = library_clock() + quiet_start  # the library's clock
         if journal_path:
             raft_storage.make_compaction_safe(self._sync._SyncObj__raftLog, journal_path)

@@ -82,3 +82,26 @@ def test_whole_cluster_kill9_during_writes_and_snapshots_loses_no_acked_write(ma
     assert len(all_acked) > 300, f"too few acknowledged writes ({len(all_acked)})"
     snapshots = sum(s.log_tail(100000).count("snapshot at index") for s in dc.servers)
     assert snapshots >= 3, f"only {snapshots} snapshots were written; the test must exercise compaction"
+
+
+def test_restarting_a_follower_does_not_depose_the_leader(make_dc) -> None:  # type: ignore[no-untyped-def]
+    """A restarted follower used to stand for election before the leader's first heartbeat reached
+    it (its election timer starts at 0.2-0.5 s, the leader reconnects every 0.2 s), won with a log
+    as long as anyone's, and deposed a healthy leader: CI saw the leader move under a test that
+    restarted one follower. A server restarting with Raft state waits for the leader first."""
+    dc = make_dc("dc1")
+    dc.start()
+    leader = dc.leader()
+    for round_ in range(3):
+        for follower in dc.followers():
+            follower.stop()
+            follower.start()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    if dc.get(follower, "/v1/status/leader", timeout=2).json() == leader.rpc_address:
+                        break
+                except (requests.RequestException, ValueError):
+                    pass
+                time.sleep(0.05)
+            assert dc.leader() is leader, f"round {round_}: restarting {follower.node} moved the leader"
