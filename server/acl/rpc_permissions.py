@@ -166,8 +166,9 @@ class RPCAuthorizer:
 
     async def authorize(self, method: str, header: RequestHeader, body: Any) -> Callable[[Any], tuple[Any, bool]] | None:
         """`__call__` for the gRPC service: a secondary may have to ask the primary about a token
-        it does not hold (and then applies `down_policy`), which takes an await. For a catalog or
-        health read, the filter of its answer by the caller's token (server/acl/rpc_filters.py)."""
+        it does not hold (and then applies `down_policy`), which takes an await. For a catalog,
+        health, intention or config-entry read, the filter of its answer by the caller's token
+        (server/acl/rpc_filters.py)."""
         if method in RPC_METHODS:
             self._check(method, await self._resolver.resolve_async(header.token), body)
             return None
