@@ -155,7 +155,11 @@ def test_catalog_health_status_and_metrics_through_py_consul(dc1: Datacenter) ->
     c = consul.Consul(host=follower.address, port=8500)
     # Consul answers the server RPC address (ip:8300), never the Raft port (issue #8 item 7).
     assert c.status.leader() == dc1.leader().rpc_address
-    assert sorted(c.status.peers()) == sorted(s.rpc_address for s in dc1.servers)
+    # A server's RPC address is known once its record is applied here: each publishes itself when
+    # it first sees a leader, so right after the datacenter starts a peer may still show only its
+    # Raft address (CI saw it for the last server started).
+    everyone = sorted(s.rpc_address for s in dc1.servers)
+    wait_until(lambda: sorted(c.status.peers()) == everyone, 10, what="every server's RPC address in status/peers")
     raft = c.operator.raft_config()
     assert {s["Node"] for s in raft["Servers"]} == {s.node for s in dc1.servers}
     assert {s["Address"] for s in raft["Servers"]} == {s.rpc_address for s in dc1.servers}
