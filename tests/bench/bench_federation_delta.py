@@ -59,7 +59,15 @@ from meshfed.server.cli.launcher import (
 )
 
 from .bench_federation_scale import big_state
-from .common import emit, machine, process_cpu_seconds, ratio, stop_cleanly_on_sigterm, summarize_seconds
+from .common import (
+    emit,
+    machine,
+    process_cpu_seconds,
+    ratio,
+    servers_cpu_seconds,
+    stop_cleanly_on_sigterm,
+    summarize_seconds,
+)
 
 BASES = ("127.0.214", "127.0.215", "127.0.216")
 LIST_PATH = "/v1/internal/federation-states/mesh-gateways"
@@ -112,7 +120,7 @@ async def wait_visible(session: aiohttp.ClientSession, http: str, marker: str) -
 
 
 def cpu(dc: FederatedDatacenter) -> float:
-    return sum(process_cpu_seconds(s.process.pid) or 0.0 for s in dc.servers if s.process)
+    return servers_cpu_seconds(dc.servers)
 
 
 def gateway_cpu(dc: FederatedDatacenter) -> float:

@@ -50,8 +50,8 @@ from .common import (
     machine,
     meshfed_datacenter,
     parse_prometheus,
-    process_cpu_seconds,
     ratio,
+    servers_cpu_seconds,
     stop_cleanly_on_sigterm,
     summarize_seconds,
 )
@@ -133,10 +133,10 @@ async def waiters_round(
             tasks = list(await opening)
         answered_before_write = sum(1 for t in tasks if t.done()) if client == "raw" else len(answers)
 
-        cpu_before = servers_cpu(datacenter.servers)
+        cpu_before = servers_cpu_seconds(datacenter.servers)
         sent, acknowledged, write_error = await writer.write(leader, rounds.write_body())
         done, pending = await asyncio.wait(tasks, timeout=WAKE_TIMEOUT)
-        cpu_wake = servers_cpu(datacenter.servers) - cpu_before
+        cpu_wake = servers_cpu_seconds(datacenter.servers) - cpu_before
         if client == "raw":
             for future in done:
                 answer = future.result()
@@ -174,10 +174,6 @@ async def waiters_round(
         "leadership_changes": changes,
         "rss_kib_delta_parked": memory_delta(memory_before, memory_parked),
     }
-
-
-def servers_cpu(servers: list[ServerProcess]) -> float:
-    return sum(process_cpu_seconds(s.process.pid) or 0.0 for s in servers if s.process)
 
 
 SCENARIOS = {

@@ -19,7 +19,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -244,6 +244,11 @@ def process_cpu_seconds(pid: int) -> float | None:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def servers_cpu_seconds(servers: Iterable[ServerProcess]) -> float:
+    """User+system CPU seconds the running ones among `servers` have used so far, together."""
+    return sum(process_cpu_seconds(s.process.pid) or 0.0 for s in servers if s.process)
 
 
 def listen_overflows() -> int | None:
