@@ -1,5 +1,5 @@
-"""ACL filtering of catalog, health, intention and config-entry reads on the RPC port, as
-HTTP's filters do on JSON.
+"""ACL filtering of catalog, health, intention, config-entry and mesh-gateway reads on the RPC port,
+as HTTP's filters do on JSON.
 
 The RPC port answers whoever reaches it: a follower forwarding a client's read, but also, unless
 `tls.defaults.verify_incoming` is on, any process on the network. Its reads carry the caller's
@@ -24,6 +24,7 @@ from meshfed.server.acl.filters import (
     config_entries,
     intentions,
     keep_rows,
+    mesh_gateways_by_datacenter,
 )
 from meshfed.server.acl.resolver import Identity
 
@@ -91,11 +92,12 @@ def config_entry(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return ({**answer, "entry": None}, True) if removed else (answer, False)
 
 
-# Not filtered here: status and CA roots (public), mesh-gateway modes (derived from config entries
-# a proxy must read), and what replication and the mesh gateways read (ConfigEntry/ListAll, the
-# federation-state reads): their tokens' permissions are not documented as covering every entry,
-# so filtering them could silently stop replication. Peering reads need peering:read
-# (server/acl/rpc_permissions.py), as over HTTP.
+# Not filtered here: status and CA roots (public) and mesh-gateway modes (derived from config
+# entries a proxy must read). FederationState Get/List/ListSince need operator:read and peering
+# reads peering:read (server/acl/rpc_permissions.py), as over HTTP. What replication and the
+# gateways read is filtered as Consul filters it, so the tokens its documents recommend keep
+# working: the replication token (operator, service_prefix read with intentions read) reads every
+# config entry, the gateway token (service_prefix and node_prefix read) every mesh gateway.
 RPC_READ_FILTERS: dict[str, ResultFilter] = {
     "Catalog/ListNodes": list_nodes,
     "Catalog/ListServices": catalog_services,  # `{service: tags}` on both ports
@@ -110,4 +112,6 @@ RPC_READ_FILTERS: dict[str, ResultFilter] = {
     "Intention/Get": intention,
     "ConfigEntry/List": config_entries,
     "ConfigEntry/Get": config_entry,
+    "ConfigEntry/ListAll": config_entries,
+    "FederationState/ListMeshGateways": mesh_gateways_by_datacenter,  # `{dc: [gateway wire]}`
 }

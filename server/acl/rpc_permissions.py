@@ -124,6 +124,10 @@ RPC_METHODS: dict[str, RPCNeedsOf] = {
     # index-only form is a follower's read barrier for mesh-gateway reads (which any token may
     # make, filtered): it reveals an index and no record, so it needs nothing.
     "FederationState/ListSince": lambda state, body: [] if body.get("index_only") is True else operator(Access.READ),
+    # Consul's FederationState.Get and .List (reference/federation.md §3.2-3.3): the replication
+    # token's recommended rules grant it. ListMeshGateways is filtered instead (rpc_filters.py).
+    "FederationState/Get": lambda state, body: operator(Access.READ),
+    "FederationState/List": lambda state, body: operator(Access.READ),
     "Operator/RaftTransferLeader": lambda state, body: operator(Access.WRITE),
     "Operator/RaftRemovePeer": lambda state, body: operator(Access.WRITE),
     "Operator/AutopilotSetConfiguration": lambda state, body: operator(Access.WRITE),

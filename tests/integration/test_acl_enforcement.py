@@ -14,7 +14,14 @@ import uuid
 import grpc
 import pytest
 
-from meshfed.fsm.records import Node, NodeService, to_wire
+from meshfed.fsm.records import (
+    KIND_MESH_GATEWAY,
+    CheckServiceNode,
+    FederationState,
+    Node,
+    NodeService,
+    to_wire,
+)
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import RequestHeader
@@ -168,3 +175,39 @@ def test_rpc_reads_without_a_token_reveal_nothing_a_denied_http_read_would_not(a
     with pytest.raises(RPCError) as refused:
         asyncio.run(call("Peering/List", {}))
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_rpc_federation_and_replication_reads_check_the_callers_token(acl_dc: Datacenter) -> None:
+    """What replication and the gateways read over RPC, as Consul guards it (reference/acl.md §5,
+    federation.md §3): FederationState Get/List need operator:read, ListMeshGateways and
+    ConfigEntry/ListAll answer only the rows the token may read."""
+    leader = acl_dc.leader()
+    gateway = CheckServiceNode(
+        node=Node(node="gw-1", address="127.0.55.9"),
+        service=NodeService(id="mesh-gateway", service="mesh-gateway", kind=KIND_MESH_GATEWAY, address="127.0.55.9",
+                            port=8443, meta={"consul-wan-federation": "1"}))
+
+    async def call(method: str, body: dict[str, object], token: str = "") -> object:
+        pool = ConnectionPool()
+        try:
+            header = RequestHeader(token=token, request_id=uuid.uuid4().hex)
+            return (await pool.call(leader.rpc_address, method, header, body, timeout=10))[1]
+        finally:
+            await pool.close()
+
+    state = to_wire(FederationState(datacenter="dc-far", mesh_gateways=(gateway,)))
+    assert asyncio.run(call("FederationState/Apply", {"op": "upsert", "state": state}, MANAGEMENT)) is True
+    entry = acl_dc.put(leader, "/v1/config", {"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
+                       headers={"X-Consul-Token": MANAGEMENT})
+    assert entry.status_code == 200, entry.text
+
+    for method, body in (("FederationState/List", {}), ("FederationState/Get", {"datacenter": "dc-far"})):
+        with pytest.raises(RPCError) as refused:
+            asyncio.run(call(method, body))
+        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED, method
+        assert refused.value.message == ANONYMOUS_DENIAL.format("operator:read", ""), method
+    assert asyncio.run(call("FederationState/Get", {"datacenter": "dc-far"}, MANAGEMENT))["state"]  # type: ignore[index]
+    assert asyncio.run(call("FederationState/ListMeshGateways", {})) in ({}, {"dc-far": []})
+    assert asyncio.run(call("FederationState/ListMeshGateways", {}, MANAGEMENT))["dc-far"]  # type: ignore[index]
+    assert asyncio.run(call("ConfigEntry/ListAll", {})) == []
+    assert any(e["Name"] == "api" for e in asyncio.run(call("ConfigEntry/ListAll", {}, MANAGEMENT)))  # type: ignore[union-attr]

@@ -50,3 +50,15 @@ def test_intentions_and_config_entries_keep_what_the_token_may_read() -> None:
     assert keep("ConfigEntry/List", [web, db]) == ([web], True)
     assert keep("ConfigEntry/Get", {"entry": db}) == ({"entry": None}, True)
     assert keep("ConfigEntry/Get", {"entry": web}) == ({"entry": web}, False)
+    assert keep("ConfigEntry/ListAll", [web, db, {"Kind": "proxy-defaults", "Name": "global"}]) == (
+        [web, {"Kind": "proxy-defaults", "Name": "global"}], True)  # proxy-defaults needs no read
+
+
+def test_mesh_gateways_keep_the_gateways_whose_node_and_service_the_token_may_read() -> None:
+    def gateway(node: str, service: str) -> dict[str, object]:
+        return to_wire(CheckServiceNode(node=Node(node=node, address="a"), service=NodeService(id=service, service=service)))
+
+    readable, other_node = gateway("n1", "web"), gateway("n2", "web")
+    answer = {"dc2": [readable, other_node], "dc3": [gateway("n1", "db")]}
+    assert keep("FederationState/ListMeshGateways", answer) == ({"dc2": [readable], "dc3": []}, True)
+    assert keep("FederationState/ListMeshGateways", {"dc2": [readable]}) == ({"dc2": [readable]}, False)
