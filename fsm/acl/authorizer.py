@@ -64,6 +64,15 @@ class _Table:
                 return access
         return None
 
+    def grants_every_name(self, wanted: Access, default_grants: bool) -> bool:
+        """Every rule grants `wanted`, and so does whatever decides a name no rule matches: a
+        catch-all prefix `""` (itself one of the rules) or else the default."""
+        if not all(access.grants(wanted) for access in self.exact.values()):
+            return False
+        if not all(access.grants(wanted) for _, access in self.prefixes):
+            return False
+        return default_grants or any(prefix == "" for prefix, _ in self.prefixes)
+
     def any_grants(self, wanted: Access) -> bool | None:
         """Consul's `...Any` checks: does some rule grant `wanted` on at least one name?
 
@@ -154,6 +163,19 @@ class Authorizer:
             return True
         decision = self.named[resource].any_grants(wanted) if self.named else None
         return self._default(resource) if decision is None else decision
+
+    def allowed_on_all(self, resource: str, wanted: Access) -> bool:
+        """Is `wanted` granted on every name of `resource`? Lets a filter skip a long list it
+        would keep whole (a gateway's `service_prefix "" { policy = "read" }` token reading 1,000
+        DCs of gateways decoded and checked 4,000 rows to drop none)."""
+        if resource not in NAMED_RESOURCES and resource != INTENTION:
+            raise ValueError(f"{resource!r} has no names; use allowed()")
+        if self.management:
+            return True
+        table = self.named.get(resource) if self.named else None
+        if table is None:
+            return self._default(resource)
+        return table.grants_every_name(wanted, self._default(resource))
 
     def intention_default_allow(self) -> bool:
         """The action when no intention matches: the default policy, whatever the token (§6.4)."""

@@ -17,6 +17,30 @@ from meshfed.server.acl.resolver import Identity
 
 ResultFilter = Callable[[Identity, Any], tuple[Any, bool]]
 
+# filter -> the named resources whose read permission is all it consults. A token that may read
+# every name of each keeps the whole answer, so the filter need not run: with 1,000 DCs a gateway
+# token's read of the mesh-gateway list spent ~80 ms decoding and checking 4,000 rows to drop none.
+_READS: dict[Callable[..., Any], tuple[str, ...]] = {}
+
+
+def reads(*resources: str) -> Callable[[ResultFilter], ResultFilter]:
+    def mark(keep: ResultFilter) -> ResultFilter:
+        _READS[keep] = resources
+        return keep
+
+    return mark
+
+
+def keeps_everything(identity: Identity, keep: ResultFilter) -> bool:
+    """True when `keep` cannot drop a row for want of permission: every permission it consults is
+    read on every name. (It also drops rows without a name, which the servers' own answers never
+    hold.) False for filters that consult more (config entries: a different need per kind), except for a management token."""
+    if identity.authorizer.management:
+        return True
+    resources = _READS.get(keep)
+    return resources is not None and all(
+        identity.authorizer.allowed_on_all(resource, Access.READ) for resource in resources)
+
 
 def can_read(identity: Identity, resource: str, name: Any) -> bool:
     return isinstance(name, str) and granted(identity, Need(resource, Access.READ, name))
@@ -29,6 +53,7 @@ def keep_rows(rows: Any, allowed: Callable[[Mapping[str, Any]], bool]) -> tuple[
     return kept, len(kept) != len(rows)
 
 
+@reads("service")
 def catalog_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """`{service: tags}`: service:read on each name."""
     if not isinstance(answer, Mapping):
@@ -37,6 +62,7 @@ def catalog_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return kept, len(kept) != len(answer)
 
 
+@reads("service")
 def agent_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """`{id: AgentService}`: service:read on each service's name."""
     if not isinstance(answer, Mapping):
@@ -46,6 +72,7 @@ def agent_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return kept, len(kept) != len(answer)
 
 
+@reads("service", "node")
 def agent_checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """`{id: AgentCheck}`, as Consul's agent filters it: service:read on a service's check,
     node:read on the node for a node-level check."""
@@ -62,10 +89,12 @@ def agent_checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return kept, len(kept) != len(answer)
 
 
+@reads("node")
 def catalog_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return keep_rows(answer, lambda row: can_read(identity, "node", lookup(row, "Node")))
 
 
+@reads("node", "service")
 def catalog_service_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """Flat rows (`Node`, `ServiceName`): node:read and service:read."""
     return keep_rows(answer, lambda row: can_read(identity, "node", lookup(row, "Node"))
@@ -80,11 +109,13 @@ def _csn_allowed(identity: Identity, row: Mapping[str, Any]) -> bool:
     return can_read(identity, "node", node_name) and can_read(identity, "service", service_name)
 
 
+@reads("node", "service")
 def health_service_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """CheckServiceNode rows (`Node.Node`, `Service.Service`): node:read and service:read."""
     return keep_rows(answer, lambda row: _csn_allowed(identity, row))
 
 
+@reads("node", "service")
 def mesh_gateways_by_datacenter(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """`{dc: [CheckServiceNode]}` from /v1/internal/federation-states/mesh-gateways, and its
     meshfed delta (`?changes-since=`: `{"Resync": bool, "Changed": {dc: [...]}, "Deleted": [dc]}`),
@@ -104,6 +135,7 @@ def mesh_gateways_by_datacenter(identity: Identity, answer: Any) -> tuple[Any, b
     return kept, removed
 
 
+@reads("intention")
 def intentions(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """intention:read on each destination."""
     def allowed(row: Mapping[str, Any]) -> bool:
@@ -125,11 +157,13 @@ def config_entries(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return keep_rows(answer, allowed)
 
 
+@reads("node")
 def agent_members(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """/v1/agent/members rows (`Name` is the member's node): node:read on each."""
     return keep_rows(answer, lambda row: can_read(identity, "node", lookup(row, "Name")))
 
 
+@reads("node", "service")
 def health_checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """HealthCheck rows (/v1/health/node, /checks, /state): node:read, and service:read for a
     service's check (a node-level check has no ServiceName and needs node:read only)."""
@@ -141,6 +175,7 @@ def health_checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return keep_rows(answer, allowed)
 
 
+@reads("service")
 def catalog_node_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """/v1/catalog/node/<n> ({"Node", "Services": {id: service}}; node:read was asked before):
     services the token may not read are dropped."""

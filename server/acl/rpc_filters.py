@@ -25,6 +25,7 @@ from meshfed.server.acl.filters import (
     intentions,
     keep_rows,
     mesh_gateways_by_datacenter,
+    reads,
 )
 from meshfed.server.acl.resolver import Identity
 
@@ -37,11 +38,13 @@ def _service_ok(identity: Identity, service: Any) -> bool:
     return isinstance(service, Mapping) and can_read(identity, "service", service.get("service"))
 
 
+@reads("node")
 def list_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """`[node]`: node:read on each."""
     return keep_rows(answer, lambda node: _node_ok(identity, node))
 
 
+@reads("node", "service")
 def node_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """`{node, services}`: nothing without node:read on the node (Consul answers no node), else
     the services the token may read."""
@@ -53,6 +56,7 @@ def node_services(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return {**answer, "services": services}, removed
 
 
+@reads("node", "service")
 def node_service_pairs(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """`[[node, service]]`: node:read and service:read on each pair."""
     if not isinstance(answer, list):
@@ -62,11 +66,13 @@ def node_service_pairs(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return kept, len(kept) != len(answer)
 
 
+@reads("node", "service")
 def check_service_nodes(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """`[{node, service, checks}]`: node:read and service:read on each entry."""
     return keep_rows(answer, lambda row: _node_ok(identity, row.get("node")) and _service_ok(identity, row.get("service")))
 
 
+@reads("service", "node")
 def checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """`[check]`: service:read on a service's check, node:read on the node for a node check."""
     def allowed(check: Mapping[str, Any]) -> bool:
@@ -76,6 +82,7 @@ def checks(identity: Identity, answer: Any) -> tuple[Any, bool]:
     return keep_rows(answer, allowed)
 
 
+@reads("intention")
 def intention(identity: Identity, answer: Any) -> tuple[Any, bool]:
     """One intention view, or None: kept with intention:read on its destination."""
     if answer is None:

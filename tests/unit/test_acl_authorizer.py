@@ -296,3 +296,36 @@ def test_adding_a_deny_never_grants(token_policies: list[PolicyRules], default: 
     before = _decisions(Authorizer.from_rules(token_policies, default))
     after = _decisions(Authorizer.from_rules(with_deny, default))
     assert all(was or not now for was, now in zip(before, after, strict=True))
+
+
+# Every name a rule in NAMES can match, one of each length, plus names no rule can match.
+EVERY_KIND_OF_NAME = [*NAMES, "api", "webserver", "w-x", "x", "dbx", "web-sidecar-proxyz"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(policies, min_size=1, max_size=4), st.sampled_from(list(DefaultPolicy)))
+def test_allowed_on_all_agrees_with_every_name(token_policies: list[PolicyRules], default: DefaultPolicy) -> None:
+    """A filter skips its list when `allowed_on_all` says so: it must never say so while some name
+    is refused (that would show a row the token may not read), and it should say so whenever no
+    name is (or the skip is lost for tokens like a gateway's)."""
+    authorizer = Authorizer.from_rules(token_policies, default)
+    for resource in [*NAMED, INTENTION]:
+        for access in (R, L, W):
+            every = all(authorizer.allowed(resource, access, name) for name in EVERY_KIND_OF_NAME)
+            assert authorizer.allowed_on_all(resource, access) == every, (resource, access)
+
+
+def test_allowed_on_all_for_the_tokens_that_read_long_lists() -> None:
+    gateway = Authorizer.from_rules([parse_rules(
+        'service "mesh-gateway" { policy = "write" }\nservice_prefix "" { policy = "read" }\n'
+        'node_prefix "" { policy = "read" }\n')], DENY)
+    assert gateway.allowed_on_all("service", R) and gateway.allowed_on_all("node", R)
+    assert not gateway.allowed_on_all("service", W)
+    one_service = Authorizer.from_rules([parse_rules('service "web" { policy = "read" }')], DENY)
+    assert not one_service.allowed_on_all("service", R)
+    assert Authorizer.from_rules([parse_rules('service "db" { policy = "read" }')], ALLOW).allowed_on_all("service", R)
+    assert not Authorizer.from_rules([parse_rules('service "db" { policy = "deny" }')], ALLOW).allowed_on_all(
+        "service", R)
+    assert Authorizer.for_management().allowed_on_all("node", W)
+    with pytest.raises(ValueError):
+        gateway.allowed_on_all("operator", R)
