@@ -4,8 +4,9 @@ A command travels: HTTP/RPC handler -> `with_defaults` -> `validate` (shape only
 group commit -> `encode_batch` -> Raft log (forever) -> `decode_batch` on every replica -> apply.
 
 Validation that needs the state (does the check's service exist?) happens in apply, on the same
-state on every replica (DESIGN.md §4). Apply also re-runs `validate`, so an entry written by a
-buggy or older proposer is rejected the same way everywhere instead of corrupting the store.
+state on every replica (DESIGN.md §4). Apply also re-runs `validate`'s rules (`decode_batch` has
+checked the types), so an entry written by a buggy or older proposer is rejected the same way
+everywhere instead of corrupting the store.
 
 The wire form is msgpack of a list of `[type_tag, request_id, body]`. Type tags are stored in Raft
 logs and snapshots forever: never rename one; a changed body shape gets a new tag (`.../2`) and
