@@ -123,15 +123,24 @@ def mesh_gateways_by_datacenter(identity: Identity, answer: Any) -> tuple[Any, b
     gateway that the full list would hide. The two shapes cannot be confused: a full list's values
     are all lists, a delta's `Resync` is a boolean."""
     if isinstance(answer, Mapping) and isinstance(answer.get("Resync"), bool):
-        changed, removed = mesh_gateways_by_datacenter(identity, answer.get("Changed"))
+        changed, removed = _gateways_by_datacenter(identity, answer.get("Changed"), keep_emptied=True)
         return ({**answer, "Changed": changed} if "Changed" in answer else answer), removed
+    return _gateways_by_datacenter(identity, answer, keep_emptied=False)
+
+
+def _gateways_by_datacenter(identity: Identity, answer: Any, keep_emptied: bool) -> tuple[Any, bool]:
+    """A full list drops a DC the filter left without gateways, as Consul's ListMeshGateways does
+    (it lists only DCs with gateways); a delta keeps it with `[]`, which tells a caller that saw
+    gateways there that it may see none now."""
     if not isinstance(answer, Mapping):
         return answer, False
     kept: dict[str, Any] = {}
     removed = False
     for datacenter, rows in answer.items():
-        kept[datacenter], dropped = health_service_nodes(identity, rows)
+        visible, dropped = health_service_nodes(identity, rows)
         removed = removed or dropped
+        if visible or keep_emptied or not dropped:
+            kept[datacenter] = visible
     return kept, removed
 
 

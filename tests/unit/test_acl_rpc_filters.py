@@ -60,5 +60,5 @@ def test_mesh_gateways_keep_the_gateways_whose_node_and_service_the_token_may_re
 
     readable, other_node = gateway("n1", "web"), gateway("n2", "web")
     answer = {"dc2": [readable, other_node], "dc3": [gateway("n1", "db")]}
-    assert keep("FederationState/ListMeshGateways", answer) == ({"dc2": [readable], "dc3": []}, True)
+    assert keep("FederationState/ListMeshGateways", answer) == ({"dc2": [readable]}, True)  # dc3 left empty: dropped
     assert keep("FederationState/ListMeshGateways", {"dc2": [readable]}) == ({"dc2": [readable]}, False)

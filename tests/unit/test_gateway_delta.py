@@ -213,14 +213,16 @@ def test_a_bad_changes_since_is_a_400_naming_it(value: str) -> None:
 
 def test_a_token_sees_in_the_delta_exactly_the_gateways_it_sees_in_the_full_list() -> None:
     """node:read on dc2's gateway only: dc3's gateway is hidden from the full list, and from the
-    delta too (its DC keeps an empty list, as in the full list; the caller drops it)."""
+    delta too. The full list drops a DC left with no gateway, as Consul's ListMeshGateways does;
+    the delta keeps it with an empty list, so a caller that saw gateways there drops them."""
     rules = parse_rules('service "mesh-gateway" { policy = "read" }\nnode "dc2-gw" { policy = "read" }')
     identity = Identity("gw", Authorizer.from_rules([rules], DefaultPolicy.DENY))
     rows = {"dc2": [csn("2.2.2.2", "dc2-gw")], "dc3": [csn("3.3.3.3", "dc3-gw")]}
     full, full_removed = mesh_gateways_by_datacenter(identity, rows)
     delta, delta_removed = mesh_gateways_by_datacenter(identity, {"Resync": False, "Changed": rows, "Deleted": ["dc4"]})
     assert full_removed and delta_removed
-    assert full == {"dc2": rows["dc2"], "dc3": []} and delta == {"Resync": False, "Changed": full, "Deleted": ["dc4"]}
+    assert full == {"dc2": rows["dc2"]}
+    assert delta == {"Resync": False, "Changed": {"dc2": rows["dc2"], "dc3": []}, "Deleted": ["dc4"]}
     assert mesh_gateways_by_datacenter(identity, {"Resync": True}) == ({"Resync": True}, False)
     everything = Identity("all", Authorizer.from_rules([parse_rules('node_prefix "" { policy = "read" }\n'
                                                                     'service_prefix "" { policy = "read" }')],
