@@ -298,8 +298,10 @@ def test_adding_a_deny_never_grants(token_policies: list[PolicyRules], default: 
     assert all(was or not now for was, now in zip(before, after, strict=True))
 
 
-# Every name a rule in NAMES can match, one of each length, plus names no rule can match.
-EVERY_KIND_OF_NAME = [*NAMES, "api", "webserver", "w-x", "x", "dbx", "web-sidecar-proxyz"]
+# Names that reach every way a decision can be made for the rules the strategies draw: each name
+# of NAMES (its exact rule, else its longest prefix), each name + "~" (governed by that name's
+# prefix rule alone: no rule names or starts with "~"), and names no rule matches.
+EVERY_KIND_OF_NAME = [*NAMES, *(name + "~" for name in NAMES), "api", "webserver", "x"]
 
 
 @settings(max_examples=300, deadline=None)
