@@ -94,9 +94,23 @@ class ConnectionPool:
             await channel.close(grace=None)
 
     def discard(self, address: str, server_name: str = "") -> None:
-        """Close and forget one channel. A channel whose connects failed stays in gRPC's reconnect
-        backoff and fails calls at once; a fresh channel dials immediately."""
+        """Close and forget one channel, cancelling every call on it (callers see UNAVAILABLE)."""
         channel = self._channels.pop((address, server_name), None)
         if channel is not None:
             asyncio.ensure_future(channel.close(grace=None))
+
+    def drop_if_failing(self, address: str, server_name: str = "") -> bool:
+        """After a call failed in transport: close and forget the channel only if its connects are
+        failing. Such a channel sits in gRPC's reconnect backoff and fails calls at once, where a
+        fresh one dials immediately. A channel that is connected (or idle, or connecting) may carry
+        thousands of other calls, a follower's forwarded blocking queries among them: closing it
+        for one call's failure cancelled them all, and they all came back at once. True if dropped."""
+        channel = self._channels.get((address, server_name))
+        if channel is None:
+            return False
+        state = channel.get_state(try_to_connect=False)
+        if state not in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
+            return False
+        self.discard(address, server_name)
+        return True
 

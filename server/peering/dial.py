@@ -68,7 +68,7 @@ class PeerDialer:
             return await pool.open_stream(address, method, RequestHeader(), first, server_name=name)
         except RPCError as exc:
             if exc.transport:
-                pool.discard(address, name)
+                pool.drop_if_failing(address, name)
             raise
 
     async def close(self) -> None:

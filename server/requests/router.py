@@ -167,7 +167,7 @@ class Router:
                 if exc.code != grpc.StatusCode.UNAVAILABLE:
                     raise
                 if leader_address is not None and exc.transport:
-                    self._pool.discard(leader_address, self._server_name)
+                    self._pool.drop_if_failing(leader_address, self._server_name)
                 failure = exc
             if time.monotonic() >= deadline:
                 if isinstance(failure, RPCError) and failure.message.startswith(ERR_NO_LEADER):
@@ -259,7 +259,7 @@ class Router:
                                                   server_name=self._server_name)
         except RPCError as exc:
             if exc.transport:
-                self._pool.discard(leader_address, self._server_name)
+                self._pool.drop_if_failing(leader_address, self._server_name)
             raise
         # As for a forwarded call: once our view of the leader moves away from the server the
         # stream went to, close it (a cut-off leader may keep its socket open), so the relay

@@ -63,7 +63,7 @@ class WanDialer:
                 log.debug("cross-DC %s to %s via gateway %s failed (attempt %d): %s",
                           method, datacenter, address, attempt, exc)
                 if exc.transport:
-                    self._pool.discard(address, name)
+                    self._pool.drop_if_failing(address, name)
                 if exc.code != grpc.StatusCode.UNAVAILABLE or attempt == ATTEMPTS:
                     self._on_call(datacenter, "error")
                     raise

@@ -164,8 +164,8 @@ class SlowPool:
         self.calls = 0
         self.answer: asyncio.Future[tuple[QueryMeta, Any]] | None = None
 
-    def discard(self, address: str, server_name: str = "") -> None:
-        pass
+    def drop_if_failing(self, address: str, server_name: str = "") -> bool:
+        return False
 
     async def call(self, address: str, method: str, header: RequestHeader, body: Any, **_: Any) -> tuple[QueryMeta, Any]:
         self.calls += 1

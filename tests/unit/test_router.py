@@ -70,10 +70,11 @@ class FakeState:
 class FakePool:
     answers: list[Any] = field(default_factory=list)  # exceptions to raise, then REMOTE_ANSWER
     calls: list[tuple[str, str, RequestHeader, Any, float]] = field(default_factory=list)
-    discarded: list[tuple[str, str]] = field(default_factory=list)
+    discarded: list[tuple[str, str]] = field(default_factory=list)  # drops asked for after transport failures
 
-    def discard(self, address: str, server_name: str = "") -> None:
+    def drop_if_failing(self, address: str, server_name: str = "") -> bool:
         self.discarded.append((address, server_name))
+        return True
 
     async def call(
         self, address: str, method: str, header: RequestHeader, body: Any, *, timeout: float, server_name: str = ""

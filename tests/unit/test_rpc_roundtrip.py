@@ -183,10 +183,10 @@ def test_deadline_is_reported_with_the_timeout() -> None:
     run(scenario())
 
 
-async def _slow_server() -> tuple[grpc.aio.Server, str]:
+async def _slow_server(seconds: float = 5) -> tuple[grpc.aio.Server, str]:
     async def slow(header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
-        await asyncio.sleep(5)
-        return QueryMeta(), None
+        await asyncio.sleep(seconds)
+        return QueryMeta(index=7), body
 
     server = grpc.aio.server()
     server.add_generic_rpc_handlers([RPCService({"Test/Slow": slow})])
@@ -213,6 +213,53 @@ def test_a_channel_dropped_under_a_call_is_unavailable_not_a_cancellation() -> N
         finally:
             await pool.close()
             await server.stop(grace=None)
+
+    run(scenario())
+
+
+def test_one_calls_transport_failure_leaves_a_connected_channel_and_its_other_calls_alone() -> None:
+    """A follower's channel to its leader carries its forwarded blocking queries. One call failing
+    in transport used to close the channel, cancelling every other call on it (10,000 parked
+    queries: hundreds of 503s and a stampede of re-forwards). A connected channel is kept."""
+
+    async def scenario() -> None:
+        server, address = await _slow_server(seconds=1)
+        pool = ConnectionPool()
+        try:
+            channel = pool.channel(address)
+            calls = [asyncio.create_task(pool.call(address, "Test/Slow", RequestHeader(), n, timeout=10))
+                     for n in range(20)]
+            await asyncio.sleep(0.3)
+            assert channel.get_state() == grpc.ChannelConnectivity.READY
+            assert pool.drop_if_failing(address) is False
+            assert pool.channel(address) is channel
+            assert [body for _, body in await asyncio.gather(*calls)] == list(range(20))
+        finally:
+            await pool.close()
+            await server.stop(grace=None)
+
+    run(scenario())
+
+
+def test_a_channel_whose_connects_fail_is_dropped_for_a_fresh_dial() -> None:
+    async def scenario() -> None:
+        server, address = await _slow_server()
+        await server.stop(grace=None)  # nothing listens there any more
+        pool = ConnectionPool()
+        try:
+            channel = pool.channel(address)
+            with pytest.raises(RPCError) as caught:
+                await pool.call(address, "Test/Slow", RequestHeader(), None, timeout=5)
+            assert caught.value.code == grpc.StatusCode.UNAVAILABLE and caught.value.transport
+            for _ in range(50):  # the failed connect moves it to TRANSIENT_FAILURE
+                if channel.get_state() == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                    break
+                await asyncio.sleep(0.02)
+            assert pool.drop_if_failing(address) is True
+            assert pool.channel(address) is not channel
+            assert pool.drop_if_failing("127.0.0.1:1") is False  # no channel: nothing to drop
+        finally:
+            await pool.close()
 
     run(scenario())
 
