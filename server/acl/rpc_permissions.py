@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import grpc
 from cryptography import x509
 
 from meshfed.fsm.acl import Access
 from meshfed.fsm.consul_formats.field_lookup import lookup
 from meshfed.fsm.records import check_from_wire, node_from_wire, service_from_wire
 from meshfed.fsm.state import StateStore
-from meshfed.rpc.errors import invalid
+from meshfed.rpc.errors import RPCError, invalid
 from meshfed.rpc.header import RequestHeader
 from meshfed.rpc.spiffe import SpiffeError, parse_service_uri
 from meshfed.server.acl.filters import keeps_everything
@@ -107,6 +108,13 @@ def _deregister_many(state: StateStore, body: Mapping[str, Any]) -> list[Need]:
             for need in deregistration_of(state, _text(body, "node"), str(service_id), "")]
 
 
+def _intention_match(state: StateStore, body: Mapping[str, Any]) -> list[Need]:
+    """intention:read on every name matched, as HTTP's /v1/connect/intentions/match asks."""
+    names = body.get("names")
+    return [need for name in (names if isinstance(names, list) else []) if isinstance(name, str)
+            for need in intention(name, Access.READ)]
+
+
 RPC_METHODS: dict[str, RPCNeedsOf] = {
     "Catalog/Register": _register,
     "Catalog/Deregister": _deregister,
@@ -147,12 +155,47 @@ RPC_METHODS: dict[str, RPCNeedsOf] = {
        for method in ("ACL/TokenRead", "ACL/TokenList", "ACL/PolicyRead", "ACL/PolicyList", "ACL/RoleRead",
                       "ACL/RoleList")},
     "ConnectCA/GetConfiguration": lambda state, body: operator(Access.READ),
+    # ACL objects change only with acl:write, as over HTTP. Without these entries a call with no
+    # token could create a policy and a global-management token on the RPC port.
+    **{method: (lambda state, body: [Need("acl", Access.WRITE)])
+       for method in ("ACL/PolicySet", "ACL/PolicyDelete", "ACL/RoleSet", "ACL/RoleDelete", "ACL/TokenSet",
+                      "ACL/TokenDelete", "ACL/TokenClone")},
+    # Reads whose HTTP routes ask a permission outright ask the same here.
+    "Operator/AutopilotGetConfiguration": lambda state, body: operator(Access.READ),
+    "Federation/Check": lambda state, body: operator(Access.READ),
+    "Intention/Check": lambda state, body: intention(_text(body, "destination"), Access.READ),
+    "Intention/Match": _intention_match,
+    "Intention/Authorize": lambda state, body: [Need("service", Access.WRITE, _text(body, "target"))],
+    "Catalog/GatewayServices": lambda state, body: [Need("service", Access.READ, _text(body, "gateway"))],
     # The secondary leader's replication reads (reference/acl.md §6.3): acl:read, and the endpoint
     # reveals token secrets only to acl:write. Only servers may call them (server/acl/peers.py).
     "ACL/PolicyReplicate": lambda state, body: [Need("acl", Access.READ)],
     "ACL/RoleReplicate": lambda state, body: [Need("acl", Access.READ)],
     "ACL/TokenReplicate": lambda state, body: [Need("acl", Access.READ)],
 }
+
+
+# Methods that ask no permission, and why; as HTTP's EXEMPT (server/acl/permissions.py), each
+# entry is a hole by design. A method in none of RPC_METHODS, RPC_READ_FILTERS and this table is
+# refused: a new method must be declared before a caller with no token can reach it.
+RPC_EXEMPT: dict[str, str] = {
+    "Status/Leader": "Consul serves cluster status to anyone",
+    "Status/Peers": "Consul serves cluster status to anyone",
+    "Status/Ping": "a liveness probe",
+    "Status/Time": "the federation self-check's clock probe of another datacenter",
+    "Status/LogCommands": "the command tags this build applies; a new leader asks its members, with no token",
+    "Status/RaftConfiguration": "servers' names and Raft addresses, as Status/Peers; the HTTP route asks "
+                                "operator:read at its door, and the agent's member list reads it with no token",
+    "ConnectCA/Roots": "trust anchors are public: every proxy fetches them",
+    "ConfigEntry/MeshGatewayMode": "as its HTTP route: proxy-defaults' gateway mode, whose reads need nothing",
+    "ACL/Bootstrap": "allowed once with no token at all; afterwards refused with the reset index",
+    "ACL/TokenSelf": "the caller's own token: an unknown secret is 'ACL not found'",
+    "ACL/ReplicationStatus": "indexes, times and errors of ACL replication, no ACL data (Consul asks nothing)",
+    "Peering/ExchangeSecret": "authenticated by the peering's establishment secret (server/peering/acceptor.py)",
+    "Peering/Terminate": "authenticated by the peering's stream secret",
+    "Peering/StreamResources": "authenticated by the peering's stream secret",
+}
+ERR_UNDECLARED = "Permission denied: this method declares no permission and is refused"
 
 
 class RPCAuthorizer:
@@ -168,6 +211,8 @@ class RPCAuthorizer:
         """Raises RPCError PERMISSION_DENIED (Consul's text) or `ACL not found`; returns when allowed."""
         if method in RPC_METHODS:
             self._check(method, self._resolver.resolve(header.token), body)
+        elif method not in RPC_READ_FILTERS and method not in RPC_EXEMPT:
+            self._refuse_undeclared(method)
 
     async def authorize(self, method: str, header: RequestHeader, body: Any) -> Callable[[Any], tuple[Any, bool]] | None:
         """`__call__` for the gRPC service: a secondary may have to ask the primary about a token
@@ -179,11 +224,18 @@ class RPCAuthorizer:
             return None
         keep = RPC_READ_FILTERS.get(method)
         if keep is None:
+            if method not in RPC_EXEMPT:
+                self._refuse_undeclared(method)
             return None
         identity = await self._resolver.resolve_async(header.token)
         if keeps_everything(identity, keep):
             return None  # management, or a token that reads every name the filter checks
         return lambda answer: keep(identity, answer)
+
+    def _refuse_undeclared(self, method: str) -> None:
+        if self._on_denied is not None:
+            self._on_denied(method)
+        raise RPCError(grpc.StatusCode.PERMISSION_DENIED, ERR_UNDECLARED)
 
     def _check(self, method: str, identity: Identity, body: Any) -> None:
         needs_of = RPC_METHODS[method]

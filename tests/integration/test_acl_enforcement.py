@@ -211,3 +211,44 @@ def test_rpc_federation_and_replication_reads_check_the_callers_token(acl_dc: Da
     assert asyncio.run(call("FederationState/ListMeshGateways", {}, MANAGEMENT))["dc-far"]  # type: ignore[index]
     assert asyncio.run(call("ConfigEntry/ListAll", {})) == []
     assert any(e["Name"] == "api" for e in asyncio.run(call("ConfigEntry/ListAll", {}, MANAGEMENT)))  # type: ignore[union-attr]
+
+
+def test_rpc_acl_writes_and_operator_reads_need_the_callers_token(acl_dc: Datacenter) -> None:
+    """Found by a probe of every RPC method with no token: ACL/PolicySet and ACL/TokenSet answered
+    it, so whoever reached the RPC port could mint a global-management token. Every method the
+    RPC port serves now declares what it needs (or why it needs nothing), and an undeclared one is
+    refused."""
+    leader = acl_dc.leader()
+
+    async def call(method: str, body: dict[str, object], token: str = "") -> object:
+        pool = ConnectionPool()
+        try:
+            header = RequestHeader(token=token, request_id=uuid.uuid4().hex)
+            return (await pool.call(leader.rpc_address, method, header, body, timeout=10))[1]
+        finally:
+            await pool.close()
+
+    evil_policy = {"policy": {"Name": "evil", "Rules": 'acl = "write"'}}
+    evil_token = {"token": {"Description": "evil", "Policies": [{"Name": "global-management"}]}}
+    refused = [
+        ("ACL/PolicySet", evil_policy, "acl:write"),
+        ("ACL/TokenSet", evil_token, "acl:write"),
+        ("ACL/TokenDelete", {"accessor": str(uuid.uuid4())}, "acl:write"),
+        ("Operator/AutopilotGetConfiguration", {}, "operator:read"),
+        ("Federation/Check", {}, "operator:read"),
+        ("Intention/Check", {"source": "api", "destination": "web"}, "intention:read"),
+        ("Intention/Match", {"by": "destination", "names": ["web"]}, "intention:read"),
+        ("Catalog/GatewayServices", {"gateway": "ingress"}, "service:read"),
+    ]
+    for method, body, permission in refused:
+        with pytest.raises(RPCError) as denied:
+            asyncio.run(call(method, body))
+        assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED, method
+        assert f"'{permission}'" in denied.value.message, (method, denied.value.message)
+    policies = asyncio.run(call("ACL/PolicyList", {}, MANAGEMENT))
+    assert "evil" not in {p["Name"] for p in policies}  # type: ignore[union-attr]
+    made = asyncio.run(call("ACL/PolicySet", {"policy": {"Name": "ops-read", "Rules": 'operator = "read"'}},
+                            MANAGEMENT))
+    assert made["Name"] == "ops-read"  # type: ignore[index]
+    assert asyncio.run(call("Operator/AutopilotGetConfiguration", {}, MANAGEMENT))
+    assert asyncio.run(call("Status/Leader", {})) == leader.rpc_address  # status stays open, as Consul's

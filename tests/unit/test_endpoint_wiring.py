@@ -23,3 +23,31 @@ def test_every_group_s_methods_are_served_and_none_is_shadowed() -> None:
     for name, methods in groups.items():
         assert all(merged[method] == handler for method, handler in methods.items()), name
     assert {"Catalog/Register", "ACL/TokenRead", "Operator/RaftRemovePeer"} <= set(merged)
+
+
+def test_every_rpc_method_declares_its_permission_in_exactly_one_table() -> None:
+    """With ACLs on, the RPC port refuses a method that declares nothing (rpc_permissions.py). A
+    method missing from the tables is therefore refused to everyone, and one in two tables would
+    be checked by whichever the authorizer reads first: both are caught here, for every method the
+    agent serves (the endpoint groups, peering, and the federation self-check)."""
+    from meshfed.server.acl.rpc_filters import RPC_READ_FILTERS
+    from meshfed.server.acl.rpc_permissions import RPC_EXEMPT, RPC_METHODS
+    from meshfed.server.peering.wiring import build_peering
+    from meshfed.server.wan.federation_check import FederationCheck
+
+    twin = server_twin("dc1")
+    cfg = Config(node_name="s1")
+    endpoints = build_endpoints(cfg, state=twin.state, raft=twin.raft, router=twin.router, queries=twin.queries,
+                                observe_federation_state=lambda method, seconds: None)
+    peering = build_peering(cfg, state=twin.state, raft=twin.raft, router=twin.router, leader_streams=twin.router,
+                            queries=twin.queries, watches=twin.watches)
+    check = FederationCheck(cfg, state=twin.state, locator=None, router=twin.router,  # type: ignore[arg-type]
+                            is_leader=lambda: True, replication=None)  # type: ignore[arg-type]
+    served = {*endpoints.handlers(), *peering.handlers(), *check.handlers()}
+    tables = {"needs": set(RPC_METHODS), "filters": set(RPC_READ_FILTERS), "exempt": set(RPC_EXEMPT)}
+    undeclared = sorted(m for m in served if not any(m in names for names in tables.values()))
+    assert undeclared == []
+    twice = sorted(m for m in served if sum(m in names for names in tables.values()) > 1)
+    assert twice == []
+    unknown = sorted(set().union(*tables.values()) - served)
+    assert unknown == []  # a declaration for a method nobody serves is stale
