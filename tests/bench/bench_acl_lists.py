@@ -17,6 +17,10 @@ interleaved rounds so drift hits all alike:
   runs and keeps every row: what every gateway token cost before the skip;
 - `narrow`: `service "web"` read only; the filter runs and drops every row.
 
+`first_ms` is each token's first read: the filter runs (cold). The p50/p99 are repeated reads of
+the unchanged list, which the server answers from its remembered filtered body
+(server/http/filtered_once.py) for the two filtered tokens.
+
 Run from the repository root: python -m tests.bench.bench_acl_lists [--dcs 1000] [--rounds 3]
 """
 
