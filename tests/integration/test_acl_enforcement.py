@@ -64,6 +64,20 @@ def _ready(dc: Datacenter) -> bool:
     return len(leaders) == 1 and "" not in leaders and alive == len(dc.servers)
 
 
+def rpc(server: ServerProcess, method: str, body: object, token: str = "") -> object:
+    """One call to `server`'s RPC port, as any process that reaches it could make."""
+
+    async def call() -> object:
+        pool = ConnectionPool()
+        try:
+            header = RequestHeader(token=token, request_id=uuid.uuid4().hex)
+            return (await pool.call(server.rpc_address, method, header, body, timeout=10))[1]
+        finally:
+            await pool.close()
+
+    return asyncio.run(call())
+
+
 def _doors(dc: Datacenter) -> list[tuple[str, ServerProcess]]:
     return [("leader", dc.leader()), ("follower", dc.followers()[0])]
 
@@ -117,19 +131,11 @@ def test_the_leader_checks_a_forwarded_write_with_the_callers_token(acl_dc: Data
     body = {"node": to_wire(Node(node="rpc-node", address="127.0.55.2")),
             "service": to_wire(NodeService(id="api", service="api")), "checks": []}
 
-    async def call(token: str) -> object:
-        pool = ConnectionPool()
-        try:
-            return (await pool.call(leader.rpc_address, "Catalog/Register",
-                                    RequestHeader(token=token, request_id=uuid.uuid4().hex), body, timeout=10))[1]
-        finally:
-            await pool.close()
-
     with pytest.raises(RPCError) as refused:
-        asyncio.run(call(""))
+        rpc(leader, "Catalog/Register", body)
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
     assert refused.value.message == ANONYMOUS_DENIAL.format("node:write", ' on "rpc-node"')
-    assert asyncio.run(call(MANAGEMENT)) is True
+    assert rpc(leader, "Catalog/Register", body, MANAGEMENT) is True
 
 
 def test_rpc_reads_without_a_token_reveal_nothing_a_denied_http_read_would_not(acl_dc: Datacenter) -> None:
@@ -140,25 +146,18 @@ def test_rpc_reads_without_a_token_reveal_nothing_a_denied_http_read_would_not(a
     made = acl_dc.put(leader, "/v1/catalog/register", REGISTRATION, headers={"X-Consul-Token": MANAGEMENT})
     assert made.status_code == 200, made.text
 
-    async def call(method: str, body: dict[str, object], token: str = "") -> object:
-        pool = ConnectionPool()
-        try:
-            return (await pool.call(leader.rpc_address, method, RequestHeader(token=token), body, timeout=10))[1]
-        finally:
-            await pool.close()
-
-    management = asyncio.run(call("ACL/TokenList", {}, MANAGEMENT))
+    management = rpc(leader, "ACL/TokenList", {}, MANAGEMENT)
     assert isinstance(management, list) and management  # the management token may list them
     accessor = management[0]["AccessorID"]
     for method, body in (("ACL/TokenList", {}), ("ACL/TokenRead", {"accessor": accessor}),
                          ("ACL/PolicyList", {}), ("ACL/RoleList", {})):
         with pytest.raises(RPCError) as refused:
-            asyncio.run(call(method, body))
+            rpc(leader, method, body)
         assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED, method
-    assert asyncio.run(call("Catalog/ListServices", {})) in ({}, [])
-    assert asyncio.run(call("Catalog/ListNodes", {})) == []
-    assert asyncio.run(call("Health/ServiceNodes", {"service": "web"})) == []
-    assert asyncio.run(call("Catalog/ListServices", {}, MANAGEMENT))
+    assert rpc(leader, "Catalog/ListServices", {}) in ({}, [])
+    assert rpc(leader, "Catalog/ListNodes", {}) == []
+    assert rpc(leader, "Health/ServiceNodes", {"service": "web"}) == []
+    assert rpc(leader, "Catalog/ListServices", {}, MANAGEMENT)
 
     as_manager = {"X-Consul-Token": MANAGEMENT}
     entry = acl_dc.put(leader, "/v1/config", {"Kind": "service-defaults", "Name": "web", "Protocol": "http"},
@@ -167,13 +166,13 @@ def test_rpc_reads_without_a_token_reveal_nothing_a_denied_http_read_would_not(a
     allowed = acl_dc.put(leader, "/v1/connect/intentions/exact?source=api&destination=web", {"Action": "allow"},
                          headers=as_manager)
     assert allowed.status_code == 200, allowed.text
-    assert asyncio.run(call("ConfigEntry/List", {"kind": "service-defaults"})) == []
-    assert asyncio.run(call("ConfigEntry/Get", {"kind": "service-defaults", "name": "web"})) == {"entry": None}
-    assert asyncio.run(call("Intention/List", {})) == []
-    assert len(asyncio.run(call("ConfigEntry/List", {"kind": "service-defaults"}, MANAGEMENT))) == 1
-    assert len(asyncio.run(call("Intention/List", {}, MANAGEMENT))) == 1
+    assert rpc(leader, "ConfigEntry/List", {"kind": "service-defaults"}) == []
+    assert rpc(leader, "ConfigEntry/Get", {"kind": "service-defaults", "name": "web"}) == {"entry": None}
+    assert rpc(leader, "Intention/List", {}) == []
+    assert len(rpc(leader, "ConfigEntry/List", {"kind": "service-defaults"}, MANAGEMENT)) == 1
+    assert len(rpc(leader, "Intention/List", {}, MANAGEMENT)) == 1
     with pytest.raises(RPCError) as refused:
-        asyncio.run(call("Peering/List", {}))
+        rpc(leader, "Peering/List", {})
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -187,30 +186,22 @@ def test_rpc_federation_and_replication_reads_check_the_callers_token(acl_dc: Da
         service=NodeService(id="mesh-gateway", service="mesh-gateway", kind=KIND_MESH_GATEWAY, address="127.0.55.9",
                             port=8443, meta={"consul-wan-federation": "1"}))
 
-    async def call(method: str, body: dict[str, object], token: str = "") -> object:
-        pool = ConnectionPool()
-        try:
-            header = RequestHeader(token=token, request_id=uuid.uuid4().hex)
-            return (await pool.call(leader.rpc_address, method, header, body, timeout=10))[1]
-        finally:
-            await pool.close()
-
     state = to_wire(FederationState(datacenter="dc-far", mesh_gateways=(gateway,)))
-    assert asyncio.run(call("FederationState/Apply", {"op": "upsert", "state": state}, MANAGEMENT)) is True
+    assert rpc(leader, "FederationState/Apply", {"op": "upsert", "state": state}, MANAGEMENT) is True
     entry = acl_dc.put(leader, "/v1/config", {"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
                        headers={"X-Consul-Token": MANAGEMENT})
     assert entry.status_code == 200, entry.text
 
     for method, body in (("FederationState/List", {}), ("FederationState/Get", {"datacenter": "dc-far"})):
         with pytest.raises(RPCError) as refused:
-            asyncio.run(call(method, body))
+            rpc(leader, method, body)
         assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED, method
         assert refused.value.message == ANONYMOUS_DENIAL.format("operator:read", ""), method
-    assert asyncio.run(call("FederationState/Get", {"datacenter": "dc-far"}, MANAGEMENT))["state"]  # type: ignore[index]
-    assert asyncio.run(call("FederationState/ListMeshGateways", {})) in ({}, {"dc-far": []})
-    assert asyncio.run(call("FederationState/ListMeshGateways", {}, MANAGEMENT))["dc-far"]  # type: ignore[index]
-    assert asyncio.run(call("ConfigEntry/ListAll", {})) == []
-    assert any(e["Name"] == "api" for e in asyncio.run(call("ConfigEntry/ListAll", {}, MANAGEMENT)))  # type: ignore[union-attr]
+    assert rpc(leader, "FederationState/Get", {"datacenter": "dc-far"}, MANAGEMENT)["state"]  # type: ignore[index]
+    assert rpc(leader, "FederationState/ListMeshGateways", {}) in ({}, {"dc-far": []})
+    assert rpc(leader, "FederationState/ListMeshGateways", {}, MANAGEMENT)["dc-far"]  # type: ignore[index]
+    assert rpc(leader, "ConfigEntry/ListAll", {}) == []
+    assert any(e["Name"] == "api" for e in rpc(leader, "ConfigEntry/ListAll", {}, MANAGEMENT))  # type: ignore[union-attr]
 
 
 def test_rpc_acl_writes_and_operator_reads_need_the_callers_token(acl_dc: Datacenter) -> None:
@@ -219,14 +210,6 @@ def test_rpc_acl_writes_and_operator_reads_need_the_callers_token(acl_dc: Datace
     RPC port serves now declares what it needs (or why it needs nothing), and an undeclared one is
     refused."""
     leader = acl_dc.leader()
-
-    async def call(method: str, body: dict[str, object], token: str = "") -> object:
-        pool = ConnectionPool()
-        try:
-            header = RequestHeader(token=token, request_id=uuid.uuid4().hex)
-            return (await pool.call(leader.rpc_address, method, header, body, timeout=10))[1]
-        finally:
-            await pool.close()
 
     evil_policy = {"policy": {"Name": "evil", "Rules": 'acl = "write"'}}
     evil_token = {"token": {"Description": "evil", "Policies": [{"Name": "global-management"}]}}
@@ -242,13 +225,13 @@ def test_rpc_acl_writes_and_operator_reads_need_the_callers_token(acl_dc: Datace
     ]
     for method, body, permission in refused:
         with pytest.raises(RPCError) as denied:
-            asyncio.run(call(method, body))
+            rpc(leader, method, body)
         assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED, method
         assert f"'{permission}'" in denied.value.message, (method, denied.value.message)
-    policies = asyncio.run(call("ACL/PolicyList", {}, MANAGEMENT))
+    policies = rpc(leader, "ACL/PolicyList", {}, MANAGEMENT)
     assert "evil" not in {p["Name"] for p in policies}  # type: ignore[union-attr]
-    made = asyncio.run(call("ACL/PolicySet", {"policy": {"Name": "ops-read", "Rules": 'operator = "read"'}},
-                            MANAGEMENT))
+    made = rpc(leader, "ACL/PolicySet", {"policy": {"Name": "ops-read", "Rules": 'operator = "read"'}},
+                            MANAGEMENT)
     assert made["Name"] == "ops-read"  # type: ignore[index]
-    assert asyncio.run(call("Operator/AutopilotGetConfiguration", {}, MANAGEMENT))
-    assert asyncio.run(call("Status/Leader", {})) == leader.rpc_address  # status stays open, as Consul's
+    assert rpc(leader, "Operator/AutopilotGetConfiguration", {}, MANAGEMENT)
+    assert rpc(leader, "Status/Leader", {}) == leader.rpc_address  # status stays open, as Consul's
