@@ -67,13 +67,8 @@ def type_error(path: str, expected: str, value: Any) -> CommandError:
     return CommandError(path, f"{path}: expected {expected}, got {type(value).__name__} {value!r:.60}")
 
 
-# Hints whose check passes whenever the value's type is exactly the hinted type (float and the
-# containers need more than that). Hints are the resolved ones of _fields_of.
-_FAST_EXACT: dict[Any, type] = {str: str, bool: bool, int: int, bytes: bytes}
-
-
 # hint -> a predicate that accepts exactly what `check_type` accepts, built once per hint. The
-# walk in `check_type` re-dispatches on the hint and builds a field path for every nested value;
+# walk (`_walk`) re-dispatches on the hint and builds a field path for every nested value;
 # asked first, the predicate answers a well-typed record in a third of the time (issue #13: the
 # check runs for every command on every server), and the walk runs only to name a bad field.
 _ACCEPTS: dict[Any, Callable[[Any], bool]] = {}
@@ -217,12 +212,7 @@ def _walk(value: Any, hint: Any, path: str, renames: tuple[tuple[str, str], ...]
         if not isinstance(value, hint):
             raise type_error(path, hint.__name__, value)
         for name, field_hint, label in _fields_of(hint, renames):
-            item = getattr(value, name)
-            # The common case first, without building the field's path (most of the cost when
-            # every field is fine, and this runs for every command on every server).
-            if _FAST_EXACT.get(field_hint) is type(item) and (field_hint is not int or _MIN_WIRE_INT <= item <= _MAX_WIRE_INT):
-                continue
-            _walk(item, field_hint, f"{path}.{label}" if path else label)
+            _walk(getattr(value, name), field_hint, f"{path}.{label}" if path else label)
         return
     raise CommandError(path, f"{path}: unsupported type {hint}")  # a records.py change not handled here
 

@@ -32,9 +32,10 @@ def reads(*resources: str) -> Callable[[ResultFilter], ResultFilter]:
 
 
 def keeps_everything(identity: Identity, keep: ResultFilter) -> bool:
-    """True when `keep` cannot drop a row for want of permission: every permission it consults is
-    read on every name. (It also drops rows without a name, which the servers' own answers never
-    hold.) False for filters that consult more (config entries: a different need per kind), except for a management token."""
+    """True when `keep` cannot drop a row for want of permission: the token is management, or
+    every permission the filter consults is read on every name. (A filter also drops rows without
+    a name, which the servers' own answers never hold.) False for filters that consult more
+    (config entries: a different need per kind)."""
     if identity.authorizer.management:
         return True
     resources = _READS.get(keep)
