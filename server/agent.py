@@ -58,6 +58,7 @@ log = logging.getLogger("meshfed.agent")
 WAKE_DELAY = 0.002  # seconds between a change being applied and its blocking queries waking
 
 SHUTDOWN_GRACE = 5.0
+SHUTTING_DOWN = "this server is shutting down"
 JOIN_TIMEOUT = 60.0  # seconds a joining server keeps asking the running DC to add it
 LEAVE_TIMEOUT = 15.0  # seconds leave_on_terminate may take before the server stops anyway
 LEAVE_STOP_DELAY = 0.2  # seconds between answering PUT /v1/agent/leave and stopping
@@ -366,6 +367,10 @@ class Agent:
 
     async def shutdown(self) -> None:
         self.queries.close()  # open blocking queries answer now with what they have
+        # Streams never finish by themselves: end them with the reason, so a peer redials
+        # elsewhere now instead of after the gRPC grace below with only "Cancelling all calls".
+        self.peering.hub.stop_all(SHUTTING_DOWN)
+        self.router.close_streams(SHUTTING_DOWN)
         await asyncio.sleep(0)
         await self.http_runner.shutdown()
         await self.grpc_server.stop(SHUTDOWN_GRACE / 2)

@@ -18,6 +18,8 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -38,6 +40,11 @@ log = logging.getLogger(__name__)
 # than every 5 s against a peer that is down; a stream that lived this long resets the backoff.
 REDIAL_BACKOFF = Backoff(base=0.25, cap=5.0, jitter=0.2)
 HEALTHY_STREAM_SECONDS = 10.0
+# A peer's server sends its first message (its mesh, a heartbeat, or an error) as soon as the
+# stream opens, one relay hop at most. A stream silent for this long is held by something that
+# will not answer (a wedged server, a wrong address that speaks gRPC): leave it for the next
+# address rather than wait out the stream timeout, two minutes by default.
+FIRST_MESSAGE_TIMEOUT = 5.0
 CLOSE_GRACE = 2.0  # how long a Terminated we sent may take to reach the peer
 SUPERVISOR_TABLES = ("peerings", "peering_secrets")
 
@@ -78,6 +85,7 @@ class StreamDialer:
         hub, name = self._hub, peering.name
         failures, turn = 0, 0
         while True:
+            heard = Heard()
             _, row = hub.state.peering_get(name)
             if row is None or row.id != peering.id or not wants_stream(row):
                 return
@@ -88,7 +96,7 @@ class StreamDialer:
             address = addresses[turn % len(addresses)]
             started = time.monotonic()
             try:
-                if await self._connect(row, address, addresses):
+                if await self._connect(row, address, addresses, heard):
                     return  # terminated, by us or by the peer
                 reason = "the stream ended"
             except RPCError as exc:
@@ -97,7 +105,9 @@ class StreamDialer:
                     await propose(hub.raft, "", PeeringWrite(dataclasses.replace(row, state=STATE_TERMINATED)))
                     return
                 reason = str(exc)
-                if exc.transport:
+                # Next address after a transport failure, or when a server ended a working
+                # stream with an error (it is stepping down or shutting down).
+                if exc.transport or heard.anything:
                     turn += 1
             except (StreamEnded, ValueError) as exc:
                 reason = str(exc)
@@ -105,12 +115,13 @@ class StreamDialer:
                 reason = f"{type(exc).__name__}: {exc}"
             failures = 1 if time.monotonic() - started > HEALTHY_STREAM_SECONDS else failures + 1
             wait = REDIAL_BACKOFF.delay(failures)
-            log.log(logging.WARNING if should_log_failure(failures) else logging.DEBUG,
+            # A working stream's end is always worth a line; failing redials are thinned out.
+            log.log(logging.WARNING if heard.anything or should_log_failure(failures) else logging.DEBUG,
                     "peering %s: stream to %s ended (%s); redialing in %.1fs (attempt %d)",
                     name, address, reason, wait, failures)
             await asyncio.sleep(wait)
 
-    async def _connect(self, peering: Peering, address: str, addresses: tuple[str, ...]) -> bool:
+    async def _connect(self, peering: Peering, address: str, addresses: tuple[str, ...], heard: Heard) -> bool:
         """One stream's life; True when it ended with a Terminated (no redial)."""
         hub = self._hub
         secrets = hub.state.peering_secrets(peering.id)
@@ -125,7 +136,7 @@ class StreamDialer:
 
         session = hub.open(peering, same_addresses)
         try:
-            await session.run(stream.messages(), stream.send)
+            await session.run(first_within(stream.messages(), FIRST_MESSAGE_TIMEOUT, peering.name, address, heard), stream.send)
             if session.terminated_here:
                 # Half-close, then let the peer finish: it closes once it has stored TERMINATED
                 # (cancelling earlier could cut its write short).
@@ -138,6 +149,32 @@ class StreamDialer:
         finally:
             stream.close()
             hub.close(session)
+
+
+class Heard:
+    """Whether a stream delivered anything: the end of one that did is a disconnection, not one
+    more failed attempt to connect."""
+
+    anything = False
+
+
+async def first_within(messages: AsyncIterator[Any], seconds: float, name: str, address: str,
+                       heard: Heard) -> AsyncIterator[Any]:
+    """`messages`, failing as a transport error (the dialer moves on to the next address) when
+    the first one takes longer than `seconds`."""
+    iterator = aiter(messages)
+    try:
+        first = await asyncio.wait_for(anext(iterator), seconds)
+    except StopAsyncIteration:
+        return
+    except TimeoutError:
+        raise RPCError(grpc.StatusCode.UNAVAILABLE, f"{address} accepted the stream but sent nothing "
+                       f"within {seconds:.0f}s", transport=True) from None
+    heard.anything = True
+    log.info("peering %s: stream to %s connected", name, address)
+    yield first
+    async for message in iterator:
+        yield message
 
 
 async def _drain(stream: ClientStream) -> None:

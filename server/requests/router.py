@@ -113,6 +113,7 @@ class Router:
         # carry them (upstream): the gap is what sharing saves; both are live gauges.
         self.forwarded_blocking_callers = 0
         self.forwarded_blocking_upstream = 0
+        self._relayed: set[ClientStream] = set()  # streams opened on the leader for a caller here
 
     def leader_rpc_address(self) -> str | None:
         leader = self._raft.leader()
@@ -270,8 +271,17 @@ class Router:
             stream.close(f"{ERR_LEADER_MOVED} (was {leader_address})")
 
         moved.add_done_callback(leader_moved)
-        stream.on_close(lambda: (moved.remove_done_callback(leader_moved), self._unwatch(leader_address, moved)))
+        self._relayed.add(stream)
+        stream.on_close(lambda: (moved.remove_done_callback(leader_moved), self._unwatch(leader_address, moved),
+                                 self._relayed.discard(stream)))
         return stream
+
+    def close_streams(self, reason: str) -> None:
+        """End every relayed stream now, telling its caller `reason` (this server is shutting
+        down): left open they would hold the gRPC server's shutdown grace and then end with a
+        bare cancellation."""
+        for stream in list(self._relayed):
+            stream.close(reason)
 
     def _serve_here(self, header: RequestHeader, write: bool) -> bool:
         if self._raft.is_leader():
