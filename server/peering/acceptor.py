@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,6 +30,8 @@ from meshfed.server.endpoints.writes import propose
 from meshfed.server.peering.messages import STREAM_METHOD
 from meshfed.server.peering.session import StreamEnded, StreamHub, announced_timeout
 from meshfed.server.raft import RaftError
+
+log = logging.getLogger(__name__)
 
 
 def _denied(message: str = "invalid peering stream secret") -> RPCError:
@@ -121,12 +124,21 @@ class PeeringAcceptor:
         if not self._hub.leading:
             raise unavailable("this server was just elected and does not serve peering streams yet; retry")
         session = self._hub.open(peering, peer_timeout=announced_timeout(first.get("HeartbeatTimeout")))
+        log.info("peering %s: the peer's stream is open here", peering.name)
+        ended = "the call was cancelled"
         try:
             async for message in outbox(lambda send: session.run(incoming, send)):
                 yield message
+            ended = "Terminated"
         except (StreamEnded, RaftError) as exc:  # the dialer redials
+            ended = str(exc)
             raise unavailable(str(exc)) from None
         except ValueError as exc:  # a malformed message: the dialer redials and starts over
+            ended = f"a malformed message: {exc}"
             raise invalid(f"peering stream: {exc}") from None
+        except RPCError as exc:
+            ended = str(exc)
+            raise
         finally:
             self._hub.close(session)
+            log.info("peering %s: the peer's stream ended here (%s)", peering.name, ended)
