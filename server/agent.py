@@ -367,12 +367,13 @@ class Agent:
 
     async def shutdown(self) -> None:
         self.queries.close()  # open blocking queries answer now with what they have
-        # Streams never finish by themselves: end them with the reason, so a peer redials
-        # elsewhere now instead of after the gRPC grace below with only "Cancelling all calls".
-        self.peering.hub.stop_all(SHUTTING_DOWN)
-        self.router.close_streams(SHUTTING_DOWN)
         await asyncio.sleep(0)
         await self.http_runner.shutdown()
+        # Streams never finish by themselves: end them with the reason, so a peer redials
+        # elsewhere now instead of after the gRPC grace with only "Cancelling all calls". Done
+        # right before the stop, which refuses new calls, so no stream starts in between.
+        self.peering.hub.stop_all(SHUTTING_DOWN)
+        self.router.close_streams(SHUTTING_DOWN)
         await self.grpc_server.stop(SHUTDOWN_GRACE / 2)
         await self.routines.stop()
         await self.federation_wan.stop()
