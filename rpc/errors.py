@@ -6,6 +6,8 @@ back into the same `RPCError`; the HTTP layer maps the code to a status (DESIGN 
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 # Consul's error texts that clients and operators recognise.
@@ -54,19 +56,33 @@ def internal(message: str) -> RPCError:
 
 
 def raised_by_handler(exc: grpc.aio.AioRpcError) -> bool:
-    metadata = exc.trailing_metadata() or ()
-    return any(key == APPLICATION_ERROR_KEY for key, _ in metadata)
+    return _from_handler(exc.trailing_metadata())
+
+
+def _from_handler(trailing: Any) -> bool:
+    return any(key == APPLICATION_ERROR_KEY for key, _ in trailing or ())
 
 
 def from_status(exc: grpc.aio.AioRpcError, what: str, timeout: float | None = None) -> RPCError:
     """A failed call's status as the RPCError the caller sees; `what` names the call in messages
     gRPC made up (a handler's own message is passed through untouched)."""
-    code = exc.code()
-    details = exc.details() or code.name
-    if raised_by_handler(exc):
+    return status_error(exc.code(), exc.details(), exc.trailing_metadata(), what, timeout)
+
+
+def status_error(code: grpc.StatusCode, details: str | None, trailing: Any, what: str,
+                 timeout: float | None = None) -> RPCError:
+    """`from_status` for a call's parts (a stream reads them one by one)."""
+    details = details or code.name
+    if _from_handler(trailing):
         return RPCError(code, details)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED and timeout is not None:
         return RPCError(code, f"{what} timed out after {timeout:.1f}s")
     if code == grpc.StatusCode.UNAVAILABLE:
         return RPCError(code, f"{what} failed: {details}", transport=True)
-    return RPCError(code, details)
+    if code == grpc.StatusCode.CANCELLED:
+        # Not our handler's doing (that carries APPLICATION_ERROR_KEY) nor our caller's (that is
+        # asyncio's CancelledError): gRPC core on the server dropped the call, as it does past
+        # its backlog of calls not yet picked up. To the caller the server was unavailable.
+        return RPCError(grpc.StatusCode.UNAVAILABLE, f"{what} failed: the server cancelled the call ({details})",
+                        transport=True)
+    return RPCError(code, f"{what} failed: {details}")

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 
 from meshfed.rpc.codec import decode_message, decode_request, encode_message, encode_request
-from meshfed.rpc.errors import APPLICATION_ERROR_KEY, RPCError, from_status, internal, invalid
+from meshfed.rpc.errors import APPLICATION_ERROR_KEY, RPCError, from_status, internal, invalid, status_error
 from meshfed.rpc.header import RequestHeader
 
 log = logging.getLogger(__name__)
@@ -150,10 +150,7 @@ class ClientStream:
             raise
         except Exception as exc:  # the call failed in a way gRPC reports differently
             return RPCError(grpc.StatusCode.UNAVAILABLE, f"{self.what} failed: {exc}", transport=True)
-        if any(key == APPLICATION_ERROR_KEY for key, _ in trailing):
-            return RPCError(code, details)
-        return RPCError(code, f"{self.what} failed: {details or code.name}",
-                        transport=code == grpc.StatusCode.UNAVAILABLE)
+        return status_error(code, details, trailing, self.what)
 
     async def send(self, message: Any) -> None:
         data = encode_message(message)

@@ -39,10 +39,25 @@ def channel_credentials(cfg: Config) -> grpc.ChannelCredentials | None:
     return load_channel_credentials(tls.ca_file, tls.cert_file, tls.key_file)
 
 
+# gRPC core queues incoming calls until the application picks them up, and past a backlog (1,000
+# by default, 3,000 at most) cancels new ones at random, with a bare CANCELLED and no log line.
+# A follower forwards its blocking queries as they arrive: thousands in a burst while the
+# leader's event loop is busy waking others. Calls are picked up a few milliseconds late, never
+# lost, so the backlog may hold every forwarded query of a large fleet; past it, a follower sees
+# the cancellation as a transport failure and retries (rpc/errors.py).
+MAX_PENDING_CALLS = 20_000
+MAX_PENDING_CALLS_HARD = 40_000
+RPC_SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS_HARD),
+]
+
+
 async def start_rpc(cfg: Config, handlers: Mapping[str, Handler], *, observe: CallObserver,
                     authorize: Authorize | None, peer_check: PeerCheck) -> tuple[grpc.aio.Server, str]:
     """The gRPC server on `bind_addr:ports.server`, started; returns it and the bound address."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=RPC_SERVER_OPTIONS)
     server.add_generic_rpc_handlers(
         [RPCService(handlers, observe=observe, authorize=authorize, peer_check=peer_check)])
     address = f"{cfg.bind_addr}:{cfg.ports.server}"

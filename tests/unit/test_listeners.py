@@ -4,11 +4,16 @@ which `meshfed agent` prints instead of a traceback."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
+import time
+from typing import Any
 
 import pytest
 from aiohttp import web
 
+from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.server.config.settings import Config, Ports
 from meshfed.server.listeners import StartupError, start_http, start_rpc
 from tests.ports import free_port
@@ -47,5 +52,37 @@ def test_a_free_port_is_bound_and_served() -> None:
                 pass
         finally:
             await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+def test_a_burst_of_calls_the_server_picks_up_slowly_is_served_not_cancelled() -> None:
+    """gRPC core cancels calls that wait in its queue, not yet picked up by the application, past
+    a backlog of 1,000 by default (3,000 at most). A follower forwarding thousands of blocking
+    queries while the leader's event loop is busy hit that: clients got a bare CANCELLED."""
+    calls, busy = 5000, 0.0005
+
+    async def slow(header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        started = time.perf_counter()
+        while time.perf_counter() - started < busy:  # the event loop picks up the next call late
+            pass
+        await asyncio.sleep(1.0)
+        return QueryMeta(), "ok"
+
+    async def scenario() -> None:
+        port = free_port()
+        cfg = Config(node_name="s1", bind_addr="127.0.0.1", ports=Ports(server=port))
+        server, address = await start_rpc(cfg, {"Test/Slow": slow}, observe=lambda *a: None, authorize=None,
+                                          peer_check=NoPeers())
+        pool = ConnectionPool()
+        try:
+            outcomes = await asyncio.gather(
+                *(pool.call(address, "Test/Slow", RequestHeader(), None, timeout=120) for _ in range(calls)),
+                return_exceptions=True)
+        finally:
+            await pool.close()
+            await server.stop(None)
+        failures = collections.Counter(str(o) for o in outcomes if isinstance(o, BaseException))
+        assert not failures, failures
 
     asyncio.run(scenario())

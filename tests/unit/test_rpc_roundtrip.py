@@ -381,3 +381,19 @@ def test_oversized_and_non_map_frames_are_invalid() -> None:
         assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(RPCError):
         decode_response(msgpack.packb(3))
+
+
+def test_a_call_the_server_cancelled_is_a_transport_failure_but_a_handlers_cancelled_is_not() -> None:
+    """gRPC core cancels calls it cannot queue for the application (an overloaded server): the
+    caller must retry elsewhere or later, as for UNAVAILABLE, not answer the client with it."""
+    from meshfed.rpc.errors import APPLICATION_ERROR_KEY, from_status
+
+    by_core = grpc.aio.AioRpcError(grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(), "CANCELLED")
+    error = from_status(by_core, "rpc Catalog/Services to 127.0.0.1:8300")
+    assert (error.code, error.transport) == (grpc.StatusCode.UNAVAILABLE, True)
+    assert error.message == "rpc Catalog/Services to 127.0.0.1:8300 failed: the server cancelled the call (CANCELLED)"
+
+    by_handler = grpc.aio.AioRpcError(grpc.StatusCode.CANCELLED, grpc.aio.Metadata(),
+                                      grpc.aio.Metadata((APPLICATION_ERROR_KEY, "1")), "stopped")
+    error = from_status(by_handler, "rpc Catalog/Services to 127.0.0.1:8300")
+    assert (error.code, error.transport, error.message) == (grpc.StatusCode.CANCELLED, False, "stopped")
