@@ -55,11 +55,8 @@ def internal(message: str) -> RPCError:
     return RPCError(grpc.StatusCode.INTERNAL, message)
 
 
-def raised_by_handler(exc: grpc.aio.AioRpcError) -> bool:
-    return _from_handler(exc.trailing_metadata())
-
-
 def _from_handler(trailing: Any) -> bool:
+    """The status was raised by our handler (RPCError), not made up by gRPC."""
     return any(key == APPLICATION_ERROR_KEY for key, _ in trailing or ())
 
 
