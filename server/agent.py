@@ -58,7 +58,6 @@ log = logging.getLogger("meshfed.agent")
 WAKE_DELAY = 0.002  # seconds between a change being applied and its blocking queries waking
 
 SHUTDOWN_GRACE = 5.0
-SHUTTING_DOWN = "this server is shutting down"
 JOIN_TIMEOUT = 60.0  # seconds a joining server keeps asking the running DC to add it
 LEAVE_TIMEOUT = 15.0  # seconds leave_on_terminate may take before the server stops anyway
 LEAVE_STOP_DELAY = 0.2  # seconds between answering PUT /v1/agent/leave and stopping
@@ -372,8 +371,11 @@ class Agent:
         # Streams never finish by themselves: end them with the reason, so a peer redials
         # elsewhere now instead of after the gRPC grace with only "Cancelling all calls". Done
         # right before the stop, which refuses new calls, so no stream starts in between.
-        self.peering.hub.stop_all(SHUTTING_DOWN)
-        self.router.close_streams(SHUTTING_DOWN)
+        # The reason names the server: a relayed stream's caller is told about the server behind
+        # the one it dialed.
+        shutting_down = f"server {self.config.node_name} is shutting down"
+        self.peering.hub.stop_all(shutting_down)
+        self.router.close_streams(shutting_down)
         await self.grpc_server.stop(SHUTDOWN_GRACE / 2)
         await self.routines.stop()
         await self.federation_wan.stop()

@@ -22,8 +22,6 @@ from meshfed.server.peering.dialing import FIRST_MESSAGE_TIMEOUT
 from .harness import Datacenter, wait_until
 from .test_peering import _tls_config, get, post
 
-SHUTTING_DOWN = "this server is shutting down"
-
 
 class _Silent(grpc.GenericRpcHandler):
     """Accepts every call and answers none: streams are read until the caller goes away, unary
@@ -105,13 +103,14 @@ def test_a_silent_peer_address_is_left_and_a_stopping_peer_says_why(
 
     # The relaying follower stops, then the leader: each time the dialer hears why at once (and
     # moves on to the next address), not a cancellation at the end of the shutdown's grace.
-    def told_shutting_down(address: str) -> bool:
+    def told_shutting_down(address: str, node: str) -> bool:
         ended = f"stream to {address} ended"
-        return ended in dialer_log() and SHUTTING_DOWN in dialer_log().rsplit(ended, 1)[1].split("\n", 1)[0]
+        return ended in dialer_log() and \
+            f"server {node} is shutting down" in dialer_log().rsplit(ended, 1)[1].split("\n", 1)[0]
 
     for server in (follower, leader):
         server.stop()
-        wait_until(lambda address=server.rpc_address: told_shutting_down(address), 10,
+        wait_until(lambda address=server.rpc_address, node=server.node: told_shutting_down(address, node), 10,
                    what=f"the dialer told {server.node} is shutting down")
         if server is follower:
             wait_until(lambda: f"stream to {leader.rpc_address} connected" in dialer_log(), 10,
