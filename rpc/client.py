@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from meshfed.rpc.codec import decode_response, encode_request
+from meshfed.rpc.codec import MAX_MESSAGE_BYTES, decode_response, encode_request
 from meshfed.rpc.errors import RPCError, from_status
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.rpc.stream import ClientStream, open_stream
@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 CHANNEL_OPTIONS = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     # Reconnect quickly after a server restart instead of gRPC's default 1 s -> 120 s backoff.
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import grpc
 from aiohttp import web
 
+from meshfed.rpc.codec import MAX_MESSAGE_BYTES
 from meshfed.rpc.service import Authorize, CallObserver, Handler, PeerCheck, RPCService
 from meshfed.server.config import Config
 
@@ -49,6 +50,9 @@ MAX_PENDING_CALLS = 20_000
 MAX_PENDING_CALLS_HARD = 40_000
 RPC_SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),
+    # gRPC's 4 MiB default would refuse what the pool sends and the codec decodes.
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
     ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS_HARD),
 ]

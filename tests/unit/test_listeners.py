@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from meshfed.rpc.client import ConnectionPool
+from meshfed.rpc.codec import MAX_MESSAGE_BYTES
 from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.server.config.settings import Config, Ports
 from meshfed.server.listeners import StartupError, start_http, start_rpc
@@ -84,5 +85,30 @@ def test_a_burst_of_calls_the_server_picks_up_slowly_is_served_not_cancelled() -
             await server.stop(None)
         failures = collections.Counter(str(o) for o in outcomes if isinstance(o, BaseException))
         assert not failures, failures
+
+    asyncio.run(scenario())
+
+
+def test_the_rpc_port_takes_messages_as_large_as_the_codec_allows() -> None:
+    """gRPC servers refuse messages over 4 MiB unless told otherwise, while the pool sends and the
+    codec decodes up to MAX_MESSAGE_BYTES: a forwarded request or a peering stream message between
+    the two was refused with RESOURCE_EXHAUSTED, which HTTP answers as 429 "slow down"."""
+
+    async def echo_size(header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        return QueryMeta(), len(body)
+
+    async def scenario() -> None:
+        port = free_port()
+        cfg = Config(node_name="s1", bind_addr="127.0.0.1", ports=Ports(server=port))
+        server, address = await start_rpc(cfg, {"Test/Size": echo_size}, observe=lambda *a: None, authorize=None,
+                                          peer_check=NoPeers())
+        pool = ConnectionPool()
+        try:
+            body = b"x" * (MAX_MESSAGE_BYTES - 1024)
+            _, size = await pool.call(address, "Test/Size", RequestHeader(), body, timeout=30)
+            assert size == len(body)
+        finally:
+            await pool.close()
+            await server.stop(None)
 
     asyncio.run(scenario())
