@@ -14,9 +14,10 @@ from typing import Any
 
 import grpc
 
-from meshfed.rpc.codec import MAX_MESSAGE_BYTES, decode_response, encode_request
+from meshfed.rpc.codec import decode_response, encode_request
 from meshfed.rpc.errors import RPCError, from_status
 from meshfed.rpc.header import QueryMeta, RequestHeader
+from meshfed.rpc.limits import MAX_MESSAGE_BYTES
 from meshfed.rpc.stream import ClientStream, open_stream
 
 log = logging.getLogger(__name__)

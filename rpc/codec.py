@@ -13,8 +13,7 @@ import msgpack
 
 from meshfed.rpc.errors import invalid
 from meshfed.rpc.header import QueryMeta, RequestHeader
-
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+from meshfed.rpc.limits import MAX_MESSAGE_BYTES
 
 
 def _unpack(data: bytes) -> Any:

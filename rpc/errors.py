@@ -10,6 +10,8 @@ from typing import Any
 
 import grpc
 
+from meshfed.rpc.limits import MAX_MESSAGE_BYTES
+
 # Consul's error texts that clients and operators recognise.
 ERR_NO_LEADER = "No cluster leader"
 ERR_NO_PATH = "No path to datacenter"
@@ -82,4 +84,9 @@ def status_error(code: grpc.StatusCode, details: str | None, trailing: Any, what
         # its backlog of calls not yet picked up. To the caller the server was unavailable.
         return RPCError(grpc.StatusCode.UNAVAILABLE, f"{what} failed: the server cancelled the call ({details})",
                         transport=True)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+        # gRPC's size limit, not a rate limit (HTTP's 429): this server's limit, and no retry passes it.
+        return RPCError(grpc.StatusCode.INTERNAL, f"{what} failed: the message is larger than the "
+                        f"{MAX_MESSAGE_BYTES // (1024 * 1024)} MiB RPC message limit ({details}); a read with "
+                        f"?stale is answered by the server asked, without this hop")
     return RPCError(code, f"{what} failed: {details}")

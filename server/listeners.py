@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import grpc
 from aiohttp import web
 
-from meshfed.rpc.codec import MAX_MESSAGE_BYTES
+from meshfed.rpc.limits import MAX_MESSAGE_BYTES
 from meshfed.rpc.service import Authorize, CallObserver, Handler, PeerCheck, RPCService
 from meshfed.server.config import Config
 

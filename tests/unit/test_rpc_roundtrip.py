@@ -397,3 +397,22 @@ def test_a_call_the_server_cancelled_is_a_transport_failure_but_a_handlers_cance
                                       grpc.aio.Metadata((APPLICATION_ERROR_KEY, "1")), "stopped")
     error = from_status(by_handler, "rpc Catalog/Services to 127.0.0.1:8300")
     assert (error.code, error.transport, error.message) == (grpc.StatusCode.CANCELLED, False, "stopped")
+
+
+def test_an_answer_over_the_size_limit_is_an_internal_error_that_says_so_not_a_rate_limit() -> None:
+    """gRPC reports a message over its size limit as RESOURCE_EXHAUSTED, which HTTP answers as
+    429 "slow down" (Consul's rate limit): no retry can pass it. It is this server's limit, said
+    as such, with the way around it."""
+
+    async def huge(header: RequestHeader, body: Any) -> tuple[QueryMeta, Any]:
+        return QueryMeta(), b"x" * (MAX_MESSAGE_BYTES + 1024)
+
+    async def scenario() -> None:
+        async with aio.serving(RPCService({"Test/Huge": huge})) as (address, pool):
+            with pytest.raises(RPCError) as caught:
+                await pool.call(address, "Test/Huge", RequestHeader(), None, timeout=30)
+            assert caught.value.code == grpc.StatusCode.INTERNAL, caught.value
+            assert "larger than the 16 MiB RPC message limit" in caught.value.message
+            assert "?stale" in caught.value.message
+
+    run(scenario())
