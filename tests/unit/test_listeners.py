@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import socket
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -57,6 +59,19 @@ def test_a_free_port_is_bound_and_served() -> None:
     asyncio.run(scenario())
 
 
+@contextlib.asynccontextmanager
+async def serving(handlers: dict[str, Any]) -> AsyncIterator[tuple[str, ConnectionPool]]:
+    """`handlers` on the RPC port exactly as the agent starts it, and a client pool to call it."""
+    cfg = Config(node_name="s1", bind_addr="127.0.0.1", ports=Ports(server=free_port()))
+    server, address = await start_rpc(cfg, handlers, observe=lambda *a: None, authorize=None, peer_check=NoPeers())
+    pool = ConnectionPool()
+    try:
+        yield address, pool
+    finally:
+        await pool.close()
+        await server.stop(None)
+
+
 def test_a_burst_of_calls_the_server_picks_up_slowly_is_served_not_cancelled() -> None:
     """gRPC core cancels calls that wait in its queue, not yet picked up by the application, past
     a backlog of 1,000 by default (3,000 at most). A follower forwarding thousands of blocking
@@ -71,18 +86,10 @@ def test_a_burst_of_calls_the_server_picks_up_slowly_is_served_not_cancelled() -
         return QueryMeta(), "ok"
 
     async def scenario() -> None:
-        port = free_port()
-        cfg = Config(node_name="s1", bind_addr="127.0.0.1", ports=Ports(server=port))
-        server, address = await start_rpc(cfg, {"Test/Slow": slow}, observe=lambda *a: None, authorize=None,
-                                          peer_check=NoPeers())
-        pool = ConnectionPool()
-        try:
+        async with serving({"Test/Slow": slow}) as (address, pool):
             outcomes = await asyncio.gather(
                 *(pool.call(address, "Test/Slow", RequestHeader(), None, timeout=120) for _ in range(calls)),
                 return_exceptions=True)
-        finally:
-            await pool.close()
-            await server.stop(None)
         failures = collections.Counter(str(o) for o in outcomes if isinstance(o, BaseException))
         assert not failures, failures
 
@@ -98,17 +105,9 @@ def test_the_rpc_port_takes_messages_as_large_as_the_codec_allows() -> None:
         return QueryMeta(), len(body)
 
     async def scenario() -> None:
-        port = free_port()
-        cfg = Config(node_name="s1", bind_addr="127.0.0.1", ports=Ports(server=port))
-        server, address = await start_rpc(cfg, {"Test/Size": echo_size}, observe=lambda *a: None, authorize=None,
-                                          peer_check=NoPeers())
-        pool = ConnectionPool()
-        try:
+        async with serving({"Test/Size": echo_size}) as (address, pool):
             body = b"x" * (MAX_MESSAGE_BYTES - 1024)
             _, size = await pool.call(address, "Test/Size", RequestHeader(), body, timeout=30)
             assert size == len(body)
-        finally:
-            await pool.close()
-            await server.stop(None)
 
     asyncio.run(scenario())
