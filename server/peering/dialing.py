@@ -43,8 +43,10 @@ HEALTHY_STREAM_SECONDS = 10.0
 # A peer's server sends its first message (its mesh, a heartbeat, or an error) as soon as the
 # stream opens, one relay hop at most. A stream silent for this long is held by something that
 # will not answer (a wedged server, a wrong address that speaks gRPC): leave it for the next
-# address rather than wait out the stream timeout, two minutes by default.
+# address rather than wait out the stream timeout, two minutes by default. The wait doubles with
+# each failed attempt in a row (first_message_bound), so a peer that is only slow still connects.
 FIRST_MESSAGE_TIMEOUT = 5.0
+MAX_FIRST_MESSAGE_DOUBLINGS = 8  # keeps the power small; the stream timeout caps it long before
 CLOSE_GRACE = 2.0  # how long a Terminated we sent may take to reach the peer
 SUPERVISOR_TABLES = ("peerings", "peering_secrets")
 
@@ -96,7 +98,7 @@ class StreamDialer:
             address = addresses[turn % len(addresses)]
             started = time.monotonic()
             try:
-                if await self._connect(row, address, addresses, heard):
+                if await self._connect(row, address, addresses, heard, first_message_bound(failures, hub.tracker.timeout)):
                     return  # terminated, by us or by the peer
                 reason = "the stream ended"
             except RPCError as exc:
@@ -121,7 +123,8 @@ class StreamDialer:
                     name, address, reason, wait, failures)
             await asyncio.sleep(wait)
 
-    async def _connect(self, peering: Peering, address: str, addresses: tuple[str, ...], heard: Heard) -> bool:
+    async def _connect(self, peering: Peering, address: str, addresses: tuple[str, ...], heard: Heard,
+                       first_message_within: float) -> bool:
         """One stream's life; True when it ended with a Terminated (no redial)."""
         hub = self._hub
         secrets = hub.state.peering_secrets(peering.id)
@@ -136,7 +139,7 @@ class StreamDialer:
 
         session = hub.open(peering, same_addresses)
         try:
-            await session.run(first_within(stream.messages(), FIRST_MESSAGE_TIMEOUT, peering.name, address, heard), stream.send)
+            await session.run(first_within(stream.messages(), first_message_within, peering.name, address, heard), stream.send)
             if session.terminated_here:
                 # Half-close, then let the peer finish: it closes once it has stored TERMINATED
                 # (cancelling earlier could cut its write short).
@@ -149,6 +152,11 @@ class StreamDialer:
         finally:
             stream.close()
             hub.close(session)
+
+
+def first_message_bound(failures: int, stream_timeout: float) -> float:
+    """How long a new stream may stay silent, after `failures` failed attempts in a row."""
+    return min(stream_timeout, FIRST_MESSAGE_TIMEOUT * 2 ** min(failures, MAX_FIRST_MESSAGE_DOUBLINGS))
 
 
 class Heard:
