@@ -40,6 +40,8 @@ MAYBE_APPLIED = {
 # so the target can be caught up and stay so until its election); writes resume right after.
 TRANSFER_HOLD = 0.5
 TRANSFER_HOLD_LIMIT = 2.0  # never hold writes longer per call; later attempts run without holding
+# Seconds to wait for the election TimeoutNow forces before asking again: several election timeouts.
+TRANSFER_ELECTION_WAIT = 2.0
 
 
 class MembershipOps:
@@ -159,33 +161,26 @@ class MembershipOps:
             raise MembershipError("there is no other server to transfer leadership to")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        sent, sent_at = False, 0.0
+        sent_at: float | None = None
         hold_limit = time.monotonic() + TRANSFER_HOLD_LIMIT
         while loop.time() < deadline:
-            if not sent:
+            if not self.is_leader():
+                # Stepped down: our TimeoutNow's election (or another) is under way, and whoever
+                # wins it is the answer; this node may also win it back, and then asks again.
+                leader = self.leader()
+                if leader and leader != self.self_address:
+                    self._release_hold()
+                    return leader
+                sent_at = None
+                await asyncio.sleep(0.05)
+                continue
+            if sent_at is None or loop.time() - sent_at > TRANSFER_ELECTION_WAIT:
+                # First attempt, or the forced election did not happen (the target lost it).
                 self._hold_until = min(time.monotonic() + TRANSFER_HOLD, hold_limit)
-                future: asyncio.Future[int] = loop.create_future()
-
-                def done(_result: Any, error: int, future: asyncio.Future[int] = future) -> None:
-                    loop.call_soon_threadsafe(lambda: future.done() or future.set_result(int(error)))
-
-                self._tick_calls.append(lambda: self._sync.transferLeadership(target, callback=done))
-                try:
-                    sent = await asyncio.wait_for(future, 2.0) == FAIL_REASON.SUCCESS
-                except TimeoutError:
-                    sent = False
-                if not sent:
-                    if not self.is_leader():
-                        break
-                    await asyncio.sleep(0.05)
-                    continue
-                sent_at = loop.time()
-            leader = self.leader()
-            if not self.is_leader() and leader and leader != self.self_address:
-                self._release_hold()
-                return leader
-            if self.is_leader() and loop.time() - sent_at > 2.0:
-                sent = False  # the forced election did not happen (target lost it): ask again
+                if await self._send_timeout_now(target):
+                    sent_at = loop.time()
+                else:
+                    sent_at = None
             await asyncio.sleep(0.05)
         self._release_hold()
         if not self.is_leader() and self.leader() not in (None, self.self_address):
@@ -193,6 +188,27 @@ class MembershipOps:
         raise MembershipError(
             "leadership transfer did not complete: the target must be connected and fully caught up"
         )
+
+    async def _send_timeout_now(self, target: str | None) -> bool:
+        """One attempt, on the tick thread; False when the library refused it (target behind)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+
+        def done(_result: Any, error: int) -> None:
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(int(error)))
+
+        def attempt() -> None:
+            # Proposals flushed just before the hold are still in the library's queue: appended
+            # after TimeoutNow went out, they would leave the target's log behind and its voters
+            # would refuse it. Append them now, so the library's caught-up check counts them.
+            self._sync._checkCommandsToApply()
+            self._sync.transferLeadership(target, callback=done)
+
+        self._tick_calls.append(attempt)
+        try:
+            return await asyncio.wait_for(future, 2.0) == FAIL_REASON.SUCCESS
+        except TimeoutError:
+            return False
 
     def _release_hold(self) -> None:
         self._hold_until = 0.0

@@ -23,6 +23,10 @@ The overrides, each with its reason at the method:
   keepalive to every other server; the receiver drops it before the library sees it;
 - `_SyncObj__setCurrentTerm`: counts the elections this server stands in (and logs each with
   its term), which the library's state callback misses when a candidate stands again;
+- `_SyncObj__setState`: a leader that steps down restarts its election timer, as Raft's followers
+  do. The library kept the deadline from before it led, long past, so the deposed leader stood in
+  the next term at its next tick: it ended the election of the candidate that deposed it (a
+  leadership transfer's target) and, holding the longest log, won leadership back;
 - `_SyncObj__getEntries`: bounded frames. An AppendEntries message carries at most one batch of
   entries, so an entry that does not fit is sent alone, in chunks (server/raft/transport.py
   derives the frame cap from that).
@@ -41,6 +45,7 @@ from pysyncobj import SyncObj, SyncObjConsumer, replicated
 from pysyncobj.config import FAIL_REASON
 from pysyncobj.journal import FileJournal
 from pysyncobj.monotonic import monotonic as library_clock
+from pysyncobj.syncobj import _RAFT_STATE
 
 from meshfed.fsm import CommandError, Result, StateMachine, decode_batch
 from meshfed.server.raft import storage as raft_storage
@@ -155,11 +160,20 @@ class GuardedSyncObj(SyncObj):
             self.meshfed_elections_started += 1
             # How late past its timeout and with how many peers reachable: two candidates in one
             # term that both stood long after their timeouts were held back by something shared.
-            late = library_clock() - self.meshfed_deadline_at_tick  # its deadlines use its clock
-            connected = len(self._SyncObj__connectedNodes)
-            log.info("raft: standing for election in term %d (%.0f ms past the election timeout, %d of %d peers "
-                     "connected)", term, late * 1000, connected, len(self._SyncObj__otherNodes))
+            connected, peers = len(self._SyncObj__connectedNodes), len(self._SyncObj__otherNodes)
+            if self.meshfed_deadline_at_tick == 0:  # TimeoutNow zeroes the deadline
+                log.info("raft: standing for election in term %d (the leader handed leadership over; %d of %d "
+                         "peers connected)", term, connected, peers)
+            else:
+                late = library_clock() - self.meshfed_deadline_at_tick  # its deadlines use its clock
+                log.info("raft: standing for election in term %d (%.0f ms past the election timeout, %d of %d "
+                         "peers connected)", term, late * 1000, connected, peers)
         SyncObj._SyncObj__setCurrentTerm(self, term, votedForNodeId)
+
+    def _SyncObj__setState(self, newState: int) -> None:  # noqa: N802, N803 (library names)
+        if self._isLeader() and newState != _RAFT_STATE.LEADER:
+            self._SyncObj__raftElectionDeadline = library_clock() + self._SyncObj__generateRaftTimeout()
+        SyncObj._SyncObj__setState(self, newState)
 
     def meshfed_keepalive(self, now: float) -> None:
         """Keep every link of a non-leader fresh (module docstring); a leader's heartbeats and its
