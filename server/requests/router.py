@@ -19,6 +19,7 @@ entry in its log and the state machine answers the re-sent copy from its dedupe 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import time
@@ -114,6 +115,10 @@ class Router:
         self.forwarded_blocking_callers = 0
         self.forwarded_blocking_upstream = 0
         self._relayed: set[ClientStream] = set()  # streams opened on the leader for a caller here
+        # Retries inside the hold, by reason, and holds that ran out: the hold hides
+        # a leaderless moment from clients, these show it to the operator (counters at scrape).
+        self.hold_retries: collections.Counter[str] = collections.Counter()
+        self.holds_exhausted = 0
 
     def leader_rpc_address(self) -> str | None:
         leader = self._raft.leader()
@@ -158,22 +163,30 @@ class Router:
                         body = body.get()
                     return await self._call_leader(leader_address, method, header, body, write)
                 failure: Exception = unavailable(ERR_NO_LEADER)
+                reason = "no_leader"
             except RaftError as exc:
                 if exc.disk_full:  # holding cannot help until an operator frees space: say so now
                     # INTERNAL (HTTP 500, logged), not RESOURCE_EXHAUSTED: that is HTTP 429, Consul's
                     # "slow down", and no client retry clears a full disk.
                     raise RPCError(grpc.StatusCode.INTERNAL, str(exc)) from None
                 failure = unavailable(f"{ERR_NO_LEADER}: {exc}" if not exc.maybe_applied else str(exc))
+                reason = "raft"
             except RPCError as exc:
                 if exc.code != grpc.StatusCode.UNAVAILABLE:
                     raise
                 if leader_address is not None and exc.transport:
                     self._pool.drop_if_failing(leader_address, self._server_name)
                 failure = exc
+                # transport: refused, reset, or cancelled by gRPC core before a handler ran;
+                # unavailable: the leader's own handler answered so (it has no leader either).
+                reason = ("transport" if exc.transport else
+                          "leader_moved" if exc.message.startswith(ERR_LEADER_MOVED) else "unavailable")
             if time.monotonic() >= deadline:
+                self.holds_exhausted += 1
                 if isinstance(failure, RPCError) and failure.message.startswith(ERR_NO_LEADER):
                     raise failure
                 raise unavailable(f"{ERR_NO_LEADER} (last error: {failure})")
+            self.hold_retries[reason] += 1
             if attempt == 1:
                 log.debug("rpc %s: no usable leader yet, holding (%s)", method, failure)
             await asyncio.sleep(random.uniform(0, RPC_HOLD_TIMEOUT / 16))

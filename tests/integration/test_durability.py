@@ -9,6 +9,7 @@ hundreds of acknowledged writes on a whole-cluster kill -9 during writes and sna
 
 from __future__ import annotations
 
+import re
 import time
 
 import requests
@@ -41,6 +42,11 @@ def test_leader_kill_failover_loses_nothing_and_restarted_server_catches_up(make
     recovered = time.monotonic() - killed_at
     assert recovered < 2.0, f"writes resumed {recovered:.2f}s after kill -9 of the leader (want < 2 s)"
     assert dc.leader() is not old_leader
+    # The survivor held those writes for a leader instead of failing them, and says so.
+    metrics = session.get(survivor.http + "/v1/agent/metrics?format=prometheus", timeout=10).text
+    held = re.findall(r'^meshfed_rpc_hold_retries\{reason="(\w+)"\} (\S+)$', metrics, re.MULTILINE)
+    assert sum(float(count) for _, count in held) >= 1, held
+    assert re.search(r"^meshfed_rpc_holds_exhausted 0\.0$", metrics, re.MULTILINE), metrics
 
     time.sleep(1.0)
     old_leader.start()

@@ -314,6 +314,31 @@ def test_unreachable_leader_fails_after_the_hold_with_the_last_error(short_hold:
     asyncio.run(scenario())
 
 
+def test_each_retry_in_the_hold_is_counted_by_its_reason_and_an_exhausted_hold_once(short_hold: float) -> None:
+    """The hold hides a leaderless moment from clients; the counts show it to the operator (and a
+    call gRPC core cancelled before a handler picked it up is a transport retry here)."""
+
+    async def scenario() -> None:
+        refused = RPCError(grpc.StatusCode.UNAVAILABLE, "connection refused", transport=True)
+        router, _, _, _ = make(pool=FakePool(answers=[refused, refused, unavailable("No cluster leader")]))
+        assert await router.serve("Catalog/Register", RequestHeader(request_id="w"), {}, Local(), write=True) == REMOTE_ANSWER
+        leader = FakeRaft(leading=True)
+        local = Local(RaftError("raft queue full", maybe_applied=False))
+        router_on_leader, _, _, _ = make(leader)
+        await router_on_leader.serve("Catalog/Register", RequestHeader(request_id="x"), {}, local, write=True)
+        assert dict(router.hold_retries) == {"transport": 2, "unavailable": 1}
+        assert dict(router_on_leader.hold_retries) == {"raft": 1}
+        assert router.holds_exhausted == 0
+
+        leaderless, _, _, _ = make(FakeRaft(leader_address=None))
+        with pytest.raises(RPCError, match=ERR_NO_LEADER):
+            await leaderless.serve("Catalog/Register", RequestHeader(request_id="y"), {}, Local(), write=True)
+        assert leaderless.hold_retries["no_leader"] >= 2 and set(leaderless.hold_retries) == {"no_leader"}
+        assert leaderless.holds_exhausted == 1
+
+    asyncio.run(scenario())
+
+
 def test_cross_dc_without_a_remote_path_is_no_path_to_datacenter() -> None:
     async def scenario() -> None:
         router, _, pool, _ = make(FakeRaft(leading=True))
