@@ -23,7 +23,7 @@ from meshfed.fsm.records import ServerInfo
 from meshfed.rpc.client import ConnectionPool
 from meshfed.rpc.errors import RPCError
 from meshfed.rpc.header import RequestHeader
-from meshfed.server import gc_tuning
+from meshfed.server import gc_tuning, gil_tuning
 from meshfed.server.acl.peers import ServerPeerCheck
 from meshfed.server.acl.resolver import ACLResolver, state_reader
 from meshfed.server.acl.rpc_permissions import rpc_authorizer
@@ -338,6 +338,7 @@ class Agent:
         tuned = os.environ.get("MESHFED_GC_TUNING", "1") != "0"
         if tuned:
             gc_tuning.tune(self.metrics.registry)
+        gil_tuning.tune()
         await self.start()
         if tuned:
             self._tasks.append(asyncio.create_task(gc_tuning.freeze_periodically(), name="gc-freeze"))
