@@ -18,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+from pysyncobj import SyncObj
 from pysyncobj.monotonic import monotonic as library_clock
 
 from meshfed.fsm import Noop, StateMachine
@@ -30,50 +33,49 @@ from tests.ports import free_ports
 KEY = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMTIzNDU="
 
 
-def test_a_leader_that_steps_down_for_a_candidate_waits_a_full_election_timeout(tmp_path: Any) -> None:
+@pytest.fixture
+def unstarted(tmp_path: Any) -> Iterator[SyncObj]:
+    """The library's real handlers on a node that is not started, its sends dropped."""
+    ports = free_ports(3)
+    node = RaftNode(self_address=f"127.0.0.1:{ports[0]}", peers=[f"127.0.0.1:{p}" for p in ports[1:]],
+                    machine=StateMachine(), cluster_key=KEY, data_dir=str(tmp_path))
+    node._sync._SyncObj__transport.send = lambda peer, message: True
+    try:
+        yield node._sync
+    finally:
+        node._sync.destroy()
+
+
+def test_a_leader_that_steps_down_for_a_candidate_waits_a_full_election_timeout(unstarted: SyncObj) -> None:
     """Raft resets the election timer on becoming a follower. Without that, a deposed leader whose
     vote the candidate could not get (its log is longer) stood at its very next tick, in the next
     term, and ended the candidate's election: the transfer's target could never win."""
-    ports = free_ports(3)
-    node = RaftNode(self_address=f"127.0.0.1:{ports[0]}", peers=[f"127.0.0.1:{p}" for p in ports[1:]],
-                    machine=StateMachine(), cluster_key=KEY, data_dir=str(tmp_path))
-    sync = node._sync
-    sync._SyncObj__transport.send = lambda peer, message: True
-    try:
-        sync._SyncObj__onBecomeLeader()
-        sync._SyncObj__raftElectionDeadline = library_clock() - 5.0  # set before it led, long past
-        candidate = next(iter(sync._SyncObj__otherNodes))
-        sync._SyncObj__onMessageReceived(candidate, {
-            "type": "request_vote", "term": sync.raftCurrentTerm + 1, "last_log_index": 0, "last_log_term": 0,
-        })
-        assert not sync._isLeader()
-        conf = sync._SyncObj__conf
-        remaining = sync._SyncObj__raftElectionDeadline - library_clock()
-        assert conf.raftMinTimeout * 0.9 <= remaining <= conf.raftMaxTimeout
-    finally:
-        sync.destroy()
+    sync = unstarted
+    sync._SyncObj__onBecomeLeader()
+    sync._SyncObj__raftElectionDeadline = library_clock() - 5.0  # set before it led, long past
+    candidate = next(iter(sync._SyncObj__otherNodes))
+    sync._SyncObj__onMessageReceived(candidate, {
+        "type": "request_vote", "term": sync.raftCurrentTerm + 1, "last_log_index": 0, "last_log_term": 0,
+    })
+    assert not sync._isLeader()
+    conf = sync._SyncObj__conf
+    remaining = sync._SyncObj__raftElectionDeadline - library_clock()
+    assert conf.raftMinTimeout * 0.9 <= remaining <= conf.raftMaxTimeout
 
 
-def test_the_transfer_s_target_says_it_stands_because_the_leader_asked(tmp_path: Any, caplog: Any) -> None:
+def test_the_transfer_s_target_says_it_stands_because_the_leader_asked(unstarted: SyncObj, caplog: Any) -> None:
     """TimeoutNow zeroes the target's deadline; the log line said "85004707 ms past the election
     timeout" (the host's uptime), which reads like a server frozen for a day."""
-    ports = free_ports(3)
-    node = RaftNode(self_address=f"127.0.0.1:{ports[0]}", peers=[f"127.0.0.1:{p}" for p in ports[1:]],
-                    machine=StateMachine(), cluster_key=KEY, data_dir=str(tmp_path))
-    sync = node._sync
-    sync._SyncObj__transport.send = lambda peer, message: True
-    try:
-        leader = next(iter(sync._SyncObj__otherNodes))
-        sync._SyncObj__raftLeader = leader
-        sync._SyncObj__onMessageReceived(leader, {"type": "timeout_now", "term": sync.raftCurrentTerm})
-        sync.meshfed_deadline_at_tick = sync._SyncObj__raftElectionDeadline  # as each tick records it
-        caplog.set_level(logging.INFO, logger="meshfed.server.raft.syncobj")
-        sync._SyncObj__setCurrentTerm(sync.raftCurrentTerm + 1, sync._SyncObj__selfNode.id)  # the tick stands
-        assert "standing for election in term 1 (the leader handed leadership over; 0 of 2 peers connected)" \
-            in caplog.text, caplog.text
-        assert "past the election timeout" not in caplog.text
-    finally:
-        sync.destroy()
+    sync = unstarted
+    leader = next(iter(sync._SyncObj__otherNodes))
+    sync._SyncObj__raftLeader = leader
+    sync._SyncObj__onMessageReceived(leader, {"type": "timeout_now", "term": sync.raftCurrentTerm})
+    sync.meshfed_deadline_at_tick = sync._SyncObj__raftElectionDeadline  # as each tick records it
+    caplog.set_level(logging.INFO, logger="meshfed.server.raft.syncobj")
+    sync._SyncObj__setCurrentTerm(sync.raftCurrentTerm + 1, sync._SyncObj__selfNode.id)  # the tick stands
+    assert "standing for election in term 1 (the leader handed leadership over; 0 of 2 peers connected)" \
+        in caplog.text, caplog.text
+    assert "past the election timeout" not in caplog.text
 
 
 def test_leadership_moves_to_the_target_while_proposals_keep_flowing(tmp_path: Any) -> None:
