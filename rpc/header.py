@@ -7,17 +7,42 @@ wire form, so the same values flow from HTTP query parameters through forwarding
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 # Blocking-query limits, as Consul's server (reference/federation.md §3.5).
 DEFAULT_QUERY_TIME = 300.0
 MAX_QUERY_TIME = 600.0
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """In declaration order, so a header encodes to the same bytes every time (shared calls key on them)."""
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+class WireForm:
+    """The msgpack wire form of a flat dataclass of scalars, on every RPC's both ends.
+
+    Unknown keys are dropped (a newer server's fields), missing ones take their defaults (an older
+    server's). `dataclasses.asdict` deep-copies and lists the fields on every call: ~10 us a
+    header, twice per forwarded call."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _field_names(type(self))}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Self:
+        if not isinstance(data, dict):
+            return cls()
+        names = _field_names(cls)
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
 @dataclass(frozen=True)
-class RequestHeader:
+class RequestHeader(WireForm):
     datacenter: str = ""  # routing datacenter ("" = the receiving server's own)
     token: str = ""
     min_query_index: int = 0
@@ -26,16 +51,6 @@ class RequestHeader:
     require_consistent: bool = False
     request_id: str = ""  # idempotency key of a write, kept across forwarding hops and retries
     hops: int = 0  # forwarding hops so far; bounded to stop a routing loop
-
-    def to_wire(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_wire(cls, data: Any) -> RequestHeader:
-        if not isinstance(data, dict):
-            return cls()
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
     def forwarded(self, **changes: Any) -> RequestHeader:
         return dataclasses.replace(self, hops=self.hops + 1, **changes)
@@ -46,7 +61,7 @@ class RequestHeader:
 
 
 @dataclass(frozen=True)
-class QueryMeta:
+class QueryMeta(WireForm):
     index: int = 1
     known_leader: bool = False
     last_contact: float = 0.0  # seconds
@@ -55,15 +70,6 @@ class QueryMeta:
     # HTTP says so as X-Consul-Results-Filtered-By-ACLs. An older server leaves it out: False.
     results_filtered: bool = False
 
-    def to_wire(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_wire(cls, data: Any) -> QueryMeta:
-        if not isinstance(data, dict):
-            return cls()
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def new_request_id() -> str:

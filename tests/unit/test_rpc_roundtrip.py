@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -334,6 +335,20 @@ def test_request_framing_round_trips(header: RequestHeader, body: Any) -> None:
 @given(metas, bodies)
 def test_response_framing_round_trips(meta: QueryMeta, body: Any) -> None:
     assert decode_response(encode_response(meta, body)) == (meta, body)
+
+
+def test_wire_forms_drop_a_newer_server_s_fields_and_default_an_older_one_s() -> None:
+    newer = {**RequestHeader(token="t", hops=2).to_wire(), "partition": "default"}
+    assert RequestHeader.from_wire(newer) == RequestHeader(token="t", hops=2)
+    assert QueryMeta.from_wire({"index": 7}) == QueryMeta(index=7)  # no results_filtered: an older server
+    assert QueryMeta.from_wire(None) == QueryMeta()
+
+
+def test_equal_headers_encode_to_the_same_bytes_in_field_order() -> None:
+    """A follower shares one upstream call among byte-identical blocking reads (coalesce_key)."""
+    header = RequestHeader(token="t", min_query_index=5, max_query_time=30.0)
+    assert list(header.to_wire()) == [f.name for f in dataclasses.fields(RequestHeader)]
+    assert encode_request(header, {"a": 1}) == encode_request(RequestHeader(**header.to_wire()), {"a": 1})
 
 
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
