@@ -71,7 +71,6 @@ class QueryMeta(WireForm):
     results_filtered: bool = False
 
 
-
 def new_request_id() -> str:
     """A write's idempotency key: 128 random bits as 32 hex digits, like `uuid4().hex`.
 

@@ -141,12 +141,6 @@ class Metrics:
         self.registry.register(_LiveCollector(collect))
 
 
-# Why a call held for a leader (server/requests/router.py): none known; a Raft refusal here; the
-# leader unreachable or the call lost on the way; the leader moved while forwarded; the leader's
-# handler itself answered UNAVAILABLE.
-HOLD_REASONS = ("no_leader", "raft", "transport", "leader_moved", "unavailable")
-
-
 def gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=list(labels) if labels else None)
     family.add_metric(list(labels.values()) if labels else [], value)
@@ -237,8 +231,8 @@ def live_metrics(raft: Any, state: Any, router: Any) -> Iterator[GaugeMetricFami
     # Counts since start, as gauges like the other live counts.
     retries = GaugeMetricFamily("meshfed_rpc_hold_retries", "Calls retried while holding for a usable leader, "
                                 "by reason", labels=["reason"])
-    for reason in HOLD_REASONS:
-        retries.add_metric([reason], router.hold_retries[reason] if router else 0)
+    for reason, count in (router.hold_retries.items() if router else ()):
+        retries.add_metric([reason], count)
     yield retries
     yield gauge("meshfed_rpc_holds_exhausted", "Calls that found no usable leader within the hold (answered 503)",
                 router.holds_exhausted if router else 0)

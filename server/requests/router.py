@@ -84,6 +84,12 @@ class LazyBody:
         return self._build()
 
 
+# Why a call held for a leader: none known; a Raft refusal here (leadership changing); the leader
+# unreachable, or the call cancelled on the way; the leader moved while the call was forwarded;
+# the leader's own handler answered UNAVAILABLE (it has no leader either).
+HOLD_REASONS = ("no_leader", "raft", "transport", "leader_moved", "unavailable")
+
+
 class Router:
     def __init__(
         self,
@@ -117,7 +123,7 @@ class Router:
         self._relayed: set[ClientStream] = set()  # streams opened on the leader for a caller here
         # Retries inside the hold, by reason, and holds that ran out: the hold hides
         # a leaderless moment from clients, these show it to the operator (counters at scrape).
-        self.hold_retries: collections.Counter[str] = collections.Counter()
+        self.hold_retries: collections.Counter[str] = collections.Counter(dict.fromkeys(HOLD_REASONS, 0))
         self.holds_exhausted = 0
 
     def leader_rpc_address(self) -> str | None:
@@ -177,8 +183,6 @@ class Router:
                 if leader_address is not None and exc.transport:
                     self._pool.drop_if_failing(leader_address, self._server_name)
                 failure = exc
-                # transport: refused, reset, or cancelled by gRPC core before a handler ran;
-                # unavailable: the leader's own handler answered so (it has no leader either).
                 reason = ("transport" if exc.transport else
                           "leader_moved" if exc.message.startswith(ERR_LEADER_MOVED) else "unavailable")
             if time.monotonic() >= deadline:

@@ -20,6 +20,7 @@ from meshfed.rpc.header import QueryMeta, RequestHeader
 from meshfed.server.raft import RaftError
 from meshfed.server.requests import router as router_module
 from meshfed.server.requests.router import (
+    HOLD_REASONS,
     MAX_FORWARD_HOPS,
     NON_BLOCKING_RPC_TIMEOUT,
     RPC_HOLD_TIMEOUT,
@@ -326,14 +327,15 @@ def test_each_retry_in_the_hold_is_counted_by_its_reason_and_an_exhausted_hold_o
         local = Local(RaftError("raft queue full", maybe_applied=False))
         router_on_leader, _, _, _ = make(leader)
         await router_on_leader.serve("Catalog/Register", RequestHeader(request_id="x"), {}, local, write=True)
-        assert dict(router.hold_retries) == {"transport": 2, "unavailable": 1}
-        assert dict(router_on_leader.hold_retries) == {"raft": 1}
+        assert +router.hold_retries == {"transport": 2, "unavailable": 1}
+        assert +router_on_leader.hold_retries == {"raft": 1}
+        assert set(router.hold_retries) == set(HOLD_REASONS)  # every reason on the scrape, at 0 too
         assert router.holds_exhausted == 0
 
         leaderless, _, _, _ = make(FakeRaft(leader_address=None))
         with pytest.raises(RPCError, match=ERR_NO_LEADER):
             await leaderless.serve("Catalog/Register", RequestHeader(request_id="y"), {}, Local(), write=True)
-        assert leaderless.hold_retries["no_leader"] >= 2 and set(leaderless.hold_retries) == {"no_leader"}
+        assert leaderless.hold_retries["no_leader"] >= 2 and set(+leaderless.hold_retries) == {"no_leader"}
         assert leaderless.holds_exhausted == 1
 
     asyncio.run(scenario())
